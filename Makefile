@@ -1,0 +1,31 @@
+# Two commands matter: `make test` and `make report`. Both set up .venv from pyproject.toml first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint report benchmark clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebook]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
+	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
+
+report: setup
+	MPLBACKEND=Agg $(BIN)/clvmodels report --dataset cdnow-master --output reports/
+
+benchmark: setup
+	$(BIN)/python benchmarks/bench_rfm.py
+	$(BIN)/python benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,32 @@
+"""clvmodels: customer lifetime value from a transaction log.
+
+BG/NBD and Gamma-Gamma models fitted on compressed sufficient statistics, per-customer churn
+and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
+"""
+
+from clvmodels.datasets import load_cdnow, simulate_transactions
+from clvmodels.exceptions import (
+    ConvergenceError,
+    DataValidationError,
+    ModelAssumptionWarning,
+    NotFittedError,
+    ParameterError,
+)
+from clvmodels.rfm import calibration_holdout, rfm_summary
+from clvmodels.transactions import load_transactions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "load_transactions",
+    "rfm_summary",
+    "calibration_holdout",
+    "load_cdnow",
+    "simulate_transactions",
+    "DataValidationError",
+    "ParameterError",
+    "NotFittedError",
+    "ConvergenceError",
+    "ModelAssumptionWarning",
+]

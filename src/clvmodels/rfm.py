@@ -1,0 +1,236 @@
+"""RFM summaries and calibration/holdout tables, written once in Ibis.
+
+The aggregation runs on the embedded DuckDB for DataFrames and files, and on the table's own
+backend (Spark, ...) for Ibis tables; only the one-row-per-customer result comes back to pandas.
+
+Definitions (Fader, Hardie & Lee 2005; identical to lifetimes'
+``summary_data_from_transaction_data``): purchases on the same calendar day merge into one
+purchase period; ``frequency`` is the number of purchase days minus one (repeat purchases),
+``recency`` the time from the first to the last purchase day, ``T`` the time from the first
+purchase day to the end of observation and ``monetary_value`` the mean value of the repeat
+purchase days (0 when ``frequency`` is 0). Time is measured in the table's unit: days
+(``"D"``) or weeks of exactly 7 days (``"W"``), fractional.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from clvmodels._engine import execute
+from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.transactions import load_transactions
+
+__all__ = ["rfm_summary", "calibration_holdout", "HOLDOUT_COLUMNS"]
+
+HOLDOUT_COLUMNS = (
+    "frequency_holdout", "monetary_value_holdout", "revenue_holdout", "duration_holdout"
+)
+
+
+def _transactions(source: Any, columns: dict[str, str] | None) -> ir.Table:
+    return load_transactions(source, **(columns or {}))
+
+
+def _date_literal(ts: pd.Timestamp) -> ir.Value:
+    return ibis.date(ts.year, ts.month, ts.day)
+
+
+def _max_date(t: ir.Table) -> pd.Timestamp:
+    return pd.Timestamp(execute(t.date.max()))
+
+
+def _per_customer(t: ir.Table, end: pd.Timestamp) -> ir.Table:
+    """Customer-level aggregates of the purchases on or before ``end``."""
+    daily = t.group_by(["customer_id", "date"]).aggregate(amount=t.amount.sum())
+    per = daily.group_by("customer_id").aggregate(
+        first=daily.date.min(),
+        last=daily.date.max(),
+        n_days=daily.date.count(),
+        total=daily.amount.sum(),
+        first_amount=daily.amount.argmin(daily.date),
+    )
+    repeat = per.n_days - 1
+    return per.select(
+        "customer_id",
+        frequency=repeat,
+        recency_days=per.last.delta(per.first, unit="day"),
+        T_days=_date_literal(end).delta(per.first, unit="day"),
+        monetary_value=ibis.ifelse(
+            repeat > 0, (per.total - per.first_amount) / repeat.cast("float64"), 0.0
+        ),
+    )
+
+
+def _finish(df: pd.DataFrame, unit: str) -> pd.DataFrame:
+    days = DAYS_PER_UNIT[unit]
+    out = pd.DataFrame(
+        {
+            "frequency": df["frequency"].to_numpy(dtype=np.int64),
+            "recency": df["recency_days"].to_numpy(dtype=np.float64) / days,
+            "T": df["T_days"].to_numpy(dtype=np.float64) / days,
+            "monetary_value": df["monetary_value"].to_numpy(dtype=np.float64),
+        },
+        index=pd.Index(df["customer_id"].to_numpy(), name="customer_id"),
+    )
+    return out.sort_index()
+
+
+def rfm_summary(
+    transactions: Any,
+    *,
+    time_unit: TimeUnit = "D",
+    observation_end: Any = None,
+    columns: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """One row per customer: frequency, recency, T and monetary value.
+
+    Parameters
+    ----------
+    transactions : DataFrame, path or Ibis table
+        A log accepted by :func:`clvmodels.load_transactions` (validated here if it was not
+        already).
+    time_unit : {"D", "W"}
+        Unit of ``recency`` and ``T``: days, or weeks of 7 days (fractional).
+    observation_end : date-like, optional
+        End of the observation window (inclusive). Later purchases are ignored. Defaults to
+        the last purchase date in the log.
+    columns : dict, optional
+        Column mapping passed to :func:`load_transactions`, e.g.
+        ``{"customer_id": "cust", "date": "day", "amount": "value"}``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``customer_id`` (sorted) with ``frequency`` (int), ``recency``, ``T`` and
+        ``monetary_value``. ``attrs`` records ``time_unit`` and ``observation_end``.
+
+    Raises
+    ------
+    ParameterError
+        Unknown ``time_unit`` or an unparseable ``observation_end``.
+    DataValidationError
+        Bad transactions, or no purchase on or before ``observation_end``.
+
+    See Also
+    --------
+    calibration_holdout : the same table for a calibration window plus holdout counts.
+
+    Examples
+    --------
+    >>> from clvmodels.datasets import load_cdnow
+    >>> rfm = rfm_summary(load_cdnow("sample"), time_unit="W", observation_end="1997-09-30")
+    >>> rfm.loc[1, ["frequency", "recency", "T"]].round(2).tolist()
+    [2.0, 30.43, 38.86]
+    """
+    unit = check_time_unit(time_unit)
+    t = _transactions(transactions, columns)
+    if observation_end is None:
+        end = _max_date(t)
+    else:
+        end = check_timestamp("observation_end", observation_end)
+        t = t.filter(t.date <= _date_literal(end))
+    df = execute(_per_customer(t, end))
+    if len(df) == 0:
+        raise DataValidationError(
+            f"No purchases on or before observation_end={end.date()}; "
+            "choose a later observation_end."
+        )
+    out = _finish(df, unit)
+    out.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
+    return out
+
+
+def calibration_holdout(
+    transactions: Any,
+    *,
+    calibration_end: Any,
+    observation_end: Any = None,
+    time_unit: TimeUnit = "D",
+    columns: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """RFM of a calibration window plus what each customer did in the holdout window after it.
+
+    Parameters
+    ----------
+    transactions : DataFrame, path or Ibis table
+        A log accepted by :func:`clvmodels.load_transactions`.
+    calibration_end : date-like
+        Last day of the calibration window (inclusive).
+    observation_end : date-like, optional
+        Last day of the holdout window (inclusive); defaults to the last purchase date.
+    time_unit : {"D", "W"}
+        Unit of ``recency``, ``T`` and ``duration_holdout``.
+    columns : dict, optional
+        Column mapping passed to :func:`load_transactions`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per customer whose first purchase is on or before ``calibration_end``:
+        ``frequency``, ``recency``, ``T``, ``monetary_value`` of the calibration window (so the
+        table can be passed to a model's ``fit`` as is), then ``frequency_holdout`` (purchase
+        days in the holdout), ``monetary_value_holdout`` (mean value of the holdout
+        transactions, row by row as lifetimes computes it; 0 if none), ``revenue_holdout``
+        (total spend in the holdout) and ``duration_holdout`` (holdout length in
+        ``time_unit``). Apart from ``revenue_holdout`` these equal lifetimes'
+        ``calibration_and_holdout_data`` columns ``*_cal`` / ``*_holdout``.
+
+    Raises
+    ------
+    ParameterError
+        ``calibration_end`` not before ``observation_end``, unknown ``time_unit``.
+    DataValidationError
+        Bad transactions, or nobody bought on or before ``calibration_end``.
+    """
+    unit = check_time_unit(time_unit)
+    cal_end = check_timestamp("calibration_end", calibration_end)
+    t = _transactions(transactions, columns)
+    obs_end = _max_date(t) if observation_end is None else check_timestamp(
+        "observation_end", observation_end
+    )
+    if cal_end >= obs_end:
+        raise ParameterError(
+            f"calibration_end ({cal_end.date()}) must be before observation_end "
+            f"({obs_end.date()}); the holdout window would be empty."
+        )
+    cal_lit, obs_lit = _date_literal(cal_end), _date_literal(obs_end)
+    cal = _per_customer(t.filter(t.date <= cal_lit), cal_end)
+    hold = t.filter((t.date > cal_lit) & (t.date <= obs_lit))
+    hold_cust = hold.group_by("customer_id").aggregate(
+        frequency_holdout=hold.date.nunique(),
+        monetary_value_holdout=hold.amount.mean(),
+        revenue_holdout=hold.amount.sum(),
+    )
+    joined = cal.left_join(hold_cust, "customer_id").select(
+        cal,
+        frequency_holdout=hold_cust.frequency_holdout.fill_null(0),
+        monetary_value_holdout=hold_cust.monetary_value_holdout.fill_null(0.0),
+        revenue_holdout=hold_cust.revenue_holdout.fill_null(0.0),
+    )
+    df = execute(joined)
+    if len(df) == 0:
+        raise DataValidationError(
+            f"No purchases on or before calibration_end={cal_end.date()}; "
+            "choose a later calibration_end."
+        )
+    out = _finish(df, unit)
+    aligned = df.set_index("customer_id").loc[out.index]
+    out["frequency_holdout"] = aligned["frequency_holdout"].to_numpy(dtype=np.int64)
+    out["monetary_value_holdout"] = aligned["monetary_value_holdout"].to_numpy(dtype=np.float64)
+    out["revenue_holdout"] = aligned["revenue_holdout"].to_numpy(dtype=np.float64)
+    out["duration_holdout"] = (obs_end - cal_end).days / DAYS_PER_UNIT[unit]
+    out.attrs.update(
+        {
+            "time_unit": unit,
+            "observation_end": str(cal_end.date()),
+            "calibration_end": str(cal_end.date()),
+            "holdout_end": str(obs_end.date()),
+        }
+    )
+    return out

@@ -1,0 +1,266 @@
+"""Load and validate a transaction log (``customer_id, date, amount``).
+
+Every input -- a pandas DataFrame, a CSV or Parquet path, or an Ibis table -- becomes an Ibis
+table with exactly three columns: ``customer_id`` (as given), ``date`` (a calendar day) and
+``amount`` (float64). Validation runs as one aggregate query on the table's own backend, so a
+Parquet file is checked and later aggregated without being loaded into pandas.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import weakref
+from pathlib import Path
+from typing import Any, Literal
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from clvmodels._engine import duckdb_connection, execute, quiet_engine
+from clvmodels._validation import MAX_EXAMPLES, check_choice, format_examples
+from clvmodels.exceptions import DataValidationError
+
+__all__ = ["load_transactions", "TRANSACTION_COLUMNS"]
+
+TRANSACTION_COLUMNS = ("customer_id", "date", "amount")
+RefundPolicy = Literal["error", "drop", "net"]
+REFUND_POLICIES = ("error", "drop", "net")
+
+# tables produced here; rfm functions skip re-validating them
+_validated: weakref.WeakValueDictionary[int, ir.Table] = weakref.WeakValueDictionary()
+
+
+@ibis.udf.scalar.builtin
+def try_strptime(text: str, fmt: str) -> datetime.datetime:  # DuckDB's own function
+    ...
+
+
+def _open_source(source: Any, csv_options: dict[str, Any] | None) -> ir.Table:
+    if isinstance(source, ir.Table):
+        return source
+    if isinstance(source, pd.DataFrame):
+        return _from_pandas(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise DataValidationError(
+                f"Transaction file '{path}' does not exist. Give the path of a CSV or Parquet file."
+            )
+        suffixes = "".join(path.suffixes[-2:]).lower()
+        con = duckdb_connection()
+        try:
+            with quiet_engine():
+                if path.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq")):
+                    target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+                    return con.read_parquet(target)
+                if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+                    return con.read_csv(str(path), **(csv_options or {}))
+        except Exception as exc:  # the engine's message is the useful part
+            raise DataValidationError(
+                f"Could not read transaction file '{path}': {str(exc).splitlines()[0]}. "
+                "Check that it is a valid CSV or Parquet file."
+            ) from None
+        raise DataValidationError(
+            f"Transaction file '{path}' is neither CSV nor Parquet (suffix '{path.suffix}'); "
+            "expected a name ending in .csv, .csv.gz, .txt, .tsv or .parquet."
+        )
+    raise DataValidationError(
+        f"Cannot read transactions from a {type(source).__name__}; expected a pandas DataFrame, "
+        "a path to a CSV or Parquet file, or an Ibis table."
+    )
+
+
+def _from_pandas(df: pd.DataFrame) -> ir.Table:
+    """Hand a DataFrame to DuckDB, first making columns Arrow can always convert."""
+    df = df.copy(deep=False)
+    df.columns = [str(c) for c in df.columns]
+    for col in df.columns:
+        s = df[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            # a calendar day in the timestamps' own time zone (wall-clock time)
+            df[col] = s.dt.tz_localize(None)
+        elif s.dtype == object:
+            kinds = {type(v) for v in s.dropna().head(10_000)}
+            if kinds and all(issubclass(k, (datetime.datetime, pd.Timestamp)) for k in kinds):
+                df[col] = pd.to_datetime(s, utc=False, errors="coerce") if len(kinds) == 1 else s.astype("string")
+            elif kinds and all(issubclass(k, datetime.date) for k in kinds):
+                df[col] = pd.to_datetime(s, errors="coerce")
+            else:
+                df[col] = s.astype("string")
+    with quiet_engine():
+        return ibis.memtable(df)
+
+
+def _parse_date(col: ir.Column, date_format: str | None, name: str) -> ir.Column:
+    dtype = col.type()
+    if dtype.is_date():
+        return col
+    if dtype.is_timestamp():
+        return col.date()
+    if date_format is not None and (dtype.is_string() or dtype.is_integer()):
+        return try_strptime(col.cast("string"), date_format).date()
+    if dtype.is_string():
+        return col.try_cast("timestamp").date()
+    raise DataValidationError(
+        f"Column '{name}' has type {dtype}, which is not a date. Pass dates, timestamps or "
+        "ISO-8601 strings ('1997-01-31'), or give date_format (e.g. date_format='%Y%m%d' for "
+        "19970131)."
+    )
+
+
+def _parse_amount(col: ir.Column, name: str) -> ir.Column:
+    dtype = col.type()
+    if dtype.is_numeric() and not dtype.is_boolean():
+        return col.cast("float64")
+    if dtype.is_string():
+        return col.try_cast("float64")
+    raise DataValidationError(
+        f"Column '{name}' has type {dtype}; amounts must be numbers (the purchase value)."
+    )
+
+
+def load_transactions(
+    source: Any,
+    *,
+    customer_id: str = "customer_id",
+    date: str = "date",
+    amount: str = "amount",
+    date_format: str | None = None,
+    refunds: RefundPolicy = "error",
+    csv_options: dict[str, Any] | None = None,
+) -> ir.Table:
+    """Load a transaction log, map its columns and validate it.
+
+    Parameters
+    ----------
+    source : pandas.DataFrame, str, os.PathLike or ibis Table
+        The log: a DataFrame, the path of a CSV (``.csv``, ``.csv.gz``, ``.txt``, ``.tsv``) or
+        Parquet file (or a folder of Parquet files), or an Ibis table on any backend.
+    customer_id, date, amount : str
+        The caller's names of the customer id, purchase date and purchase value columns.
+    date_format : str, optional
+        ``strptime`` format for dates stored as text or integers, e.g. ``"%Y%m%d"``. Without
+        it, text dates must be ISO-8601.
+    refunds : {"error", "drop", "net"}
+        What to do with negative amounts. ``"error"`` (default) raises; ``"drop"`` removes the
+        negative rows; ``"net"`` subtracts them from the same customer's purchases on the same
+        day and keeps the days whose net amount is positive (a day where everything was
+        refunded is not a purchase).
+    csv_options : dict, optional
+        Passed to DuckDB's CSV reader (``delim``, ``header``, ``types`` ...).
+
+    Returns
+    -------
+    ibis Table
+        Columns ``customer_id``, ``date`` (calendar day) and ``amount`` (float64). Call
+        ``.to_pandas()`` to materialise it.
+
+    Raises
+    ------
+    DataValidationError
+        Missing columns (the message lists those present), an empty log, null customer ids,
+        missing or unparseable dates, amounts that are missing, not numeric or infinite,
+        negative amounts (with ``refunds="error"``), or a file that does not exist or is not
+        CSV/Parquet. The message names the column, counts the rows and shows up to five
+        examples.
+
+    Notes
+    -----
+    Purchases with amount 0 are kept: they are purchases (a free sample, a fully discounted
+    order) and count towards frequency; they lower the mean spend. Time-zone-aware timestamps
+    are reduced to the calendar day of their own time zone. Several purchases on the same day
+    are merged later, when the RFM table is built.
+
+    Examples
+    --------
+    >>> import pandas as pd, clvmodels
+    >>> log = pd.DataFrame({"cust": [1, 1], "day": ["2024-01-02", "2024-02-03"], "eur": [10.0, 5.5]})
+    >>> t = clvmodels.load_transactions(log, customer_id="cust", date="day", amount="eur")
+    >>> t.columns
+    ('customer_id', 'date', 'amount')
+    """
+    check_choice("refunds", refunds, REFUND_POLICIES)
+    if is_validated(source) and (customer_id, date, amount) == TRANSACTION_COLUMNS:
+        return source
+    raw = _open_source(source, csv_options)
+    present = list(raw.columns)
+    wanted = {"customer_id": customer_id, "date": date, "amount": amount}
+    missing = [f"'{v}' ({k})" for k, v in wanted.items() if v not in present]
+    if missing:
+        raise DataValidationError(
+            f"Missing column(s) {', '.join(missing)}; the input has columns {present}. "
+            "Map your column names with customer_id=..., date=..., amount=...."
+        )
+    cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
+    parsed_date = _parse_date(date_raw, date_format, date)
+    parsed_amount = _parse_amount(amount_raw, amount)
+    amount_is_float = parsed_amount.type().is_floating()
+    amount_missing = amount_raw.isnull()
+    if amount_raw.type().is_floating():
+        amount_missing = amount_missing | amount_raw.isnan()
+    not_numeric = amount_raw.notnull() & parsed_amount.isnull()
+    infinite = parsed_amount.isinf() if amount_is_float else ibis.literal(False)
+    negative = parsed_amount < 0
+    checks: list[tuple[str, Any, Any, str, str]] = [
+        (customer_id, cid_raw.isnull(), cid_raw, "have no customer id",
+         "Every purchase needs a customer id; drop or fill these rows."),
+        (date, date_raw.isnull(), date_raw, "have no date",
+         "Every purchase needs a date; drop or fill these rows."),
+        (date, date_raw.notnull() & parsed_date.isnull(), date_raw, "have dates that do not parse",
+         "Give ISO-8601 dates ('1997-01-31'), or pass date_format (e.g. '%Y%m%d')."),
+        (amount, amount_missing, amount_raw, "have no amount (null/NaN)",
+         "Every purchase needs a value; use 0 for free purchases or drop the rows."),
+        (amount, not_numeric, amount_raw, "have amounts that are not numbers",
+         "Amounts must be numbers without currency symbols or thousands separators."),
+        (amount, infinite.fill_null(False), amount_raw, "have infinite amounts",
+         "Amounts must be finite numbers."),
+    ]
+    if refunds == "error":
+        checks.append(
+            (amount, negative.fill_null(False), amount_raw, "have negative amounts (refunds?)",
+             "Pass refunds='drop' to ignore them or refunds='net' to subtract them from the "
+             "same day's purchases.")
+        )
+    counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(checks)}
+    stats = execute(raw.aggregate(n=raw.count(), **counts)).iloc[0]
+    n_rows = int(stats["n"])
+    if n_rows == 0:
+        raise DataValidationError(
+            "The transaction log is empty (0 rows); there is nothing to summarise."
+        )
+    for i, (col, cond, shown, problem, fix) in enumerate(checks):
+        n_bad = stats[f"c{i}"]
+        n_bad = 0 if pd.isna(n_bad) else int(n_bad)
+        if n_bad:
+            examples = _examples(raw, cond, shown, col, n_bad == n_rows)
+            raise DataValidationError(
+                f"Column '{col}': {n_bad:,} of {n_rows:,} rows {problem} "
+                f"(examples: {examples}). {fix}"
+            )
+    table = raw.select(customer_id=cid_raw, date=parsed_date, amount=parsed_amount)
+    if refunds == "drop":
+        table = table.filter(table.amount >= 0)
+    elif refunds == "net":
+        daily = table.group_by(["customer_id", "date"]).aggregate(
+            amount=table.amount.sum(), has_refund=(table.amount < 0).any()
+        )
+        table = daily.filter(~daily.has_refund | (daily.amount > 0)).select(
+            "customer_id", "date", daily.amount.clip(lower=0).name("amount")
+        )
+    _validated[id(table)] = table
+    return table
+
+
+def _examples(raw: ir.Table, cond: Any, shown: ir.Column, col: str, whole_column: bool) -> str:
+    rows = execute(raw.filter(cond).select(value=shown).limit(MAX_EXAMPLES))
+    values = [None if (v is None or (isinstance(v, float) and np.isnan(v))) else v for v in rows["value"]]
+    if pd.api.types.is_datetime64_any_dtype(rows["value"]):
+        values = [str(v) for v in rows["value"]]
+    return format_examples(values)
+
+
+def is_validated(table: Any) -> bool:
+    return isinstance(table, ir.Table) and _validated.get(id(table)) is table

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clvmodels import DataValidationError, load_transactions
+from clvmodels.exceptions import ParameterError
+
+
+def _log(**overrides):
+    data = {
+        "customer_id": [1, 1, 2, 3],
+        "date": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-02", "2024-02-01"]),
+        "amount": [10.0, 20.0, 5.0, 0.0],
+    }
+    data.update(overrides)
+    return pd.DataFrame(data)
+
+
+def test_dataframe_round_trip_and_column_mapping():
+    df = _log().rename(columns={"customer_id": "cust", "date": "day", "amount": "eur"})
+    t = load_transactions(df, customer_id="cust", date="day", amount="eur")
+    assert t.columns == ("customer_id", "date", "amount")
+    out = t.to_pandas()
+    assert len(out) == 4
+    assert out["amount"].sum() == 35.0
+    # zero-value purchases are purchases
+    assert (out["amount"] == 0).sum() == 1
+
+
+def test_csv_and_parquet_paths(tmp_path):
+    df = _log()
+    csv, pq = tmp_path / "log.csv", tmp_path / "log.parquet"
+    df.to_csv(csv, index=False)
+    df.to_parquet(pq)
+    for path in (csv, pq, str(csv)):
+        out = load_transactions(path).to_pandas().sort_values(["customer_id", "date"])
+        assert out["amount"].tolist() == [10.0, 20.0, 5.0, 0.0]
+        assert pd.to_datetime(out["date"]).dt.day.tolist() == [1, 5, 2, 1]
+
+
+def test_ibis_table_input():
+    import ibis
+
+    t = load_transactions(ibis.memtable(_log()))
+    assert t.to_pandas()["amount"].sum() == 35.0
+
+
+def test_missing_columns_lists_present():
+    with pytest.raises(DataValidationError, match=r"Missing column\(s\) 'value' \(amount\).*columns \['customer_id', 'date', 'amount'\]"):
+        load_transactions(_log(), amount="value")
+
+
+def test_empty_log():
+    with pytest.raises(DataValidationError, match="empty"):
+        load_transactions(_log().iloc[:0])
+
+
+def test_null_customer_ids():
+    df = _log(customer_id=[1, None, 2, None])
+    with pytest.raises(DataValidationError, match=r"Column 'customer_id': 2 of 4 rows have no customer id"):
+        load_transactions(df)
+
+
+def test_unparseable_dates_show_examples():
+    df = _log(date=["2024-01-01", "not a date", "2024-13-45", "2024-02-01"])
+    with pytest.raises(DataValidationError, match=r"Column 'date': 2 of 4 rows have dates that do not parse \(examples: 'not a date', '2024-13-45'\)"):
+        load_transactions(df)
+
+
+def test_missing_dates():
+    df = _log(date=pd.to_datetime(["2024-01-01", None, "2024-01-02", "2024-02-01"]))
+    with pytest.raises(DataValidationError, match=r"Column 'date': 1 of 4 rows have no date"):
+        load_transactions(df)
+
+
+def test_date_format_for_integer_dates():
+    df = _log(date=[20240101, 20240105, 20240102, 20240201])
+    with pytest.raises(DataValidationError, match="date_format"):
+        load_transactions(df)
+    out = load_transactions(df, date_format="%Y%m%d").to_pandas()
+    assert pd.to_datetime(out["date"]).min() == pd.Timestamp("2024-01-01")
+
+
+def test_non_numeric_amounts():
+    df = _log(amount=["10", "$20", "5", "abc"])
+    with pytest.raises(DataValidationError, match=r"Column 'amount': 2 of 4 rows have amounts that are not numbers \(examples: '\$20', 'abc'\)"):
+        load_transactions(df)
+
+
+def test_nan_amounts():
+    with pytest.raises(DataValidationError, match=r"Column 'amount': 1 of 4 rows have no amount \(null/NaN\)"):
+        load_transactions(_log(amount=[1.0, np.nan, 2.0, 3.0]))
+
+
+def test_infinite_amounts():
+    with pytest.raises(DataValidationError, match=r"Column 'amount': 2 of 4 rows have infinite amounts \(examples: inf, -inf\)"):
+        load_transactions(_log(amount=[1.0, np.inf, -np.inf, 3.0]))
+
+
+def test_negative_amounts_error_drop_net():
+    df = _log(
+        customer_id=[1, 1, 1, 2],
+        date=pd.to_datetime(["2024-01-01", "2024-01-01", "2024-01-05", "2024-01-03"]),
+        amount=[30.0, -10.0, 20.0, -5.0],
+    )
+    with pytest.raises(DataValidationError, match=r"Column 'amount': 2 of 4 rows have negative amounts.*refunds='drop'"):
+        load_transactions(df)
+    dropped = load_transactions(df, refunds="drop").to_pandas()
+    assert sorted(dropped["amount"]) == [20.0, 30.0]
+    netted = load_transactions(df, refunds="net").to_pandas().sort_values(["customer_id", "date"])
+    # day 1 nets to 20; customer 2's refund-only day is not a purchase
+    assert netted["amount"].tolist() == [20.0, 20.0]
+    assert netted["customer_id"].tolist() == [1, 1]
+    with pytest.raises(ParameterError, match="Unknown refunds 'keep'"):
+        load_transactions(df, refunds="keep")
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(DataValidationError, match="does not exist"):
+        load_transactions(tmp_path / "nope.csv")
+    bad = tmp_path / "log.xlsx"
+    bad.write_text("x")
+    with pytest.raises(DataValidationError, match="neither CSV nor Parquet"):
+        load_transactions(bad)
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("this is not parquet")
+    with pytest.raises(DataValidationError, match="Could not read transaction file"):
+        load_transactions(broken)
+
+
+def test_unsupported_source_type():
+    with pytest.raises(DataValidationError, match="Cannot read transactions from a list"):
+        load_transactions([1, 2, 3])
+
+
+def test_timezone_aware_dates_become_calendar_days():
+    dates = pd.to_datetime(["2024-01-01 23:30", "2024-01-02 00:10", "2024-01-02 12:00", "2024-02-01 00:00"])
+    df = _log(date=dates.tz_localize("America/New_York"))
+    out = load_transactions(df).to_pandas().sort_values(["customer_id", "date"])
+    assert [d.isoformat() for d in pd.to_datetime(out["date"]).dt.date] == [
+        "2024-01-01", "2024-01-02", "2024-01-02", "2024-02-01",
+    ]
+
+
+def test_python_date_objects():
+    df = _log(date=[datetime.date(2024, 1, d) for d in (1, 5, 2, 9)])
+    assert len(load_transactions(df).to_pandas()) == 4
