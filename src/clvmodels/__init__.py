@@ -12,6 +12,7 @@ from clvmodels.exceptions import (
     NotFittedError,
     ParameterError,
 )
+from clvmodels.models import BetaGeoModel, GammaGammaModel
 from clvmodels.rfm import calibration_holdout, rfm_summary
 from clvmodels.transactions import load_transactions
 
@@ -20,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "load_transactions",
+    "BetaGeoModel",
+    "GammaGammaModel",
     "rfm_summary",
     "calibration_holdout",
     "load_cdnow",

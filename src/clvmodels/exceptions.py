@@ -10,6 +10,7 @@ __all__ = [
     "ConvergenceError",
     "ModelFileError",
     "ReportError",
+    "ModelError",
     "ClvModelsWarning",
     "ModelAssumptionWarning",
 ]
@@ -49,3 +50,7 @@ class ClvModelsWarning(UserWarning):
 
 class ModelAssumptionWarning(ClvModelsWarning):
     """The data look like they violate an assumption of the model being fitted."""
+
+
+class ModelError(ClvModelsError, ValueError):
+    """The fitted or given parameters make the model unusable (e.g. Gamma-Gamma with q <= 1)."""

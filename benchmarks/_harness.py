@@ -1,0 +1,59 @@
+"""Shared benchmark machinery: run each contender in a fresh process, record wall time and peak RSS.
+
+A fresh interpreter per measurement keeps peak memory honest (nothing left over from an earlier
+contender) and every contender pays the same import cost outside the timed region.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+README = HERE / "README.md"
+
+CHILD_PRELUDE = r"""
+import json, resource, sys, time
+def _report(seconds, extra=None):
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps({"seconds": seconds, "peak_mb": peak_mb, **(extra or {})}))
+"""
+
+
+def run_child(code: str, repeats: int = 1) -> dict:
+    """Run ``code`` (which calls ``_report``) in a new interpreter; keep the fastest of repeats."""
+    best = None
+    for _ in range(repeats):
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD_PRELUDE + code], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark child failed:\n{proc.stderr[-3000:]}")
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+        result = json.loads(line[len("RESULT "):])
+        if best is None or result["seconds"] < best["seconds"]:
+            best = result
+    return best
+
+
+def machine_line() -> str:
+    import os
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, markdown: str) -> None:
+    """Replace the section between <!-- name:start --> and <!-- name:end --> in README.md."""
+    text = README.read_text() if README.exists() else "# Benchmarks\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    if start in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    README.write_text(text)

@@ -1,0 +1,6 @@
+"""Probabilistic "buy till you die" models."""
+
+from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
+from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
+
+__all__ = ["BetaGeoModel", "GammaGammaModel", "bgnbd_log_likelihood", "gamma_gamma_log_likelihood"]

@@ -1,0 +1,417 @@
+"""Fitting machinery shared by every model: maximum likelihood on log-parameters with an
+analytic gradient, fallbacks, standard errors, persistence and display.
+
+Each model file holds only its own math: the negative log-likelihood and its gradient as a pure
+function of the parameters and the compressed data, and its predictions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+
+from clvmodels._validation import TIME_UNITS, UNIT_NAMES, check_number
+from clvmodels.exceptions import (
+    ConvergenceError,
+    ModelFileError,
+    NotFittedError,
+    ParameterError,
+)
+
+FORMAT_NAME = "clvmodels.model"
+FORMAT_VERSION = 1
+Z95 = 1.959963984540054
+
+# objective(log_params) -> (value, gradient wrt log_params); value is a mean per customer
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+class BaseModel:
+    """Common base of clvmodels' models (scikit-learn estimator contract)."""
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _long_name: ClassVar[str] = ""
+    _reference: ClassVar[str] = ""
+
+    def __init__(self, *, penalizer_coef: float = 0.0, tol: float = 1e-10, max_iter: int = 2000):
+        self.penalizer_coef = penalizer_coef
+        self.tol = tol
+        self.max_iter = max_iter
+
+    # ---------------------------------------------------------------- parameters
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"penalizer_coef": self.penalizer_coef, "tol": self.tol, "max_iter": self.max_iter}
+
+    def set_params(self, **params: Any) -> BaseModel:
+        for k, v in params.items():
+            if k not in self.get_params():
+                raise ParameterError(
+                    f"Unknown parameter {k!r} for {type(self).__name__}; expected one of "
+                    + ", ".join(repr(p) for p in self.get_params())
+                )
+            setattr(self, k, v)
+        return self
+
+    def _check_init_params(self) -> None:
+        check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
+        check_number("tol", self.tol, minimum=0.0, min_inclusive=False)
+        check_number("max_iter", self.max_iter, minimum=1, integer=True)
+
+    @classmethod
+    def _check_params(cls, params: Mapping[str, Any]) -> dict[str, float]:
+        missing = [p for p in cls._param_names if p not in params]
+        extra = [p for p in params if p not in cls._param_names]
+        if missing or extra:
+            raise ParameterError(
+                f"{cls.__name__} needs parameters {list(cls._param_names)}; "
+                f"missing {missing}, unknown {extra}."
+            )
+        out = {}
+        for name in cls._param_names:
+            out[name] = check_number(name, params[name], minimum=0.0, min_inclusive=False)
+        return out
+
+    @classmethod
+    def from_params(
+        cls,
+        params: Mapping[str, float] | pd.Series,
+        *,
+        time_unit: str | None = None,
+        covariance: np.ndarray | None = None,
+        **init: Any,
+    ):
+        """Build a model from known parameters (published, saved or for what-ifs).
+
+        Parameters
+        ----------
+        params : mapping
+            Every parameter of the model, by its name in the paper.
+        time_unit : {"D", "W"}, optional
+            Unit the rate parameters are expressed in; predictions on RFM tables of another
+            unit are refused.
+        covariance : array, optional
+            Covariance of the log-parameters (for intervals).
+        """
+        model = cls(**init)
+        values = cls._check_params(dict(params))
+        if time_unit is not None and time_unit not in TIME_UNITS:
+            raise ParameterError(f"Unknown time_unit {time_unit!r}; expected one of 'D', 'W'.")
+        model.params_ = pd.Series(values, name="estimate", dtype=float)
+        model.time_unit_ = time_unit
+        model.log_likelihood_ = None
+        model.n_customers_ = None
+        model.converged_ = None
+        model.fit_info_ = {"source": "from_params"}
+        k = len(cls._param_names)
+        if covariance is not None:
+            cov = np.asarray(covariance, dtype=float)
+            if cov.shape != (k, k) or not np.isfinite(cov).all():
+                raise ParameterError(f"covariance must be a finite {k}x{k} matrix, got shape {cov.shape}.")
+            model.covariance_log_ = cov
+        else:
+            model.covariance_log_ = None
+        model._after_params_set()
+        return model
+
+    def _after_params_set(self) -> None:
+        """Hook for models that validate their parameters beyond positivity."""
+
+    # ---------------------------------------------------------------- fitting
+    def _is_fitted(self) -> bool:
+        return hasattr(self, "params_")
+
+    def _check_fitted(self) -> None:
+        if not self._is_fitted():
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(rfm) or build it with "
+                f"{type(self).__name__}.from_params(...) first."
+            )
+
+    def _p(self) -> tuple[float, ...]:
+        self._check_fitted()
+        return tuple(float(self.params_[n]) for n in self._param_names)
+
+    def _maximise(
+        self,
+        objective: Objective,
+        starts: list[np.ndarray],
+        n_customers: float,
+    ) -> None:
+        """Minimise ``objective`` over log-parameters, trying strategies until one converges.
+
+        Sets ``params_``, ``log_likelihood_``, ``converged_``, ``covariance_log_`` and
+        ``fit_info_``. Raises ConvergenceError when every strategy fails.
+        """
+        attempts: list[str] = []
+        best: optimize.OptimizeResult | None = None
+        gtol = float(self.tol)
+
+        def safe(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            with np.errstate(all="ignore"):
+                value, grad = objective(theta)
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return 1e300, np.zeros_like(theta)
+            return value, grad
+
+        strategies: list[tuple[str, np.ndarray]] = []
+        for i, s in enumerate(starts):
+            strategies.append((f"BFGS from start {i + 1} ({_fmt_start(s, self._param_names)})", s))
+        for label, start in strategies:
+            res = self._run_bfgs(safe, start, gtol)
+            attempts.append(f"{label}: {_describe(res)}")
+            if best is None or res.fun < best.fun:
+                best = res
+            if _good(res):
+                break
+        else:
+            # derivative-free search from the best point so far, then polish with BFGS again
+            assert best is not None
+            nm = optimize.minimize(
+                lambda th: safe(th)[0], best.x, method="Nelder-Mead",
+                options={"maxiter": 20_000, "xatol": 1e-10, "fatol": 1e-14},
+            )
+            res = self._run_bfgs(safe, nm.x, gtol)
+            attempts.append(f"Nelder-Mead then BFGS: {_describe(res)}")
+            if res.fun < best.fun:
+                best = res
+        assert best is not None
+        grad_norm = float(np.linalg.norm(safe(best.x)[1]))
+        converged = _good(best)
+        if not converged:
+            raise ConvergenceError(
+                f"{type(self).__name__} did not converge.\nTried:\n  - "
+                + "\n  - ".join(attempts)
+                + f"\nGradient norm at the best point: {grad_norm:.3g} (parameters "
+                + ", ".join(f"{n}={v:.4g}" for n, v in zip(self._param_names, np.exp(best.x), strict=True))
+                + ").\nWhat to try:\n"
+                "  1. check the RFM table: frequency, recency and T in one time unit, recency <= T;\n"
+                "  2. add a small penalizer_coef (e.g. 0.001) to keep parameters finite;\n"
+                "  3. look for a handful of customers with extreme frequency and fit without them;\n"
+                "  4. refit in the other time unit ('D' vs 'W') so rates are not tiny or huge."
+            )
+        theta = best.x
+        self.params_ = pd.Series(np.exp(theta), index=list(self._param_names), name="estimate")
+        self.converged_ = True
+        self.fit_info_ = {
+            "source": "fit",
+            "attempts": attempts,
+            "gradient_norm": grad_norm,
+            "iterations": int(best.nit),
+            "penalizer_coef": float(self.penalizer_coef),
+            "fitted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        # observed information of the total (not mean) objective, by central differences of
+        # the analytic gradient on the log scale
+        hess = _numeric_hessian(lambda th: safe(th)[1], theta) * n_customers
+        hess = 0.5 * (hess + hess.T)
+        try:
+            cov = np.linalg.inv(hess)
+            if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
+                raise np.linalg.LinAlgError
+        except np.linalg.LinAlgError:
+            cov = np.full_like(hess, np.nan)
+        self.covariance_log_ = cov
+
+    @staticmethod
+    def _run_bfgs(fun: Objective, start: np.ndarray, gtol: float) -> optimize.OptimizeResult:
+        return optimize.minimize(
+            fun, start, jac=True, method="L-BFGS-B",
+            options={"maxiter": 2000, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+        )
+
+    # ---------------------------------------------------------------- results
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, ``2k - 2 log L``."""
+        self._require_fit("aic")
+        return 2 * len(self._param_names) - 2 * self.log_likelihood_
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion, ``k log n - 2 log L``."""
+        self._require_fit("bic")
+        return len(self._param_names) * np.log(self.n_customers_) - 2 * self.log_likelihood_
+
+    def _require_fit(self, what: str) -> None:
+        self._check_fitted()
+        if self.log_likelihood_ is None:
+            raise NotFittedError(f"{what} needs a model fitted to data; this one was built from parameters.")
+
+    @property
+    def standard_errors_(self) -> pd.Series:
+        """Standard errors of the parameters (delta method from the log-scale covariance)."""
+        self._check_fitted()
+        if self.covariance_log_ is None:
+            se = np.full(len(self._param_names), np.nan)
+        else:
+            se = self.params_.to_numpy() * np.sqrt(np.diag(self.covariance_log_))
+        return pd.Series(se, index=self.params_.index, name="std_error")
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Estimates, standard errors and 95% intervals computed on the log scale."""
+        self._check_fitted()
+        est = self.params_.to_numpy()
+        if self.covariance_log_ is None:
+            se_log = np.full(len(est), np.nan)
+        else:
+            se_log = np.sqrt(np.diag(self.covariance_log_))
+        return pd.DataFrame(
+            {
+                "estimate": est,
+                "std_error": est * se_log,
+                "lower_95": est * np.exp(-Z95 * se_log),
+                "upper_95": est * np.exp(Z95 * se_log),
+            },
+            index=pd.Index(list(self._param_names), name="parameter"),
+        )
+
+    def sample_params(self, n_draws: int, *, seed: int | None = 0) -> pd.DataFrame:
+        """Draws from the estimates' asymptotic sampling distribution (normal on the log scale)."""
+        self._check_fitted()
+        if self.covariance_log_ is None or not np.all(np.isfinite(self.covariance_log_)):
+            raise ParameterError(
+                f"{type(self).__name__} has no parameter covariance (built from parameters "
+                "without one, or the information matrix was singular); intervals need a fit."
+            )
+        rng = np.random.default_rng(seed)
+        draws = rng.multivariate_normal(np.log(self.params_.to_numpy()), self.covariance_log_, n_draws)
+        return pd.DataFrame(np.exp(draws), columns=list(self._param_names))
+
+    def _unit_text(self) -> str:
+        unit = getattr(self, "time_unit_", None)
+        return UNIT_NAMES.get(unit, "unspecified time unit") if unit else "unspecified time unit"
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if not self._is_fitted():
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            return f"{name}({args})"
+        params = ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+        if self.log_likelihood_ is None:
+            return f"<{name} ({self._long_name}) from parameters, {self._unit_text()}: {params}>"
+        return (
+            f"<{name} ({self._long_name}) fitted on {self.n_customers_:,} customers, "
+            f"{self._unit_text()}: {params}; log-likelihood {self.log_likelihood_:,.2f}>"
+        )
+
+    def _repr_html_(self) -> str:
+        name = type(self).__name__
+        if not self._is_fitted():
+            return f"<p><b>{name}</b> (not fitted)</p>"
+        head = f"<p><b>{name}</b> &mdash; {html.escape(self._long_name)}, {self._unit_text()}"
+        if self.log_likelihood_ is not None:
+            head += (
+                f"; {self.n_customers_:,} customers; log-likelihood {self.log_likelihood_:,.2f}; "
+                f"AIC {self.aic:,.1f}; BIC {self.bic:,.1f}"
+            )
+        head += "</p>"
+        table = self.summary.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+        return head + table + f"<p><small>{html.escape(self._reference)}</small></p>"
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        from clvmodels import __version__
+
+        self._check_fitted()
+        cov = None if self.covariance_log_ is None else np.asarray(self.covariance_log_).tolist()
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "model": type(self).__name__,
+            "library_version": __version__,
+            "init_params": self.get_params(),
+            "params": {k: float(v) for k, v in self.params_.items()},
+            "covariance_log": cov,
+            "time_unit": self.time_unit_,
+            "log_likelihood": self.log_likelihood_,
+            "n_customers": self.n_customers_,
+            "converged": self.converged_,
+            "fit_info": self.fit_info_,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as versioned JSON (parameters, covariance, time unit, fit metadata)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Read a model written by :meth:`save`; refuses other models and unknown versions."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"Model file '{path}' does not exist.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"Model file '{path}' is not valid JSON ({exc}).") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelFileError(
+                f"Model file '{path}' has format_version {version!r}; this clvmodels reads "
+                f"version {FORMAT_VERSION}. Refit the model or upgrade clvmodels."
+            )
+        if data.get("model") != cls.__name__:
+            raise ModelFileError(
+                f"Model file '{path}' holds a {data.get('model')}, not a {cls.__name__}; "
+                f"load it with clvmodels.{data.get('model')}.load."
+            )
+        cov = data.get("covariance_log")
+        model = cls.from_params(
+            data["params"], time_unit=data.get("time_unit"),
+            covariance=None if cov is None else np.array(cov, dtype=float),
+            **data.get("init_params", {}),
+        )
+        model.log_likelihood_ = data.get("log_likelihood")
+        model.n_customers_ = data.get("n_customers")
+        model.converged_ = data.get("converged")
+        model.fit_info_ = data.get("fit_info", {})
+        return model
+
+    # ---------------------------------------------------------------- time units
+    def _check_unit(self, rfm: pd.DataFrame) -> None:
+        unit = rfm.attrs.get("time_unit") if hasattr(rfm, "attrs") else None
+        mine = getattr(self, "time_unit_", None)
+        if unit and mine and unit != mine:
+            raise ParameterError(
+                f"The RFM table is in time unit {unit!r} but {type(self).__name__} was fitted in "
+                f"{mine!r}; rebuild the table with time_unit={mine!r} or refit."
+            )
+
+
+def _good(res: optimize.OptimizeResult) -> bool:
+    return bool(np.isfinite(res.fun) and res.fun < 1e299 and (res.success or np.linalg.norm(res.jac) < 1e-5))
+
+
+def _describe(res: optimize.OptimizeResult) -> str:
+    status = "converged" if _good(res) else f"failed ({res.message})"
+    return f"{status}, objective {res.fun:.8g}, gradient norm {np.linalg.norm(res.jac):.2g}"
+
+
+def _fmt_start(start: np.ndarray, names: tuple[str, ...]) -> str:
+    return ", ".join(f"{n}={v:.3g}" for n, v in zip(names, np.exp(start), strict=True))
+
+
+def _numeric_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    k = len(x)
+    h = np.empty((k, k))
+    for i in range(k):
+        step = 1e-5 * max(1.0, abs(x[i]))
+        e = np.zeros(k)
+        e[i] = step
+        h[:, i] = (grad(x + e) - grad(x - e)) / (2 * step)
+    return h
