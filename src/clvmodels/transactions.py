@@ -81,7 +81,11 @@ def _from_pandas(df: pd.DataFrame) -> ir.Table:
         s = df[col]
         if isinstance(s.dtype, pd.DatetimeTZDtype):
             # a calendar day in the timestamps' own time zone (wall-clock time)
-            df[col] = s.dt.tz_localize(None)
+            s = s.dt.tz_localize(None)
+            df[col] = s
+        if pd.api.types.is_datetime64_dtype(s.dtype):
+            # Arrow refuses to drop nanoseconds silently; only the day matters here
+            df[col] = s.dt.floor("us").astype("datetime64[us]")
         elif s.dtype == object:
             kinds = {type(v) for v in s.dropna().head(10_000)}
             if kinds and all(issubclass(k, (datetime.datetime, pd.Timestamp)) for k in kinds):

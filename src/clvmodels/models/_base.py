@@ -165,9 +165,10 @@ class BaseModel:
         for i, s in enumerate(starts):
             strategies.append((f"BFGS from start {i + 1} ({_fmt_start(s, self._param_names)})", s))
         for label, start in strategies:
-            res = self._run_bfgs(safe, start, gtol)
+            res = self._run_bfgs(safe, start, gtol, int(self.max_iter))
             attempts.append(f"{label}: {_describe(res)}")
-            if best is None or res.fun < best.fun:
+            # a converged attempt beats any unconverged one; among equals, the lower objective
+            if best is None or (_good(res), -res.fun) > (_good(best), -best.fun):
                 best = res
             if _good(res):
                 break
@@ -176,11 +177,11 @@ class BaseModel:
             assert best is not None
             nm = optimize.minimize(
                 lambda th: safe(th)[0], best.x, method="Nelder-Mead",
-                options={"maxiter": 20_000, "xatol": 1e-10, "fatol": 1e-14},
+                options={"maxiter": 10 * int(self.max_iter), "xatol": 1e-10, "fatol": 1e-14},
             )
-            res = self._run_bfgs(safe, nm.x, gtol)
+            res = self._run_bfgs(safe, nm.x, gtol, int(self.max_iter))
             attempts.append(f"Nelder-Mead then BFGS: {_describe(res)}")
-            if res.fun < best.fun:
+            if (_good(res), -res.fun) > (_good(best), -best.fun):
                 best = res
         assert best is not None
         grad_norm = float(np.linalg.norm(safe(best.x)[1]))
@@ -221,10 +222,10 @@ class BaseModel:
         self.covariance_log_ = cov
 
     @staticmethod
-    def _run_bfgs(fun: Objective, start: np.ndarray, gtol: float) -> optimize.OptimizeResult:
+    def _run_bfgs(fun: Objective, start: np.ndarray, gtol: float, max_iter: int) -> optimize.OptimizeResult:
         return optimize.minimize(
             fun, start, jac=True, method="L-BFGS-B",
-            options={"maxiter": 2000, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
+            options={"maxiter": max_iter, "gtol": gtol, "ftol": 1e-15, "maxcor": 20},
         )
 
     # ---------------------------------------------------------------- results

@@ -21,6 +21,7 @@ from clvmodels._compress import Compressed, compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
 from clvmodels.models._base import BaseModel
+from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoModel", "bgnbd_log_likelihood"]
 
@@ -274,9 +275,14 @@ class BetaGeoModel(BaseModel):
         # Euler's transformation of eq. 10's 2F1(r+x, b+x; a+b+x-1; z): the factor
         # ((alpha+T)/(alpha+T+t))^(r+x) cancels and the remaining 2F1 has parameters that do not
         # grow with x, so it neither overflows nor loses precision at large frequency.
-        f = special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
-        log1mz = np.log1p(-z)
-        bracket = -np.expm1((a - 1) * log1mz + np.log(f))
+        f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+        u = (a - 1) * np.log1p(-z)
+        # 1 - exp(u) f: through expm1 when f > 0 (no cancellation near 1); f < 0 happens when
+        # a + b + x - 1 < 0 and then there is no cancellation to guard against
+        positive = f > 0
+        bracket = np.where(
+            positive, -np.expm1(u + np.log(np.where(positive, f, 1.0))), 1.0 - np.exp(u) * f
+        )
         return p_alive * (a + b + x - 1) / (a - 1) * bracket
 
     def expected_purchases(self, rfm: pd.DataFrame, t: float) -> pd.Series:
@@ -296,7 +302,7 @@ class BetaGeoModel(BaseModel):
         # E[exp(-lambda p t) | alive at T] with lambda ~ Gamma(r+x, alpha+T), p ~ Beta(a, b+x)
         # = 2F1(r+x, a; a+b+x; -t/(alpha+T)); Pfaff's transformation gives the form below,
         # whose argument lies in [0, 1) and whose parameters do not grow with x.
-        f = special.hyp2f1(a, a + b - r, a + b + x, w)
+        f = hyp2f1(a, a + b - r, a + b + x, w)
         return p_alive * np.exp(a * np.log1p(-w)) * f
 
     def probability_alive_after(self, rfm: pd.DataFrame, t: float) -> pd.Series:

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifetimes import GammaGammaFitter
+
+import clvmodels
+from clvmodels import GammaGammaModel, ModelAssumptionWarning
+from clvmodels.datasets import simulate_transactions
+from clvmodels.exceptions import DataValidationError, ModelError, NotFittedError
+from clvmodels.models.gamma_gamma import _objective, _prepare, gamma_gamma_log_likelihood
+
+
+@pytest.fixture(scope="module")
+def gg(sample_cal):
+    return GammaGammaModel().fit(sample_cal)
+
+
+def test_published_cdnow_values(gg):
+    """Fader & Hardie (2013): p = 6.25, q = 3.74, v = 15.44 on the 946 repeat buyers."""
+    assert gg.params_["p"] == pytest.approx(6.25, abs=0.005)
+    assert gg.params_["q"] == pytest.approx(3.74, abs=0.005)
+    assert gg.params_["v"] == pytest.approx(15.44, abs=0.005)
+    assert gg.n_customers_ == 946
+    assert gg.n_excluded_ == 2357 - 946
+    assert gg.mean_spend == pytest.approx(6.25 * 15.44 / 2.74, rel=2e-3)
+
+
+@pytest.mark.parametrize("which", ["sample", "master"])
+def test_fit_and_predictions_match_lifetimes(which, sample_cal, master_cal):
+    cal = sample_cal if which == "sample" else master_cal
+    buyers = cal[(cal["frequency"] > 0) & (cal["monetary_value"] > 0)]
+    ours = GammaGammaModel().fit(cal)
+    ggf = GammaGammaFitter().fit(buyers["frequency"], buyers["monetary_value"])
+    for k in ("p", "q", "v"):
+        assert ours.params_[k] == pytest.approx(ggf.params_[k], rel=1e-4), k
+    their_ll = -ggf._negative_log_likelihood_ * len(buyers)
+    assert ours.log_likelihood_ == pytest.approx(their_ll, rel=1e-6)
+    # predictions at the same parameters
+    same = GammaGammaModel.from_params(ggf.params_)
+    np.testing.assert_allclose(
+        same.expected_spend(buyers),
+        ggf.conditional_expected_average_profit(buyers["frequency"], buyers["monetary_value"]),
+        rtol=1e-6,
+    )
+
+
+def test_random_inputs_match_lifetimes():
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        params = {"p": rng.uniform(0.5, 10), "q": rng.uniform(1.5, 10), "v": rng.uniform(1, 50)}
+        x = rng.integers(1, 40, 500).astype(float)
+        m = rng.gamma(2, 20, 500)
+        ggf = GammaGammaFitter()
+        ggf.params_ = pd.Series(params)
+        ours = GammaGammaModel.from_params(params)
+        df = pd.DataFrame({"frequency": x, "monetary_value": m})
+        np.testing.assert_allclose(ours.expected_spend(df), ggf.conditional_expected_average_profit(x, m), rtol=1e-6)
+        theirs = -GammaGammaFitter._negative_log_likelihood(np.log(list(params.values())), x, m, np.ones(500), 0.0) * 500
+        assert gamma_gamma_log_likelihood(params, x, m).sum() == pytest.approx(theirs, rel=1e-6)
+
+
+def test_gradient_matches_finite_differences(sample_cal):
+    buyers = sample_cal[sample_cal["frequency"] > 0]
+    d = _prepare(buyers["frequency"].to_numpy(float), buyers["monetary_value"].to_numpy(float))
+    for theta in (np.log([6.25, 3.74, 15.44]), np.log([1.0, 2.0, 30.0])):
+        for pen in (0.0, 0.05):
+            _, g = _objective(theta, d, pen)
+            num = np.array([
+                (_objective(theta + e, d, pen)[0] - _objective(theta - e, d, pen)[0]) / 2e-6
+                for e in np.eye(3) * 1e-6
+            ])
+            np.testing.assert_allclose(g, num, rtol=1e-5, atol=1e-8)
+
+
+def test_non_buyers_get_population_mean(gg, sample_cal):
+    spend = gg.expected_spend(sample_cal)
+    one_timers = sample_cal["frequency"] == 0
+    assert np.allclose(spend[one_timers], gg.mean_spend)
+    assert spend.index.equals(sample_cal.index)
+    zero_spend = pd.DataFrame({"frequency": [3.0], "monetary_value": [0.0]})
+    assert gg.expected_spend(zero_spend).iloc[0] == pytest.approx(gg.mean_spend)
+
+
+def test_correlation_warning():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 30, 2000).astype(float)
+    # spend rate falls with frequency, so frequent buyers spend more per purchase
+    nu = rng.gamma(20.0, 1 / 20.0, 2000) / x
+    mean_spend = rng.gamma(4.0 * x, 1.0 / (nu * x))
+    df = pd.DataFrame({"frequency": x, "monetary_value": mean_spend})
+    with pytest.warns(ModelAssumptionWarning, match=r"Pearson r = 0\.[4-9]"):
+        GammaGammaModel().fit(df)
+
+
+def test_no_warning_on_cdnow(sample_cal):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelAssumptionWarning)
+        GammaGammaModel().fit(sample_cal)
+
+
+def test_q_at_most_one_is_an_error():
+    with pytest.raises(ModelError, match=r"q = 0.9 <= 1: the mean spend p\*v/\(q-1\) is undefined"):
+        GammaGammaModel.from_params({"p": 2.0, "q": 0.9, "v": 3.0})
+
+
+def test_errors(sample_cal):
+    with pytest.raises(NotFittedError, match="GammaGammaModel is not fitted"):
+        GammaGammaModel().expected_spend(sample_cal)
+    with pytest.raises(DataValidationError, match="No repeat buyer with positive spend"):
+        GammaGammaModel().fit(pd.DataFrame({"frequency": [0.0, 0.0], "monetary_value": [0.0, 0.0]}))
+    with pytest.raises(DataValidationError, match="'monetary_value'"):
+        GammaGammaModel().fit(sample_cal.drop(columns="monetary_value"))
+
+
+def test_parameter_recovery_on_generated_data():
+    truth = {"p": 4.0, "q": 5.0, "v": 20.0}
+    sim = simulate_transactions(200_000, **truth, seed=3)
+    rfm = clvmodels.rfm_summary(sim.transactions, time_unit="W")
+    m = GammaGammaModel().fit(rfm)
+    for k, v in truth.items():
+        assert m.params_[k] == pytest.approx(v, rel=0.05), k
+
+
+def test_save_load(tmp_path, gg):
+    loaded = GammaGammaModel.load(gg.save(tmp_path / "gg.json"))
+    pd.testing.assert_series_equal(loaded.params_, gg.params_)
+    assert loaded.summary.shape == (3, 4)
