@@ -18,8 +18,15 @@ README = HERE / "README.md"
 
 CHILD_PRELUDE = r"""
 import json, resource, sys, time
+def _peak_mb():
+    # VmHWM belongs to this process's address space, which execve made new; ru_maxrss would
+    # also count the parent's memory at fork time
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 def _report(seconds, extra=None):
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = _peak_mb()
     print("RESULT " + json.dumps({"seconds": seconds, "peak_mb": peak_mb, **(extra or {})}))
 """
 

@@ -12,8 +12,15 @@ from clvmodels.exceptions import (
     NotFittedError,
     ParameterError,
 )
+from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals
 from clvmodels.models import BetaGeoModel, GammaGammaModel
 from clvmodels.rfm import calibration_holdout, rfm_summary
+from clvmodels.tiers import (
+    assign_tiers,
+    retention_what_if,
+    tier_intervals,
+    tier_summary,
+)
 from clvmodels.transactions import load_transactions
 
 __version__ = "0.1.0"
@@ -23,6 +30,13 @@ __all__ = [
     "load_transactions",
     "BetaGeoModel",
     "GammaGammaModel",
+    "forecast",
+    "forecast_intervals",
+    "acquisition_budget",
+    "assign_tiers",
+    "tier_summary",
+    "tier_intervals",
+    "retention_what_if",
     "rfm_summary",
     "calibration_holdout",
     "load_cdnow",

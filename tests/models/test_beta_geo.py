@@ -263,7 +263,7 @@ def test_repr_and_html(sample_model):
     assert "r=0.2426" in repr(sample_model) and "weeks" in repr(sample_model)
     html = sample_model._repr_html_()
     assert "<table" in html and "log-likelihood" in html
-    assert repr(BetaGeoModel()) == "BetaGeoModel(penalizer_coef=0.0, tol=1e-10, max_iter=2000)"
+    assert repr(BetaGeoModel()) == "BetaGeoModel(penalizer_coef=0.0, tol=1e-09, max_iter=2000)"
 
 
 def test_observed_vs_expected_by_frequency(sample_model, sample_cal):

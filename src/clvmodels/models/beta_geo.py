@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-from clvmodels._compress import Compressed, compress
+from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import BaseModel
+from clvmodels.models._base import BaseModel, subsample_weights
 from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoModel", "bgnbd_log_likelihood"]
@@ -74,16 +74,16 @@ def _terms(params: tuple[float, float, float, float], d: _Data, grad: bool):
     ltx = np.log(alpha + d.txs)
     rx = r + d.x
     A2 = lb2[d.ix] - rx * lT[d.iT]
-    A3 = lb3[d.ix] - rx * ltx[d.itx]
-    m = np.maximum(A2, A3)
-    e2 = np.exp(A2 - m)
-    e3 = np.exp(A3 - m)
-    s = e2 + e3
-    ll = a1[d.ix] + m + np.log(s)
+    # ln(e^A2 + e^A3) = A2 + ln(1 + e^(A3-A2)), one exponential per row; A3 = -inf when x = 0
+    diff = lb3[d.ix] - rx * ltx[d.itx]
+    diff -= A2
+    e = np.exp(-np.abs(diff))
+    ll = a1[d.ix] + A2 + np.maximum(diff, 0.0) + np.log1p(e)
     if not grad:
         return ll, None
-    s2 = e2 / s
-    s3 = e3 / s
+    # shares of the two terms: s3 = e^A3 / (e^A2 + e^A3)
+    s3 = np.where(diff > 0, 1.0, e) / (1.0 + e)
+    s2 = 1.0 - s3
     psi_r = special.digamma(r)
     psi_ab = special.digamma(a + b)
     psi_abx = special.digamma(a + b + xs)
@@ -139,7 +139,7 @@ class BetaGeoModel(BaseModel):
         L2 penalty ``penalizer_coef * (r^2 + alpha^2 + a^2 + b^2)`` added to the mean negative
         log-likelihood (as lifetimes' ``penalizer_coef``); keeps estimates finite on small or
         degenerate data.
-    tol : float, default 1e-10
+    tol : float, default 1e-9
         Gradient tolerance of the optimiser (on the mean log-likelihood, log-parameters).
     max_iter : int, default 2000
 
@@ -229,7 +229,13 @@ class BetaGeoModel(BaseModel):
             np.log([0.1, alpha0 * 0.1, 0.5, 5.0]),
         ]
         penalizer = float(self.penalizer_coef)
-        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n)
+        warm = None
+        ws = subsample_weights(d.w)
+        if ws is not None:
+            k = ws > 0
+            small = _prepare(d.x[k], d.txs[d.itx][k], d.Ts[d.iT][k], weights=ws[k])
+            warm = lambda th: _objective(th, small, penalizer)  # noqa: E731
+        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
         ll, _ = _terms(self._p(), d, grad=False)
         self.log_likelihood_ = float((d.w * ll).sum())
         self.n_customers_ = int(round(d.n))
@@ -237,25 +243,42 @@ class BetaGeoModel(BaseModel):
         return self
 
     # ---------------------------------------------------------------- predictions
-    def _rows(self, rfm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, Compressed]:
+    def _rows(self, rfm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_fitted()
         check_rfm(rfm)
         self._check_unit(rfm)
-        c = compress(rfm["frequency"].to_numpy(float), rfm["recency"].to_numpy(float), rfm["T"].to_numpy(float))
-        x, tx, T = c.columns
-        return x, tx, T, c
+        return (rfm["frequency"].to_numpy(float), rfm["recency"].to_numpy(float),
+                rfm["T"].to_numpy(float))
 
-    def _series(self, values: np.ndarray, c: Compressed, rfm: pd.DataFrame, name: str) -> pd.Series:
-        return pd.Series(values[c.inverse], index=rfm.index, name=name)
+    def _per_customer(self, rfm: pd.DataFrame, t: float | None, term: str, name: str) -> pd.Series:
+        """P(alive) per row (cheap, elementwise) times a horizon term that depends on
+        (frequency, T) only, evaluated once per distinct pair and joined back."""
+        x, tx, T = self._rows(rfm)
+        p_alive = self._p_alive(x, tx, T)
+        if term == "p_alive":
+            return pd.Series(p_alive, index=rfm.index, name=name)
+        pairs = compress(x.astype(np.int64), T)
+        ux, uT = pairs.columns[0].astype(float), pairs.columns[1]
+        fn = {"expected": self._expected_if_alive, "survival": self._survival_if_alive,
+              "any": self._any_if_alive}[term]
+        values = p_alive * fn(t, ux, uT)[pairs.inverse]
+        return pd.Series(values, index=rfm.index, name=name)
 
     def _log_alive_odds(self, x, tx, T):
-        """ln of the second term of P(alive)'s denominator (FHL 2005 eq. 13); -inf when x = 0."""
+        """ln of the second term of P(alive)'s denominator (FHL 2005 eq. 13); -inf when x = 0.
+
+        One logarithm per customer: ln(a/(b+x-1)) comes from a table over whole x.
+        """
         r, alpha, a, b = self._p()
-        out = np.full(x.shape, -np.inf)
-        pos = x > 0
-        xp = x[pos]
-        out[pos] = np.log(a) - np.log(b + xp - 1) + (r + xp) * (np.log(alpha + T[pos]) - np.log(alpha + tx[pos]))
-        return out
+        xm = np.maximum(x, 1.0)
+        top = float(xm.max()) if xm.size else 1.0
+        if top < 1e7:
+            table = np.log(a) - np.log(b + np.arange(int(top) + 1, dtype=float) - 1 + (np.arange(int(top) + 1) == 0))
+            lead = table[xm.astype(np.int64)]
+        else:
+            lead = np.log(a) - np.log(b + xm - 1)
+        odds = lead + (r + x) * np.log((alpha + T) / (alpha + tx))
+        return np.where(x > 0, odds, -np.inf)
 
     def _p_alive(self, x, tx, T):
         return special.expit(-self._log_alive_odds(x, tx, T))
@@ -266,24 +289,47 @@ class BetaGeoModel(BaseModel):
         ``1 / (1 + 1{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``, evaluated as a logistic of
         a log-odds so it never overflows.
         """
-        x, tx, T, c = self._rows(rfm)
-        return self._series(self._p_alive(x, tx, T), c, rfm, "p_alive")
+        return self._per_customer(rfm, None, "p_alive", "p_alive")
 
-    def _expected(self, t: float, x, tx, T, p_alive):
+    def _expected_if_alive(self, t, x, T, dropout_scale: float = 1.0):
+        """E[purchases in (T, T+t] | alive at T, x, T]; ``dropout_scale`` multiplies every
+        customer's dropout probability from T on (1 = the model as fitted).
+
+        Given alive with (lambda, p), E = (1 - exp(-lambda k p t)) / (k p) for dropout k p.
+        Integrating over the posterior lambda ~ Gamma(r+x, alpha+T), p ~ Beta(a, b+x) gives
+        (a+b+x-1)/((a-1) k) [1 - 2F1(r+x, a-1; a+b+x-1; -s)] with s = k t/(alpha+T); for k = 1
+        this is FHL 2005 eq. 10 without its P(alive) factor. Pfaff's then Euler's transformation
+        turn the 2F1 into (1+s)^-(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; s/(1+s)), whose parameters do
+        not grow with x and whose argument lies in [0, 1): no overflow at large frequency.
+        """
         r, alpha, a, b = self._p()
-        z = t / (alpha + T + t)
-        # Euler's transformation of eq. 10's 2F1(r+x, b+x; a+b+x-1; z): the factor
-        # ((alpha+T)/(alpha+T+t))^(r+x) cancels and the remaining 2F1 has parameters that do not
-        # grow with x, so it neither overflows nor loses precision at large frequency.
-        f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
-        u = (a - 1) * np.log1p(-z)
-        # 1 - exp(u) f: through expm1 when f > 0 (no cancellation near 1); f < 0 happens when
-        # a + b + x - 1 < 0 and then there is no cancellation to guard against
+        k = float(dropout_scale)
+        s = k * t / (alpha + T)
+        w = s / (1.0 + s)
+        f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, w)
+        u = -(a - 1) * np.log1p(s)
+        # 1 - exp(u) f through expm1 when f > 0 (no cancellation near 1); f < 0 only happens
+        # when a + b + x - 1 < 0, where there is no cancellation to guard against
         positive = f > 0
         bracket = np.where(
             positive, -np.expm1(u + np.log(np.where(positive, f, 1.0))), 1.0 - np.exp(u) * f
         )
-        return p_alive * (a + b + x - 1) / (a - 1) * bracket
+        return (a + b + x - 1) / ((a - 1) * k) * bracket
+
+    def _survival_if_alive(self, t, x, T, dropout_scale: float = 1.0):
+        """P(alive at T+t | alive at T, x, T) = 2F1(r+x, a; a+b+x; -k t/(alpha+T)), evaluated
+        through Pfaff's transformation as (1+s)^-a 2F1(a, a+b-r; a+b+x; s/(1+s))."""
+        r, alpha, a, b = self._p()
+        s = float(dropout_scale) * t / (alpha + T)
+        return np.exp(-a * np.log1p(s)) * hyp2f1(a, a + b - r, a + b + x, s / (1.0 + s))
+
+    def _any_if_alive(self, t, x, T):
+        """P(at least one purchase in (T, T+t] | alive at T) = 1 - ((alpha+T)/(alpha+T+t))^(r+x)."""
+        r, alpha, a, b = self._p()
+        return -np.expm1(-(r + x) * np.log1p(t / (alpha + T)))
+
+    def _expected(self, t, x, tx, T, p_alive):
+        return p_alive * self._expected_if_alive(t, x, T)
 
     def expected_purchases(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """Expected purchases in the next ``t`` time units, given each customer's history.
@@ -292,18 +338,10 @@ class BetaGeoModel(BaseModel):
         2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))] / (1 + 1{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``.
         """
         t = check_number("t", t, minimum=0.0)
-        x, tx, T, c = self._rows(rfm)
-        vals = self._expected(t, x, tx, T, self._p_alive(x, tx, T))
-        return self._series(vals, c, rfm, "expected_purchases")
+        return self._per_customer(rfm, t, "expected", "expected_purchases")
 
     def _p_alive_after(self, t: float, x, tx, T, p_alive):
-        r, alpha, a, b = self._p()
-        w = t / (alpha + T + t)
-        # E[exp(-lambda p t) | alive at T] with lambda ~ Gamma(r+x, alpha+T), p ~ Beta(a, b+x)
-        # = 2F1(r+x, a; a+b+x; -t/(alpha+T)); Pfaff's transformation gives the form below,
-        # whose argument lies in [0, 1) and whose parameters do not grow with x.
-        f = hyp2f1(a, a + b - r, a + b + x, w)
-        return p_alive * np.exp(a * np.log1p(-w)) * f
+        return p_alive * self._survival_if_alive(t, x, T)
 
     def probability_alive_after(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """P(still active at ``T + t`` | x, t_x, T): survival to the end of a horizon.
@@ -325,14 +363,10 @@ class BetaGeoModel(BaseModel):
         tests.
         """
         t = check_number("t", t, minimum=0.0)
-        x, tx, T, c = self._rows(rfm)
-        vals = self._p_alive_after(t, x, tx, T, self._p_alive(x, tx, T))
-        return self._series(vals, c, rfm, "p_alive_after")
+        return self._per_customer(rfm, t, "survival", "p_alive_after")
 
     def _p_any(self, t: float, x, tx, T, p_alive):
-        r, alpha, a, b = self._p()
-        # alive: no purchase in (T, T+t] has probability ((alpha+T)/(alpha+T+t))^(r+x)
-        return p_alive * -np.expm1((r + x) * np.log1p(-t / (alpha + T + t)))
+        return p_alive * self._any_if_alive(t, x, T)
 
     def probability_any_purchase(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """P(at least one purchase in the next ``t`` | x, t_x, T).
@@ -342,9 +376,7 @@ class BetaGeoModel(BaseModel):
         Gamma(r+x, alpha+T)).
         """
         t = check_number("t", t, minimum=0.0)
-        x, tx, T, c = self._rows(rfm)
-        vals = self._p_any(t, x, tx, T, self._p_alive(x, tx, T))
-        return self._series(vals, c, rfm, "p_any_purchase")
+        return self._per_customer(rfm, t, "any", "p_any_purchase")
 
     def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
         """E[X(t)]: expected repeat purchases of a new customer in ``t`` (FHL 2005, eq. 9)."""

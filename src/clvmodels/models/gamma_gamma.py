@@ -21,7 +21,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_rfm
 from clvmodels.exceptions import DataValidationError, ModelAssumptionWarning, ModelError
-from clvmodels.models._base import BaseModel
+from clvmodels.models._base import BaseModel, subsample_weights
 
 __all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "CORRELATION_WARNING_THRESHOLD"]
 
@@ -31,45 +31,57 @@ CORRELATION_WARNING_THRESHOLD = 0.3
 
 @dataclass(frozen=True)
 class _Data:
+    """Repeat buyers' (x, zbar) with weights; terms in x alone are evaluated per distinct x."""
+
     x: np.ndarray
     m: np.ndarray
     w: np.ndarray
-    log_m: np.ndarray
-    log_x: np.ndarray
+    xs: np.ndarray
+    ix: np.ndarray
+    W_x: np.ndarray
+    sum_w_log_m: float
+    sum_wx_log_m: float
     n: float
 
 
 def _terms(params: tuple[float, float, float], d: _Data, grad: bool):
-    """Per-row log-likelihood (Fader & Hardie 2013, eq. 4, in logs) and optionally its gradient.
+    """Per-row log-likelihood (Fader & Hardie 2013, eq. 4, in logs), or with ``grad`` the
+    weighted total and its gradient.
 
     ``ln f(zbar | x) = ln G(px+q) - ln G(px) - ln G(q) + q ln v + (px-1) ln zbar + px ln x
-    - (px+q) ln(v + x zbar)``.
+    - (px+q) ln(v + x zbar)``. Only the last term needs a logarithm per row; the gamma
+    functions depend on x alone and the ``ln zbar`` sums do not depend on the parameters.
     """
     p, q, v = params
+    xs = d.xs
+    pxs = p * xs
+    lg_x = special.gammaln(pxs + q) - special.gammaln(pxs) - special.gammaln(q) + q * np.log(v) + pxs * np.log(xs)
     px = p * d.x
-    log_vxm = np.log(v + d.x * d.m)
-    ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q) + q * np.log(v)
-          + (px - 1) * d.log_m + px * d.log_x - (px + q) * log_vxm)
+    vxm = v + d.x * d.m
+    log_vxm = np.log(vxm)
     if not grad:
-        return ll, None
-    psi_pxq = special.digamma(px + q)
+        return lg_x[d.ix] + (px - 1) * np.log(d.m) - (px + q) * log_vxm, None
     w = d.w
-    g_p = (w * d.x * (psi_pxq - special.digamma(px) + d.log_m + d.log_x - log_vxm)).sum()
-    g_q = (w * (psi_pxq - log_vxm)).sum() + d.n * (np.log(v) - special.digamma(q))
-    g_v = d.n * q / v - (w * (px + q) / (v + d.x * d.m)).sum()
-    return ll, np.array([g_p, g_q, g_v])
+    wx_log_vxm = (w * d.x * log_vxm).sum()
+    w_log_vxm = (w * log_vxm).sum()
+    # weighted total without a per-row ln(zbar): its sums were taken once in _prepare
+    total = (d.W_x * lg_x).sum() + p * d.sum_wx_log_m - d.sum_w_log_m - p * wx_log_vxm - q * w_log_vxm
+    psi_x = special.digamma(pxs + q)
+    g_p = (d.W_x * xs * (psi_x - special.digamma(pxs) + np.log(xs))).sum() + d.sum_wx_log_m - wx_log_vxm
+    g_q = (d.W_x * psi_x).sum() - d.n * special.digamma(q) + d.n * np.log(v) - w_log_vxm
+    g_v = d.n * q / v - (w * (px + q) / vxm).sum()
+    return total, np.array([g_p, g_q, g_v])
 
 
 def _prepare(x: np.ndarray, m: np.ndarray, weights: np.ndarray | None = None) -> _Data:
-    if weights is None:
-        c = compress(x, m)
-        ux, um = c.columns
-        w = c.weights
-    else:
-        ux, um, w = x, m, np.asarray(weights, float)
-    ux = ux.astype(float)
-    um = um.astype(float)
-    return _Data(ux, um, w, np.log(um), np.log(ux), float(w.sum()))
+    x = np.asarray(x, float)
+    m = np.asarray(m, float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+    ix, xs = pd.factorize(x, sort=False)
+    xs = np.asarray(xs, float)
+    log_m = np.log(m)
+    return _Data(x, m, w, xs, ix, np.bincount(ix, weights=w, minlength=len(xs)),
+                 float((w * log_m).sum()), float((w * x * log_m).sum()), float(w.sum()))
 
 
 def gamma_gamma_log_likelihood(params: dict[str, float] | pd.Series, frequency: Any, monetary_value: Any) -> np.ndarray:
@@ -82,8 +94,8 @@ def gamma_gamma_log_likelihood(params: dict[str, float] | pd.Series, frequency: 
 
 def _objective(theta: np.ndarray, d: _Data, penalizer: float) -> tuple[float, np.ndarray]:
     params = np.exp(theta)
-    ll, g = _terms(tuple(params), d, grad=True)
-    value = -(d.w * ll).sum() / d.n + penalizer * (params**2).sum()
+    total, g = _terms(tuple(params), d, grad=True)
+    value = -total / d.n + penalizer * (params**2).sum()
     grad = -g * params / d.n + 2 * penalizer * params**2
     return value, grad
 
@@ -197,12 +209,18 @@ class GammaGammaModel(BaseModel):
                 ModelAssumptionWarning,
                 stacklevel=2,
             )
-        d = _prepare(xk, mk) if weights is None else _prepare(xk, mk, wk)
+        d = _prepare(xk, mk, wk)
         mean_m = float((d.w * d.m).sum() / d.n)
         # start from p = 1, q = 2 and v matching the observed mean: mean = p v / (q - 1)
         starts = [np.log([1.0, 2.0, mean_m]), np.zeros(3), np.log([5.0, 5.0, 4 * mean_m / 5])]
         penalizer = float(self.penalizer_coef)
-        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n)
+        warm = None
+        ws = subsample_weights(d.w)
+        if ws is not None:
+            k = ws > 0
+            small = _prepare(d.x[k], d.m[k], ws[k])
+            warm = lambda th: _objective(th, small, penalizer)  # noqa: E731
+        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
         self._after_params_set()
         ll, _ = _terms(self._p(), d, grad=False)
         self.log_likelihood_ = float((d.w * ll).sum())

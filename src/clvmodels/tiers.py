@@ -1,0 +1,295 @@
+"""The customer pyramid: Platinum, Gold, Iron and Lead tiers by predicted value.
+
+Zeithaml, Rust & Lemon (2001), "The customer pyramid: creating and serving profitable
+customers", *California Management Review* 43(4): Platinum customers are the most profitable,
+loyal and not price-sensitive; Gold are profitable but less loyal; Iron bring volume but no
+special treatment; Lead cost more than they bring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels._validation import check_number
+from clvmodels.exceptions import DataValidationError, ParameterError
+
+__all__ = [
+    "TIERS",
+    "DEFAULT_SHARES",
+    "assign_tiers",
+    "tier_summary",
+    "tier_intervals",
+    "retention_what_if",
+]
+
+TIERS = ("Platinum", "Gold", "Iron", "Lead")
+#: Share of customers per tier, most valuable first. Value in non-contractual businesses is
+#: very concentrated (on CDNOW the top 5% of customers hold about a third of predicted value),
+#: so Platinum is a small elite; Lead is the large tail of one-time buyers who are most likely
+#: gone. Shares are of customers, not value; negative-CLV customers are always Lead.
+DEFAULT_SHARES: dict[str, float] = {"Platinum": 0.05, "Gold": 0.15, "Iron": 0.50, "Lead": 0.30}
+
+TIER_DTYPE = pd.CategoricalDtype(list(TIERS), ordered=True)
+
+
+def _check_shares(shares: Mapping[str, float] | None) -> dict[str, float]:
+    if shares is None:
+        return dict(DEFAULT_SHARES)
+    if not isinstance(shares, Mapping):
+        raise ParameterError(f"shares must be a mapping of tier to share, e.g. {DEFAULT_SHARES}.")
+    unknown = [k for k in shares if k not in TIERS]
+    missing = [t for t in TIERS if t not in shares]
+    if unknown or missing:
+        raise ParameterError(
+            f"shares must give a share for each of {list(TIERS)}; missing {missing}, unknown {unknown}."
+        )
+    out = {t: check_number(f"shares[{t!r}]", shares[t], minimum=0.0, maximum=1.0) for t in TIERS}
+    total = sum(out.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ParameterError(f"Tier shares must add up to 1, they add up to {total:.4g}: {out}.")
+    return out
+
+
+def assign_tiers(
+    forecast: pd.DataFrame,
+    *,
+    shares: Mapping[str, float] | None = None,
+    value: str = "clv",
+) -> pd.Series:
+    """Tier of each customer: rank by predicted value and cut by shares of customers.
+
+    Parameters
+    ----------
+    forecast : DataFrame
+        A table from :func:`clvmodels.forecast` (any table with the ``value`` column).
+    shares : mapping, optional
+        Share of customers in each tier, most valuable first; defaults to
+        :data:`DEFAULT_SHARES` (5% Platinum, 15% Gold, 50% Iron, 30% Lead).
+    value : str, default "clv"
+        Column to rank by.
+
+    Returns
+    -------
+    Series
+        Ordered categorical (Platinum < Gold < Iron < Lead in category order), indexed like
+        ``forecast``, named ``tier``.
+
+    Notes
+    -----
+    Customers are sorted by ``value`` descending, ties broken by ascending customer id (then
+    row order), so the same table always gives the same tiers. Tier ``k`` takes the ranks up
+    to ``round(n * cumulative share)``. Any customer with negative ``value`` (net CLV below
+    zero: they cost more than they bring) is Lead whatever the shares say.
+    """
+    s = _check_shares(shares)
+    if not isinstance(forecast, pd.DataFrame) or value not in forecast.columns:
+        raise DataValidationError(
+            f"assign_tiers needs a DataFrame with a {value!r} column (from clvmodels.forecast)."
+        )
+    v = pd.to_numeric(forecast[value], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise DataValidationError(
+            f"Column {value!r}: {int(bad.sum())} of {len(v)} rows are missing or not finite; "
+            "every customer needs a predicted value."
+        )
+    n = len(v)
+    try:
+        ids = np.argsort(np.argsort(forecast.index.to_numpy(), kind="stable"), kind="stable")
+    except TypeError:  # mixed id types: fall back to their text
+        ids = np.argsort(np.argsort(forecast.index.astype(str).to_numpy(), kind="stable"), kind="stable")
+    order = np.lexsort((np.arange(n), ids, -v))
+    bounds = np.rint(np.cumsum([s[t] for t in TIERS]) * n).astype(int)
+    bounds[-1] = n
+    codes_sorted = np.searchsorted(bounds, np.arange(n), side="right")
+    codes = np.empty(n, dtype=int)
+    codes[order] = np.minimum(codes_sorted, len(TIERS) - 1)
+    codes[v < 0] = len(TIERS) - 1
+    out = pd.Series(pd.Categorical.from_codes(codes, dtype=TIER_DTYPE), index=forecast.index, name="tier")
+    out.attrs["shares"] = s
+    return out
+
+
+def tier_summary(
+    forecast: pd.DataFrame,
+    tiers: pd.Series,
+    *,
+    intervals: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per tier, Platinum to Lead, plus a total row.
+
+    Columns: ``customers``, ``share_of_customers``, ``total_clv``, ``mean_clv``,
+    ``share_of_clv``, ``expected_purchases``, ``expected_revenue`` (over the horizon,
+    undiscounted), ``mean_churn_probability`` (already gone), ``mean_churn_by_horizon``,
+    ``expected_churners`` (expected number not active any more at the horizon's end). With
+    ``intervals`` (from :func:`tier_intervals`) the interval columns are joined on.
+    """
+    if len(tiers) != len(forecast) or not tiers.index.equals(forecast.index):
+        raise DataValidationError("tiers must be indexed like the forecast (one tier per customer).")
+    df = forecast.assign(tier=tiers.astype(TIER_DTYPE))
+    g = df.groupby("tier", observed=False)
+    total_clv = df["clv"].sum()
+    out = pd.DataFrame({
+        "customers": g.size(),
+        "total_clv": g["clv"].sum(),
+        "mean_clv": g["clv"].mean(),
+        "expected_purchases": g["expected_purchases"].sum(),
+        "expected_revenue": g["expected_revenue"].sum(),
+        "mean_churn_probability": g["churn_probability"].mean(),
+        "mean_churn_by_horizon": g["churn_probability_by_horizon"].mean(),
+        "expected_churners": g["churn_probability_by_horizon"].sum(),
+    })
+    out.insert(1, "share_of_customers", out["customers"] / len(df))
+    out.insert(4, "share_of_clv", out["total_clv"] / total_clv if total_clv != 0 else np.nan)
+    total = pd.DataFrame({
+        "customers": [len(df)], "share_of_customers": [1.0], "total_clv": [total_clv],
+        "mean_clv": [df["clv"].mean()], "share_of_clv": [1.0 if total_clv != 0 else np.nan],
+        "expected_purchases": [df["expected_purchases"].sum()],
+        "expected_revenue": [df["expected_revenue"].sum()],
+        "mean_churn_probability": [df["churn_probability"].mean()],
+        "mean_churn_by_horizon": [df["churn_probability_by_horizon"].mean()],
+        "expected_churners": [df["churn_probability_by_horizon"].sum()],
+    }, index=["Total"])
+    out.index = out.index.astype(str)
+    out = pd.concat([out, total])
+    out["customers"] = out["customers"].astype(int)
+    out.index.name = "tier"
+    if intervals is not None:
+        out = out.join(intervals, how="left")
+    out.attrs.update(forecast.attrs)
+    return out
+
+
+def tier_intervals(
+    transaction_model: Any,
+    spend_model: Any,
+    rfm: pd.DataFrame,
+    tiers: pd.Series,
+    *,
+    horizon: float,
+    discount_rate: float = 0.10,
+    margin: float = 1.0,
+    cost_to_serve: float = 0.0,
+    level: float = 0.90,
+    n_draws: int = 200,
+    seed: int | None = 0,
+) -> pd.DataFrame:
+    """Intervals for each tier's totals over the horizon.
+
+    Purchases and revenue: parameter uncertainty *and* the randomness of purchases. For each
+    of ``n_draws`` parameter draws (see :meth:`BetaGeoModel.sample_params`) every customer's
+    future is simulated from the posterior: active with probability P(alive); rate
+    ``lambda ~ Gamma(r+x, alpha+T)`` and dropout ``p ~ Beta(a, b+x)`` given active; purchases
+    = the smaller of a Poisson(``lambda h``) count and a Geometric(``p``) number until dropout;
+    spend rate ``nu ~ Gamma(q + p_s x, v + x zbar)`` and revenue ``Gamma(p_s N, nu)``. CLV:
+    parameter uncertainty only (the sum of expected values per draw).
+
+    Returns
+    -------
+    DataFrame
+        Index Platinum..Lead and Total; ``expected_purchases_lower/upper``,
+        ``expected_revenue_lower/upper``, ``total_clv_lower/upper``.
+    """
+    from clvmodels.forecast import _check_models, _forecast_arrays, _rfm_arrays, _settings
+    from clvmodels.models import BetaGeoModel, GammaGammaModel
+
+    _check_models(transaction_model, spend_model)
+    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
+    level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
+    n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
+    if not tiers.index.equals(rfm.index):
+        raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
+    x, tx, T, m = _rfm_arrays(rfm)
+    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy()
+    k = len(TIERS)
+    rng = np.random.default_rng(seed)
+    tm_draws = transaction_model.sample_params(n_draws, seed=seed)
+    sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
+    purchases = np.zeros((n_draws, k + 1))
+    revenue = np.zeros((n_draws, k + 1))
+    clv = np.zeros((n_draws, k + 1))
+    buyers = (x > 0) & (m > 0)
+    for i in range(n_draws):
+        r, alpha, a, b = tm_draws.iloc[i]
+        p_s, q_s, v_s = sm_draws.iloc[i]
+        q_s = max(q_s, 1.0 + 1e-6)
+        tm = BetaGeoModel.from_params({"r": r, "alpha": alpha, "a": a, "b": b})
+        sm = GammaGammaModel.from_params({"p": p_s, "q": q_s, "v": v_s})
+        arr = _forecast_arrays(tm, sm, x, tx, T, m, s)
+        alive = rng.random(len(x)) < arr["p_alive"]
+        lam = rng.gamma(r + x, 1.0 / (alpha + T))
+        drop = rng.beta(a, b + x)
+        n_poisson = rng.poisson(lam * s.horizon)
+        n_until = rng.geometric(np.clip(drop, 1e-12, 1.0))
+        n = np.where(alive, np.minimum(n_poisson, n_until), 0)
+        nu = rng.gamma(q_s + np.where(buyers, p_s * x, 0.0), 1.0 / (v_s + np.where(buyers, x * m, 0.0)))
+        rev = np.zeros(len(x))
+        pos = n > 0
+        rev[pos] = rng.gamma(p_s * n[pos], 1.0 / nu[pos])
+        purchases[i, :k] = np.bincount(codes, weights=n, minlength=k)
+        revenue[i, :k] = np.bincount(codes, weights=rev, minlength=k)
+        clv[i, :k] = np.bincount(codes, weights=arr["clv"], minlength=k)
+    for arr2 in (purchases, revenue, clv):
+        arr2[:, k] = arr2[:, :k].sum(axis=1)
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    index = pd.Index([*TIERS, "Total"], name="tier")
+    out = pd.DataFrame(index=index)
+    for name, arr2 in (("expected_purchases", purchases), ("expected_revenue", revenue), ("total_clv", clv)):
+        q = np.quantile(arr2, [lo, hi], axis=0)
+        out[f"{name}_lower"] = q[0]
+        out[f"{name}_upper"] = q[1]
+    out.attrs.update({"level": level, "n_draws": n_draws})
+    return out
+
+
+def retention_what_if(
+    transaction_model: Any,
+    spend_model: Any,
+    rfm: pd.DataFrame,
+    tiers: pd.Series,
+    *,
+    dropout_reduction: float = 0.10,
+    horizon: float,
+    discount_rate: float = 0.10,
+    margin: float = 1.0,
+    cost_to_serve: float = 0.0,
+) -> pd.DataFrame:
+    """Change in value per tier if every customer's dropout probability fell by a fraction.
+
+    From now on each customer's dropout probability ``p`` becomes
+    ``(1 - dropout_reduction) * p`` (the posterior of ``p`` given the history is unchanged);
+    expected purchases, survival and CLV are recomputed in closed form (see
+    :meth:`BetaGeoModel._expected_if_alive`). Tiers stay as assigned.
+
+    Returns
+    -------
+    DataFrame
+        Per tier and in total: ``clv``, ``clv_what_if``, ``change``, ``change_pct``,
+        ``expected_purchases``, ``expected_purchases_what_if``.
+    """
+    from clvmodels.forecast import forecast
+
+    f = check_number("dropout_reduction", dropout_reduction, minimum=0.0, maximum=1.0, max_inclusive=False)
+    kwargs = dict(horizon=horizon, discount_rate=discount_rate, margin=margin, cost_to_serve=cost_to_serve)
+    base = forecast(transaction_model, spend_model, rfm, **kwargs)
+    what_if = forecast(transaction_model, spend_model, rfm, dropout_scale=1.0 - f, **kwargs)
+    if not tiers.index.equals(rfm.index):
+        raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
+    t = tiers.astype(TIER_DTYPE)
+    df = pd.DataFrame({
+        "tier": t, "clv": base["clv"], "clv_what_if": what_if["clv"],
+        "expected_purchases": base["expected_purchases"],
+        "expected_purchases_what_if": what_if["expected_purchases"],
+    })
+    out = df.groupby("tier", observed=False).sum()
+    out.index = out.index.astype(str)
+    out.loc["Total"] = out.sum()
+    out["change"] = out["clv_what_if"] - out["clv"]
+    out["change_pct"] = 100 * out["change"] / out["clv"].where(out["clv"] != 0)
+    out.index.name = "tier"
+    out.attrs.update({"dropout_reduction": f, **base.attrs})
+    return out
