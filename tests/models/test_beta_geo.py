@@ -271,3 +271,19 @@ def test_observed_vs_expected_by_frequency(sample_model, sample_cal):
     assert table["observed"].sum() == 2357
     assert table["expected"].sum() == pytest.approx(2357, rel=1e-6)
     assert table.loc["0", "expected"] == pytest.approx(table.loc["0", "observed"], rel=0.05)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5])
+def test_scaled_dropout_closed_forms_against_monte_carlo(scale):
+    """E[purchases] and survival when every dropout probability is multiplied by `scale`."""
+    params = {"r": 0.8, "alpha": 6.0, "a": 0.9, "b": 2.0}
+    m = BetaGeoModel.from_params(params)
+    rng = np.random.default_rng(5)
+    n, t = 400_000, 30.0
+    lam = rng.gamma(params["r"], 1 / params["alpha"], n)
+    p = rng.beta(params["a"], params["b"], n) * scale
+    count = np.minimum(rng.geometric(p), rng.poisson(lam * t))
+    alive = rng.geometric(p) > rng.poisson(lam * t)
+    zero = np.zeros(1)
+    assert m._expected_if_alive(t, zero, zero, scale)[0] == pytest.approx(count.mean(), rel=0.02)
+    assert m._survival_if_alive(t, zero, zero, scale)[0] == pytest.approx(alive.mean(), abs=0.004)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+import clvmodels
+from clvmodels import BetaGeoModel, GammaGammaModel
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.forecast import FORECAST_COLUMNS, acquisition_budget, forecast, period_discount_rate
+
+
+@pytest.fixture(scope="module")
+def fitted(sample_rfm):
+    return BetaGeoModel().fit(sample_rfm), GammaGammaModel().fit(sample_rfm)
+
+
+@pytest.fixture(scope="module")
+def fc(fitted, sample_rfm):
+    bg, gg = fitted
+    return forecast(bg, gg, sample_rfm, horizon=52, discount_rate=0.1, margin=0.3)
+
+
+def test_columns_and_consistency(fc, fitted, sample_rfm):
+    bg, gg = fitted
+    assert list(fc.columns) == list(FORECAST_COLUMNS)
+    assert fc.index.equals(sample_rfm.index)
+    assert np.isfinite(fc.to_numpy()).all()
+    pd.testing.assert_series_equal(fc["p_alive"], bg.probability_alive(sample_rfm), check_names=False)
+    np.testing.assert_allclose(fc["expected_purchases"], bg.expected_purchases(sample_rfm, 52), rtol=1e-10)
+    np.testing.assert_allclose(fc["churn_probability_by_horizon"], 1 - bg.probability_alive_after(sample_rfm, 52), rtol=1e-10)
+    np.testing.assert_allclose(fc["p_any_purchase"], bg.probability_any_purchase(sample_rfm, 52), rtol=1e-10)
+    np.testing.assert_allclose(fc["expected_spend"], gg.expected_spend(sample_rfm), rtol=1e-12)
+    assert (fc["churn_probability_by_horizon"] >= fc["churn_probability"] - 1e-12).all()
+    assert (fc["clv"] <= 0.3 * fc["expected_revenue"] + 1e-9).all()
+    assert fc.attrs["time_unit"] == "W" and fc.attrs["horizon"] == 52
+
+
+def test_discount_rate_conversion_is_exact():
+    weekly = period_discount_rate(0.10, "W")
+    assert (1 + weekly) ** (365.25 / 7) == pytest.approx(1.10, rel=1e-12)
+    daily = period_discount_rate(0.10, "D")
+    assert (1 + daily) ** 365.25 == pytest.approx(1.10, rel=1e-12)
+    assert period_discount_rate(0.0, "W") == 0.0
+
+
+def test_clv_is_discounted_sum_of_period_purchases(fitted, sample_rfm):
+    bg, gg = fitted
+    fc = forecast(bg, gg, sample_rfm.head(50), horizon=10, discount_rate=0.2, margin=0.5)
+    d = period_discount_rate(0.2, "W")
+    cum = np.column_stack([bg.expected_purchases(sample_rfm.head(50), k) for k in range(11)])
+    manual = 0.5 * gg.expected_spend(sample_rfm.head(50)).to_numpy() * (np.diff(cum, axis=1) / (1 + d) ** np.arange(1, 11)).sum(axis=1)
+    np.testing.assert_allclose(fc["clv"], manual, rtol=1e-9)
+    # with no discounting CLV is margin x spend x purchases
+    flat = forecast(bg, gg, sample_rfm, horizon=10, discount_rate=0.0, margin=0.5)
+    np.testing.assert_allclose(flat["clv"], 0.5 * flat["expected_revenue"], rtol=1e-9)
+
+
+def test_fractional_horizon(fitted, sample_rfm):
+    bg, gg = fitted
+    fc = forecast(bg, gg, sample_rfm, horizon=10.5, discount_rate=0.0)
+    np.testing.assert_allclose(fc["expected_purchases"], bg.expected_purchases(sample_rfm, 10.5), rtol=1e-10)
+
+
+def test_clv_against_lifetimes_without_discounting(fitted, sample_rfm):
+    """lifetimes' customer_lifetime_value with 0 discount equals spend x E[purchases]."""
+    bg, gg = fitted
+    bgf = BetaGeoFitter()
+    bgf.params_ = bg.params_.copy()
+    bgf.predict = bgf.conditional_expected_number_of_purchases_up_to_time  # set by its fit
+    ggf = GammaGammaFitter()
+    ggf.params_ = gg.params_.copy()
+    # lifetimes counts months with a factor table: with freq "W" a month is 4.345 weeks
+    theirs = ggf.customer_lifetime_value(bgf, sample_rfm["frequency"], sample_rfm["recency"], sample_rfm["T"],
+                                         sample_rfm["monetary_value"], time=12, discount_rate=0.0, freq="W")
+    ours = forecast(bg, gg, sample_rfm, horizon=12 * 4.345, discount_rate=0.0)
+    np.testing.assert_allclose(ours["clv"], theirs, rtol=1e-6)
+
+
+def test_cost_to_serve_makes_net_clv(fitted, sample_rfm):
+    bg, gg = fitted
+    fc = forecast(bg, gg, sample_rfm, horizon=52, discount_rate=0.1, margin=0.3, cost_to_serve=0.1)
+    assert (fc["clv"] < 0).any()
+    np.testing.assert_allclose(fc["clv"], fc["gross_clv"] - fc["cost_to_serve"])
+    # a customer certainly alive for the whole horizon pays about 52 x 0.1, discounted
+    assert fc["cost_to_serve"].max() < 5.2
+
+
+def test_acquisition_budget(fitted):
+    bg, gg = fitted
+    b = acquisition_budget(bg, gg, horizon=52, discount_rate=0.0, margin=1.0)
+    assert b["expected_repeat_purchases"] == pytest.approx(bg.expected_purchases_new_customer(52), rel=1e-9)
+    assert b["budget"] == pytest.approx(gg.mean_spend * (1 + bg.expected_purchases_new_customer(52)), rel=1e-9)
+    net = acquisition_budget(bg, gg, horizon=52, discount_rate=0.1, margin=0.3, cost_to_serve=0.5)
+    assert net["budget"] < b["budget"]
+
+
+def test_forecast_intervals(fitted, sample_rfm, fc):
+    bg, gg = fitted
+    iv = clvmodels.forecast_intervals(bg, gg, sample_rfm, horizon=52, discount_rate=0.1, margin=0.3, n_draws=60)
+    assert (iv["expected_purchases_lower"] <= fc["expected_purchases"] + 1e-9).mean() > 0.95
+    assert (iv["expected_purchases_upper"] >= fc["expected_purchases"] - 1e-9).mean() > 0.95
+    assert (iv["clv_upper"] > iv["clv_lower"]).all()
+
+
+def test_bad_parameters(fitted, sample_rfm):
+    bg, gg = fitted
+    with pytest.raises(ParameterError, match="horizon must be > 0"):
+        forecast(bg, gg, sample_rfm, horizon=0)
+    with pytest.raises(ParameterError, match="margin must be > 0"):
+        forecast(bg, gg, sample_rfm, horizon=5, margin=0)
+    with pytest.raises(ParameterError, match="discount_rate must be >= 0"):
+        forecast(bg, gg, sample_rfm, horizon=5, discount_rate=-0.1)
+    with pytest.raises(ParameterError, match="transaction_model must be a fitted BetaGeoModel"):
+        forecast(gg, gg, sample_rfm, horizon=5)
+    with pytest.raises(ParameterError, match="Conflicting time units"):
+        forecast(bg, gg, sample_rfm, horizon=5, time_unit="D")
+    with pytest.raises(DataValidationError, match="monetary_value"):
+        forecast(bg, gg, sample_rfm.drop(columns="monetary_value"), horizon=5)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels import BetaGeoModel, GammaGammaModel
+from clvmodels.exceptions import ParameterError
+from clvmodels.tiers import (
+    DEFAULT_SHARES,
+    TIERS,
+    assign_tiers,
+    retention_what_if,
+    tier_intervals,
+    tier_summary,
+)
+
+
+@pytest.fixture(scope="module")
+def setup(sample_rfm):
+    bg, gg = BetaGeoModel().fit(sample_rfm), GammaGammaModel().fit(sample_rfm)
+    fc = clvmodels.forecast(bg, gg, sample_rfm, horizon=39, discount_rate=0.1, margin=0.3)
+    return bg, gg, fc
+
+
+def test_assign_tiers_shares_and_order(setup):
+    fc = setup[2]
+    tiers = assign_tiers(fc)
+    assert list(tiers.cat.categories) == list(TIERS) and tiers.cat.ordered
+    counts = tiers.value_counts().reindex(list(TIERS))
+    n = len(fc)
+    expected = np.diff(np.concatenate([[0], np.rint(np.cumsum(list(DEFAULT_SHARES.values())) * n)]))
+    assert counts.tolist() == expected.astype(int).tolist()
+    # every Platinum customer is worth at least every Gold customer, and so on
+    for hi, lo in zip(TIERS[:-1], TIERS[1:], strict=True):
+        assert fc["clv"][tiers == hi].min() >= fc["clv"][tiers == lo].max()
+
+
+def test_ties_are_deterministic():
+    fc = pd.DataFrame({"clv": [5.0, 5.0, 5.0, 5.0, 1.0]}, index=pd.Index([40, 10, 30, 20, 50], name="customer_id"))
+    tiers = assign_tiers(fc, shares={"Platinum": 0.2, "Gold": 0.2, "Iron": 0.2, "Lead": 0.4})
+    assert tiers.loc[10] == "Platinum" and tiers.loc[20] == "Gold" and tiers.loc[30] == "Iron"
+    assert tiers.loc[40] == "Lead" and tiers.loc[50] == "Lead"
+    again = assign_tiers(fc.iloc[::-1], shares={"Platinum": 0.2, "Gold": 0.2, "Iron": 0.2, "Lead": 0.4})
+    pd.testing.assert_series_equal(again.sort_index(), tiers.sort_index())
+
+
+def test_negative_clv_is_lead():
+    fc = pd.DataFrame({"clv": [10.0, -1.0, 3.0, 2.0]})
+    tiers = assign_tiers(fc, shares={"Platinum": 0.5, "Gold": 0.5, "Iron": 0.0, "Lead": 0.0})
+    assert tiers.iloc[1] == "Lead"
+    assert tiers.iloc[0] == "Platinum"
+
+
+def test_bad_shares(setup):
+    fc = setup[2]
+    with pytest.raises(ParameterError, match="add up to 1"):
+        assign_tiers(fc, shares={"Platinum": 0.5, "Gold": 0.5, "Iron": 0.5, "Lead": 0.5})
+    with pytest.raises(ParameterError, match=r"missing \['Lead'\]"):
+        assign_tiers(fc, shares={"Platinum": 0.5, "Gold": 0.25, "Iron": 0.25})
+
+
+def test_tier_summary(setup):
+    fc = setup[2]
+    tiers = assign_tiers(fc)
+    summary = tier_summary(fc, tiers)
+    assert summary.index.tolist() == [*TIERS, "Total"]
+    body = summary.loc[list(TIERS)]
+    assert body["customers"].sum() == len(fc) == summary.loc["Total", "customers"]
+    assert body["share_of_clv"].sum() == pytest.approx(1.0)
+    assert body["total_clv"].sum() == pytest.approx(fc["clv"].sum())
+    assert body["expected_churners"].sum() == pytest.approx(fc["churn_probability_by_horizon"].sum())
+    assert body["mean_clv"].is_monotonic_decreasing
+
+
+def test_tier_intervals_cover_point_estimates(setup, sample_rfm):
+    bg, gg, fc = setup
+    tiers = assign_tiers(fc)
+    iv = tier_intervals(bg, gg, sample_rfm, tiers, horizon=39, discount_rate=0.1, margin=0.3, n_draws=100)
+    summary = tier_summary(fc, tiers, intervals=iv)
+    for col in ("expected_purchases", "expected_revenue", "total_clv"):
+        assert (summary[f"{col}_lower"] <= summary[col]).all(), col
+        assert (summary[f"{col}_upper"] >= summary[col]).all(), col
+
+
+def test_retention_what_if(setup, sample_rfm):
+    bg, gg, fc = setup
+    tiers = assign_tiers(fc)
+    wi = retention_what_if(bg, gg, sample_rfm, tiers, dropout_reduction=0.2, horizon=39, discount_rate=0.1, margin=0.3)
+    assert (wi.loc[list(TIERS), "change"] >= 0).all()
+    assert wi.loc["Total", "change"] > 0
+    none = retention_what_if(bg, gg, sample_rfm, tiers, dropout_reduction=0.0, horizon=39, discount_rate=0.1, margin=0.3)
+    assert none["change"].abs().max() < 1e-9
+    more = retention_what_if(bg, gg, sample_rfm, tiers, dropout_reduction=0.5, horizon=39, discount_rate=0.1, margin=0.3)
+    assert more.loc["Total", "change"] > wi.loc["Total", "change"]
