@@ -5,6 +5,7 @@ and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
 """
 
 from clvmodels.datasets import load_cdnow, simulate_transactions
+from clvmodels.evaluate import Scorecard, evaluate
 from clvmodels.exceptions import (
     ConvergenceError,
     DataValidationError,
@@ -37,6 +38,8 @@ __all__ = [
     "tier_summary",
     "tier_intervals",
     "retention_what_if",
+    "evaluate",
+    "Scorecard",
     "rfm_summary",
     "calibration_holdout",
     "load_cdnow",
