@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 test: lint
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
 
 report: setup
-	MPLBACKEND=Agg $(BIN)/clvmodels report --dataset cdnow-master --output reports/
+	$(BIN)/clvmodels report --dataset cdnow-master --output reports/
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_rfm.py

@@ -1,0 +1,183 @@
+"""Figures for reports and notebooks (seaborn/matplotlib).
+
+Every function takes ``ax=None`` (a new figure when omitted), returns the ``Axes`` and passes
+``**kwargs`` on to the main drawing call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from clvmodels._validation import UNIT_NAMES
+from clvmodels.tiers import TIERS
+
+__all__ = [
+    "plot_tier_value",
+    "plot_tier_churn",
+    "plot_frequency_fit",
+    "plot_probability_heatmap",
+    "plot_spend_assumption",
+    "plot_tracking",
+    "plot_calibration",
+    "plot_retention_what_if",
+    "plot_clv_distribution",
+]
+
+TIER_COLORS = {"Platinum": "#7f8c8d", "Gold": "#d4ac0d", "Iron": "#5d6d7e", "Lead": "#2c3e50"}
+
+
+def _ax(ax: Any, size: tuple[float, float] = (6.5, 3.8)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def _tiers_only(table: pd.DataFrame) -> pd.DataFrame:
+    return table.loc[[t for t in TIERS if t in table.index]]
+
+
+def plot_tier_value(tier_table: pd.DataFrame, ax=None, **kwargs):
+    """Total CLV per tier, with the interval when the table has ``total_clv_lower/upper``."""
+    ax = _ax(ax)
+    t = _tiers_only(tier_table)
+    colors = [TIER_COLORS[i] for i in t.index]
+    ax.bar(t.index, t["total_clv"], color=colors, **kwargs)
+    if {"total_clv_lower", "total_clv_upper"} <= set(t.columns):
+        err = np.vstack([t["total_clv"] - t["total_clv_lower"], t["total_clv_upper"] - t["total_clv"]])
+        ax.errorbar(t.index, t["total_clv"], yerr=np.clip(err, 0, None), fmt="none", color="black", capsize=4)
+    for i, (v, share) in enumerate(zip(t["total_clv"], t["share_of_clv"], strict=True)):
+        ax.annotate(f"{share:.0%}", (i, v), ha="center", va="bottom", fontsize=9, xytext=(0, 3),
+                    textcoords="offset points")
+    ax.set_ylabel("Total CLV")
+    ax.set_title("Predicted value by tier (share of total above each bar)")
+    ax.axhline(0, color="black", linewidth=0.8)
+    return ax
+
+
+def plot_tier_churn(tier_table: pd.DataFrame, ax=None, **kwargs):
+    """Mean probability of being gone now and by the horizon's end, per tier."""
+    ax = _ax(ax)
+    t = _tiers_only(tier_table)
+    long = pd.DataFrame({
+        "tier": list(t.index) * 2,
+        "when": ["already gone"] * len(t) + ["gone by horizon end"] * len(t),
+        "probability": list(t["mean_churn_probability"]) + list(t["mean_churn_by_horizon"]),
+    })
+    sns.barplot(data=long, x="tier", y="probability", hue="when", ax=ax, **kwargs)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Mean churn probability")
+    ax.set_xlabel("")
+    ax.set_title("Churn by tier")
+    return ax
+
+
+def plot_frequency_fit(table: pd.DataFrame, ax=None, **kwargs):
+    """Observed vs expected customers by repeat purchases (from
+    :meth:`BetaGeoModel.expected_customers_by_frequency`)."""
+    ax = _ax(ax)
+    long = table.reset_index().melt(id_vars=table.index.name or "index", var_name="", value_name="customers")
+    sns.barplot(data=long, x=table.index.name or "index", y="customers", hue="", ax=ax, **kwargs)
+    ax.set_xlabel("Repeat purchases in the calibration period")
+    ax.set_title("Model fit: observed vs expected customers")
+    return ax
+
+
+def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.0,
+                             max_frequency: int = 20, T: float | None = None, n_recency: int = 20,
+                             ax=None, **kwargs):
+    """P(alive) or expected purchases in ``t`` for a grid of frequency x recency, at age ``T``."""
+    from clvmodels.exceptions import ParameterError
+
+    if kind not in ("p_alive", "expected_purchases"):
+        raise ParameterError(f"Unknown kind {kind!r}; expected 'p_alive' or 'expected_purchases'.")
+    ax = _ax(ax, (6.5, 4.5))
+    T = float(T if T is not None else 52.0)
+    freq = np.arange(max_frequency + 1)
+    rec = np.linspace(0, T, n_recency)
+    F, R = np.meshgrid(freq, rec)
+    grid = pd.DataFrame({"frequency": F.ravel().astype(float), "recency": np.where(F.ravel() > 0, R.ravel(), 0.0),
+                         "T": np.full(F.size, T)})
+    values = model.probability_alive(grid) if kind == "p_alive" else model.expected_purchases(grid, t)
+    mat = pd.DataFrame(values.to_numpy().reshape(F.shape), index=np.round(rec, 1), columns=freq).iloc[::-1]
+    unit = UNIT_NAMES.get(getattr(model, "time_unit_", None) or "", "time units")
+    sns.heatmap(mat, ax=ax, cmap="viridis", cbar_kws={"label": kind.replace("_", " ")}, **kwargs)
+    ax.set_xlabel("Repeat purchases (frequency)")
+    ax.set_ylabel(f"Recency ({unit})")
+    what = "P(alive)" if kind == "p_alive" else f"Expected purchases in next {t:g} {unit}"
+    ax.set_title(f"{what}, customers observed {T:g} {unit}")
+    return ax
+
+
+def plot_spend_assumption(rfm: pd.DataFrame, ax=None, **kwargs):
+    """Gamma-Gamma's independence check: mean spend against frequency for repeat buyers."""
+    ax = _ax(ax)
+    buyers = rfm[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)]
+    corr = buyers[["frequency", "monetary_value"]].corr().iloc[0, 1] if len(buyers) > 2 else np.nan
+    sns.scatterplot(data=buyers, x="frequency", y="monetary_value", alpha=0.3, s=12, ax=ax, **kwargs)
+    ax.set_yscale("log")
+    ax.set_xlabel("Repeat purchases (frequency)")
+    ax.set_ylabel("Mean spend per repeat purchase")
+    ax.set_title(f"Spend vs frequency (Pearson r = {corr:.2f}; the model assumes ~0)")
+    return ax
+
+
+def plot_tracking(tracking: pd.DataFrame, ax=None, **kwargs):
+    """Cumulative repeat purchases, actual vs expected, with the calibration end marked."""
+    ax = _ax(ax, (7, 3.8))
+    unit = UNIT_NAMES.get(tracking.attrs.get("time_unit", ""), "periods")
+    ax.plot(tracking.index, tracking["actual_cumulative"], label="actual", color="black", **kwargs)
+    ax.plot(tracking.index, tracking["expected_cumulative"], label="expected (BG/NBD)", linestyle="--")
+    if tracking["in_holdout"].any():
+        ax.axvline(tracking.index[tracking["in_holdout"]][0] - 0.5, color="grey", linestyle=":")
+        ax.annotate("holdout", (tracking.index[tracking["in_holdout"]][0], 0), xytext=(5, 5),
+                    textcoords="offset points", color="grey")
+    ax.set_xlabel(unit.capitalize())
+    ax.set_ylabel("Cumulative repeat purchases")
+    ax.set_title("Tracking: cumulative repeat purchases")
+    ax.legend()
+    return ax
+
+
+def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
+    """Predicted probability of any holdout purchase vs observed share of buyers, per model."""
+    ax = _ax(ax, (5, 4.5))
+    sns.lineplot(data=calibration, x="mean_predicted", y="observed_share", hue="model", marker="o", ax=ax, **kwargs)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Predicted P(any purchase in holdout)")
+    ax.set_ylabel("Observed share who bought")
+    ax.set_title("Calibration")
+    return ax
+
+
+def plot_retention_what_if(what_if: pd.DataFrame, ax=None, **kwargs):
+    """Change in CLV per tier if dropout fell (from :func:`clvmodels.retention_what_if`)."""
+    ax = _ax(ax)
+    t = _tiers_only(what_if)
+    ax.bar(t.index, t["change"], color=[TIER_COLORS[i] for i in t.index], **kwargs)
+    for i, (v, pct) in enumerate(zip(t["change"], t["change_pct"], strict=True)):
+        label = "n/a" if pd.isna(pct) else f"{pct:+.1f}%"
+        ax.annotate(label, (i, v), ha="center", va="bottom", fontsize=9, xytext=(0, 3), textcoords="offset points")
+    f = what_if.attrs.get("dropout_reduction", np.nan)
+    ax.set_ylabel("Change in total CLV")
+    ax.set_title(f"If dropout fell by {f:.0%}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    return ax
+
+
+def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, **kwargs):
+    """Distribution of predicted CLV per tier (box plot)."""
+    ax = _ax(ax)
+    df = pd.DataFrame({"clv": forecast["clv"], "tier": tiers})
+    sns.boxplot(data=df, x="tier", y="clv", hue="tier", palette=TIER_COLORS, showfliers=False,
+                legend=False, ax=ax, **kwargs)
+    ax.set_xlabel("")
+    ax.set_ylabel("Predicted CLV per customer")
+    ax.set_title("CLV per customer by tier")
+    return ax

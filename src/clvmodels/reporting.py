@@ -1,0 +1,445 @@
+"""Parameterised report runs: validate parameters, execute a notebook template with papermill,
+export offline HTML without code, and publish everything atomically into ``reports/``."""
+
+from __future__ import annotations
+
+import ast
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from clvmodels._validation import (
+    UNIT_NAMES,
+    check_choice,
+    check_number,
+    check_time_unit,
+    check_timestamp,
+)
+from clvmodels.exceptions import ParameterError, ReportError
+
+__all__ = [
+    "ReportConfig",
+    "validate_parameters",
+    "load_report_transactions",
+    "save_artifacts",
+    "executive_summary",
+    "run_report",
+    "template_path",
+    "format_tier_table",
+    "format_what_if",
+    "data_overview",
+    "DATASETS",
+]
+
+DATASETS = ("cdnow-sample", "cdnow-master")
+# the checkout this package was installed from (editable install): its notebooks/ are the templates
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
+             "explore": "explore.ipynb"}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The validated parameters of a report run (see the template's parameters cell)."""
+
+    input_path: str = ""
+    dataset: str = "cdnow-sample"
+    customer_col: str = "customer_id"
+    date_col: str = "date"
+    amount_col: str = "amount"
+    date_format: str = ""
+    time_unit: str = "W"
+    observation_end: str = ""
+    calibration_end: str = ""
+    horizon: float = 52.0
+    discount_rate: float = 0.10
+    margin: float = 0.30
+    cost_to_serve: float = 0.0
+    tier_shares: dict[str, float] = field(default_factory=dict)
+    dropout_reduction: float = 0.10
+    interval_level: float = 0.90
+    n_draws: int = 100
+    title: str = "Customer lifetime value report"
+    output_dir: str = ""
+
+    @property
+    def unit_name(self) -> str:
+        return UNIT_NAMES[self.time_unit]
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {"customer_id": self.customer_col, "date": self.date_col, "amount": self.amount_col}
+
+    @property
+    def data_label(self) -> str:
+        return self.input_path or f"bundled {self.dataset} data"
+
+
+def _text(name: str, value: Any, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ParameterError(f"Parameter {name!r} must be text, got {value!r} ({type(value).__name__}).")
+    if not allow_empty and not value.strip():
+        raise ParameterError(f"Parameter {name!r} must not be empty.")
+    return value
+
+
+def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
+    """Check every report parameter; raise :class:`ParameterError` naming the first bad one.
+
+    Unknown names are refused with the list of known ones.
+    """
+    from clvmodels.tiers import DEFAULT_SHARES, _check_shares
+
+    known = {f for f in ReportConfig.__dataclass_fields__}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ParameterError(f"Unknown report parameter(s) {unknown}; known parameters: {sorted(known)}.")
+    p = {**asdict(ReportConfig()), **dict(params)}
+    for name in ("input_path", "date_format", "observation_end", "calibration_end", "output_dir"):
+        _text(name, p[name])
+    for name in ("customer_col", "date_col", "amount_col", "title"):
+        _text(name, p[name], allow_empty=False)
+    check_choice("dataset", p["dataset"], DATASETS)
+    try:
+        check_time_unit(p["time_unit"])
+    except ParameterError as exc:
+        raise ParameterError(f"Parameter 'time_unit': {exc}") from None
+    checks: list[tuple[str, dict[str, Any]]] = [
+        ("horizon", {"minimum": 0.0, "min_inclusive": False, "maximum": 100_000}),
+        ("discount_rate", {"minimum": 0.0, "maximum": 10.0}),
+        ("margin", {"minimum": 0.0, "min_inclusive": False, "maximum": 1.0}),
+        ("cost_to_serve", {"minimum": 0.0}),
+        ("dropout_reduction", {"minimum": 0.0, "maximum": 1.0, "max_inclusive": False}),
+        ("interval_level", {"minimum": 0.0, "maximum": 1.0, "min_inclusive": False, "max_inclusive": False}),
+        ("n_draws", {"minimum": 10, "maximum": 100_000, "integer": True}),
+    ]
+    for name, kw in checks:
+        try:
+            p[name] = check_number(name, p[name], **kw)
+        except ParameterError as exc:
+            raise ParameterError(f"Parameter {exc}") from None
+    if p["input_path"] and not Path(p["input_path"]).exists():
+        raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
+    obs = check_timestamp("observation_end", p["observation_end"]) if p["observation_end"] else None
+    if p["calibration_end"]:
+        cal = check_timestamp("calibration_end", p["calibration_end"])
+        if obs is not None and cal >= obs:
+            raise ParameterError(
+                f"Parameter 'calibration_end' ({cal.date()}) must be before observation_end ({obs.date()})."
+            )
+    p["tier_shares"] = _check_shares(p["tier_shares"] or DEFAULT_SHARES)
+    return ReportConfig(**p)
+
+
+def load_report_transactions(cfg: ReportConfig):
+    """The transaction log a report runs on: ``input_path``, or the bundled CDNOW data."""
+    from clvmodels.datasets import load_cdnow
+    from clvmodels.transactions import load_transactions
+
+    if cfg.input_path:
+        return load_transactions(cfg.input_path, date_format=cfg.date_format or None, **cfg.columns)
+    return load_transactions(load_cdnow(cfg.dataset.split("-")[1]))
+
+
+def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.Series,
+                   tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig) -> list[Path]:
+    """Write the per-customer forecast (Parquet and CSV), the tier table (CSV), the fitted models
+    (JSON) and the parameters into ``output_dir``. Does nothing when it is empty."""
+    if not output_dir:
+        return []
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = forecast.assign(tier=tiers.astype(str))
+    written = [out / "forecast.parquet", out / "forecast.csv", out / "tier_table.csv"]
+    table.to_parquet(written[0])
+    table.to_csv(written[1])
+    tier_table.to_csv(written[2])
+    for name, model in models.items():
+        written.append(model.save(out / f"{name}.json"))
+    params = out / "parameters.json"
+    params.write_text(json.dumps(asdict(config), indent=2, default=str))
+    written.append(params)
+    return written
+
+
+def _money(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+
+
+def executive_summary(cfg: ReportConfig, tier_table: pd.DataFrame, budget: pd.Series,
+                      n_customers: int, observation_end: str) -> str:
+    """The report's opening sentences (Markdown): horizon and unit in words, value, churn, budget."""
+    total = tier_table.loc["Total"]
+    top = tier_table.loc["Platinum"]
+    lvl = f"{cfg.interval_level:.0%}"
+    rng = ""
+    if "total_clv_lower" in tier_table.columns:
+        rng = f" ({lvl} interval {_money(total['total_clv_lower'])} to {_money(total['total_clv_upper'])})"
+    lines = [
+        f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {observation_end}, "
+        f"for {n_customers:,} customers; all times are in {cfg.unit_name}. Values are "
+        f"margin ({cfg.margin:.0%}) on expected spend, discounted at {cfg.discount_rate:.0%} a year"
+        + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active" if cfg.cost_to_serve else "")
+        + ".",
+        "",
+        f"* **Total customer value** over the horizon: {_money(total['total_clv'])}{rng}.",
+        f"* **Platinum** customers ({top['share_of_customers']:.0%} of customers) hold "
+        f"{top['share_of_clv']:.0%} of that value.",
+        f"* **Churn**: {total['mean_churn_probability']:.0%} of customers are probably gone already; "
+        f"by the end of the horizon about {total['expected_churners']:,.0f} "
+        f"({total['mean_churn_by_horizon']:.0%}) will be.",
+        f"* **Expected purchases** in the horizon: {total['expected_purchases']:,.0f}, worth "
+        f"{_money(total['expected_revenue'])} in revenue.",
+        f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'])} "
+        f"over the horizon (first purchase included) - the most to spend to win one and break even.",
+    ]
+    return "\n".join(lines)
+
+
+def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90):
+    """The tier table as a readable, formatted table for the report (a pandas Styler)."""
+    t = tier_table.copy()
+    cols = {
+        "customers": "Customers", "share_of_customers": "Share of customers",
+        "total_clv": "Total CLV", "share_of_clv": "Share of value", "mean_clv": "Mean CLV",
+        "expected_purchases": "Expected purchases", "expected_revenue": "Expected revenue",
+        "mean_churn_probability": "Gone now (mean P)", "mean_churn_by_horizon": "Gone by horizon end (mean P)",
+        "expected_churners": "Expected churners",
+    }
+    out = pd.DataFrame(index=t.index)
+    for key, label in cols.items():
+        out[label] = t[key]
+    pct = f"{level:.0%}"
+    if "total_clv_lower" in t.columns:
+        out[f"Total CLV {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["total_clv_lower"], t["total_clv_upper"], strict=True)]
+        out[f"Purchases {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["expected_purchases_lower"], t["expected_purchases_upper"], strict=True)]
+        out[f"Revenue {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["expected_revenue_lower"], t["expected_revenue_upper"], strict=True)]
+    fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", "Total CLV": "{:,.0f}", "Share of value": "{:.1%}",
+           "Mean CLV": "{:,.2f}", "Expected purchases": "{:,.0f}", "Expected revenue": "{:,.0f}",
+           "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}", "Expected churners": "{:,.0f}"}
+    return out.style.format(fmt)
+
+
+def format_what_if(what_if: pd.DataFrame):
+    """The retention what-if as a formatted table."""
+    out = pd.DataFrame({
+        "CLV now": what_if["clv"], "CLV if dropout fell": what_if["clv_what_if"],
+        "Change": what_if["change"], "Change %": what_if["change_pct"] / 100,
+        "Purchases now": what_if["expected_purchases"], "Purchases if dropout fell": what_if["expected_purchases_what_if"],
+    })
+    return out.style.format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
+                             "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"})
+
+
+def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
+    """A few facts about the customer base in the RFM table."""
+    unit = UNIT_NAMES.get(rfm.attrs.get("time_unit", ""), "time units")
+    repeat = rfm["frequency"] > 0
+    facts = {
+        "Customers": f"{len(rfm):,}",
+        "Observation ends": rfm.attrs.get("observation_end", "n/a"),
+        "Repeat buyers": f"{repeat.sum():,} ({repeat.mean():.0%})",
+        "Repeat purchases": f"{int(rfm['frequency'].sum()):,}",
+        f"Mean time observed ({unit})": f"{rfm['T'].mean():.1f}",
+        "Mean repeat purchases per customer": f"{rfm['frequency'].mean():.2f}",
+        "Mean spend per repeat purchase (repeat buyers)": f"{rfm.loc[repeat, 'monetary_value'].mean():,.2f}" if repeat.any() else "n/a",
+    }
+    return pd.DataFrame({"value": list(facts.values())}, index=pd.Index(list(facts), name="fact"))
+
+
+# ------------------------------------------------------------------ running templates
+def template_path(name_or_path: str | os.PathLike | None) -> Path:
+    """A template by name (``clv_report``, ``model_validation``, ``explore``) or path."""
+    if name_or_path is None:
+        name_or_path = "clv_report"
+    if str(name_or_path) in TEMPLATES:
+        for folder in (Path.cwd() / "notebooks", _SOURCE_ROOT / "notebooks"):
+            candidate = folder / TEMPLATES[str(name_or_path)]
+            if candidate.exists():
+                return candidate
+        raise ReportError(
+            f"Template {name_or_path!r} not found in ./notebooks or {_SOURCE_ROOT / 'notebooks'}; "
+            "pass the path of a template notebook."
+        )
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ParameterError(f"Template {str(path)!r} does not exist.")
+    return path
+
+
+def _template_defaults(path: Path) -> dict[str, Any]:
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(path))
+    defaults = {}
+    for name, info in declared.items():
+        try:
+            defaults[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            defaults[name] = info["default"]
+    return defaults
+
+
+def _slug(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+    return s[:60] or "report"
+
+
+_STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; color: #1f2d3d;
+       max-width: 1100px; margin: 2em auto; padding: 0 1.5em; line-height: 1.45; }
+h1 { border-bottom: 3px solid #1f2d3d; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ccd; padding-bottom: .15em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
+th, td { border-bottom: 1px solid #dde; padding: 4px 10px; text-align: right; }
+th { background: #f3f5f8; }
+img { max-width: 100%; }
+.jp-OutputArea-output pre, pre { background: #f7f7f9; padding: .5em; overflow-x: auto; }
+.jp-InputPrompt, .jp-OutputPrompt { display: none; }
+footer { margin-top: 3em; color: #778; font-size: 12px; }
+"""
+
+
+def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") -> None:
+    """Export without code and without any external resource: nbconvert's ``basic`` template
+    (body only; the full templates load require.js, MathJax and mermaid from CDNs) inside our
+    own page with inline CSS; figures are already base64 PNG in the notebook."""
+    import html as _html
+
+    import nbformat
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from clvmodels import __version__
+
+    c = Config()
+    c.TagRemovePreprocessor.enabled = True
+    c.TagRemovePreprocessor.remove_cell_tags = {"hide", "parameters", "injected-parameters"}
+    c.HTMLExporter.exclude_input = True
+    c.HTMLExporter.exclude_input_prompt = True
+    c.HTMLExporter.exclude_output_prompt = True
+    exporter = HTMLExporter(config=c, template_name="basic")
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    body, _ = exporter.from_notebook_node(nb)
+    body = _strip_external(body)
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{_html.escape(title)}</title><style>{_STYLE}</style></head><body>\n{body}\n"
+        f"<footer>Generated {stamp} by clvmodels {__version__}.</footer></body></html>\n"
+    )
+    html_path.write_text(page, encoding="utf-8")
+
+
+_EXTERNAL = re.compile(
+    r"<script[^>]*\ssrc=[\"']https?://[^>]*>\s*</script>|<link[^>]*\shref=[\"']https?://[^>]*>", re.I
+)
+
+
+def _strip_external(body: str) -> str:
+    """Drop any script or stylesheet loaded from the network, so the file opens offline."""
+    return _EXTERNAL.sub("", body)
+
+
+def _cell_errors(nb: Any) -> list[str]:
+    errors = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                errors.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return errors
+
+
+def run_report(
+    template: str | os.PathLike | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    output_dir: str | os.PathLike = "reports",
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Run a report template and publish it as a new folder under ``output_dir``.
+
+    Parameters are validated before any work (unknown names and bad values raise
+    :class:`ParameterError`). The notebook runs with papermill in a temporary folder inside
+    ``output_dir``; on success the HTML export (no code, figures embedded, no external URLs),
+    the executed notebook, the forecast, tier table, models and parameters are moved into place
+    with one rename, so a folder that exists is complete. On failure nothing that looks finished
+    is left: the executed notebook is kept in a ``*-FAILED`` folder for debugging and
+    :class:`ReportError` carries the failing cell's error.
+
+    Returns
+    -------
+    Path
+        The new report folder (``<slug of title>-<timestamp>``); the HTML is ``report.html``.
+    """
+    import nbformat
+    import papermill as pm
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    path = template_path(template)
+    defaults = _template_defaults(path)
+    given = dict(parameters or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ParameterError(f"Unknown parameter(s) {unknown} for template {path.name}; it takes {sorted(defaults)}.")
+    merged = {**defaults, **given}
+    if set(merged) <= set(ReportConfig.__dataclass_fields__):
+        title = validate_parameters(merged).title
+    else:
+        title = str(merged.get("title", path.stem))
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{_slug(title)}-{stamp}"
+    final = root / name
+    i = 1
+    while final.exists() or (root / f"{name}-FAILED").exists():
+        i += 1
+        final = root / f"{name}-{i}"
+    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    executed = work / "report.ipynb"
+    run_params = dict(given)
+    if "output_dir" in defaults:
+        run_params["output_dir"] = str(work.resolve())
+    say(f"[clvmodels] running {path.name} -> {final}")
+    failure: str | None = None
+    try:
+        pm.execute_notebook(str(path), str(executed), parameters=run_params, progress_bar=progress,
+                            cwd=str(Path.cwd()), kernel_name="python3")
+    except pm.PapermillExecutionError as exc:
+        failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, template unreadable ...
+        failure = f"{type(exc).__name__}: {exc}"
+    if failure is None:
+        # papermill can return normally with errors recorded in the notebook; trust the outputs
+        errors = _cell_errors(nbformat.read(str(executed), as_version=4)) if executed.exists() else ["no executed notebook"]
+        if errors:
+            failure = errors[0]
+    if failure is None:
+        try:
+            say("[clvmodels] exporting HTML")
+            _export_html(executed, work / "report.html", title)
+            if not (work / "parameters.json").exists():
+                (work / "parameters.json").write_text(json.dumps(merged, indent=2, default=str))
+        except Exception as exc:
+            failure = f"HTML export failed: {type(exc).__name__}: {exc}"
+    if failure is not None:
+        failed = root / f"{final.name}-FAILED"
+        (work / "FAILED.txt").write_text(f"This report run failed and is incomplete.\n{failure}\n")
+        os.replace(work, failed)
+        raise ReportError(f"Report {path.name} failed: {failure}\nExecuted notebook kept for debugging: {failed / 'report.ipynb'}")
+    os.replace(work, final)
+    say(f"[clvmodels] report written: {final / 'report.html'}")
+    return final
+
+

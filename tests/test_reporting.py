@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill as pm
+import pytest
+
+import clvmodels
+from clvmodels.exceptions import ParameterError, ReportError
+from clvmodels.reporting import ReportConfig, run_report, validate_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    folder = run_report(ROOT / "notebooks" / "clv_report.ipynb",
+                        {"n_draws": 20, "title": "Test run", "horizon": 26}, out, progress=False)
+    return out, folder
+
+
+def test_report_folder_contents(finished):
+    out, folder = finished
+    assert folder.parent == out and folder.name.startswith("test-run-")
+    for name in ("report.html", "report.ipynb", "forecast.parquet", "forecast.csv", "tier_table.csv",
+                 "bgnbd.json", "gamma_gamma.json", "parameters.json"):
+        assert (folder / name).is_file(), name
+    fc = pd.read_parquet(folder / "forecast.parquet")
+    assert len(fc) == 2357 and {"clv", "p_alive", "tier"} <= set(fc.columns)
+    tiers = pd.read_csv(folder / "tier_table.csv", index_col=0)
+    assert tiers.index.tolist() == ["Platinum", "Gold", "Iron", "Lead", "Total"]
+    params = json.loads((folder / "parameters.json").read_text())
+    assert params["horizon"] == 26 and params["title"] == "Test run"
+    assert clvmodels.BetaGeoModel.load(folder / "bgnbd.json").time_unit_ == "W"
+    assert not list(out.glob(".*.tmp")), "temporary folder left behind"
+
+
+def test_html_is_self_contained_and_has_no_code(finished):
+    html = (finished[1] / "report.html").read_text()
+    assert "Platinum" in html and "Share of value" in html and "Lead" in html   # the tier table
+    assert "next 26 weeks" in html and "discounted at 10% a year" in html     # the parameters
+    assert "bundled cdnow-sample data" in html
+    assert "<img" in html and "data:image/png;base64" in html                 # figures embedded
+    assert not re.search(r"https?://", html), "the report must not reference external URLs"
+    for code in ("import clvmodels", "validate_parameters", "cfg.", "jp-InputArea", "In&nbsp;["):
+        assert code not in html, code
+
+
+def test_failing_cell_keeps_earlier_run_and_leaves_nothing_finished(finished, tmp_path):
+    out, earlier = finished
+    before = set(p.name for p in out.iterdir())
+    bad = tmp_path / "log.csv"
+    bad.write_text("customer_id,date,value\n1,2024-01-01,3\n")  # no 'amount' column
+    proc = subprocess.run(
+        [sys.executable, "-m", "clvmodels.cli", "report", "--input", str(bad), "--output", str(out),
+         "-p", "title", "Test run", "-p", "calibration_end", "", "-p", "observation_end", "", "--no-progress"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode != 0
+    assert "DataValidationError" in proc.stderr and "Missing column(s) 'amount'" in proc.stderr
+    after = set(p.name for p in out.iterdir())
+    new = after - before
+    assert len(new) == 1 and next(iter(new)).endswith("-FAILED")
+    failed = out / next(iter(new))
+    assert (failed / "report.ipynb").is_file() and (failed / "FAILED.txt").is_file()
+    assert not (failed / "report.html").exists()
+    assert earlier.name in after and (earlier / "report.html").is_file()
+
+
+def test_bad_parameters_fail_before_any_work(tmp_path):
+    with pytest.raises(ParameterError, match=r"Parameter horizon must be > 0.0, got -5"):
+        run_report("clv_report", {"horizon": -5}, tmp_path, progress=False)
+    with pytest.raises(ParameterError, match=r"Unknown parameter\(s\) \['horizn'\]"):
+        run_report("clv_report", {"horizn": 5}, tmp_path, progress=False)
+    with pytest.raises(ParameterError, match="Parameter 'time_unit'"):
+        run_report("clv_report", {"time_unit": "M"}, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "-p", "margin", "2",
+                           "--output", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1 and "margin must be > 0.0 and <= 1.0, got 2" in proc.stderr
+
+
+def test_validate_parameters_defaults_and_errors():
+    cfg = validate_parameters({})
+    assert isinstance(cfg, ReportConfig) and cfg.tier_shares["Platinum"] == 0.05
+    with pytest.raises(ParameterError, match="calibration_end"):
+        validate_parameters({"calibration_end": "1999-01-01", "observation_end": "1998-06-30"})
+    with pytest.raises(ParameterError, match="input_path"):
+        validate_parameters({"input_path": "/no/such/file.csv"})
+
+
+def test_report_error_type_for_missing_template(tmp_path):
+    with pytest.raises((ParameterError, ReportError)):
+        run_report(tmp_path / "missing.ipynb", {}, tmp_path)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_templates_are_committed_clean(path):
+    nb = nbformat.read(str(path), as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert nb.metadata["language_info"]["name"] == "python"
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        assert cell.execution_count is None
+        if "NBVAL_CHECK_OUTPUT" not in cell.source:
+            assert cell.outputs == [], cell.source[:80]
+        assert "def " not in cell.source, "notebooks call the package; they define no functions"
+
+
+@pytest.mark.parametrize("name", ["clv_report.ipynb", "model_validation.ipynb"])
+def test_papermill_sees_every_parameter(name):
+    path = ROOT / "notebooks" / name
+    nb = nbformat.read(str(path), as_version=4)
+    first = nb.cells[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    declared = [ln.split("=")[0].strip() for ln in first.source.splitlines() if "=" in ln and not ln.startswith("#")]
+    assert sorted(pm.inspect_notebook(str(path))) == sorted(declared)
+    assert set(declared) <= set(ReportConfig.__dataclass_fields__)
