@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts validation
 
 test: lint
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env

@@ -9,7 +9,11 @@ every contender loads it in a fresh process and times only the work named in the
   weights on duplicate rows (the grouping time is included);
 * Gamma-Gamma fit on the repeat buyers;
 * scoring P(alive) + expected purchases over 39 weeks for every customer (clvmodels also
-  scores the churn probability by the horizon's end, which lifetimes lacks, in a separate row).
+  scores the churn probability by the horizon's end, which lifetimes lacks, in a separate row);
+* the whole per-customer forecast table over 12 months (52.14 weeks, monthly discount 1%
+  = 12.68% a year): clvmodels.forecast (P(alive), churn now and by the horizon, expected
+  purchases, P(any purchase), spend, revenue, discounted CLV, weekly discounting) vs
+  lifetimes' customer_lifetime_value (monthly steps) with its P(alive) and expected purchases.
 
 Writes its table into benchmarks/README.md.
 """
@@ -65,6 +69,25 @@ pa = m.conditional_probability_alive(rfm.frequency, rfm.recency, rfm["T"])
 ep = m.conditional_expected_number_of_purchases_up_to_time(39.0, rfm.frequency, rfm.recency, rfm["T"])
 _report(time.perf_counter() - t0)""",
     },
+    "forecast table, 52 weeks": {
+        "clvmodels": """
+import clvmodels
+m = clvmodels.BetaGeoModel.from_params(PARAMS, time_unit="W")
+g = clvmodels.GammaGammaModel.from_params(SPEND)
+t0 = time.perf_counter()
+fc = clvmodels.forecast(m, g, rfm, horizon=12 * 4.345, discount_rate=0.1268, margin=1.0)
+_report(time.perf_counter() - t0)""",
+        "lifetimes": """
+from lifetimes import BetaGeoFitter, GammaGammaFitter
+m = BetaGeoFitter(); m.params_ = pd.Series(PARAMS); m.predict = m.conditional_expected_number_of_purchases_up_to_time
+g = GammaGammaFitter(); g.params_ = pd.Series(SPEND)
+t0 = time.perf_counter()
+pa = m.conditional_probability_alive(rfm.frequency, rfm.recency, rfm["T"])
+ep = m.conditional_expected_number_of_purchases_up_to_time(12 * 4.345, rfm.frequency, rfm.recency, rfm["T"])
+clv = g.customer_lifetime_value(m, rfm.frequency, rfm.recency, rfm["T"], rfm.monetary_value, time=12,
+                                discount_rate=0.01, freq="W")
+_report(time.perf_counter() - t0)""",
+    },
     "score churn by horizon end": {
         "clvmodels": """
 import clvmodels
@@ -74,6 +97,7 @@ t0 = time.perf_counter(); s = m.probability_alive_after(rfm, 39.0); _report(time
 }
 
 PARAMS = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+SPEND = {"p": 6.25, "q": 3.74, "v": 15.44}
 
 
 def make_rfm(n: int) -> str:
@@ -97,7 +121,7 @@ def main() -> None:
     rows = []
     for n in args.sizes:
         path = make_rfm(n)
-        prelude = f"PATH = {path!r}\nPARAMS = {PARAMS!r}\n" + LOAD
+        prelude = f"PATH = {path!r}\nPARAMS = {PARAMS!r}\nSPEND = {SPEND!r}\n" + LOAD
         for task, contenders in TASKS.items():
             results = {name: run_child(prelude + code, args.repeats) for name, code in contenders.items()}
             ref = results.get("lifetimes")
