@@ -109,7 +109,7 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
     ax.set_xlabel("Repeat purchases (frequency)")
     ax.set_ylabel(f"Recency ({unit})")
     what = "P(alive)" if kind == "p_alive" else f"Expected purchases in next {t:g} {unit}"
-    ax.set_title(f"{what}, customers observed {T:g} {unit}")
+    ax.set_title(f"{what}, customers observed {T:.1f} {unit}")
     return ax
 
 

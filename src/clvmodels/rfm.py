@@ -18,7 +18,6 @@ from typing import Any
 
 import ibis
 import ibis.expr.types as ir
-import numpy as np
 import pandas as pd
 
 from clvmodels._engine import execute
@@ -45,8 +44,8 @@ def _max_date(t: ir.Table) -> pd.Timestamp:
     return pd.Timestamp(execute(t.date.max()))
 
 
-def _per_customer(t: ir.Table, end: pd.Timestamp) -> ir.Table:
-    """Customer-level aggregates of the purchases on or before ``end``."""
+def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
+    """Customer-level RFM of the purchases on or before ``end``, in ``unit``, sorted by id."""
     daily = t.group_by(["customer_id", "date"]).aggregate(amount=t.amount.sum())
     per = daily.group_by("customer_id").aggregate(
         first=daily.date.min(),
@@ -56,29 +55,24 @@ def _per_customer(t: ir.Table, end: pd.Timestamp) -> ir.Table:
         first_amount=daily.amount.argmin(daily.date),
     )
     repeat = per.n_days - 1
+    days = DAYS_PER_UNIT[unit]
+    # whole days divided by 7.0 in IEEE doubles: the same numbers numpy or lifetimes compute
     return per.select(
         "customer_id",
-        frequency=repeat,
-        recency_days=per.last.delta(per.first, unit="day"),
-        T_days=_date_literal(end).delta(per.first, unit="day"),
+        frequency=repeat.cast("int64"),
+        recency=per.last.delta(per.first, unit="day").cast("float64") / days,
+        T=_date_literal(end).delta(per.first, unit="day").cast("float64") / days,
         monetary_value=ibis.ifelse(
             repeat > 0, (per.total - per.first_amount) / repeat.cast("float64"), 0.0
         ),
-    )
+    ).order_by("customer_id")
 
 
-def _finish(df: pd.DataFrame, unit: str) -> pd.DataFrame:
-    days = DAYS_PER_UNIT[unit]
-    out = pd.DataFrame(
-        {
-            "frequency": df["frequency"].to_numpy(dtype=np.int64),
-            "recency": df["recency_days"].to_numpy(dtype=np.float64) / days,
-            "T": df["T_days"].to_numpy(dtype=np.float64) / days,
-            "monetary_value": df["monetary_value"].to_numpy(dtype=np.float64),
-        },
-        index=pd.Index(df["customer_id"].to_numpy(), name="customer_id"),
-    )
-    return out.sort_index()
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.set_index("customer_id")
+    if not out.index.is_monotonic_increasing:  # a backend that ignores the ordering
+        out = out.sort_index()
+    return out
 
 
 def rfm_summary(
@@ -135,13 +129,13 @@ def rfm_summary(
     else:
         end = check_timestamp("observation_end", observation_end)
         t = t.filter(t.date <= _date_literal(end))
-    df = execute(_per_customer(t, end))
+    df = execute(_per_customer(t, end, unit))
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
             "choose a later observation_end."
         )
-    out = _finish(df, unit)
+    out = _finish(df)
     out.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
     return out
 
@@ -200,7 +194,7 @@ def calibration_holdout(
             f"({obs_end.date()}); the holdout window would be empty."
         )
     cal_lit, obs_lit = _date_literal(cal_end), _date_literal(obs_end)
-    cal = _per_customer(t.filter(t.date <= cal_lit), cal_end)
+    cal = _per_customer(t.filter(t.date <= cal_lit), cal_end, unit)
     hold = t.filter((t.date > cal_lit) & (t.date <= obs_lit))
     hold_cust = hold.group_by("customer_id").aggregate(
         frequency_holdout=hold.date.nunique(),
@@ -209,21 +203,17 @@ def calibration_holdout(
     )
     joined = cal.left_join(hold_cust, "customer_id").select(
         cal,
-        frequency_holdout=hold_cust.frequency_holdout.fill_null(0),
-        monetary_value_holdout=hold_cust.monetary_value_holdout.fill_null(0.0),
-        revenue_holdout=hold_cust.revenue_holdout.fill_null(0.0),
-    )
+        frequency_holdout=hold_cust.frequency_holdout.fill_null(0).cast("int64"),
+        monetary_value_holdout=hold_cust.monetary_value_holdout.fill_null(0.0).cast("float64"),
+        revenue_holdout=hold_cust.revenue_holdout.fill_null(0.0).cast("float64"),
+    ).order_by("customer_id")
     df = execute(joined)
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before calibration_end={cal_end.date()}; "
             "choose a later calibration_end."
         )
-    out = _finish(df, unit)
-    aligned = df.set_index("customer_id").loc[out.index]
-    out["frequency_holdout"] = aligned["frequency_holdout"].to_numpy(dtype=np.int64)
-    out["monetary_value_holdout"] = aligned["monetary_value_holdout"].to_numpy(dtype=np.float64)
-    out["revenue_holdout"] = aligned["revenue_holdout"].to_numpy(dtype=np.float64)
+    out = _finish(df)
     out["duration_holdout"] = (obs_end - cal_end).days / DAYS_PER_UNIT[unit]
     out.attrs.update(
         {
