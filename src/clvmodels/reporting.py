@@ -37,6 +37,7 @@ __all__ = [
     "format_tier_table",
     "format_what_if",
     "data_overview",
+    "holdout_check",
     "DATASETS",
 ]
 
@@ -238,6 +239,20 @@ def format_what_if(what_if: pd.DataFrame):
     })
     return out.style.format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
                              "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"})
+
+
+def holdout_check(cfg: ReportConfig, transactions: Any, observation_end: str):
+    """Refit both models on the data up to ``cfg.calibration_end`` and score them on the rest
+    (with the baselines); ``None`` when the report has no calibration end."""
+    from clvmodels.evaluate import evaluate
+    from clvmodels.models import BetaGeoModel, GammaGammaModel
+    from clvmodels.rfm import calibration_holdout
+
+    if not cfg.calibration_end:
+        return None
+    cal = calibration_holdout(transactions, calibration_end=cfg.calibration_end,
+                              observation_end=observation_end, time_unit=cfg.time_unit)
+    return evaluate(cal, BetaGeoModel().fit(cal), GammaGammaModel().fit(cal), transactions=transactions)
 
 
 def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:

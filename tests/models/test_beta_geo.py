@@ -287,3 +287,16 @@ def test_scaled_dropout_closed_forms_against_monte_carlo(scale):
     zero = np.zeros(1)
     assert m._expected_if_alive(t, zero, zero, scale)[0] == pytest.approx(count.mean(), rel=0.02)
     assert m._survival_if_alive(t, zero, zero, scale)[0] == pytest.approx(alive.mean(), abs=0.004)
+
+
+@pytest.mark.parametrize("n", [1_000, 10_000, 100_000])
+def test_fits_with_defaults_on_generated_data(n):
+    sim = simulate_transactions(n, seed=n)
+    rfm = clvmodels.rfm_summary(sim.transactions, time_unit="W", observation_end=sim.truth.attrs["observation_end"])
+    bg = BetaGeoModel().fit(rfm)
+    gg = clvmodels.GammaGammaModel().fit(rfm)
+    assert bg.converged_ and gg.converged_
+    assert np.isfinite(bg.summary.to_numpy()).all() and np.isfinite(gg.summary.to_numpy()).all()
+    # the estimate of the mean purchase rate is close to the truth even at 1k customers
+    truth = CDNOW_PURCHASE_PARAMS["r"] / CDNOW_PURCHASE_PARAMS["alpha"]
+    assert bg.params_["r"] / bg.params_["alpha"] == pytest.approx(truth, rel=0.3 if n == 1_000 else 0.1)

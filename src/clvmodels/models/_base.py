@@ -170,13 +170,7 @@ class BaseModel:
         best: optimize.OptimizeResult | None = None
         gtol = float(self.tol)
 
-        def safe(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            with np.errstate(all="ignore"):
-                value, grad = objective(theta)
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
-
+        safe = _guarded(objective)
         strategies: list[tuple[str, np.ndarray]] = []
         for i, s in enumerate(starts):
             strategies.append((f"BFGS from start {i + 1} ({_fmt_start(s, self._param_names)})", s))
@@ -245,12 +239,7 @@ class BaseModel:
         self.covariance_log_ = cov
 
     def _warm_start(self, safe: Objective, warm: Objective, start: np.ndarray, gtol: float):
-        def safe_warm(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            with np.errstate(all="ignore"):
-                value, grad = warm(theta)
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
+        safe_warm = _guarded(warm)
 
         r1 = self._run_bfgs(safe_warm, start, 1e-7, int(self.max_iter))
         if not _good(r1):
@@ -439,6 +428,34 @@ class BaseModel:
                 f"The RFM table is in time unit {unit!r} but {type(self).__name__} was fitted in "
                 f"{mine!r}; rebuild the table with time_unit={mine!r} or refit."
             )
+
+
+def _guarded(objective: Objective) -> Objective:
+    """The objective with a huge value where it is not finite, so line searches back off."""
+
+    def safe(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        with np.errstate(all="ignore"):
+            value, grad = objective(theta)
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(theta)
+        return value, grad
+
+    return safe
+
+
+def penalized_objective(
+    total_and_grad: Callable[[tuple[float, ...]], tuple[float, np.ndarray]],
+    theta: np.ndarray,
+    n: float,
+    penalizer: float,
+) -> tuple[float, np.ndarray]:
+    """Mean negative log-likelihood plus ``penalizer * sum(params**2)`` and its gradient, both
+    in the log-parameters ``theta`` (``total_and_grad`` works in the natural parameters)."""
+    params = np.exp(theta)
+    total, g = total_and_grad(tuple(params))
+    value = -total / n + penalizer * (params**2).sum()
+    grad = -g * params / n + 2 * penalizer * params**2
+    return value, grad
 
 
 def _good(res: optimize.OptimizeResult) -> bool:

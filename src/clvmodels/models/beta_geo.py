@@ -20,7 +20,7 @@ from scipy import special, stats
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import BaseModel, subsample_weights
+from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
 from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoModel", "bgnbd_log_likelihood"]
@@ -123,11 +123,11 @@ def bgnbd_log_likelihood(
 
 
 def _objective(theta: np.ndarray, d: _Data, penalizer: float) -> tuple[float, np.ndarray]:
-    params = np.exp(theta)
-    ll, g = _terms(tuple(params), d, grad=True)
-    value = -(d.w * ll).sum() / d.n + penalizer * (params**2).sum()
-    grad = -g * params / d.n + 2 * penalizer * params**2
-    return value, grad
+    def total(params):
+        ll, g = _terms(params, d, grad=True)
+        return (d.w * ll).sum(), g
+
+    return penalized_objective(total, theta, d.n, penalizer)
 
 
 class BetaGeoModel(BaseModel):

@@ -21,7 +21,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_rfm
 from clvmodels.exceptions import DataValidationError, ModelAssumptionWarning, ModelError
-from clvmodels.models._base import BaseModel, subsample_weights
+from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
 
 __all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "CORRELATION_WARNING_THRESHOLD"]
 
@@ -93,11 +93,7 @@ def gamma_gamma_log_likelihood(params: dict[str, float] | pd.Series, frequency: 
 
 
 def _objective(theta: np.ndarray, d: _Data, penalizer: float) -> tuple[float, np.ndarray]:
-    params = np.exp(theta)
-    total, g = _terms(tuple(params), d, grad=True)
-    value = -total / d.n + penalizer * (params**2).sum()
-    grad = -g * params / d.n + 2 * penalizer * params**2
-    return value, grad
+    return penalized_objective(lambda params: _terms(params, d, grad=True), theta, d.n, penalizer)
 
 
 class GammaGammaModel(BaseModel):
