@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_rfm, check_timestamp
 from clvmodels.exceptions import DataValidationError, ParameterError
@@ -146,6 +145,8 @@ def gradient_boosting_baseline(
 
 
 def _score(name: str, pred: pd.DataFrame, cal: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
+    from sklearn.metrics import brier_score_loss, roc_auc_score  # heavy import, only when scoring
+
     actual = cal["frequency_holdout"].to_numpy(float)
     expected = pred["expected_purchases"].to_numpy(float)
     bought = (actual > 0).astype(int)

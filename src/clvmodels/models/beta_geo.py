@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
@@ -390,6 +390,8 @@ class BetaGeoModel(BaseModel):
 
     def probability_purchases(self, n: int | np.ndarray, t: float) -> float | np.ndarray:
         """P(X(t) = n): probability a new customer makes ``n`` repeat purchases in ``t`` (eq. 8)."""
+        from scipy import stats  # heavy import, only here
+
         r, alpha, a, b = self._p()
         t = check_number("t", t, minimum=0.0)
         nn = np.asarray(n)
