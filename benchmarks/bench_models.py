@@ -134,7 +134,7 @@ def main() -> None:
         "### Model fitting and scoring (`benchmarks/bench_models.py`)",
         "",
         f"Machine: {machine_line()}; generated customers (CDNOW-like parameters, 78 weeks); best of "
-        f"{args.repeats} runs, each in a fresh process; peak = peak RSS of the process (includes "
+        f"{args.repeats} runs, each in a fresh process; peak = the memory high-water mark (VmHWM) of the process (includes "
         "reading the RFM table).",
         "",
         "| customers | task | tool | wall s | peak MB | speed-up vs lifetimes | memory vs lifetimes |",

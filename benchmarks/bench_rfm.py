@@ -100,7 +100,7 @@ def main() -> None:
         "### RFM summary from a Parquet file (`benchmarks/bench_rfm.py`)",
         "",
         f"Machine: {machine_line()}; best of {args.repeats} runs, each in a fresh process; "
-        "peak = peak RSS of that process.",
+        "peak = that process's memory high-water mark (VmHWM).",
         "",
         "| transactions | customers | tool | wall s | peak MB | speed-up vs lifetimes | time vs DuckDB floor | memory vs lifetimes |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
