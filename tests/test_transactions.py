@@ -146,6 +146,14 @@ def test_timezone_aware_dates_become_calendar_days():
     ]
 
 
+def test_timezone_aware_parquet_uses_its_own_zone(tmp_path):
+    dates = pd.to_datetime(["2024-01-01 23:30", "2024-01-02 00:10", "2024-01-02 12:00", "2024-02-01 00:00"])
+    df = _log(date=dates.tz_localize("America/New_York"))
+    df.to_parquet(tmp_path / "tz.parquet")
+    out = load_transactions(tmp_path / "tz.parquet").to_pandas().sort_values(["customer_id", "date"])
+    assert [str(d) for d in pd.to_datetime(out["date"]).dt.date] == ["2024-01-01", "2024-01-02", "2024-01-02", "2024-02-01"]
+
+
 def test_python_date_objects():
     df = _log(date=[datetime.date(2024, 1, d) for d in (1, 5, 2, 9)])
     assert len(load_transactions(df).to_pandas()) == 4

@@ -38,6 +38,11 @@ def try_strptime(text: str, fmt: str) -> datetime.datetime:  # DuckDB's own func
     ...
 
 
+@ibis.udf.scalar.builtin(name="timezone")
+def _wall_clock(zone: str, ts: datetime.datetime) -> datetime.datetime:  # DuckDB's timezone()
+    ...
+
+
 def _open_source(source: Any, csv_options: dict[str, Any] | None) -> ir.Table:
     if isinstance(source, ir.Table):
         return source
@@ -98,11 +103,31 @@ def _from_pandas(df: pd.DataFrame) -> ir.Table:
         return ibis.memtable(df)
 
 
-def _parse_date(col: ir.Column, date_format: str | None, name: str) -> ir.Column:
+def _parquet_zone(source: Any, column: str) -> str | None:
+    """The time zone a Parquet file records for a timestamp column (DuckDB drops it)."""
+    if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
+        return None
+    if not str(source).lower().endswith((".parquet", ".pq", ".parq")):
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        field = pq.read_schema(str(source)).field(column)
+    except Exception:
+        return None
+    zone = getattr(field.type, "tz", None)
+    return None if not zone or zone.upper() in ("UTC", "Z", "ETC/UTC", "+00:00") else zone
+
+
+def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | None = None) -> ir.Column:
     dtype = col.type()
     if dtype.is_date():
         return col
     if dtype.is_timestamp():
+        if zone:
+            # the calendar day on the wall clock of the zone the data were recorded in, as for
+            # DataFrames; DuckDB would otherwise take the day in its session's zone (UTC)
+            return _wall_clock(zone, col).date()
         return col.date()
     if date_format is not None and (dtype.is_string() or dtype.is_integer()):
         return try_strptime(col.cast("string"), date_format).date()
@@ -175,7 +200,8 @@ def load_transactions(
     -----
     Purchases with amount 0 are kept: they are purchases (a free sample, a fully discounted
     order) and count towards frequency; they lower the mean spend. Time-zone-aware timestamps
-    are reduced to the calendar day of their own time zone. Several purchases on the same day
+    are reduced to the calendar day on the wall clock of their own time zone (DataFrames, and
+    Parquet files that record the zone; for other Ibis tables, the backend session's zone). Several purchases on the same day
     are merged later, when the RFM table is built.
 
     Examples
@@ -199,7 +225,7 @@ def load_transactions(
             "Map your column names with customer_id=..., date=..., amount=...."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
-    parsed_date = _parse_date(date_raw, date_format, date)
+    parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date))
     parsed_amount = _parse_amount(amount_raw, amount)
     amount_is_float = parsed_amount.type().is_floating()
     amount_missing = amount_raw.isnull()
