@@ -300,3 +300,15 @@ def test_fits_with_defaults_on_generated_data(n):
     # the estimate of the mean purchase rate is close to the truth even at 1k customers
     truth = CDNOW_PURCHASE_PARAMS["r"] / CDNOW_PURCHASE_PARAMS["alpha"]
     assert bg.params_["r"] / bg.params_["alpha"] == pytest.approx(truth, rel=0.3 if n == 1_000 else 0.1)
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_fit_matches_lifetimes_on_generated_data(seed):
+    rng = np.random.default_rng(seed)
+    params = {"r": rng.uniform(0.2, 1.5), "alpha": rng.uniform(2, 15), "a": rng.uniform(0.4, 2), "b": rng.uniform(1, 6)}
+    sim = simulate_transactions(5_000, **params, seed=seed)
+    rfm = clvmodels.rfm_summary(sim.transactions, time_unit="W", observation_end=sim.truth.attrs["observation_end"])
+    ours = BetaGeoModel().fit(rfm)
+    bgf = BetaGeoFitter().fit(rfm["frequency"], rfm["recency"], rfm["T"])
+    for k in ("r", "alpha", "a", "b"):
+        assert ours.params_[k] == pytest.approx(bgf.params_[k], rel=1e-4), k

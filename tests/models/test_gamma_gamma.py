@@ -129,3 +129,16 @@ def test_save_load(tmp_path, gg):
     loaded = GammaGammaModel.load(gg.save(tmp_path / "gg.json"))
     pd.testing.assert_series_equal(loaded.params_, gg.params_)
     assert loaded.summary.shape == (3, 4)
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_fit_matches_lifetimes_on_generated_data(seed):
+    rng = np.random.default_rng(seed)
+    truth = {"p": rng.uniform(1, 8), "q": rng.uniform(2, 8), "v": rng.uniform(5, 40)}
+    sim = simulate_transactions(5_000, **truth, seed=seed)
+    rfm = clvmodels.rfm_summary(sim.transactions, time_unit="W")
+    ours = GammaGammaModel().fit(rfm)
+    b = rfm[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)]
+    ggf = GammaGammaFitter().fit(b["frequency"], b["monetary_value"])
+    for k in ("p", "q", "v"):
+        assert ours.params_[k] == pytest.approx(ggf.params_[k], rel=1e-4), k
