@@ -34,7 +34,8 @@ def test_report_folder_contents(finished):
                  "bgnbd.json", "gamma_gamma.json", "parameters.json"):
         assert (folder / name).is_file(), name
     fc = pd.read_parquet(folder / "forecast.parquet")
-    assert len(fc) == 2357 and {"clv", "p_alive", "tier"} <= set(fc.columns)
+    assert len(fc) == 2357 and {"clv", "p_alive", "tier", "clv_lower", "clv_upper"} <= set(fc.columns)
+    assert (fc["clv_lower"] <= fc["clv_upper"]).all()
     tiers = pd.read_csv(folder / "tier_table.csv", index_col=0)
     assert tiers.index.tolist() == ["Platinum", "Gold", "Iron", "Lead", "Total"]
     params = json.loads((folder / "parameters.json").read_text())
