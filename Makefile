@@ -17,7 +17,9 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts validation
 
+# nbval runs copies of the clean templates with their reference outputs filled in (build/nbval)
 test: lint
+	$(BIN)/python scripts/notebook_references.py build
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
 
 report: setup

@@ -311,7 +311,10 @@ def tracking_curve(
     n_periods = int(np.ceil((hold_end - start).days / days))
     ends = np.arange(1, n_periods + 1) * days  # days since start
     day_offsets = (pd.to_datetime(per_day["date"]) - start).dt.days.to_numpy()
-    actual = np.array([per_day["n"].to_numpy()[day_offsets < e].sum() for e in ends], float)
+    order = np.argsort(day_offsets)
+    running = np.concatenate([[0.0], np.cumsum(per_day["n"].to_numpy(float)[order])])
+    # purchases on days before each period's end: a running total read at the cut-offs
+    actual = running[np.searchsorted(day_offsets[order], ends, side="left")]
     # first purchase of each customer, in days after start
     first_days = np.rint((cal_end - start).days - cal["T"].to_numpy(float) * days)
     uniq, counts = np.unique(first_days, return_counts=True)

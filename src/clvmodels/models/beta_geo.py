@@ -328,9 +328,6 @@ class BetaGeoModel(BaseModel):
         r, alpha, a, b = self._p()
         return -np.expm1(-(r + x) * np.log1p(t / (alpha + T)))
 
-    def _expected(self, t, x, tx, T, p_alive):
-        return p_alive * self._expected_if_alive(t, x, T)
-
     def expected_purchases(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """Expected purchases in the next ``t`` time units, given each customer's history.
 
@@ -339,9 +336,6 @@ class BetaGeoModel(BaseModel):
         """
         t = check_number("t", t, minimum=0.0)
         return self._per_customer(rfm, t, "expected", "expected_purchases")
-
-    def _p_alive_after(self, t: float, x, tx, T, p_alive):
-        return p_alive * self._survival_if_alive(t, x, T)
 
     def probability_alive_after(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """P(still active at ``T + t`` | x, t_x, T): survival to the end of a horizon.
@@ -365,9 +359,6 @@ class BetaGeoModel(BaseModel):
         t = check_number("t", t, minimum=0.0)
         return self._per_customer(rfm, t, "survival", "p_alive_after")
 
-    def _p_any(self, t: float, x, tx, T, p_alive):
-        return p_alive * self._any_if_alive(t, x, T)
-
     def probability_any_purchase(self, rfm: pd.DataFrame, t: float) -> pd.Series:
         """P(at least one purchase in the next ``t`` | x, t_x, T).
 
@@ -385,7 +376,7 @@ class BetaGeoModel(BaseModel):
         if not np.all(np.isfinite(tt)) or np.any(tt < 0):
             raise DataValidationError(f"t must be finite and >= 0, got {t!r}.")
         zero = np.zeros_like(tt)
-        out = self._expected(tt, zero, zero, zero, np.ones_like(tt))
+        out = self._expected_if_alive(tt, zero, zero)  # a new customer is alive
         return float(out) if np.ndim(t) == 0 else out
 
     def probability_purchases(self, n: int | np.ndarray, t: float) -> float | np.ndarray:
