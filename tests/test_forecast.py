@@ -112,7 +112,7 @@ def test_bad_parameters(fitted, sample_rfm):
         forecast(bg, gg, sample_rfm, horizon=5, margin=0)
     with pytest.raises(ParameterError, match="discount_rate must be >= 0"):
         forecast(bg, gg, sample_rfm, horizon=5, discount_rate=-0.1)
-    with pytest.raises(ParameterError, match="transaction_model must be a fitted BetaGeoModel"):
+    with pytest.raises(ParameterError, match="transaction_model must be a fitted purchase model"):
         forecast(gg, gg, sample_rfm, horizon=5)
     with pytest.raises(ParameterError, match="Conflicting time units"):
         forecast(bg, gg, sample_rfm, horizon=5, time_unit="D")

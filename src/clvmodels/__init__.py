@@ -14,7 +14,7 @@ from clvmodels.exceptions import (
     ParameterError,
 )
 from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals
-from clvmodels.models import BetaGeoModel, GammaGammaModel
+from clvmodels.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clvmodels.rfm import calibration_holdout, rfm_summary
 from clvmodels.tiers import (
     assign_tiers,
@@ -30,6 +30,8 @@ __all__ = [
     "__version__",
     "load_transactions",
     "BetaGeoModel",
+    "ModifiedBetaGeoModel",
+    "ParetoNBDModel",
     "GammaGammaModel",
     "forecast",
     "forecast_intervals",

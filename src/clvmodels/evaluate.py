@@ -11,7 +11,8 @@ import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_rfm, check_timestamp
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.models import BetaGeoModel, GammaGammaModel
+from clvmodels.models import GammaGammaModel
+from clvmodels.models._purchase import PurchaseModel
 
 __all__ = ["evaluate", "Scorecard", "tracking_curve", "naive_baseline", "gradient_boosting_baseline"]
 
@@ -25,7 +26,7 @@ class Scorecard:
     Attributes
     ----------
     metrics : DataFrame
-        One row per model (``BG/NBD`` first, then the baselines): ``predicted_purchases``,
+        One row per model (the purchase model, e.g. ``BG/NBD``, first, then the baselines): ``predicted_purchases``,
         ``actual_purchases``, ``aggregate_pct_error``, ``mae``, ``rmse`` (per customer),
         ``auc`` and ``brier`` of the probability of any purchase against whether the
         customer bought, ``spend_mae`` (buyers only).
@@ -183,7 +184,7 @@ def _score(name: str, pred: pd.DataFrame, cal: pd.DataFrame) -> tuple[dict[str, 
 
 def evaluate(
     cal: pd.DataFrame,
-    transaction_model: BetaGeoModel,
+    transaction_model: PurchaseModel,
     spend_model: GammaGammaModel | None = None,
     *,
     transactions: Any = None,
@@ -218,8 +219,8 @@ def evaluate(
     from clvmodels.tiers import TIER_DTYPE, assign_tiers
 
     _check_cal(cal)
-    if not isinstance(transaction_model, BetaGeoModel):
-        raise ParameterError(f"transaction_model must be a fitted BetaGeoModel, got {type(transaction_model).__name__}.")
+    if not isinstance(transaction_model, PurchaseModel):
+        raise ParameterError(f"transaction_model must be a fitted purchase model, got {type(transaction_model).__name__}.")
     t = float(cal["duration_holdout"].iloc[0])
     preds: dict[str, pd.DataFrame] = {}
     if spend_model is not None:
@@ -234,7 +235,7 @@ def evaluate(
             "expected_spend": np.nan,
         })
         value = bg["expected_purchases"]
-    preds["BG/NBD"] = bg
+    preds[transaction_model._long_name] = bg
     if baselines:
         preds["naive rate"] = naive_baseline(cal)
         if transactions is not None:
@@ -282,7 +283,7 @@ def evaluate(
 
 
 def tracking_curve(
-    transaction_model: BetaGeoModel, transactions: Any, cal: pd.DataFrame, *,
+    transaction_model: PurchaseModel, transactions: Any, cal: pd.DataFrame, *,
     columns: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Cumulative repeat purchases of the calibration cohort, actual vs expected, per period.

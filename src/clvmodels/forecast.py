@@ -23,7 +23,8 @@ from clvmodels._validation import (
     check_time_unit,
 )
 from clvmodels.exceptions import ParameterError
-from clvmodels.models import BetaGeoModel, GammaGammaModel
+from clvmodels.models import GammaGammaModel
+from clvmodels.models._purchase import PurchaseModel
 
 __all__ = [
     "forecast",
@@ -112,9 +113,10 @@ def _settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, di
 
 
 def _check_models(transaction_model: Any, spend_model: Any) -> None:
-    if not isinstance(transaction_model, BetaGeoModel):
+    if not isinstance(transaction_model, PurchaseModel):
         raise ParameterError(
-            f"transaction_model must be a fitted BetaGeoModel, got {type(transaction_model).__name__}."
+            "transaction_model must be a fitted purchase model (BetaGeoModel, ModifiedBetaGeoModel "
+            f"or ParetoNBDModel), got {type(transaction_model).__name__}."
         )
     transaction_model._check_fitted()
     if not isinstance(spend_model, GammaGammaModel):
@@ -124,7 +126,7 @@ def _check_models(transaction_model: Any, spend_model: Any) -> None:
     spend_model._check_fitted()
 
 
-def _horizon_terms(model: BetaGeoModel, x: np.ndarray, T: np.ndarray, s: Settings,
+def _horizon_terms(model: PurchaseModel, x: np.ndarray, T: np.ndarray, s: Settings,
                    dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
     """Per distinct (x, T), given alive now: purchases, survival, discounted sums over periods."""
     n_steps = int(np.ceil(s.horizon - 1e-12))
@@ -139,7 +141,7 @@ def _horizon_terms(model: BetaGeoModel, x: np.ndarray, T: np.ndarray, s: Setting
         "purchases": cum[:, -1],
         "discounted_purchases": (incr * disc[None, :]).sum(axis=1),
         "survival": model._survival_if_alive(s.horizon, x, T, dropout_scale),
-        "any": model._any_if_alive(s.horizon, x, T),
+        "any": model._any_if_alive(s.horizon, x, T, dropout_scale),
     }
     if s.cost_to_serve > 0:
         # cost of each period for customers active at its start, paid at its end
@@ -152,7 +154,7 @@ def _horizon_terms(model: BetaGeoModel, x: np.ndarray, T: np.ndarray, s: Setting
     return out
 
 
-def _forecast_arrays(tm: BetaGeoModel, sm: GammaGammaModel, x, tx, T, m, s: Settings,
+def _forecast_arrays(tm: PurchaseModel, sm: GammaGammaModel, x, tx, T, m, s: Settings,
                      dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
     p_alive = tm._p_alive(x, tx, T)
     pairs = compress(x.astype(np.int64), T)
@@ -182,7 +184,7 @@ def _rfm_arrays(rfm: pd.DataFrame) -> tuple[np.ndarray, ...]:
 
 
 def forecast(
-    transaction_model: BetaGeoModel,
+    transaction_model: PurchaseModel,
     spend_model: GammaGammaModel,
     rfm: pd.DataFrame,
     *,
@@ -197,7 +199,7 @@ def forecast(
 
     Parameters
     ----------
-    transaction_model : BetaGeoModel
+    transaction_model : BetaGeoModel, ModifiedBetaGeoModel or ParetoNBDModel
         Fitted purchase/dropout model.
     spend_model : GammaGammaModel
         Fitted spend model.
@@ -233,7 +235,7 @@ def forecast(
     The horizon is cut into periods of one time unit (the last may be shorter). Purchases
     expected in period k are ``E[Y(k)] - E[Y(k-1)]`` (FHL 2005 eq. 10), discounted by
     ``(1 + d)^-k`` with ``d`` the per-unit rate. The cost to serve is paid for each period a
-    customer starts active (probability from :meth:`BetaGeoModel.probability_alive_after`).
+    customer starts active (probability from :meth:`probability_alive_after` of the purchase model).
 
     Examples
     --------
@@ -252,7 +254,7 @@ def forecast(
 
 
 def forecast_intervals(
-    transaction_model: BetaGeoModel,
+    transaction_model: PurchaseModel,
     spend_model: GammaGammaModel,
     rfm: pd.DataFrame,
     *,
@@ -288,7 +290,7 @@ def forecast_intervals(
     purchases = np.empty((n_draws, len(ux)))
     clv = np.empty((n_draws, len(ux)))
     for i in range(n_draws):
-        tm = BetaGeoModel.from_params(tm_draws.iloc[i])
+        tm = type(transaction_model).from_params(tm_draws.iloc[i])
         # q <= 1 draws (mean spend undefined) are pulled just above 1
         sp = sm_draws.iloc[i].copy()
         sp["q"] = max(sp["q"], 1.0 + 1e-6)
@@ -314,7 +316,7 @@ def forecast_intervals(
 
 
 def acquisition_budget(
-    transaction_model: BetaGeoModel,
+    transaction_model: PurchaseModel,
     spend_model: GammaGammaModel,
     *,
     horizon: float,

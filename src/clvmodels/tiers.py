@@ -182,10 +182,10 @@ def tier_intervals(
 
     Purchases and revenue: parameter uncertainty *and* the randomness of purchases. For each
     of ``n_draws`` parameter draws (see :meth:`BetaGeoModel.sample_params`) every customer's
-    future is simulated from the posterior: active with probability P(alive); rate
-    ``lambda ~ Gamma(r+x, alpha+T)`` and dropout ``p ~ Beta(a, b+x)`` given active; purchases
-    = the smaller of a Poisson(``lambda h``) count and a Geometric(``p``) number until dropout;
-    spend rate ``nu ~ Gamma(q + p_s x, v + x zbar)`` and revenue ``Gamma(p_s N, nu)``. CLV:
+    future is simulated from the posterior: active with probability P(alive), then purchases
+    from the model's posterior given active (BG/NBD: rate ``lambda ~ Gamma(r+x, alpha+T)``,
+    dropout ``p ~ Beta(a, b+x)``, purchases the smaller of a Poisson(``lambda h``) count and a
+    Geometric(``p``) number until dropout; Pareto/NBD: Poisson over the lifetime left); spend rate ``nu ~ Gamma(q + p_s x, v + x zbar)`` and revenue ``Gamma(p_s N, nu)``. CLV:
     parameter uncertainty only (the sum of expected values per draw).
 
     Returns
@@ -195,7 +195,7 @@ def tier_intervals(
         ``expected_revenue_lower/upper``, ``total_clv_lower/upper``.
     """
     from clvmodels.forecast import _check_models, _forecast_arrays, _rfm_arrays, _settings
-    from clvmodels.models import BetaGeoModel, GammaGammaModel
+    from clvmodels.models import GammaGammaModel
 
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
@@ -214,18 +214,13 @@ def tier_intervals(
     clv = np.zeros((n_draws, k + 1))
     buyers = (x > 0) & (m > 0)
     for i in range(n_draws):
-        r, alpha, a, b = tm_draws.iloc[i]
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
-        tm = BetaGeoModel.from_params({"r": r, "alpha": alpha, "a": a, "b": b})
+        tm = type(transaction_model).from_params(tm_draws.iloc[i])
         sm = GammaGammaModel.from_params({"p": p_s, "q": q_s, "v": v_s})
         arr = _forecast_arrays(tm, sm, x, tx, T, m, s)
         alive = rng.random(len(x)) < arr["p_alive"]
-        lam = rng.gamma(r + x, 1.0 / (alpha + T))
-        drop = rng.beta(a, b + x)
-        n_poisson = rng.poisson(lam * s.horizon)
-        n_until = rng.geometric(np.clip(drop, 1e-12, 1.0))
-        n = np.where(alive, np.minimum(n_poisson, n_until), 0)
+        n = tm._simulate(rng, x, T, s.horizon, alive)
         nu = rng.gamma(q_s + np.where(buyers, p_s * x, 0.0), 1.0 / (v_s + np.where(buyers, x * m, 0.0)))
         rev = np.zeros(len(x))
         pos = n > 0

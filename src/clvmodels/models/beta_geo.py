@@ -11,7 +11,7 @@ per unit of the RFM table's time unit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,8 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
+from clvmodels.models._base import penalized_objective, subsample_weights
+from clvmodels.models._purchase import PurchaseModel
 from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoModel", "bgnbd_log_likelihood"]
@@ -59,17 +60,23 @@ def _prepare(x: np.ndarray, tx: np.ndarray, T: np.ndarray, weights: np.ndarray |
                  np.asarray(txs, float), itx, float(w.sum()))
 
 
-def _terms(params: tuple[float, float, float, float], d: _Data, grad: bool):
-    """Per-row log-likelihood (FHL 2005 eq. 6, in logs) and, optionally, its gradient."""
+def _terms(params: tuple[float, float, float, float], d: _Data, grad: bool, shift: int = 0):
+    """Per-row log-likelihood (FHL 2005 eq. 6, in logs) and, optionally, its gradient.
+
+    ``shift = 1`` gives MBG/NBD (Batislam et al. 2007, eq. 3): a customer may also drop out
+    right after the first purchase, so every customer has survived ``x + 1`` coin flips and
+    the beta functions become ``B(a, b+x+1)`` and ``B(a+1, b+x)`` (the second term for every x).
+    """
     r, alpha, a, b = params
     xs = d.xs
-    pos = xs > 0
+    pos = (xs > 0) | (shift > 0)
     lnB_ab = special.betaln(a, b)
     # A1 = ln Gamma(r+x) - ln Gamma(r) + r ln alpha, per distinct x
     a1 = special.gammaln(r + xs) - special.gammaln(r) + r * np.log(alpha)
-    lb2 = special.betaln(a, b + xs) - lnB_ab
+    bx = b + xs + shift  # second parameter of the posterior of p given alive
+    lb2 = special.betaln(a, bx) - lnB_ab
     lb3 = np.full_like(xs, -np.inf)
-    lb3[pos] = special.betaln(a + 1, b + xs[pos] - 1) - lnB_ab
+    lb3[pos] = special.betaln(a + 1, bx[pos] - 1) - lnB_ab
     lT = np.log(alpha + d.Ts)
     ltx = np.log(alpha + d.txs)
     rx = r + d.x
@@ -86,12 +93,12 @@ def _terms(params: tuple[float, float, float, float], d: _Data, grad: bool):
     s2 = 1.0 - s3
     psi_r = special.digamma(r)
     psi_ab = special.digamma(a + b)
-    psi_abx = special.digamma(a + b + xs)
+    psi_abx = special.digamma(a + bx)
     da2 = psi_ab - psi_abx
     da3 = 1.0 / a + psi_ab - psi_abx
-    db2 = special.digamma(b + xs) - psi_abx - special.digamma(b) + psi_ab
+    db2 = special.digamma(bx) - psi_abx - special.digamma(b) + psi_ab
     db3 = np.zeros_like(xs)
-    db3[pos] = special.digamma(b + xs[pos] - 1) - psi_abx[pos] - special.digamma(b) + psi_ab
+    db3[pos] = special.digamma(bx[pos] - 1) - psi_abx[pos] - special.digamma(b) + psi_ab
     w = d.w
     ws2, ws3 = w * s2, w * s3
     nx = len(xs)
@@ -122,15 +129,15 @@ def bgnbd_log_likelihood(
     return ll
 
 
-def _objective(theta: np.ndarray, d: _Data, penalizer: float) -> tuple[float, np.ndarray]:
+def _objective(theta: np.ndarray, d: _Data, penalizer: float, shift: int = 0) -> tuple[float, np.ndarray]:
     def total(params):
-        ll, g = _terms(params, d, grad=True)
+        ll, g = _terms(params, d, grad=True, shift=shift)
         return (d.w * ll).sum(), g
 
     return penalized_objective(total, theta, d.n, penalizer)
 
 
-class BetaGeoModel(BaseModel):
+class BetaGeoModel(PurchaseModel):
     """BG/NBD model of purchase counts and dropout (Fader, Hardie & Lee 2005).
 
     Parameters
@@ -178,6 +185,8 @@ class BetaGeoModel(BaseModel):
     """
 
     _param_names = ("r", "alpha", "a", "b")
+    #: coin flips survived beyond the x after repeat purchases (1 in MBG/NBD: also one at the first purchase)
+    _shift: ClassVar[int] = 0
     _long_name = "BG/NBD"
     _reference = "Fader, Hardie & Lee (2005), Counting your customers the easy way, Marketing Science 24(2)."
 
@@ -234,62 +243,35 @@ class BetaGeoModel(BaseModel):
         if ws is not None:
             k = ws > 0
             small = _prepare(d.x[k], d.txs[d.itx][k], d.Ts[d.iT][k], weights=ws[k])
-            warm = lambda th: _objective(th, small, penalizer)  # noqa: E731
-        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
-        ll, _ = _terms(self._p(), d, grad=False)
+            warm = lambda th: _objective(th, small, penalizer, self._shift)  # noqa: E731
+        self._maximise(lambda th: _objective(th, d, penalizer, self._shift), starts, d.n, warm)
+        ll, _ = _terms(self._p(), d, grad=False, shift=self._shift)
         self.log_likelihood_ = float((d.w * ll).sum())
         self.n_customers_ = int(round(d.n))
         self.time_unit_ = rfm.attrs.get("time_unit")
         return self
 
     # ---------------------------------------------------------------- predictions
-    def _rows(self, rfm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self._check_fitted()
-        check_rfm(rfm)
-        self._check_unit(rfm)
-        return (rfm["frequency"].to_numpy(float), rfm["recency"].to_numpy(float),
-                rfm["T"].to_numpy(float))
-
-    def _per_customer(self, rfm: pd.DataFrame, t: float | None, term: str, name: str) -> pd.Series:
-        """P(alive) per row (cheap, elementwise) times a horizon term that depends on
-        (frequency, T) only, evaluated once per distinct pair and joined back."""
-        x, tx, T = self._rows(rfm)
-        p_alive = self._p_alive(x, tx, T)
-        if term == "p_alive":
-            return pd.Series(p_alive, index=rfm.index, name=name)
-        pairs = compress(x.astype(np.int64), T)
-        ux, uT = pairs.columns[0].astype(float), pairs.columns[1]
-        fn = {"expected": self._expected_if_alive, "survival": self._survival_if_alive,
-              "any": self._any_if_alive}[term]
-        values = p_alive * fn(t, ux, uT)[pairs.inverse]
-        return pd.Series(values, index=rfm.index, name=name)
-
     def _log_alive_odds(self, x, tx, T):
         """ln of the second term of P(alive)'s denominator (FHL 2005 eq. 13); -inf when x = 0.
 
         One logarithm per customer: ln(a/(b+x-1)) comes from a table over whole x.
         """
         r, alpha, a, b = self._p()
-        xm = np.maximum(x, 1.0)
+        b = b + self._shift
+        xm = np.maximum(x, 1.0 - self._shift)
         top = float(xm.max()) if xm.size else 1.0
         if top < 1e7:
-            table = np.log(a) - np.log(b + np.arange(int(top) + 1, dtype=float) - 1 + (np.arange(int(top) + 1) == 0))
+            grid = np.arange(int(top) + 1, dtype=float)
+            table = np.log(a) - np.log(b + grid - 1 + ((grid + self._shift) == 0))
             lead = table[xm.astype(np.int64)]
         else:
             lead = np.log(a) - np.log(b + xm - 1)
         odds = lead + (r + x) * np.log((alpha + T) / (alpha + tx))
-        return np.where(x > 0, odds, -np.inf)
+        return np.where((x > 0) | (self._shift > 0), odds, -np.inf)
 
     def _p_alive(self, x, tx, T):
         return special.expit(-self._log_alive_odds(x, tx, T))
-
-    def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:
-        """P(customer still active at T | x, t_x, T) (FHL 2005, eq. 13; Fader et al. 2008 note).
-
-        ``1 / (1 + 1{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``, evaluated as a logistic of
-        a log-odds so it never overflows.
-        """
-        return self._per_customer(rfm, None, "p_alive", "p_alive")
 
     def _expected_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         """E[purchases in (T, T+t] | alive at T, x, T]; ``dropout_scale`` multiplies every
@@ -303,6 +285,7 @@ class BetaGeoModel(BaseModel):
         not grow with x and whose argument lies in [0, 1): no overflow at large frequency.
         """
         r, alpha, a, b = self._p()
+        b = b + self._shift
         k = float(dropout_scale)
         s = k * t / (alpha + T)
         w = s / (1.0 + s)
@@ -320,64 +303,29 @@ class BetaGeoModel(BaseModel):
         """P(alive at T+t | alive at T, x, T) = 2F1(r+x, a; a+b+x; -k t/(alpha+T)), evaluated
         through Pfaff's transformation as (1+s)^-a 2F1(a, a+b-r; a+b+x; s/(1+s))."""
         r, alpha, a, b = self._p()
+        b = b + self._shift
         s = float(dropout_scale) * t / (alpha + T)
         return np.exp(-a * np.log1p(s)) * hyp2f1(a, a + b - r, a + b + x, s / (1.0 + s))
 
-    def _any_if_alive(self, t, x, T):
+    def _any_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         """P(at least one purchase in (T, T+t] | alive at T) = 1 - ((alpha+T)/(alpha+T+t))^(r+x)."""
         r, alpha, a, b = self._p()
         return -np.expm1(-(r + x) * np.log1p(t / (alpha + T)))
 
-    def expected_purchases(self, rfm: pd.DataFrame, t: float) -> pd.Series:
-        """Expected purchases in the next ``t`` time units, given each customer's history.
+    def _new_customer_alive(self) -> float:
+        """P(a customer is active right after the first purchase): 1 in BG/NBD."""
+        return 1.0
 
-        FHL 2005 eq. 10: ``E[Y(t) | x, t_x, T] = (a+b+x-1)/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x)
-        2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))] / (1 + 1{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``.
-        """
-        t = check_number("t", t, minimum=0.0)
-        return self._per_customer(rfm, t, "expected", "expected_purchases")
-
-    def probability_alive_after(self, rfm: pd.DataFrame, t: float) -> pd.Series:
-        """P(still active at ``T + t`` | x, t_x, T): survival to the end of a horizon.
-
-        Notes
-        -----
-        Given alive at ``T`` with rate ``lambda`` and dropout probability ``p``, a customer dies
-        only right after a purchase, each with probability ``p``; purchases in ``(T, T+t]`` are
-        Poisson(``lambda t``), so ``P(alive at T+t | lambda, p, alive at T) = exp(-lambda p t)``.
-        The posterior given alive at ``T`` is ``lambda ~ Gamma(r+x, alpha+T)``,
-        ``p ~ Beta(a, b+x)``, independent; integrating out ``lambda`` gives
-        ``(1 + p t/(alpha+T))^-(r+x)`` and then ``p``:
-
-        ``P(alive at T+t) = P(alive at T) * 2F1(r+x, a; a+b+x; -t/(alpha+T))``.
-
-        It is evaluated through Pfaff's transformation as
-        ``((alpha+T)/(alpha+T+t))^a * 2F1(a, a+b-r; a+b+x; t/(alpha+T+t))``. The churn
-        probability by the horizon's end is one minus this. Checked against simulation in the
-        tests.
-        """
-        t = check_number("t", t, minimum=0.0)
-        return self._per_customer(rfm, t, "survival", "p_alive_after")
-
-    def probability_any_purchase(self, rfm: pd.DataFrame, t: float) -> pd.Series:
-        """P(at least one purchase in the next ``t`` | x, t_x, T).
-
-        ``P(alive) * (1 - ((alpha+T)/(alpha+T+t))^(r+x))``: a customer who is gone buys nothing,
-        an active one buys unless the Poisson process is silent for ``t`` (the posterior rate is
-        Gamma(r+x, alpha+T)).
-        """
-        t = check_number("t", t, minimum=0.0)
-        return self._per_customer(rfm, t, "any", "p_any_purchase")
-
-    def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
-        """E[X(t)]: expected repeat purchases of a new customer in ``t`` (FHL 2005, eq. 9)."""
-        self._check_fitted()
-        tt = np.asarray(t, float)
-        if not np.all(np.isfinite(tt)) or np.any(tt < 0):
-            raise DataValidationError(f"t must be finite and >= 0, got {t!r}.")
-        zero = np.zeros_like(tt)
-        out = self._expected_if_alive(tt, zero, zero)  # a new customer is alive
-        return float(out) if np.ndim(t) == 0 else out
+    def _simulate(self, rng: np.random.Generator, x, T, horizon: float, alive) -> np.ndarray:
+        """One draw of each customer's purchases in the next ``horizon`` from the posterior:
+        rate ``Gamma(r+x, alpha+T)``, dropout ``Beta(a, b+x)`` given active; purchases are the
+        smaller of a Poisson count and the geometric number of purchases until dropout."""
+        r, alpha, a, b = self._p()
+        lam = rng.gamma(r + x, 1.0 / (alpha + T))
+        drop = rng.beta(a, b + self._shift + x)
+        n_poisson = rng.poisson(lam * horizon)
+        n_until = rng.geometric(np.clip(drop, 1e-12, 1.0))
+        return np.where(alive, np.minimum(n_poisson, n_until), 0)
 
     def probability_purchases(self, n: int | np.ndarray, t: float) -> float | np.ndarray:
         """P(X(t) = n): probability a new customer makes ``n`` repeat purchases in ``t`` (eq. 8)."""
@@ -406,24 +354,3 @@ class BetaGeoModel(BaseModel):
             )
         out = term1 + term2
         return float(out) if np.ndim(n) == 0 else out
-
-    def expected_customers_by_frequency(self, rfm: pd.DataFrame, max_frequency: int = 7) -> pd.DataFrame:
-        """Observed vs expected number of customers by number of repeat purchases.
-
-        Expected counts sum ``P(X(T_i) = x)`` over customers with each customer's own ``T``
-        (the paper's Figure 2 for the calibration period); the last bin is ``max_frequency+``.
-        """
-        self._check_fitted()
-        check_rfm(rfm)
-        Ts, counts = np.unique(rfm["T"].to_numpy(float), return_counts=True)
-        ks = np.arange(max_frequency)
-        expected = np.zeros(max_frequency + 1)
-        for Tv, cnt in zip(Ts, counts, strict=True):
-            probs = self.probability_purchases(ks, float(Tv))
-            expected[:max_frequency] += cnt * probs
-            expected[max_frequency] += cnt * (1 - probs.sum())
-        freq = rfm["frequency"].to_numpy()
-        observed = np.array([(freq == k).sum() for k in ks] + [(freq >= max_frequency).sum()], float)
-        labels = [str(k) for k in ks] + [f"{max_frequency}+"]
-        return pd.DataFrame({"observed": observed, "expected": expected},
-                            index=pd.Index(labels, name="repeat_purchases"))
