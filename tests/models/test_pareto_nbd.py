@@ -55,7 +55,7 @@ def test_likelihood_against_direct_integration(sample_model):
     r, alpha, s, beta = sample_model.params_
     from scipy import special
     for x, tx, T in [(0, 0.0, 38.0), (2, 30.43, 38.86), (40, 1.0, 50.0), (15, 49.0, 50.0), (3, 10.0, 10.0)]:
-        dead = integrate.quad(lambda u: (alpha + u) ** -(r + x) * (beta + u) ** -(s + 1), tx, T,
+        dead = integrate.quad(lambda u, x=x: (alpha + u) ** -(r + x) * (beta + u) ** -(s + 1), tx, T,
                               epsabs=0, epsrel=1e-13, limit=200)[0]
         ref = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + s * np.log(beta)
                + np.log((alpha + T) ** -(r + x) * (beta + T) ** -s + s * dead))
@@ -75,7 +75,7 @@ def test_power_integral_accuracy():
         hi = lo + 10 ** rng.uniform(-2, 3.5)
         if p + q <= 1:
             continue
-        f = lambda u: np.exp(-p * np.log(A + u) - q * np.log(B + u))  # noqa: E731
+        f = lambda u, A=A, p=p, B=B, q=q: np.exp(-p * np.log(A + u) - q * np.log(B + u))  # noqa: E731
         pts = [lo + (hi - lo) * 10.0**-k for k in range(8, 0, -1)]
         ref = integrate.quad(f, lo, hi, points=pts, epsabs=0, epsrel=1e-12, limit=500)[0]
         if ref > 1e-290:  # below that adaptive integration itself underflows
