@@ -44,7 +44,16 @@ def test_calibration_holdout_equals_lifetimes_on_cdnow_master(cdnow_master, mast
     ).sort_index()
     _assert_matches_lifetimes(ours, theirs, suffix="_cal")
     np.testing.assert_array_equal(ours["frequency_holdout"], theirs["frequency_holdout"])
-    np.testing.assert_allclose(ours["monetary_value_holdout"], theirs["monetary_value_holdout"], atol=1e-9, rtol=0)
+    # ours is per purchase day (as the calibration value); lifetimes' per raw transaction: they
+    # agree for customers with at most one transaction per holdout day and differ otherwise
+    per_day = ours["revenue_holdout"] / ours["frequency_holdout"].where(ours["frequency_holdout"] > 0)
+    np.testing.assert_allclose(ours["monetary_value_holdout"], per_day.fillna(0.0), atol=1e-9, rtol=0)
+    hold = cdnow_master[(cdnow_master["date"] > CAL_END) & (cdnow_master["date"] <= OBS_END)]
+    one_a_day = hold.groupby("customer_id")["date"].agg(lambda d: d.is_unique)
+    same = ours.index.isin(one_a_day[one_a_day].index) | (ours["frequency_holdout"] == 0)
+    np.testing.assert_allclose(ours.loc[same, "monetary_value_holdout"], theirs.loc[same, "monetary_value_holdout"],
+                               atol=1e-9, rtol=0)
+    assert (~same).sum() > 0
     np.testing.assert_allclose(ours["duration_holdout"], theirs["duration_holdout"], atol=1e-12)
 
 
@@ -111,6 +120,18 @@ def test_calibration_excludes_late_first_purchases():
     assert cal.index.tolist() == [1]
     assert cal.loc[1, "frequency_holdout"] == 1
     assert cal.loc[1, "monetary_value_holdout"] == 2.0
+
+
+def test_holdout_monetary_value_is_per_purchase_day():
+    log = pd.DataFrame({
+        "customer_id": [1, 1, 1, 1],
+        "date": pd.to_datetime(["2024-01-01", "2024-03-01", "2024-03-01", "2024-03-05"]),
+        "amount": [1.0, 2.0, 4.0, 3.0],
+    })
+    cal = calibration_holdout(log, calibration_end="2024-02-01", observation_end="2024-05-01")
+    assert cal.loc[1, "frequency_holdout"] == 2
+    assert cal.loc[1, "monetary_value_holdout"] == 4.5  # (2+4 on one day, 3 on another) / 2 days
+    assert cal.loc[1, "revenue_holdout"] == 9.0
     assert cal.loc[1, "duration_holdout"] == 90.0
 
 

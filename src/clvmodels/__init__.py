@@ -16,6 +16,7 @@ from clvmodels.exceptions import (
 from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals
 from clvmodels.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clvmodels.rfm import calibration_holdout, rfm_summary
+from clvmodels.selection import ModelSelection, select_model
 from clvmodels.tiers import (
     assign_tiers,
     retention_what_if,
@@ -41,6 +42,8 @@ __all__ = [
     "tier_intervals",
     "retention_what_if",
     "evaluate",
+    "select_model",
+    "ModelSelection",
     "Scorecard",
     "rfm_summary",
     "calibration_holdout",

@@ -10,6 +10,12 @@ purchase period; ``frequency`` is the number of purchase days minus one (repeat 
 purchase day to the end of observation and ``monetary_value`` the mean value of the repeat
 purchase days (0 when ``frequency`` is 0). Time is measured in the table's unit: days
 (``"D"``) or weeks of exactly 7 days (``"W"``), fractional.
+
+Weeks are elapsed days / 7, not calendar weeks: a purchase 10 days after the first has
+``recency`` 1.43 weeks, as in the papers (CDNOW customer 1: t_x = 30.43, T = 38.86). Purchase
+periods are always calendar days, whatever the unit. lifetimes' ``freq="W"`` instead counts
+calendar (Monday-Sunday) weeks and merges purchases in the same week; ``freq="D",
+freq_multiplier=7`` is what equals ``time_unit="W"`` here.
 """
 
 from __future__ import annotations
@@ -169,11 +175,13 @@ def calibration_holdout(
         One row per customer whose first purchase is on or before ``calibration_end``:
         ``frequency``, ``recency``, ``T``, ``monetary_value`` of the calibration window (so the
         table can be passed to a model's ``fit`` as is), then ``frequency_holdout`` (purchase
-        days in the holdout), ``monetary_value_holdout`` (mean value of the holdout
-        transactions, row by row as lifetimes computes it; 0 if none), ``revenue_holdout``
-        (total spend in the holdout) and ``duration_holdout`` (holdout length in
-        ``time_unit``). Apart from ``revenue_holdout`` these equal lifetimes'
-        ``calibration_and_holdout_data`` columns ``*_cal`` / ``*_holdout``.
+        days in the holdout), ``monetary_value_holdout`` (mean value per holdout purchase
+        day, the same basis as ``monetary_value``; 0 if none), ``revenue_holdout`` (total
+        spend in the holdout) and ``duration_holdout`` (holdout length in ``time_unit``). The
+        calibration columns, ``frequency_holdout`` and ``duration_holdout`` equal lifetimes'
+        ``calibration_and_holdout_data``; lifetimes' ``monetary_value_holdout`` is instead the
+        mean of the raw holdout transactions, so it differs for customers with several
+        transactions on one day.
 
     Raises
     ------
@@ -198,13 +206,14 @@ def calibration_holdout(
     hold = t.filter((t.date > cal_lit) & (t.date <= obs_lit))
     hold_cust = hold.group_by("customer_id").aggregate(
         frequency_holdout=hold.date.nunique(),
-        monetary_value_holdout=hold.amount.mean(),
         revenue_holdout=hold.amount.sum(),
     )
     joined = cal.left_join(hold_cust, "customer_id").select(
         cal,
         frequency_holdout=hold_cust.frequency_holdout.fill_null(0).cast("int64"),
-        monetary_value_holdout=hold_cust.monetary_value_holdout.fill_null(0.0).cast("float64"),
+        # per purchase day, as the calibration monetary_value (same-day purchases are one)
+        monetary_value_holdout=(hold_cust.revenue_holdout / hold_cust.frequency_holdout.cast("float64"))
+        .fill_null(0.0).cast("float64"),
         revenue_holdout=hold_cust.revenue_holdout.fill_null(0.0).cast("float64"),
     ).order_by("customer_id")
     df = execute(joined)
