@@ -31,7 +31,8 @@ def test_report_folder_contents(finished):
     out, folder = finished
     assert folder.parent == out and folder.name.startswith("test-run-")
     for name in ("report.html", "report.ipynb", "forecast.parquet", "forecast.csv", "tier_table.csv",
-                 "bgnbd.json", "gamma_gamma.json", "parameters.json"):
+                 "purchase_model.json", "gamma_gamma.json", "parameters.json", "at_risk_customers.csv",
+                 "model_selection.csv"):
         assert (folder / name).is_file(), name
     fc = pd.read_parquet(folder / "forecast.parquet")
     assert len(fc) == 2357 and {"clv", "p_alive", "tier", "clv_lower", "clv_upper"} <= set(fc.columns)
@@ -40,7 +41,15 @@ def test_report_folder_contents(finished):
     assert tiers.index.tolist() == ["Platinum", "Gold", "Iron", "Lead", "Total"]
     params = json.loads((folder / "parameters.json").read_text())
     assert params["horizon"] == 26 and params["title"] == "Test run"
-    assert clvmodels.BetaGeoModel.load(folder / "bgnbd.json").time_unit_ == "W"
+    from clvmodels.models import load_model
+
+    model = load_model(folder / "purchase_model.json")
+    selection = pd.read_csv(folder / "model_selection.csv", index_col=0)
+    assert type(model).__name__ == {"BG/NBD": "BetaGeoModel", "MBG/NBD": "ModifiedBetaGeoModel",
+                                    "Pareto/NBD": "ParetoNBDModel"}[selection.index[selection["chosen"]][0]]
+    assert model.time_unit_ == "W"
+    risk = pd.read_csv(folder / "at_risk_customers.csv", index_col=0)
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_risk"].is_monotonic_decreasing
     assert not list(out.glob(".*.tmp")), "temporary folder left behind"
 
 
@@ -128,3 +137,32 @@ def test_papermill_sees_every_parameter(name):
     declared = [ln.split("=")[0].strip() for ln in first.source.splitlines() if "=" in ln and not ln.startswith("#")]
     assert sorted(pm.inspect_notebook(str(path))) == sorted(declared)
     assert set(declared) <= set(ReportConfig.__dataclass_fields__)
+
+
+def test_report_states_model_choice_and_backtest(finished):
+    html = (finished[1] / "report.html").read_text()
+    assert "chosen among BG/NBD, MBG/NBD, Pareto/NBD by the backtest" in html
+    assert "widened by the backtest" in html and "In the backtest (holdout of" in html
+    assert "How to read this." in html and "Normalised Gini" in html and "Decile" in html
+    assert "Valuable customers most at risk" in html
+    assert "¶" not in html  # no anchor pilcrows on headings
+    assert ">tier<" not in html and "std_error" not in html  # no raw index names or snake_case headers
+
+
+def test_user_text_cannot_inject_html(tmp_path):
+    """Stored XSS: the title and the input file's name reach the page as text, not markup."""
+    from clvmodels.reporting import md_escape, report_heading
+
+    evil = "<script>alert(1)</script> [click](javascript:alert(2)) <img src=x onerror=alert(3)>"
+    assert "<script" not in md_escape(evil) and "](javascript" not in md_escape(evil)
+    cfg = validate_parameters({"title": evil})
+    assert "<script" not in report_heading(cfg)
+    log = tmp_path / "<img src=x onerror=alert(4)>.csv"
+    clvmodels.load_cdnow("sample").to_csv(log, index=False)
+    folder = run_report("clv_report", {"title": evil, "input_path": str(log), "n_draws": 10},
+                        tmp_path / "out", progress=False)
+    html = (folder / "report.html").read_text()
+    # as markup: a script tag, an element carrying an event handler, a javascript: link
+    for bad in (r"<script", r"<img[^>]*onerror", r"href=[\"']?javascript:"):
+        assert not re.search(bad, html, re.I), bad
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text

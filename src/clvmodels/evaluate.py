@@ -389,6 +389,7 @@ def evaluate(
     tracking = None
     if transactions is not None:
         tracking = tracking_curve(transaction_model, transactions, cal, columns=columns)
+        tracking.attrs["model"] = transaction_model._long_name
     predictions = pd.DataFrame({"actual_purchases": cal["frequency_holdout"]})
     for name, p in preds.items():
         predictions[f"{name}: expected_purchases"] = p["expected_purchases"]

@@ -17,6 +17,7 @@ from clvmodels._validation import UNIT_NAMES
 from clvmodels.tiers import TIERS
 
 __all__ = [
+    "set_report_style",
     "plot_tier_value",
     "plot_tier_churn",
     "plot_frequency_fit",
@@ -31,9 +32,18 @@ __all__ = [
 TIER_COLORS = {"Platinum": "#7f8c8d", "Gold": "#d4ac0d", "Iron": "#5d6d7e", "Lead": "#2c3e50"}
 
 
-def _ax(ax: Any, size: tuple[float, float] = (6.5, 3.8)):
+def set_report_style() -> None:
+    """Figures as a report wants them: full page width, sharp, labels kept inside the frame."""
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (10.0, 4.6),
+        "figure.constrained_layout.use": True, "axes.titlesize": 12, "axes.labelsize": 11,
+        "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.spines.top": False, "axes.spines.right": False,
+    })
+
+
+def _ax(ax: Any, size: tuple[float, float] | None = None):
     if ax is None:
-        _, ax = plt.subplots(figsize=size)
+        _, ax = plt.subplots(figsize=size or plt.rcParams["figure.figsize"])
     return ax
 
 
@@ -50,8 +60,10 @@ def plot_tier_value(tier_table: pd.DataFrame, ax=None, **kwargs):
     if {"total_clv_lower", "total_clv_upper"} <= set(t.columns):
         err = np.vstack([t["total_clv"] - t["total_clv_lower"], t["total_clv_upper"] - t["total_clv"]])
         ax.errorbar(t.index, t["total_clv"], yerr=np.clip(err, 0, None), fmt="none", color="black", capsize=4)
-    for i, (v, share) in enumerate(zip(t["total_clv"], t["share_of_clv"], strict=True)):
-        ax.annotate(f"{share:.0%}", (i, v), ha="center", va="bottom", fontsize=9, xytext=(0, 3),
+    tops = t["total_clv_upper"] if "total_clv_upper" in t.columns else t["total_clv"]
+    for i, (v, share) in enumerate(zip(np.maximum(tops, t["total_clv"]), t["share_of_clv"], strict=True)):
+        # above the interval's top, so the label never sits on the error bar
+        ax.annotate(f"{share:.0%}", (i, v), ha="center", va="bottom", fontsize=10, xytext=(0, 4),
                     textcoords="offset points")
     ax.set_ylabel("Total CLV")
     ax.set_title("Predicted value by tier (share of total above each bar)")
@@ -128,10 +140,11 @@ def plot_spend_assumption(rfm: pd.DataFrame, ax=None, **kwargs):
 
 def plot_tracking(tracking: pd.DataFrame, ax=None, **kwargs):
     """Cumulative repeat purchases, actual vs expected, with the calibration end marked."""
-    ax = _ax(ax, (7, 3.8))
+    ax = _ax(ax)
     unit = UNIT_NAMES.get(tracking.attrs.get("time_unit", ""), "periods")
     ax.plot(tracking.index, tracking["actual_cumulative"], label="actual", color="black", **kwargs)
-    ax.plot(tracking.index, tracking["expected_cumulative"], label="expected (BG/NBD)", linestyle="--")
+    model = tracking.attrs.get("model", "model")
+    ax.plot(tracking.index, tracking["expected_cumulative"], label=f"expected ({model})", linestyle="--")
     if tracking["in_holdout"].any():
         ax.axvline(tracking.index[tracking["in_holdout"]][0] - 0.5, color="grey", linestyle=":")
         ax.annotate("holdout", (tracking.index[tracking["in_holdout"]][0], 0), xytext=(5, 5),
@@ -145,7 +158,7 @@ def plot_tracking(tracking: pd.DataFrame, ax=None, **kwargs):
 
 def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
     """Predicted probability of any holdout purchase vs observed share of buyers, per model."""
-    ax = _ax(ax, (5, 4.5))
+    ax = _ax(ax, (7, 5))
     sns.lineplot(data=calibration, x="mean_predicted", y="observed_share", hue="model", marker="o", ax=ax, **kwargs)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     ax.set_xlim(0, 1)
@@ -172,12 +185,26 @@ def plot_retention_what_if(what_if: pd.DataFrame, ax=None, **kwargs):
 
 
 def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, **kwargs):
-    """Distribution of predicted CLV per tier (box plot)."""
+    """Distribution of predicted CLV per tier (box plot with every outlier shown, on a
+    symmetric-log scale so the few very valuable customers and the many small ones both show)."""
     ax = _ax(ax)
     df = pd.DataFrame({"clv": forecast["clv"], "tier": tiers})
-    sns.boxplot(data=df, x="tier", y="clv", hue="tier", palette=TIER_COLORS, showfliers=False,
-                legend=False, ax=ax, **kwargs)
+    sns.boxplot(data=df, x="tier", y="clv", hue="tier", palette=TIER_COLORS, showfliers=True,
+                flierprops={"markersize": 2, "alpha": 0.4}, legend=False, ax=ax, **kwargs)
+    positive = df["clv"][df["clv"] > 0]
+    if len(positive) == len(df):
+        ax.set_yscale("log")
+        # a handful of customers with CLV near zero would stretch the axis over many decades
+        floor = float(positive.quantile(0.01)) / 2
+        hidden = int((positive < floor).sum())
+        ax.set_ylim(bottom=floor)
+        ax.set_ylabel("Predicted CLV per customer (log scale)")
+        if hidden:
+            ax.annotate(f"{hidden:,} customers below {floor:.2g} not shown", (0.99, 0.02),
+                        xycoords="axes fraction", ha="right", fontsize=9, color="grey")
+    else:
+        ax.set_yscale("symlog", linthresh=float(positive.quantile(0.05)) if len(positive) else 1.0)
+        ax.set_ylabel("Predicted CLV per customer (symmetric log scale)")
     ax.set_xlabel("")
-    ax.set_ylabel("Predicted CLV per customer")
     ax.set_title("CLV per customer by tier")
     return ax

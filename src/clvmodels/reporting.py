@@ -36,8 +36,16 @@ __all__ = [
     "template_path",
     "format_tier_table",
     "format_what_if",
+    "format_selection",
+    "format_scorecard",
+    "format_backtest_tiers",
+    "format_deciles",
+    "format_at_risk",
+    "md_escape",
+    "report_heading",
+    "model_paragraph",
+    "backtest_reading",
     "data_overview",
-    "holdout_check",
     "DATASETS",
 ]
 
@@ -131,7 +139,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     if p["input_path"] and not Path(p["input_path"]).exists():
         raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
     obs = check_timestamp("observation_end", p["observation_end"]) if p["observation_end"] else None
-    if p["calibration_end"]:
+    if p["calibration_end"] and p["calibration_end"].strip().lower() != "none":
         cal = check_timestamp("calibration_end", p["calibration_end"])
         if obs is not None and cal >= obs:
             raise ParameterError(
@@ -152,9 +160,11 @@ def load_report_transactions(cfg: ReportConfig):
 
 
 def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.Series,
-                   tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig) -> list[Path]:
+                   tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig,
+                   extra_tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Write the per-customer forecast (Parquet and CSV), the tier table (CSV), the fitted models
-    (JSON) and the parameters into ``output_dir``. Does nothing when it is empty."""
+    (JSON), further tables (CSV, e.g. the at-risk list) and the parameters into ``output_dir``.
+    Does nothing when it is empty."""
     if not output_dir:
         return []
     out = Path(output_dir)
@@ -166,6 +176,9 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
     tier_table.to_csv(written[2])
     for name, model in models.items():
         written.append(model.save(out / f"{name}.json"))
+    for name, extra in (extra_tables or {}).items():
+        extra.to_csv(out / f"{name}.csv")
+        written.append(out / f"{name}.csv")
     params = out / "parameters.json"
     params.write_text(json.dumps(asdict(config), indent=2, default=str))
     written.append(params)
@@ -176,23 +189,42 @@ def _money(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
 
 
-def executive_summary(cfg: ReportConfig, tier_table: pd.DataFrame, budget: pd.Series,
-                      n_customers: int, observation_end: str) -> str:
-    """The report's opening sentences (Markdown): horizon and unit in words, value, churn, budget."""
+def executive_summary(analysis: Any) -> str:
+    """The report's opening sentences (Markdown): horizon and unit in words, value with its
+    interval and the backtest's error beside it, churn, purchases, budget and the model used."""
+    cfg = analysis.config
+    tier_table, budget = analysis.tier_table, analysis.budget
     total = tier_table.loc["Total"]
     top = tier_table.loc["Platinum"]
     lvl = f"{cfg.interval_level:.0%}"
+    err = analysis.backtest_error
     rng = ""
     if "total_clv_lower" in tier_table.columns:
-        rng = f" ({lvl} interval {_money(total['total_clv_lower'])} to {_money(total['total_clv_upper'])})"
+        rng = f" ({lvl} interval {_money(total['total_clv_lower'])} to {_money(total['total_clv_upper'])}"
+        rng += ", widened by the backtest's error)" if err is not None else ", model uncertainty only)"
+    backtest = ""
+    if err is not None:
+        e = err.loc["Total"]
+        backtest = (f" In the backtest ({err.attrs['holdout']}) the same model predicted "
+                    f"{e['predicted_purchases']:,.0f} purchases against {e['actual_purchases']:,.0f} actual "
+                    f"({e['purchases_pct_error']:+.1f}%) and revenue {e['revenue_pct_error']:+.1f}% off; "
+                    f"per tier it missed by a typical {100 * err.attrs['sigma_revenue']:.0f}% on revenue.")
+    if analysis.selection is not None:
+        model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, chosen among "
+                      f"{', '.join(analysis.selection.table.index)} by the backtest (lowest error per customer); "
+                      "Gamma-Gamma for spend.")
+    else:
+        model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, Gamma-Gamma for spend. "
+                      "There was no backtest in this run (no calibration window), so the intervals do not "
+                      "include the model's own error.")
     lines = [
-        f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {observation_end}, "
-        f"for {n_customers:,} customers; all times are in {cfg.unit_name}. Values are "
+        f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, "
+        f"for {len(analysis.rfm):,} customers; all times are in {cfg.unit_name}. Values are "
         f"margin ({cfg.margin:.0%}) on expected spend, discounted at {cfg.discount_rate:.0%} a year"
         + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active" if cfg.cost_to_serve else "")
         + ".",
         "",
-        f"* **Total customer value** over the horizon: {_money(total['total_clv'])}{rng}.",
+        f"* **Total customer value** over the horizon: {_money(total['total_clv'])}{rng}.{backtest}",
         f"* **Platinum** customers ({top['share_of_customers']:.0%} of customers) hold "
         f"{top['share_of_clv']:.0%} of that value.",
         f"* **Churn**: {total['mean_churn_probability']:.0%} of customers are probably gone already; "
@@ -202,8 +234,138 @@ def executive_summary(cfg: ReportConfig, tier_table: pd.DataFrame, budget: pd.Se
         f"{_money(total['expected_revenue'])} in revenue.",
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'])} "
         f"over the horizon (first purchase included) - the most to spend to win one and break even.",
+        model_line,
     ]
     return "\n".join(lines)
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_escape(text: Any) -> str:
+    """User text made inert inside Markdown: HTML escaped (no tags, no scripts) and Markdown's
+    own syntax characters backslash-escaped (no links, images or emphasis)."""
+    import html as _html
+
+    return _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=True))
+
+
+def report_heading(cfg: ReportConfig) -> str:
+    """The report's title and data source (Markdown), with user text escaped."""
+    return f"# {md_escape(cfg.title)}\n\nData: {md_escape(cfg.data_label)}."
+
+
+def model_paragraph(analysis: Any) -> str:
+    """Which purchase model the forecast uses, why, and its reference (Markdown)."""
+    model = analysis.model
+    text = (f"Purchases and dropout follow the **{model._long_name}** model ({model._reference.rstrip('.')}); spend per "
+            "purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
+    if analysis.selection is not None:
+        text += analysis.selection.reason + " "
+    return text + "Parameter intervals below are 95% and computed on the log scale."
+
+
+def backtest_reading(analysis: Any) -> str:
+    """The backtest in plain words (Markdown): what was predicted, what happened, which way the
+    model erred, and what that means for the forecast."""
+    sc, err = analysis.scorecard, analysis.backtest_error
+    m = sc.metrics
+    name = sc.info.get("model", m.index[0])
+    row = m.loc[name]
+    t = err.loc["Total"]
+    direction = "fewer" if row["aggregate_pct_error"] < 0 else "more"
+    lines = [
+        f"**How to read this.** The model was fitted to the data up to {md_escape(analysis.calibration_end)} "
+        f"and asked to predict the {sc.info['holdout_length']:g} {UNIT_NAMES[sc.info['time_unit']]} "
+        f"that followed. It predicted {row['predicted_purchases']:,.0f} purchases; customers made "
+        f"{row['actual_purchases']:,.0f}, so it predicted {abs(row['aggregate_pct_error']):.1f}% {direction} "
+        f"than happened (revenue: {t['revenue_pct_error']:+.1f}%).",
+        f"Customer by customer it was off by {row['mae']:.2f} purchases on average, against "
+        f"{m.loc['naive rate', 'mae']:.2f} for a naive rate model"
+        + (f" and {m.loc['gradient boosting', 'mae']:.2f} for gradient boosting" if "gradient boosting" in m.index else "")
+        + f". Ranking customers by its predictions puts {sc.deciles.query('model == @name and decile == 1')['share_of_actual'].iloc[0]:.0%} "
+        "of the actual purchases in the top tenth (the decile table at the end of this section).",
+        f"Per tier its revenue was off by a typical {100 * err.attrs['sigma_revenue']:.0f}%; the intervals in this "
+        "report are widened by errors of that size, so they are as wide as the model's own track record says "
+        "they should be.",
+    ]
+    for note in sc.info.get("notes", []):
+        lines.append(f"*{md_escape(note)}*")
+    return "\n\n".join(lines)
+
+
+_METRIC_LABELS = {
+    "predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+    "aggregate_pct_error": "Total error %", "mae": "MAE per customer", "rmse": "RMSE per customer",
+    "auc": "AUC (any purchase)", "brier": "Brier score", "gini": "Normalised Gini", "spearman": "Spearman",
+    "spend_mae": "Spend MAE (buyers)", "log_likelihood": "Log-likelihood", "bic": "BIC",
+    "fit_seconds": "Fit time (s)", "chosen": "Chosen",
+}
+
+
+def _labelled(df: pd.DataFrame, index_label: str) -> pd.DataFrame:
+    out = df.rename(columns=_METRIC_LABELS)
+    out.index = out.index.astype(str)
+    out.index.name = None
+    out.columns.name = index_label
+    return out
+
+
+def format_selection(selection: Any):
+    """The model comparison of the backtest as a formatted table."""
+    t = selection.table.drop(columns=[c for c in ("fit_seconds",) if c in selection.table.columns])
+    t = _labelled(t, "Model")
+    t["Chosen"] = t["Chosen"].map({True: "yes", False: ""})
+    return t.style.set_caption("Purchase models compared on the backtest holdout").format({"MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
+                           "Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}",
+                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="")
+
+
+def format_scorecard(scorecard: Any):
+    """The backtest metrics of the model and the baselines as a formatted table."""
+    t = _labelled(scorecard.metrics, "Model")
+    fmt = {c: "{:.3f}" for c in t.columns}
+    fmt.update({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Total error %": "{:+.1f}",
+                "Spend MAE (buyers)": "{:,.2f}"})
+    return t.style.set_caption("The chosen model against the baselines on the backtest holdout").format(fmt, na_rep="n/a")
+
+
+def format_backtest_tiers(error: pd.DataFrame):
+    """Predicted vs actual purchases and revenue per tier in the backtest."""
+    t = error[["predicted_purchases", "actual_purchases", "purchases_pct_error", "predicted_revenue",
+               "actual_revenue", "revenue_pct_error"]].rename(columns={
+        "predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+        "purchases_pct_error": "Purchases error %", "predicted_revenue": "Predicted revenue",
+        "actual_revenue": "Actual revenue", "revenue_pct_error": "Revenue error %"})
+    t.index.name = None
+    t.columns.name = "Tier"
+    return t.style.set_caption("Backtest by tier: what the model predicted and what happened").format({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
+                           "Predicted revenue": "{:,.0f}", "Actual revenue": "{:,.0f}", "Revenue error %": "{:+.1f}"},
+                          na_rep="n/a")
+
+
+def format_deciles(deciles: pd.DataFrame):
+    """Decile table: customers in ten groups by predicted purchases, per model."""
+    wide = deciles.pivot(index="decile", columns="model", values=["mean_predicted", "mean_actual", "share_of_actual"])
+    wide.columns = [f"{m}: " + {"mean_predicted": "predicted", "mean_actual": "actual",
+                                "share_of_actual": "share of actual"}[q] for q, m in wide.columns]
+    wide.index.name = None
+    wide.columns.name = "Decile (1 = highest predicted)"
+    return wide.style.set_caption("Customers in ten equal groups by predicted purchases: mean predicted and actual "
+                                  "purchases, and each group's share of all actual purchases").format(
+        {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns})
+
+
+def format_at_risk(at_risk: pd.DataFrame, top: int = 20):
+    """The at-risk list as a formatted table."""
+    t = at_risk.head(top).rename(columns={"tier": "Tier", "p_alive": "P(active)", "churn_probability": "P(gone)",
+                                          "expected_purchases": "Expected purchases", "clv": "CLV",
+                                          "value_at_risk": "Value at risk"})
+    t.index = t.index.astype(str)
+    t.columns.name = "Customer"
+    t.index.name = None
+    return t.style.format({"P(active)": "{:.0%}", "P(gone)": "{:.0%}", "Expected purchases": "{:.2f}",
+                           "CLV": "{:,.2f}", "Value at risk": "{:,.2f}"})
 
 
 def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90):
@@ -216,7 +378,8 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90):
         "mean_churn_probability": "Gone now (mean P)", "mean_churn_by_horizon": "Gone by horizon end (mean P)",
         "expected_churners": "Expected churners",
     }
-    out = pd.DataFrame(index=t.index)
+    out = pd.DataFrame(index=t.index.astype(str).rename(None))
+    out.columns.name = "Tier"
     for key, label in cols.items():
         out[label] = t[key]
     pct = f"{level:.0%}"
@@ -232,27 +395,15 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90):
 
 def format_what_if(what_if: pd.DataFrame):
     """The retention what-if as a formatted table."""
-    out = pd.DataFrame({
-        "CLV now": what_if["clv"], "CLV if dropout fell": what_if["clv_what_if"],
-        "Change": what_if["change"], "Change %": what_if["change_pct"] / 100,
-        "Purchases now": what_if["expected_purchases"], "Purchases if dropout fell": what_if["expected_purchases_what_if"],
+    out = pd.DataFrame(index=what_if.index.astype(str).rename(None), data={
+        "CLV now": what_if["clv"].to_numpy(), "CLV if dropout fell": what_if["clv_what_if"].to_numpy(),
+        "Change": what_if["change"].to_numpy(), "Change %": what_if["change_pct"].to_numpy() / 100,
+        "Purchases now": what_if["expected_purchases"].to_numpy(),
+        "Purchases if dropout fell": what_if["expected_purchases_what_if"].to_numpy(),
     })
+    out.columns.name = "Tier"
     return out.style.format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
                              "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"})
-
-
-def holdout_check(cfg: ReportConfig, transactions: Any, observation_end: str):
-    """Refit both models on the data up to ``cfg.calibration_end`` and score them on the rest
-    (with the baselines); ``None`` when the report has no calibration end."""
-    from clvmodels.evaluate import evaluate
-    from clvmodels.models import BetaGeoModel, GammaGammaModel
-    from clvmodels.rfm import calibration_holdout
-
-    if not cfg.calibration_end:
-        return None
-    cal = calibration_holdout(transactions, calibration_end=cfg.calibration_end,
-                              observation_end=observation_end, time_unit=cfg.time_unit)
-    return evaluate(cal, BetaGeoModel().fit(cal), GammaGammaModel().fit(cal), transactions=transactions)
 
 
 def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
@@ -268,7 +419,9 @@ def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
         "Mean repeat purchases per customer": f"{rfm['frequency'].mean():.2f}",
         "Mean spend per repeat purchase (repeat buyers)": f"{rfm.loc[repeat, 'monetary_value'].mean():,.2f}" if repeat.any() else "n/a",
     }
-    return pd.DataFrame({"value": list(facts.values())}, index=pd.Index(list(facts), name="fact"))
+    out = pd.DataFrame({"Value": list(facts.values())}, index=pd.Index(list(facts), name=None))
+    out.columns.name = "Fact"
+    return out
 
 
 # ------------------------------------------------------------------ running templates
@@ -342,6 +495,7 @@ def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") ->
     c.HTMLExporter.exclude_input = True
     c.HTMLExporter.exclude_input_prompt = True
     c.HTMLExporter.exclude_output_prompt = True
+    c.HTMLExporter.anchor_link_text = ""  # no pilcrow after every heading
     exporter = HTMLExporter(config=c, template_name="basic")
     nb = nbformat.read(str(notebook_path), as_version=4)
     body, _ = exporter.from_notebook_node(nb)

@@ -24,6 +24,8 @@ __all__ = [
     "tier_summary",
     "tier_intervals",
     "retention_what_if",
+    "backtest_error",
+    "widen_intervals",
 ]
 
 TIERS = ("Platinum", "Gold", "Iron", "Lead")
@@ -287,4 +289,89 @@ def retention_what_if(
     out["change_pct"] = 100 * out["change"] / out["clv"].where(out["clv"] != 0)
     out.index.name = "tier"
     out.attrs.update({"dropout_reduction": f, **base.attrs})
+    return out
+
+
+def backtest_error(scorecard: Any) -> pd.DataFrame:
+    """How far the model's tier totals were from what happened in the backtest's holdout.
+
+    Parameters
+    ----------
+    scorecard : Scorecard
+        From :func:`clvmodels.evaluate` with a spend model (it carries predicted and actual
+        purchases and revenue per tier).
+
+    Returns
+    -------
+    DataFrame
+        Index Platinum..Lead and Total; ``purchases_pct_error``, ``revenue_pct_error``
+        (100 (predicted - actual) / actual) and ``purchases_log_error``,
+        ``revenue_log_error`` (``ln(actual / predicted)``, NaN where either is 0). ``attrs``
+        holds ``sigma_purchases`` and ``sigma_revenue``: the root mean square of the log errors
+        over the tiers and the total, the typical relative size of the model's misses.
+    """
+    t = scorecard.tiers
+    needed = ("predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue")
+    missing = [c for c in needed if c not in t.columns]
+    if missing:
+        raise DataValidationError(f"The scorecard's tier table lacks {missing}; evaluate it with a spend model.")
+    t = t[list(needed)].astype(float)
+    t.loc["Total"] = t.sum()
+    out = pd.DataFrame(index=pd.Index(t.index, name="tier"))
+    for q in ("purchases", "revenue"):
+        pred, act = t[f"predicted_{q}"], t[f"actual_{q}"]
+        out[f"predicted_{q}"] = pred
+        out[f"actual_{q}"] = act
+        out[f"{q}_pct_error"] = 100 * (pred - act) / act.where(act != 0)
+        ok = (pred > 0) & (act > 0)
+        out[f"{q}_log_error"] = np.log(act.where(ok) / pred.where(ok))
+        errs = out[f"{q}_log_error"].dropna()
+        out.attrs[f"sigma_{q}"] = float(np.sqrt((errs**2).mean())) if len(errs) else float("nan")
+    out.attrs["holdout"] = scorecard.info.get("description", "")
+    return out
+
+
+def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: float = 0.90) -> pd.DataFrame:
+    """Tier intervals that include model error as measured by a backtest.
+
+    The intervals of :func:`tier_intervals` cover parameter uncertainty and the randomness of
+    purchases, assuming the model is right. A backtest shows how wrong it is: its tier totals
+    missed by a typical log error ``sigma`` (:func:`backtest_error`). Each interval's half-widths
+    on the log scale, ``d``, become ``sqrt(d^2 + (z sigma)^2)`` with ``z`` the normal quantile
+    of ``level``: the two sources of error added as independent. Revenue's ``sigma`` also widens
+    CLV. A point value that is not positive (net CLV of Lead) is widened the same way on the
+    original scale. The point forecasts stay as they are.
+
+    Returns
+    -------
+    DataFrame
+        ``tier_table`` with the ``*_lower``/``*_upper`` columns replaced and ``attrs``
+        ``sigma_purchases``, ``sigma_revenue``, ``model_error_z``.
+    """
+    from scipy import stats
+
+    lvl = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
+    z = float(stats.norm.ppf(0.5 + lvl / 2))
+    out = tier_table.copy()
+    sig = {"expected_purchases": error.attrs.get("sigma_purchases", np.nan),
+           "expected_revenue": error.attrs.get("sigma_revenue", np.nan),
+           "total_clv": error.attrs.get("sigma_revenue", np.nan)}
+    for col, sigma in sig.items():
+        lo_col, hi_col = f"{col}_lower", f"{col}_upper"
+        if lo_col not in out.columns or not np.isfinite(sigma):
+            continue
+        p = out[col].to_numpy(float)
+        lo = out[lo_col].to_numpy(float)
+        hi = out[hi_col].to_numpy(float)
+        e = z * sigma
+        positive = (p > 0) & (lo > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dl = np.sqrt(np.log(p / lo) ** 2 + e**2)
+            du = np.sqrt(np.log(hi / p) ** 2 + e**2)
+        abs_lo = p - np.sqrt((p - lo) ** 2 + (e * np.abs(p)) ** 2)
+        abs_hi = p + np.sqrt((hi - p) ** 2 + (e * np.abs(p)) ** 2)
+        out[lo_col] = np.where(positive, p * np.exp(-dl), abs_lo)
+        out[hi_col] = np.where(positive, p * np.exp(du), abs_hi)
+    out.attrs.update({"sigma_purchases": sig["expected_purchases"], "sigma_revenue": sig["expected_revenue"],
+                      "model_error_z": z})
     return out

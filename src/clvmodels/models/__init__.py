@@ -7,5 +7,26 @@ from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihoo
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "GammaGammaModel",
-    "bgnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood",
+    "bgnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
 ]
+
+
+def load_model(path):
+    """Read any model written by ``save``, whatever its class (named in the file)."""
+    import json
+    from pathlib import Path
+
+    from clvmodels.exceptions import ModelFileError
+    from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel
+
+    classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, GammaGammaModel,
+                                       BetaGeoBetaBinomModel)}
+    try:
+        name = json.loads(Path(path).read_text()).get("model")
+    except FileNotFoundError:
+        raise ModelFileError(f"Model file '{path}' does not exist.") from None
+    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"Model file '{path}' is not a clvmodels model file ({exc}).") from None
+    if name not in classes:
+        raise ModelFileError(f"Model file '{path}' names model {name!r}; known models: {sorted(classes)}.")
+    return classes[name].load(path)

@@ -351,7 +351,11 @@ class BaseModel:
                 f"AIC {self.aic:,.1f}; BIC {self.bic:,.1f}"
             )
         head += "</p>"
-        table = self.summary.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+        table = self.summary.rename(columns={"estimate": "Estimate", "std_error": "Std. error",
+                                             "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
+        table.index.name = None
+        table.columns.name = "Parameter"
+        table = table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
         return head + table + f"<p><small>{html.escape(self._reference)}</small></p>"
 
     # ---------------------------------------------------------------- persistence

@@ -1,0 +1,157 @@
+"""The whole analysis behind a report, as one function: used by the notebook templates, the
+command line and scripts alike, so the steps and their order are defined once.
+
+load -> RFM -> backtest and model choice -> refit on all data -> forecast -> tiers ->
+intervals (widened by the backtest's error) -> budget, what-if, at-risk list -> files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels._validation import DAYS_PER_UNIT
+from clvmodels.exceptions import DataValidationError
+from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
+
+__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers"]
+
+
+@dataclass
+class Analysis:
+    """Everything a report shows, computed by :func:`run_analysis`."""
+
+    config: ReportConfig
+    transactions: Any
+    rfm: pd.DataFrame
+    observation_end: str
+    calibration_end: str | None
+    selection: Any
+    scorecard: Any
+    backtest_error: pd.DataFrame | None
+    model: Any
+    spend: Any
+    forecast: pd.DataFrame
+    tiers: pd.Series
+    tier_table: pd.DataFrame
+    tier_table_model_only: pd.DataFrame
+    budget: pd.Series
+    what_if: pd.DataFrame
+    customer_intervals: pd.DataFrame
+    at_risk: pd.DataFrame
+
+    @property
+    def model_name(self) -> str:
+        return self.model._long_name
+
+
+def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | None]:
+    """The observation end and calibration end of a run, from the parameters or the data.
+
+    ``observation_end`` empty: the last purchase day. ``calibration_end`` empty: the data
+    decide, holding out ``min(horizon, a third of the span)`` whole time units before the
+    observation end (so a calibration window at least twice the holdout remains); ``"none"``:
+    no backtest. A given calibration end must leave data on both sides.
+    """
+    from clvmodels._engine import execute
+    from clvmodels._validation import check_timestamp
+
+    t = transactions
+    first = pd.Timestamp(execute(t.date.min()))
+    last = pd.Timestamp(execute(t.date.max()))
+    obs = check_timestamp("observation_end", cfg.observation_end) if cfg.observation_end else last
+    if obs < first:
+        raise DataValidationError(
+            f"Parameter 'observation_end' ({obs.date()}) is before the first purchase in the data "
+            f"({first.date()}); the data run from {first.date()} to {last.date()}."
+        )
+    if cfg.calibration_end.strip().lower() == "none":
+        return str(obs.date()), None
+    days = DAYS_PER_UNIT[cfg.time_unit]
+    if cfg.calibration_end:
+        cal = check_timestamp("calibration_end", cfg.calibration_end)
+        if not first <= cal < obs:
+            raise DataValidationError(
+                f"Parameter 'calibration_end' ({cal.date()}) must fall between the first purchase "
+                f"({first.date()}) and observation_end ({obs.date()}); use 'none' to skip the backtest."
+            )
+        return str(obs.date()), str(cal.date())
+    span_units = (obs - first).days / days
+    holdout_units = float(np.floor(min(cfg.horizon, span_units / 3)))
+    if holdout_units < 1:
+        return str(obs.date()), None  # too little history for a backtest; the report says so
+    cal = obs - pd.Timedelta(days=holdout_units * days)
+    return str(obs.date()), str(cal.date())
+
+
+def at_risk_customers(forecast: pd.DataFrame, tiers: pd.Series, *, top: int = 50,
+                      tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
+    """The valuable customers most likely to be lost: in the top tiers, ranked by value at risk.
+
+    Value at risk is ``(1 - P(alive)) x`` the customer's CLV if still active
+    (``clv / P(alive)``): what is lost if they are in fact gone. Returns up to ``top`` rows with
+    the tier, P(alive), expected purchases, CLV and value at risk, largest first.
+    """
+    df = forecast.assign(tier=tiers.astype(str))
+    df = df[df["tier"].isin(tiers_considered) & (df["p_alive"] > 0)]
+    if_alive = df["clv"] / df["p_alive"]
+    out = pd.DataFrame({
+        "tier": df["tier"], "p_alive": df["p_alive"], "churn_probability": df["churn_probability"],
+        "expected_purchases": df["expected_purchases"], "clv": df["clv"],
+        "value_at_risk": (1 - df["p_alive"]) * if_alive,
+    })
+    return out.sort_values(["value_at_risk", "clv"], ascending=False).head(int(top))
+
+
+def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
+    """Run the report's whole analysis for validated parameters (:func:`reporting.validate_parameters`).
+
+    With a backtest (``calibration_end`` given or derived): every purchase model is fitted on
+    the calibration window and scored on the holdout (:func:`clvmodels.select_model`); the
+    chosen one, with Gamma-Gamma, is scored against the baselines (:func:`clvmodels.evaluate`)
+    and its tier errors widen the intervals (:func:`clvmodels.tiers.widen_intervals`). Then the
+    chosen model is refitted on all data to the observation end for the forecast. Without a
+    backtest the model is BG/NBD and the intervals are the model's own.
+    """
+    import clvmodels
+    from clvmodels.tiers import backtest_error, widen_intervals
+
+    log = load_report_transactions(cfg) if transactions is None else transactions
+    obs_end, cal_end = resolve_windows(cfg, log)
+    rfm = clvmodels.rfm_summary(log, time_unit=cfg.time_unit, observation_end=obs_end)
+    selection = scorecard = error = None
+    model_cls: type = clvmodels.BetaGeoModel
+    if cal_end is not None:
+        cal = clvmodels.calibration_holdout(log, calibration_end=cal_end, observation_end=obs_end,
+                                            time_unit=cfg.time_unit)
+        selection = clvmodels.select_model(cal)
+        model_cls = selection.model_class
+        scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
+                                       transactions=log, tier_shares=cfg.tier_shares)
+        error = backtest_error(scorecard)
+    model = model_cls().fit(rfm)
+    spend = clvmodels.GammaGammaModel().fit(rfm)
+    settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
+                    cost_to_serve=cfg.cost_to_serve)
+    fc = clvmodels.forecast(model, spend, rfm, **settings)
+    tiers = clvmodels.assign_tiers(fc, shares=cfg.tier_shares)
+    intervals = clvmodels.tier_intervals(model, spend, rfm, tiers, level=cfg.interval_level,
+                                         n_draws=cfg.n_draws, **settings)
+    model_only = clvmodels.tier_summary(fc, tiers, intervals=intervals)
+    tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
+    budget = clvmodels.acquisition_budget(model, spend, **settings)
+    what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, dropout_reduction=cfg.dropout_reduction,
+                                          **settings)
+    customer_intervals = clvmodels.forecast_intervals(model, spend, rfm, level=cfg.interval_level,
+                                                      n_draws=cfg.n_draws, **settings)
+    at_risk = at_risk_customers(fc, tiers)
+    analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
+                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk)
+    save_artifacts(cfg.output_dir, forecast=fc.join(customer_intervals), tiers=tiers, tier_table=tier_table,
+                   models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
+                   extra_tables={"at_risk_customers": at_risk,
+                                 **({"model_selection": selection.table} if selection is not None else {})})
+    return analysis
