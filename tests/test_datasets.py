@@ -65,3 +65,20 @@ def test_simulation_bad_parameters():
         simulate_transactions(10, r=-1.0)
     with pytest.raises(ParameterError, match="n_customers must be a whole number"):
         simulate_transactions(2.5)
+
+
+def test_bundled_data_ship_inside_clvmodels():
+    """The CDNOW and donations files come from clvmodels itself (lifetimes is only a test
+    reference) and equal the copies lifetimes ships."""
+    import gzip
+    from importlib import resources
+
+    from clvmodels.datasets import cdnow_path, load_donations
+
+    for which, name in (("master", "CDNOW_master.txt"), ("sample", "CDNOW_sample.txt")):
+        ours = cdnow_path(which)
+        assert "clvmodels" in str(ours) and ours.is_file()
+        theirs = resources.files("lifetimes") / "datasets" / name
+        assert gzip.decompress(ours.read_bytes()) == theirs.read_bytes()
+    d = load_donations()
+    assert d["weights"].sum() == 11104 and list(d.columns[:3]) == ["frequency", "recency", "n_periods"]

@@ -17,7 +17,7 @@ from clvmodels._validation import (
     check_time_unit,
 )
 
-__all__ = ["load_cdnow", "cdnow_path", "simulate_transactions", "SimulatedData",
+__all__ = ["load_cdnow", "cdnow_path", "load_donations", "simulate_transactions", "SimulatedData",
            "CDNOW_PURCHASE_PARAMS", "CDNOW_SPEND_PARAMS"]
 
 #: BG/NBD estimates on the CDNOW sample, weeks (Fader, Hardie & Lee 2005, section 5)
@@ -25,13 +25,24 @@ CDNOW_PURCHASE_PARAMS = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
 #: Gamma-Gamma estimates on the CDNOW sample's repeat buyers (Fader & Hardie 2013)
 CDNOW_SPEND_PARAMS = {"p": 6.25, "q": 3.74, "v": 15.44}
 
-_CDNOW_FILES = {"master": "CDNOW_master.txt", "sample": "CDNOW_sample.txt"}
+_CDNOW_FILES = {"master": "CDNOW_master.txt.gz", "sample": "CDNOW_sample.txt.gz"}
 
 
 def cdnow_path(which: Literal["master", "sample"] = "master") -> Path:
-    """Path of the raw CDNOW file shipped inside the lifetimes package (read-only input)."""
+    """Path of the raw CDNOW file shipped inside clvmodels (gzip-compressed, read-only input)."""
     check_choice("which", which, tuple(_CDNOW_FILES))
-    return Path(str(resources.files("lifetimes") / "datasets" / _CDNOW_FILES[which]))
+    return Path(str(resources.files("clvmodels") / "data" / _CDNOW_FILES[which]))
+
+
+def load_donations() -> pd.DataFrame:
+    """The 1995 cohort of donors of Fader, Hardie & Shang (2010): one row per repeat pattern.
+
+    ``frequency`` (repeat donations in the 6 yearly opportunities 1996-2001), ``recency`` (the
+    opportunity of the last one), ``n_periods`` (6) and ``weights`` (donors with that pattern;
+    11,104 in all). For :class:`clvmodels.models.beta_geo_beta_binom.BetaGeoBetaBinomModel`.
+    """
+    path = Path(str(resources.files("clvmodels") / "data" / "donations.csv"))
+    return pd.read_csv(path).rename(columns={"periods": "n_periods"})
 
 
 def load_cdnow(which: Literal["master", "sample"] = "master") -> pd.DataFrame:

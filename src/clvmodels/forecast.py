@@ -22,7 +22,7 @@ from clvmodels._validation import (
     check_rfm,
     check_time_unit,
 )
-from clvmodels.exceptions import ParameterError
+from clvmodels.exceptions import ModelError, ParameterError
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
 
@@ -87,7 +87,7 @@ class Settings:
 
 def _settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, discount_rate: Any,
               margin: Any, cost_to_serve: Any, time_unit: Any) -> Settings:
-    h = check_number("horizon", horizon, minimum=0.0, min_inclusive=False, maximum=1e6)
+    h = check_number("horizon", horizon, minimum=0.0, min_inclusive=False)
     check_number("discount_rate", discount_rate, minimum=0.0, maximum=10.0)
     check_number("margin", margin, minimum=0.0, maximum=1.0, min_inclusive=False)
     check_number("cost_to_serve", cost_to_serve, minimum=0.0)
@@ -109,7 +109,25 @@ def _settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, di
             + ". Use one unit throughout."
         )
     unit = check_time_unit(units.pop())
+    check_horizon(h, unit)
     return Settings(h, unit, float(discount_rate), float(margin), float(cost_to_serve))
+
+
+#: the longest forecast horizon, in days: ten years. Forecasts are computed per time unit, so a
+#: horizon of a million days would build arrays of a million columns per distinct customer
+#: history (and no purchase model is credible that far out).
+MAX_HORIZON_DAYS = 3653.0
+
+
+def check_horizon(horizon: float, unit: str) -> float:
+    """Refuse a horizon longer than ten years (522 weeks or 3,653 days)."""
+    limit = np.floor(MAX_HORIZON_DAYS / DAYS_PER_UNIT[unit])
+    if horizon > limit:
+        raise ParameterError(
+            f"horizon must be at most {limit:g} {UNIT_NAMES[unit]} (ten years), got {horizon:g}. "
+            "Forecasts that far ahead are not credible; value beyond them is in the discounting."
+        )
+    return horizon
 
 
 def _check_models(transaction_model: Any, spend_model: Any) -> None:
@@ -247,6 +265,16 @@ def forecast(
     transaction_model._check_unit(rfm)
     x, tx, T, m = _rfm_arrays(rfm)
     arrays = _forecast_arrays(transaction_model, spend_model, x, tx, T, m, s, dropout_scale)
+    for name, values in arrays.items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ModelError(
+                f"The forecast's {name!r} is not a finite number for {int(bad.sum()):,} of {len(values):,} "
+                f"customers with {type(transaction_model).__name__} parameters "
+                + ", ".join(f"{k}={v:.4g}" for k, v in transaction_model.params_.items())
+                + "; the fitted parameters are at the edge of what the model can evaluate. Refit with "
+                "a small penalizer_coef or try another purchase model (clvmodels.select_model)."
+            )
     out = pd.DataFrame(arrays, index=rfm.index, columns=list(FORECAST_COLUMNS))
     out.attrs.update(s.as_dict())
     out.attrs["description"] = s.describe()

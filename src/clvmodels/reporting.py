@@ -4,7 +4,9 @@ export offline HTML without code, and publish everything atomically into ``repor
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as _dt
+import io
 import json
 import os
 import re
@@ -12,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,14 @@ from clvmodels.exceptions import ParameterError, ReportError
 __all__ = [
     "ReportConfig",
     "validate_parameters",
+    "parameters_from",
     "load_report_transactions",
     "save_artifacts",
     "executive_summary",
     "run_report",
     "template_path",
+    "template_parameters",
+    "clean_stale_runs",
     "format_tier_table",
     "format_what_if",
     "format_selection",
@@ -50,8 +56,6 @@ __all__ = [
 ]
 
 DATASETS = ("cdnow-sample", "cdnow-master")
-# the checkout this package was installed from (editable install): its notebooks/ are the templates
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
              "explore": "explore.ipynb"}
 
@@ -79,10 +83,21 @@ class ReportConfig:
     n_draws: int = 100
     title: str = "Customer lifetime value report"
     output_dir: str = ""
+    refunds: str = "error"
+    currency: str = ""
 
     @property
     def unit_name(self) -> str:
         return UNIT_NAMES[self.time_unit]
+
+    @property
+    def clv_label(self) -> str:
+        """CLV named with its horizon, e.g. "52-week CLV"."""
+        return f"{self.horizon:g}-{self.unit_name[:-1]} CLV"
+
+    @property
+    def money_label(self) -> str:
+        return f" ({self.currency})" if self.currency else ""
 
     @property
     def columns(self) -> dict[str, str]:
@@ -101,6 +116,12 @@ def _text(name: str, value: Any, *, allow_empty: bool = True) -> str:
     return value
 
 
+def parameters_from(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The report parameters found in ``namespace`` (a template's ``globals()``), by the names
+    :class:`ReportConfig` declares: the one list of parameters, kept in one place."""
+    return {name: namespace[name] for name in ReportConfig.__dataclass_fields__ if name in namespace}
+
+
 def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     """Check every report parameter; raise :class:`ParameterError` naming the first bad one.
 
@@ -117,13 +138,19 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
         _text(name, p[name])
     for name in ("customer_col", "date_col", "amount_col", "title"):
         _text(name, p[name], allow_empty=False)
+    _text("currency", p["currency"])
+    if len(p["currency"]) > 12:
+        raise ParameterError(f"Parameter 'currency' is a label such as 'USD' or 'EUR' (at most 12 characters), got {p['currency']!r}.")
+    from clvmodels.transactions import REFUND_POLICIES
+
+    check_choice("refunds", p["refunds"], REFUND_POLICIES)
     check_choice("dataset", p["dataset"], DATASETS)
     try:
         check_time_unit(p["time_unit"])
     except ParameterError as exc:
         raise ParameterError(f"Parameter 'time_unit': {exc}") from None
     checks: list[tuple[str, dict[str, Any]]] = [
-        ("horizon", {"minimum": 0.0, "min_inclusive": False, "maximum": 100_000}),
+        ("horizon", {"minimum": 0.0, "min_inclusive": False}),
         ("discount_rate", {"minimum": 0.0, "maximum": 10.0}),
         ("margin", {"minimum": 0.0, "min_inclusive": False, "maximum": 1.0}),
         ("cost_to_serve", {"minimum": 0.0}),
@@ -136,6 +163,12 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
             p[name] = check_number(name, p[name], **kw)
         except ParameterError as exc:
             raise ParameterError(f"Parameter {exc}") from None
+    from clvmodels.forecast import check_horizon
+
+    try:
+        check_horizon(p["horizon"], p["time_unit"])
+    except ParameterError as exc:
+        raise ParameterError(f"Parameter {exc}") from None
     if p["input_path"] and not Path(p["input_path"]).exists():
         raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
     obs = check_timestamp("observation_end", p["observation_end"]) if p["observation_end"] else None
@@ -155,7 +188,8 @@ def load_report_transactions(cfg: ReportConfig):
     from clvmodels.transactions import load_transactions
 
     if cfg.input_path:
-        return load_transactions(cfg.input_path, date_format=cfg.date_format or None, **cfg.columns)
+        return load_transactions(cfg.input_path, date_format=cfg.date_format or None, refunds=cfg.refunds,
+                                 **cfg.columns)
     return load_transactions(load_cdnow(cfg.dataset.split("-")[1]))
 
 
@@ -185,14 +219,16 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
     return written
 
 
-def _money(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+def _money(v: float, currency: str = "") -> str:
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{md_escape(currency)} {text}" if currency else text
 
 
 def executive_summary(analysis: Any) -> str:
     """The report's opening sentences (Markdown): horizon and unit in words, value with its
     interval and the backtest's error beside it, churn, purchases, budget and the model used."""
     cfg = analysis.config
+    cur = cfg.currency
     tier_table, budget = analysis.tier_table, analysis.budget
     total = tier_table.loc["Total"]
     top = tier_table.loc["Platinum"]
@@ -200,7 +236,7 @@ def executive_summary(analysis: Any) -> str:
     err = analysis.backtest_error
     rng = ""
     if "total_clv_lower" in tier_table.columns:
-        rng = f" ({lvl} interval {_money(total['total_clv_lower'])} to {_money(total['total_clv_upper'])}"
+        rng = f" ({lvl} interval {_money(total['total_clv_lower'], cur)} to {_money(total['total_clv_upper'], cur)}"
         rng += ", widened by the backtest's error)" if err is not None else ", model uncertainty only)"
     backtest = ""
     if err is not None:
@@ -224,15 +260,15 @@ def executive_summary(analysis: Any) -> str:
         + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active" if cfg.cost_to_serve else "")
         + ".",
         "",
-        f"* **Total customer value** over the horizon: {_money(total['total_clv'])}{rng}.{backtest}",
+        f"* **Total customer value** over the next {cfg.horizon:g} {cfg.unit_name} ({cfg.clv_label}): {_money(total['total_clv'], cur)}{rng}.{backtest}",
         f"* **Platinum** customers ({top['share_of_customers']:.0%} of customers) hold "
         f"{top['share_of_clv']:.0%} of that value.",
         f"* **Churn**: {total['mean_churn_probability']:.0%} of customers are probably gone already; "
         f"by the end of the horizon about {total['expected_churners']:,.0f} "
         f"({total['mean_churn_by_horizon']:.0%}) will be.",
         f"* **Expected purchases** in the horizon: {total['expected_purchases']:,.0f}, worth "
-        f"{_money(total['expected_revenue'])} in revenue.",
-        f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'])} "
+        f"{_money(total['expected_revenue'], cur)} in revenue.",
+        f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
         f"over the horizon (first purchase included) - the most to spend to win one and break even.",
         model_line,
     ]
@@ -368,27 +404,33 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 20):
                            "CLV": "{:,.2f}", "Value at risk": "{:,.2f}"})
 
 
-def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90):
-    """The tier table as a readable, formatted table for the report (a pandas Styler)."""
+def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str = "CLV", money: str = ""):
+    """The tier table as a readable, formatted table for the report (a pandas Styler).
+
+    ``clv`` names the value with its horizon (e.g. "52-week CLV"), ``money`` labels amounts
+    (e.g. " (USD)").
+    """
     t = tier_table.copy()
+    total, mean = f"Total {clv}{money}", f"Mean {clv}{money}"
+    revenue = f"Expected revenue{money}"
     cols = {
         "customers": "Customers", "share_of_customers": "Share of customers",
-        "total_clv": "Total CLV", "share_of_clv": "Share of value", "mean_clv": "Mean CLV",
-        "expected_purchases": "Expected purchases", "expected_revenue": "Expected revenue",
+        "total_clv": total, "share_of_clv": "Share of value", "mean_clv": mean,
+        "expected_purchases": "Expected purchases", "expected_revenue": revenue,
         "mean_churn_probability": "Gone now (mean P)", "mean_churn_by_horizon": "Gone by horizon end (mean P)",
         "expected_churners": "Expected churners",
     }
     out = pd.DataFrame(index=t.index.astype(str).rename(None))
     out.columns.name = "Tier"
     for key, label in cols.items():
-        out[label] = t[key]
+        out[label] = t[key].to_numpy()
     pct = f"{level:.0%}"
     if "total_clv_lower" in t.columns:
-        out[f"Total CLV {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["total_clv_lower"], t["total_clv_upper"], strict=True)]
-        out[f"Purchases {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["expected_purchases_lower"], t["expected_purchases_upper"], strict=True)]
-        out[f"Revenue {pct} interval"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t["expected_revenue_lower"], t["expected_revenue_upper"], strict=True)]
-    fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", "Total CLV": "{:,.0f}", "Share of value": "{:.1%}",
-           "Mean CLV": "{:,.2f}", "Expected purchases": "{:,.0f}", "Expected revenue": "{:,.0f}",
+        for label, col in ((f"Total {clv} {pct} interval", "total_clv"), (f"Purchases {pct} interval", "expected_purchases"),
+                           (f"Revenue {pct} interval", "expected_revenue")):
+            out[label] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t[f"{col}_lower"], t[f"{col}_upper"], strict=True)]
+    fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", total: "{:,.0f}", "Share of value": "{:.1%}",
+           mean: "{:,.2f}", "Expected purchases": "{:,.0f}", revenue: "{:,.0f}",
            "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}", "Expected churners": "{:,.0f}"}
     return out.style.format(fmt)
 
@@ -426,21 +468,24 @@ def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ running templates
 def template_path(name_or_path: str | os.PathLike | None) -> Path:
-    """A template by name (``clv_report``, ``model_validation``, ``explore``) or path."""
+    """A template by name (``clv_report``, ``model_validation``, ``explore``) or by path.
+
+    Names resolve only to the templates installed with clvmodels, never to a file of the same
+    name in the current folder: a stray ``notebooks/clv_report.ipynb`` is not run in place of
+    the real one. A path runs that notebook's code as it is - only pass templates you trust.
+    """
     if name_or_path is None:
         name_or_path = "clv_report"
     if str(name_or_path) in TEMPLATES:
-        for folder in (Path.cwd() / "notebooks", _SOURCE_ROOT / "notebooks"):
-            candidate = folder / TEMPLATES[str(name_or_path)]
-            if candidate.exists():
-                return candidate
-        raise ReportError(
-            f"Template {name_or_path!r} not found in ./notebooks or {_SOURCE_ROOT / 'notebooks'}; "
-            "pass the path of a template notebook."
-        )
+        candidate = Path(str(resources.files("clvmodels") / "templates" / TEMPLATES[str(name_or_path)]))
+        if candidate.exists():
+            return candidate
+        raise ReportError(f"The installed template {name_or_path!r} is missing ({candidate}); reinstall clvmodels.")
     path = Path(name_or_path)
     if not path.exists():
-        raise ParameterError(f"Template {str(path)!r} does not exist.")
+        raise ParameterError(
+            f"Template {str(path)!r} does not exist; give one of {sorted(TEMPLATES)} or the path of a notebook."
+        )
     return path
 
 
@@ -455,6 +500,11 @@ def _template_defaults(path: Path) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             defaults[name] = info["default"]
     return defaults
+
+
+def template_parameters(template: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The parameters a template declares, with their default values."""
+    return _template_defaults(template_path(template))
 
 
 def _slug(text: str) -> str:
@@ -568,47 +618,184 @@ def run_report(
         title = str(merged.get("title", path.stem))
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"{_slug(title)}-{stamp}"
-    final = root / name
-    i = 1
-    while final.exists() or (root / f"{name}-FAILED").exists():
-        i += 1
-        final = root / f"{name}-{i}"
-    work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    removed = clean_stale_runs(root)
+    if removed:
+        say(f"[clvmodels] removed {len(removed)} unfinished run folder(s) of processes that no longer exist")
+    name = f"{_slug(title)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
+    (work / _OWNER_FILE).write_text(str(os.getpid()))
     executed = work / "report.ipynb"
     run_params = dict(given)
     if "output_dir" in defaults:
         run_params["output_dir"] = str(work.resolve())
-    say(f"[clvmodels] running {path.name} -> {final}")
+    say(f"[clvmodels] running {path.name} into {root}")
     failure: str | None = None
     try:
-        pm.execute_notebook(str(path), str(executed), parameters=run_params, progress_bar=progress,
-                            cwd=str(Path.cwd()), kernel_name="python3")
-    except pm.PapermillExecutionError as exc:
-        failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # kernel died, template unreadable ...
-        failure = f"{type(exc).__name__}: {exc}"
-    if failure is None:
-        # papermill can return normally with errors recorded in the notebook; trust the outputs
-        errors = _cell_errors(nbformat.read(str(executed), as_version=4)) if executed.exists() else ["no executed notebook"]
-        if errors:
-            failure = errors[0]
-    if failure is None:
         try:
-            say("[clvmodels] exporting HTML")
-            _export_html(executed, work / "report.html", title)
-            if not (work / "parameters.json").exists():
-                (work / "parameters.json").write_text(json.dumps(merged, indent=2, default=str))
-        except Exception as exc:
-            failure = f"HTML export failed: {type(exc).__name__}: {exc}"
+            with _child_stderr_to(work / "kernel.log"):
+                pm.execute_notebook(str(path), str(executed), parameters=run_params, progress_bar=progress,
+                                    cwd=str(Path.cwd()), kernel_name="python3")
+        except pm.PapermillExecutionError as exc:
+            failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+        except Exception as exc:  # kernel died, template unreadable, disk full ...
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure is None:
+            # papermill can return normally with errors recorded in the notebook; trust the outputs
+            try:
+                errors = _cell_errors(nbformat.read(str(executed), as_version=4)) if executed.exists() else ["no executed notebook"]
+            except Exception as exc:
+                errors = [f"executed notebook unreadable: {type(exc).__name__}: {exc}"]
+            if errors:
+                failure = errors[0]
+        if failure is None:
+            try:
+                say("[clvmodels] exporting HTML")
+                _export_html(executed, work / "report.html", title)
+                if not (work / "parameters.json").exists():
+                    (work / "parameters.json").write_text(json.dumps(merged, indent=2, default=str))
+            except Exception as exc:
+                failure = f"HTML export failed: {type(exc).__name__}: {exc}"
+    except KeyboardInterrupt:
+        failure = "interrupted (Ctrl-C or SIGINT) before the report was finished"
     if failure is not None:
-        failed = root / f"{final.name}-FAILED"
-        (work / "FAILED.txt").write_text(f"This report run failed and is incomplete.\n{failure}\n")
-        os.replace(work, failed)
-        raise ReportError(f"Report {path.name} failed: {failure}\nExecuted notebook kept for debugging: {failed / 'report.ipynb'}")
-    os.replace(work, final)
+        failed = _keep_failed(work, root, name, failure)
+        where = f"Executed notebook kept for debugging: {failed / 'report.ipynb'}" if failed else (
+            "The unfinished run could not be kept (the disk may be full); nothing was published.")
+        raise ReportError(f"Report {path.name} failed: {failure}\n{where}")
+    (work / _OWNER_FILE).unlink(missing_ok=True)
+    final = _publish(work, root, name)
     say(f"[clvmodels] report written: {final / 'report.html'}")
     return final
+
+
+_OWNER_FILE = ".clvmodels-run-pid"
+
+
+@contextlib.contextmanager
+def _child_stderr_to(path: Path):
+    """Send what child processes (the Jupyter kernel) write to stderr into ``path``.
+
+    The kernel inherits file descriptor 2: its start-up warnings and, on Ctrl-C, its own
+    KeyboardInterrupt traceback would otherwise land on the user's terminal. This process's
+    messages and the progress bar still reach the terminal through a duplicate of the old fd 2.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (embedded interpreters)
+        yield
+        return
+    log = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    old = sys.stderr
+    real = getattr(old, "fileno", None)
+    try:
+        uses_fd2 = real is not None and real() == 2
+    except (OSError, ValueError, io.UnsupportedOperation):
+        uses_fd2 = False
+    try:
+        os.dup2(log, 2)
+        if uses_fd2:
+            sys.stderr = open(saved, "w", buffering=1, closefd=False, encoding=getattr(old, "encoding", None) or "utf-8")
+        yield
+    finally:
+        if uses_fd2:
+            try:
+                sys.stderr.flush()
+            finally:
+                sys.stderr = old
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log)
+
+
+def _readable(folder: Path) -> None:
+    """Report folders are made by mkdtemp with mode 0700; give them the usual permissions
+    (what the umask allows for a new folder), so others who may read reports/ can open them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        if f.is_file():
+            f.chmod(0o666 & ~umask)
+
+
+def _publish(work: Path, root: Path, name: str) -> Path:
+    """Move the finished run to ``root/name`` (or ``name-2``, ``name-3`` ... when taken, e.g. by a
+    run with the same title finishing in the same second): one rename, never over another run."""
+    _readable(work)
+    for i in range(1, 10_000):
+        final = root / (name if i == 1 else f"{name}-{i}")
+        if final.exists() or (root / f"{final.name}-FAILED").exists():
+            continue
+        try:
+            os.rename(work, final)  # fails if another run took the name in between
+            return final
+        except OSError:
+            if not final.exists():
+                raise
+    raise ReportError(f"No free report folder name for {name!r} in {root}.")
+
+
+def _keep_failed(work: Path, root: Path, name: str, failure: str) -> Path | None:
+    """Keep an unfinished run as ``name-FAILED`` with FAILED.txt; never raises (it runs when the
+    disk may be full), returns None when even that was impossible and removes the temp folder."""
+    import shutil
+
+    try:
+        (work / _OWNER_FILE).unlink(missing_ok=True)
+        (work / "FAILED.txt").write_text(f"This report run failed and is incomplete.\n{failure}\n")
+    except OSError:
+        pass
+    for i in range(1, 10_000):
+        failed = root / (f"{name}-FAILED" if i == 1 else f"{name}-{i}-FAILED")
+        if failed.exists():
+            continue
+        try:
+            os.rename(work, failed)
+            return failed
+        except OSError:
+            if failed.exists():
+                continue
+            break
+    shutil.rmtree(work, ignore_errors=True)
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_runs(root: str | os.PathLike) -> list[Path]:
+    """Remove hidden ``.*.tmp`` run folders under ``root`` whose process no longer exists (runs
+    killed with SIGKILL or by a power cut); folders of running processes are left alone."""
+    import shutil
+
+    removed = []
+    for folder in Path(root).glob(".*.tmp"):
+        if not folder.is_dir():
+            continue
+        owner = folder / _OWNER_FILE
+        try:
+            pid = int(owner.read_text().strip())
+        except (OSError, ValueError):
+            # no owner recorded: only remove once it is clearly abandoned (a day old)
+            try:
+                stale = _dt.datetime.now().timestamp() - folder.stat().st_mtime > 86_400
+            except OSError:
+                continue
+            if not stale:
+                continue
+        else:
+            if _pid_alive(pid):
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 

@@ -78,6 +78,12 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None) -> ir.Table:
     )
 
 
+def _is_csv(source: Any) -> bool:
+    if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
+        return False
+    return "".join(Path(source).suffixes[-2:]).lower().endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+
+
 def _from_pandas(df: pd.DataFrame) -> ir.Table:
     """Hand a DataFrame to DuckDB, first making columns Arrow can always convert."""
     df = df.copy(deep=False)
@@ -216,6 +222,11 @@ def load_transactions(
     if is_validated(source) and (customer_id, date, amount) == TRANSACTION_COLUMNS:
         return source
     raw = _open_source(source, csv_options)
+    if _is_csv(source) and date in raw.columns and not raw[date].type().is_string():
+        # DuckDB's CSV sniffer guesses a date format per file, so 01/02/2024 could be 1 Feb in
+        # one file and 2 Jan in the next; read dates as text and parse them one explicit way
+        types = {**dict((csv_options or {}).get("types") or {}), date: "VARCHAR"}
+        raw = _open_source(source, {**(csv_options or {}), "types": types})
     present = list(raw.columns)
     wanted = {"customer_id": customer_id, "date": date, "amount": amount}
     missing = [f"'{v}' ({k})" for k, v in wanted.items() if v not in present]
@@ -233,6 +244,9 @@ def load_transactions(
         amount_missing = amount_missing | amount_raw.isnan()
     not_numeric = amount_raw.notnull() & parsed_amount.isnull()
     infinite = parsed_amount.isinf() if amount_is_float else ibis.literal(False)
+    if amount_raw.type().is_string():
+        # text such as "nan" or "NaN" parses to a float NaN: a missing amount, not a number
+        amount_missing = amount_missing | parsed_amount.isnan().fill_null(False)
     negative = parsed_amount < 0
     checks: list[tuple[str, Any, Any, str, str]] = [
         (customer_id, cid_raw.isnull(), cid_raw, "have no customer id",
@@ -240,7 +254,9 @@ def load_transactions(
         (date, date_raw.isnull(), date_raw, "have no date",
          "Every purchase needs a date; drop or fill these rows."),
         (date, date_raw.notnull() & parsed_date.isnull(), date_raw, "have dates that do not parse",
-         "Give ISO-8601 dates ('1997-01-31'), or pass date_format (e.g. '%Y%m%d')."),
+         "Give ISO-8601 dates ('1997-01-31'), or pass date_format: e.g. '%Y%m%d' for 19970131, "
+         "'%d/%m/%Y' for day first or '%m/%d/%Y' for month first (a date such as 01/02/2024 "
+         "is ambiguous, so it is never guessed)."),
         (amount, amount_missing, amount_raw, "have no amount (null/NaN)",
          "Every purchase needs a value; use 0 for free purchases or drop the rows."),
         (amount, not_numeric, amount_raw, "have amounts that are not numbers",

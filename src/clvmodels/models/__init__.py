@@ -22,11 +22,12 @@ def load_model(path):
     classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, GammaGammaModel,
                                        BetaGeoBetaBinomModel)}
     try:
-        name = json.loads(Path(path).read_text()).get("model")
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ModelFileError(f"Model file '{path}' does not exist.") from None
-    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"Model file '{path}' is not a clvmodels model file ({exc}).") from None
-    if name not in classes:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
+    name = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(name, str) or name not in classes:
         raise ModelFileError(f"Model file '{path}' names model {name!r}; known models: {sorted(classes)}.")
     return classes[name].load(path)

@@ -43,6 +43,10 @@ def subsample_weights(weights: np.ndarray, seed: int = 0) -> np.ndarray | None:
     rng = np.random.default_rng(seed)
     return rng.multinomial(WARM_SAMPLE, weights / total).astype(float)
 
+#: |log parameter| beyond which an estimate has run off to 0 or infinity (e^16 ~ 9e6): the
+#: likelihood is flat in that direction and the data do not identify the parameter
+_RUNAWAY = 16.0
+
 # objective(log_params) -> (value, gradient wrt log_params); value is a mean per customer
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
@@ -73,7 +77,17 @@ class BaseModel:
             setattr(self, k, v)
         return self
 
+    _FITTED = ("params_", "log_likelihood_", "n_customers_", "converged_", "covariance_log_",
+               "fit_info_", "time_unit_")
+
+    def _forget(self) -> None:
+        """Drop what an earlier fit learned, so a failed (re)fit never leaves usable-looking
+        parameters behind."""
+        for name in self._FITTED:
+            self.__dict__.pop(name, None)
+
     def _check_init_params(self) -> None:
+        self._forget()
         check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
         check_number("tol", self.tol, minimum=0.0, min_inclusive=False)
         check_number("max_iter", self.max_iter, minimum=1, integer=True)
@@ -166,6 +180,7 @@ class BaseModel:
         objective on a random subsample of customers, gives a starting point and a curvature
         estimate so the full data needs only a handful of iterations.
         """
+        self._forget()
         attempts: list[str] = []
         best: optimize.OptimizeResult | None = None
         gtol = float(self.tol)
@@ -216,6 +231,15 @@ class BaseModel:
                 "  4. refit in the other time unit ('D' vs 'W') so rates are not tiny or huge."
             )
         theta = best.x
+        runaway = [(n, float(np.exp(t))) for n, t in zip(self._param_names, theta, strict=True) if abs(t) > _RUNAWAY]
+        if runaway:
+            raise ConvergenceError(
+                f"{type(self).__name__}: the data do not identify the model - "
+                + ", ".join(f"{n} ran off to {v:.3g}" for n, v in runaway)
+                + " (customers' histories are too alike, e.g. identical or too few distinct ones).\n"
+                "What to try:\n  1. use more customers or a longer observation window;\n"
+                "  2. add a small penalizer_coef (e.g. 0.001) to keep parameters finite."
+            )
         self.params_ = pd.Series(np.exp(theta), index=list(self._param_names), name="estimate")
         self.converged_ = True
         self.fit_info_ = {
@@ -390,14 +414,15 @@ class BaseModel:
 
     @classmethod
     def load(cls, path: str | Path):
-        """Read a model written by :meth:`save`; refuses other models and unknown versions."""
+        """Read a model written by :meth:`save`; refuses other models, unknown versions and
+        files that are not what :meth:`save` writes (always with :class:`ModelFileError`)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ModelFileError(f"Model file '{path}' does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"Model file '{path}' is not valid JSON ({exc}).") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
         version = data.get("format_version")
@@ -411,16 +436,29 @@ class BaseModel:
                 f"Model file '{path}' holds a {data.get('model')}, not a {cls.__name__}; "
                 f"load it with clvmodels.{data.get('model')}.load."
             )
-        cov = data.get("covariance_log")
-        model = cls.from_params(
-            data["params"], time_unit=data.get("time_unit"),
-            covariance=None if cov is None else np.array(cov, dtype=float),
-            **data.get("init_params", {}),
-        )
-        model.log_likelihood_ = data.get("log_likelihood")
-        model.n_customers_ = data.get("n_customers")
-        model.converged_ = data.get("converged")
-        model.fit_info_ = data.get("fit_info", {})
+        try:
+            init = data.get("init_params") or {}
+            if not isinstance(init, dict) or set(init) - set(cls().get_params()):
+                raise ModelFileError(f"Model file '{path}': init_params must be a mapping of {sorted(cls().get_params())}.")
+            params = data["params"]
+            if not isinstance(params, dict):
+                raise ModelFileError(f"Model file '{path}': params must be a mapping of parameter to value.")
+            cov = data.get("covariance_log")
+            cov_arr = None if cov is None else np.array(cov, dtype=float)
+            if cov_arr is not None and not np.all(np.isfinite(cov_arr)):
+                cov_arr = None  # the fit could not estimate it (singular information): no intervals
+            model = cls.from_params(params, time_unit=data.get("time_unit"), covariance=cov_arr, **init)
+            model.log_likelihood_ = _optional_float(data.get("log_likelihood"))
+            n = data.get("n_customers")
+            model.n_customers_ = None if n is None else int(n)
+            model.converged_ = data.get("converged")
+            info = data.get("fit_info", {})
+            model.fit_info_ = info if isinstance(info, dict) else {}
+        except ModelFileError:
+            raise
+        except (ParameterError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is damaged or was not written by clvmodels: "
+                                 f"{type(exc).__name__}: {exc}") from None
         return model
 
     # ---------------------------------------------------------------- time units
@@ -432,6 +470,15 @@ class BaseModel:
                 f"The RFM table is in time unit {unit!r} but {type(self).__name__} was fitted in "
                 f"{mine!r}; rebuild the table with time_unit={mine!r} or refit."
             )
+
+
+def _optional_float(value: Any) -> float | None:
+    if value is None:
+        return None
+    out = float(value)
+    if not np.isfinite(out):
+        raise ValueError(f"log_likelihood must be finite, got {value!r}")
+    return out
 
 
 def _guarded(objective: Objective) -> Objective:

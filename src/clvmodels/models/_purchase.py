@@ -32,6 +32,23 @@ __all__ = ["PurchaseModel"]
 class PurchaseModel(BaseModel):
     """Base of the purchase/dropout models (BG/NBD, MBG/NBD, Pareto/NBD)."""
 
+    def _check_informative(self, x: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
+        """Refuse data from which no purchase model can learn, before fitting: without a
+        repeat purchase nothing tells how often customers buy or when they leave."""
+        n = float(w.sum())
+        if float(w[T > 0].sum()) == 0:
+            raise DataValidationError(
+                f"Every one of the {n:,.0f} customers made their first purchase on the last day of the "
+                "data (T = 0 for all): there is no time in which to observe repeat purchases. Use a "
+                "later observation_end or a longer log."
+            )
+        if float(w[x > 0].sum()) == 0:
+            raise DataValidationError(
+                f"No customer made a repeat purchase (frequency is 0 for all {n:,.0f} customers): "
+                "purchase rates and dropout cannot be estimated from first purchases alone. Use a "
+                "longer observation window, or check that customer ids identify customers across purchases."
+            )
+
     def _rows(self, rfm: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._check_fitted()
         check_rfm(rfm)

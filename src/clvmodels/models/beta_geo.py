@@ -137,6 +137,21 @@ def _objective(theta: np.ndarray, d: _Data, penalizer: float, shift: int = 0) ->
     return penalized_objective(total, theta, d.n, penalizer)
 
 
+def _eq10(r, alpha, a, b, t, x, T, k):
+    """E[purchases in (T, T+t] | alive] for posterior Beta(a, b+x) (b already shifted)."""
+    s = k * t / (alpha + T)
+    w = s / (1.0 + s)
+    f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, w)
+    u = -(a - 1) * np.log1p(s)
+    # 1 - exp(u) f through expm1 when f > 0 (no cancellation near 1); f < 0 only happens
+    # when a + b + x - 1 < 0, where there is no cancellation to guard against
+    positive = f > 0
+    bracket = np.where(
+        positive, -np.expm1(u + np.log(np.where(positive, f, 1.0))), 1.0 - np.exp(u) * f
+    )
+    return (a + b + x - 1) / ((a - 1) * k) * bracket
+
+
 class BetaGeoModel(PurchaseModel):
     """BG/NBD model of purchase counts and dropout (Fader, Hardie & Lee 2005).
 
@@ -228,6 +243,7 @@ class BetaGeoModel(PurchaseModel):
         d = _prepare(x, tx, T, weights=w)
         if d.n <= 0:
             raise DataValidationError("rfm has no customers with positive weight.")
+        self._check_informative(d.x, d.Ts[d.iT], d.w)
         mean_x = float((d.w * d.x).sum() / d.n)
         mean_T = float((d.w * d.Ts[d.iT]).sum() / d.n)
         # r/alpha is the mean purchase rate: start there with r = 1 and a = b = 1
@@ -287,17 +303,10 @@ class BetaGeoModel(PurchaseModel):
         r, alpha, a, b = self._p()
         b = b + self._shift
         k = float(dropout_scale)
-        s = k * t / (alpha + T)
-        w = s / (1.0 + s)
-        f = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, w)
-        u = -(a - 1) * np.log1p(s)
-        # 1 - exp(u) f through expm1 when f > 0 (no cancellation near 1); f < 0 only happens
-        # when a + b + x - 1 < 0, where there is no cancellation to guard against
-        positive = f > 0
-        bracket = np.where(
-            positive, -np.expm1(u + np.log(np.where(positive, f, 1.0))), 1.0 - np.exp(u) * f
-        )
-        return (a + b + x - 1) / ((a - 1) * k) * bracket
+        if abs(a - 1.0) < 1e-6:
+            # a = 1 is a removable 0/0: the average of both sides is exact to ~1e-12
+            return 0.5 * (_eq10(r, alpha, 1.0 - 1e-6, b, t, x, T, k) + _eq10(r, alpha, 1.0 + 1e-6, b, t, x, T, k))
+        return _eq10(r, alpha, a, b, t, x, T, k)
 
     def _survival_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         """P(alive at T+t | alive at T, x, T) = 2F1(r+x, a; a+b+x; -k t/(alpha+T)), evaluated

@@ -152,8 +152,8 @@ class BetaGeoBetaBinomModel(BaseModel):
 
     Examples
     --------
-    >>> from lifetimes.datasets import load_donations
-    >>> d = load_donations().rename(columns={"periods": "n_periods"})
+    >>> from clvmodels.datasets import load_donations
+    >>> d = load_donations()
     >>> m = BetaGeoBetaBinomModel().fit(d, weights=d["weights"])
     >>> m.params_.round(3).tolist()
     [1.204, 0.75, 0.657, 2.783]

@@ -217,7 +217,11 @@ class GammaGammaModel(BaseModel):
             small = _prepare(d.x[k], d.m[k], ws[k])
             warm = lambda th: _objective(th, small, penalizer)  # noqa: E731
         self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
-        self._after_params_set()
+        try:
+            self._after_params_set()
+        except ModelError:
+            self._forget()  # no usable parameters: forecasts must not go on with them
+            raise
         ll, _ = _terms(self._p(), d, grad=False)
         self.log_likelihood_ = float((d.w * ll).sum())
         self.n_customers_ = int(round(d.n))

@@ -187,6 +187,7 @@ class ParetoNBDModel(PurchaseModel):
             d = _prepare(x, tx, T)
         if d.n <= 0:
             raise DataValidationError("rfm has no customers with positive weight.")
+        self._check_informative(d.x, d.T, d.w)
         mean_x = float((d.w * d.x).sum() / d.n)
         mean_T = float((d.w * d.T).sum() / d.n)
         rate0 = max(mean_T / max(mean_x, 1e-3), 1e-3)
