@@ -94,3 +94,43 @@ def test_retention_what_if(setup, sample_rfm):
     assert none["change"].abs().max() < 1e-9
     more = retention_what_if(bg, gg, sample_rfm, tiers, dropout_reduction=0.5, horizon=39, discount_rate=0.1, margin=0.3)
     assert more.loc["Total", "change"] > wi.loc["Total", "change"]
+
+
+def test_backtest_error_and_widened_intervals():
+    from types import SimpleNamespace
+
+    from clvmodels.tiers import backtest_error, widen_intervals
+
+    tiers = pd.DataFrame({
+        "predicted_purchases": [100.0, 80.0, 40.0, 10.0], "actual_purchases": [90.0, 80.0, 50.0, 20.0],
+        "predicted_revenue": [1000.0, 800.0, 400.0, 100.0], "actual_revenue": [1100.0, 800.0, 400.0, 50.0],
+    }, index=["Platinum", "Gold", "Iron", "Lead"])
+    err = backtest_error(SimpleNamespace(tiers=tiers, info={"description": "test"}))
+    assert err.loc["Total", "actual_purchases"] == 240 and err.loc["Total", "predicted_purchases"] == 230
+    assert err.loc["Lead", "purchases_pct_error"] == pytest.approx(-50.0)
+    assert err.loc["Lead", "purchases_log_error"] == pytest.approx(np.log(2.0))
+    logs = np.log(np.array([90, 80, 50, 20, 240]) / np.array([100, 80, 40, 10, 230]))
+    assert err.attrs["sigma_purchases"] == pytest.approx(np.sqrt((logs**2).mean()))
+
+    idx = ["Platinum", "Gold", "Iron", "Lead", "Total"]
+    table = pd.DataFrame({
+        "expected_purchases": [100.0, 80, 40, 10, 230], "expected_purchases_lower": [90.0, 72, 36, 8, 215],
+        "expected_purchases_upper": [110.0, 88, 44, 12, 245],
+        "expected_revenue": [1000.0, 800, 400, 100, 2300], "expected_revenue_lower": [900.0, 720, 360, 80, 2150],
+        "expected_revenue_upper": [1100.0, 880, 440, 120, 2450],
+        "total_clv": [300.0, 240, 120, -5, 655], "total_clv_lower": [270.0, 216, 108, -8, 610],
+        "total_clv_upper": [330.0, 264, 132, -2, 700],
+    }, index=idx)
+    wide = widen_intervals(table, err, level=0.9)
+    z, sig = 1.6448536269514722, err.attrs["sigma_purchases"]
+    # Lead was under-predicted by half: the interval reaches up to the corrected forecast and beyond
+    up = 10 * np.exp(np.log(2.0) + np.sqrt(np.log(12 / 10) ** 2 + (z * sig) ** 2))
+    lo = 10 * np.exp(-np.sqrt(np.log(10 / 8) ** 2 + (z * sig) ** 2))
+    assert wide.loc["Lead", "expected_purchases_upper"] == pytest.approx(up)
+    assert wide.loc["Lead", "expected_purchases_lower"] == pytest.approx(lo)
+    for col in ("expected_purchases", "expected_revenue", "total_clv"):
+        assert (wide[f"{col}_lower"] <= table[f"{col}_lower"]).all()
+        assert (wide[f"{col}_upper"] >= table[f"{col}_upper"]).all()
+        assert (wide[f"{col}_lower"] <= wide[col]).all() and (wide[col] <= wide[f"{col}_upper"]).all()
+    # the negative CLV of Lead is widened on the original scale
+    assert wide.loc["Lead", "total_clv_lower"] < -8 and wide.loc["Lead", "total_clv_upper"] > -2

@@ -335,12 +335,20 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
     """Tier intervals that include model error as measured by a backtest.
 
     The intervals of :func:`tier_intervals` cover parameter uncertainty and the randomness of
-    purchases, assuming the model is right. A backtest shows how wrong it is: its tier totals
-    missed by a typical log error ``sigma`` (:func:`backtest_error`). Each interval's half-widths
-    on the log scale, ``d``, become ``sqrt(d^2 + (z sigma)^2)`` with ``z`` the normal quantile
-    of ``level``: the two sources of error added as independent. Revenue's ``sigma`` also widens
-    CLV. A point value that is not positive (net CLV of Lead) is widened the same way on the
-    original scale. The point forecasts stay as they are.
+    purchases, assuming the model is right. A backtest shows how wrong it is
+    (:func:`backtest_error`): each tier's total missed by a log error ``e`` (the model's
+    systematic error for that kind of customer, e.g. it under-predicts the tier of customers it
+    ranks lowest), and the misses had a typical size ``sigma`` across tiers. On the log scale,
+    with ``d`` the model-only half-widths and ``z`` the normal quantile of ``level``::
+
+        lower = point * exp(min(0, e) - sqrt(d_lower^2 + (z sigma)^2))
+        upper = point * exp(max(0, e) + sqrt(d_upper^2 + (z sigma)^2))
+
+    The interval spans the model's forecast and the forecast corrected by the tier's backtest
+    error, widened by both sources of uncertainty. Revenue's errors also widen CLV. A point
+    value that is not positive (net CLV of Lead) is widened the same way on the original scale.
+    The point forecasts stay as they are. Coverage on generated and CDNOW data, with and
+    without drift, is measured by ``validation/interval_coverage.py`` (validation/README.md).
 
     Returns
     -------
@@ -353,25 +361,26 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
     lvl = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     z = float(stats.norm.ppf(0.5 + lvl / 2))
     out = tier_table.copy()
-    sig = {"expected_purchases": error.attrs.get("sigma_purchases", np.nan),
-           "expected_revenue": error.attrs.get("sigma_revenue", np.nan),
-           "total_clv": error.attrs.get("sigma_revenue", np.nan)}
-    for col, sigma in sig.items():
+    source = {"expected_purchases": "purchases", "expected_revenue": "revenue", "total_clv": "revenue"}
+    for col, q in source.items():
         lo_col, hi_col = f"{col}_lower", f"{col}_upper"
+        sigma = error.attrs.get(f"sigma_{q}", np.nan)
         if lo_col not in out.columns or not np.isfinite(sigma):
             continue
+        e = error[f"{q}_log_error"].reindex(out.index).fillna(0.0).to_numpy(float)
         p = out[col].to_numpy(float)
         lo = out[lo_col].to_numpy(float)
         hi = out[hi_col].to_numpy(float)
-        e = z * sigma
+        spread = z * sigma
         positive = (p > 0) & (lo > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dl = np.sqrt(np.log(p / lo) ** 2 + e**2)
-            du = np.sqrt(np.log(hi / p) ** 2 + e**2)
-        abs_lo = p - np.sqrt((p - lo) ** 2 + (e * np.abs(p)) ** 2)
-        abs_hi = p + np.sqrt((hi - p) ** 2 + (e * np.abs(p)) ** 2)
-        out[lo_col] = np.where(positive, p * np.exp(-dl), abs_lo)
-        out[hi_col] = np.where(positive, p * np.exp(du), abs_hi)
-    out.attrs.update({"sigma_purchases": sig["expected_purchases"], "sigma_revenue": sig["expected_revenue"],
-                      "model_error_z": z})
+            log_lo = np.minimum(0.0, e) - np.sqrt(np.log(p / lo) ** 2 + spread**2)
+            log_hi = np.maximum(0.0, e) + np.sqrt(np.log(hi / p) ** 2 + spread**2)
+        shift = np.abs(p) * np.expm1(e)
+        abs_lo = p + np.minimum(0.0, shift) - np.sqrt((p - lo) ** 2 + (spread * np.abs(p)) ** 2)
+        abs_hi = p + np.maximum(0.0, shift) + np.sqrt((hi - p) ** 2 + (spread * np.abs(p)) ** 2)
+        out[lo_col] = np.where(positive, p * np.exp(log_lo), abs_lo)
+        out[hi_col] = np.where(positive, p * np.exp(log_hi), abs_hi)
+    out.attrs.update({"sigma_purchases": error.attrs.get("sigma_purchases", np.nan),
+                      "sigma_revenue": error.attrs.get("sigma_revenue", np.nan), "model_error_z": z})
     return out
