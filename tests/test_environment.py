@@ -40,3 +40,21 @@ def test_environment_mirrors_pyproject():
     assert "pip" in conda and conda.pop("pip") == ""
     assert conda == expected, "environment.yml and pyproject.toml declare different dependencies"
     assert f'-e ".[{",".join(sorted(extras))}]"' in pip
+
+
+def test_wheel_ships_templates_and_data(tmp_path):
+    """A built wheel holds the report templates and the bundled data (pip install of the
+    wheel, not only an editable checkout, can run reports)."""
+    import subprocess
+    import sys
+    import zipfile
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                           "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    wheel = next(tmp_path.glob("clvmodels-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("clvmodels/templates/clv_report.ipynb", "clvmodels/templates/model_validation.ipynb",
+                   "clvmodels/templates/explore.ipynb", "clvmodels/data/CDNOW_master.txt.gz",
+                   "clvmodels/data/CDNOW_sample.txt.gz", "clvmodels/data/donations.csv", "clvmodels/py.typed"):
+        assert needed in names, needed
