@@ -267,9 +267,11 @@ class ParetoNBDModel(PurchaseModel):
     def _p_alive(self, x, tx, T):
         r, alpha, s, beta = self._p()
         x, tx, T = np.broadcast_arrays(*(np.asarray(v, float).ravel() for v in (x, tx, T)))
-        log_alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-        log_dead = np.log(s) + _dropout_integral(self._p(), x, tx, T, moments=False)
-        return np.exp(log_alive - np.logaddexp(log_alive, log_dead))
+        rows = compress(x, tx, T)  # evaluated once per distinct history
+        ux, utx, uT = rows.columns
+        log_alive = -(r + ux) * np.log(alpha + uT) - s * np.log(beta + uT)
+        log_dead = np.log(s) + _dropout_integral(self._p(), ux, utx, uT, moments=False)
+        return np.exp(log_alive - np.logaddexp(log_alive, log_dead))[rows.inverse]
 
     def _expected_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         r, alpha, s, beta = self._p()
