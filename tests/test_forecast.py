@@ -118,3 +118,15 @@ def test_bad_parameters(fitted, sample_rfm):
         forecast(bg, gg, sample_rfm, horizon=5, time_unit="D")
     with pytest.raises(DataValidationError, match="monetary_value"):
         forecast(bg, gg, sample_rfm.drop(columns="monetary_value"), horizon=5)
+
+
+def test_forecast_intervals_chunks_give_the_same_answer(sample_rfm):
+    """Bounded memory: chunks of 1,000 customers give exactly what one chunk gives, and every
+    customer's interval brackets the point forecast."""
+    bg, gg = clvmodels.BetaGeoModel().fit(sample_rfm), clvmodels.GammaGammaModel().fit(sample_rfm)
+    kw = dict(horizon=52, n_draws=40, cost_to_serve=0.05)
+    small = clvmodels.forecast_intervals(bg, gg, sample_rfm, chunk_size=1000, **kw)
+    whole = clvmodels.forecast_intervals(bg, gg, sample_rfm, chunk_size=10**6, **kw)
+    pd.testing.assert_frame_equal(small, whole, check_exact=False, rtol=1e-12, atol=1e-12)
+    assert (small["clv_lower"] <= small["clv_upper"]).all()
+    assert (small["expected_purchases_lower"] <= small["expected_purchases_upper"]).all()

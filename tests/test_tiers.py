@@ -134,3 +134,23 @@ def test_backtest_error_and_widened_intervals():
         assert (wide[f"{col}_lower"] <= wide[col]).all() and (wide[col] <= wide[f"{col}_upper"]).all()
     # the negative CLV of Lead is widened on the original scale
     assert wide.loc["Lead", "total_clv_lower"] < -8 and wide.loc["Lead", "total_clv_upper"] > -2
+
+
+def test_tier_intervals_from_a_subsample_match_full_simulation(setup, sample_rfm):
+    """Above max_simulated customers only a subsample is simulated and its noise scaled; the
+    intervals stay close to simulating everyone (here 600 of 2,357 customers)."""
+    bg, gg, fc = setup
+    tiers = assign_tiers(fc)
+    kw = dict(horizon=39, discount_rate=0.1, margin=0.3, n_draws=200, seed=3)
+    full = tier_intervals(bg, gg, sample_rfm, tiers, **kw)
+    sub = tier_intervals(bg, gg, sample_rfm, tiers, max_simulated=600, **kw)
+    assert full.attrs["simulated_customers"] == 2357 and sub.attrs["simulated_customers"] == 600
+    point = tier_summary(fc, tiers)
+    for col in ("expected_purchases", "expected_revenue"):
+        w_full = full[f"{col}_upper"] - full[f"{col}_lower"]
+        w_sub = sub[f"{col}_upper"] - sub[f"{col}_lower"]
+        np.testing.assert_allclose(w_sub, w_full, rtol=0.35)
+        mid = (sub[f"{col}_upper"] + sub[f"{col}_lower"]) / 2
+        np.testing.assert_allclose(mid, point[col], rtol=0.15)
+    # CLV has no process noise: identical either way (same parameter draws)
+    np.testing.assert_allclose(sub["total_clv_lower"], full["total_clv_lower"], rtol=1e-10)

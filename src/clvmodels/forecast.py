@@ -294,12 +294,16 @@ def forecast_intervals(
     level: float = 0.90,
     n_draws: int = 200,
     seed: int | None = 0,
+    chunk_size: int = 200_000,
 ) -> pd.DataFrame:
     """Per-customer intervals for expected purchases and CLV from parameter uncertainty.
 
     Draws both models' parameters from their asymptotic sampling distributions (normal on the
-    log scale, with the covariance of the fit), recomputes the forecast for each draw on
-    compressed rows and takes quantiles.
+    log scale, with the covariance of the fit), recomputes the forecast for each draw and takes
+    quantiles. Purchase terms are computed once per distinct ``(frequency, recency, T)`` and
+    draw; CLV is linear in a customer's mean spend given those terms, so it is assembled per
+    customer. Work proceeds in chunks of about ``chunk_size`` customers, so memory is bounded by
+    ``n_draws x chunk_size`` numbers however many customers there are.
 
     Returns
     -------
@@ -310,37 +314,56 @@ def forecast_intervals(
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
     level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
+    chunk_size = check_number("chunk_size", chunk_size, minimum=1000, integer=True)
     x, tx, T, m = _rfm_arrays(rfm)
-    rows = compress(x, tx, T, m)
-    ux, utx, uT, um = rows.columns
+    n = len(x)
+    groups = compress(x, tx, T)
+    gx, gtx, gT = groups.columns
+    inv = groups.inverse
+    order = np.argsort(inv, kind="stable")  # customers sorted by group
+    bounds = np.searchsorted(inv[order], np.arange(len(gx) + 1))  # customers of group g: order[bounds[g]:bounds[g+1]]
     tm_draws = transaction_model.sample_params(n_draws, seed=seed)
     sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
-    purchases = np.empty((n_draws, len(ux)))
-    clv = np.empty((n_draws, len(ux)))
-    for i in range(n_draws):
-        tm = type(transaction_model).from_params(tm_draws.iloc[i])
-        # q <= 1 draws (mean spend undefined) are pulled just above 1
-        sp = sm_draws.iloc[i].copy()
-        sp["q"] = max(sp["q"], 1.0 + 1e-6)
-        sm = GammaGammaModel.from_params(sp)
-        arr = _forecast_arrays(tm, sm, ux, utx, uT, um, s)
-        purchases[i] = arr["expected_purchases"]
-        clv[i] = arr["clv"]
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    qp = np.quantile(purchases, [lo, hi], axis=0)
-    qc = np.quantile(clv, [lo, hi], axis=0)
-    out = pd.DataFrame(
-        {
-            "expected_purchases_lower": qp[0][rows.inverse],
-            "expected_purchases_upper": qp[1][rows.inverse],
-            "clv_lower": qc[0][rows.inverse],
-            "clv_upper": qc[1][rows.inverse],
-        },
-        index=rfm.index,
-    )
-    out.attrs.update(s.as_dict())
-    out.attrs.update({"level": level, "n_draws": n_draws})
-    return out
+    models = [type(transaction_model).from_params(tm_draws.iloc[i]) for i in range(n_draws)]
+    p_s = sm_draws["p"].to_numpy()[:, None]
+    q_s = np.maximum(sm_draws["q"].to_numpy(), 1.0 + 1e-6)[:, None]  # q <= 1: mean spend undefined
+    v_s = sm_draws["v"].to_numpy()[:, None]
+    qs = [(1 - level) / 2, 1 - (1 - level) / 2]
+    out = {name: np.empty(n) for name in ("expected_purchases_lower", "expected_purchases_upper",
+                                          "clv_lower", "clv_upper")}
+    g0 = 0
+    while g0 < len(gx):
+        # as many whole groups as fit in a chunk of customers (at least one group)
+        g1 = max(int(np.searchsorted(bounds, bounds[g0] + chunk_size, side="right")) - 1, g0 + 1)
+        cx, ctx, cT = gx[g0:g1], gtx[g0:g1], gT[g0:g1]
+        pairs = compress(cx.astype(np.int64), cT)
+        purch = np.empty((n_draws, g1 - g0))
+        disc = np.empty_like(purch)
+        cost = np.empty_like(purch)
+        for i, tm in enumerate(models):
+            p_alive = tm._p_alive(cx, ctx, cT)
+            terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s)
+            purch[i] = p_alive * terms["purchases"][pairs.inverse]
+            disc[i] = p_alive * terms["discounted_purchases"][pairs.inverse]
+            cost[i] = p_alive * terms["discounted_active"][pairs.inverse]
+        qp = np.quantile(purch, qs, axis=0)
+        for c0 in range(bounds[g0], bounds[g1], chunk_size):
+            cust = order[c0:min(c0 + chunk_size, bounds[g1])]
+            local = inv[cust] - g0
+            xc, mc = x[cust], m[cust]
+            valid = (xc > 0) & (mc > 0)
+            spend = np.where(valid, p_s * (v_s + xc * mc) / (p_s * xc + q_s - 1), p_s * v_s / (q_s - 1))
+            clv = s.margin * disc[:, local] * spend - s.cost_to_serve * cost[:, local]
+            qc = np.quantile(clv, qs, axis=0)
+            out["expected_purchases_lower"][cust] = qp[0][local]
+            out["expected_purchases_upper"][cust] = qp[1][local]
+            out["clv_lower"][cust] = qc[0]
+            out["clv_upper"][cust] = qc[1]
+        g0 = g1
+    result = pd.DataFrame(out, index=rfm.index)
+    result.attrs.update(s.as_dict())
+    result.attrs.update({"level": level, "n_draws": n_draws})
+    return result
 
 
 def acquisition_budget(

@@ -166,6 +166,11 @@ def tier_summary(
     return out
 
 
+#: customers whose futures are simulated for the process noise of tier totals; above it, a
+#: random subsample's deviations from its expectation are scaled up (central limit theorem)
+SIMULATED_CUSTOMERS = 200_000
+
+
 def tier_intervals(
     transaction_model: Any,
     spend_model: Any,
@@ -179,16 +184,29 @@ def tier_intervals(
     level: float = 0.90,
     n_draws: int = 200,
     seed: int | None = 0,
+    max_simulated: int = SIMULATED_CUSTOMERS,
 ) -> pd.DataFrame:
     """Intervals for each tier's totals over the horizon.
 
     Purchases and revenue: parameter uncertainty *and* the randomness of purchases. For each
-    of ``n_draws`` parameter draws (see :meth:`BetaGeoModel.sample_params`) every customer's
-    future is simulated from the posterior: active with probability P(alive), then purchases
-    from the model's posterior given active (BG/NBD: rate ``lambda ~ Gamma(r+x, alpha+T)``,
-    dropout ``p ~ Beta(a, b+x)``, purchases the smaller of a Poisson(``lambda h``) count and a
-    Geometric(``p``) number until dropout; Pareto/NBD: Poisson over the lifetime left); spend rate ``nu ~ Gamma(q + p_s x, v + x zbar)`` and revenue ``Gamma(p_s N, nu)``. CLV:
-    parameter uncertainty only (the sum of expected values per draw).
+    of ``n_draws`` parameter draws (see :meth:`BetaGeoModel.sample_params`):
+
+    * the tier's expected totals under that draw, exactly, on compressed rows: customers with
+      the same ``(frequency, recency, T)`` and tier share every purchase term, and Gamma-Gamma's
+      expected spend is linear in ``monetary_value``, so a count and a sum of spends per group
+      suffice (cost grows with distinct histories, not customers);
+    * plus the randomness of purchases, simulated from the posterior for up to ``max_simulated``
+      customers: active with probability P(alive), then purchases from the model's posterior
+      given active (BG/NBD: rate ``lambda ~ Gamma(r+x, alpha+T)``, dropout ``p ~ Beta(a, b+x)``,
+      purchases the smaller of a Poisson(``lambda h``) count and a Geometric(``p``) number until
+      dropout; Pareto/NBD: Poisson over the lifetime left); spend rate
+      ``nu ~ Gamma(q + p_s x, v + x zbar)`` and revenue ``Gamma(p_s N, nu)``. With more
+      customers than that, a random subsample is simulated and its deviation from its own
+      expectation is scaled by ``sqrt(customers in tier / simulated in tier)``: totals of many
+      independent customers, whose noise grows with the square root of their number.
+
+    CLV: parameter uncertainty only (the sum of expected values per draw). Memory and time grow
+    with distinct histories plus ``max_simulated``, not with customers.
 
     Returns
     -------
@@ -196,40 +214,81 @@ def tier_intervals(
         Index Platinum..Lead and Total; ``expected_purchases_lower/upper``,
         ``expected_revenue_lower/upper``, ``total_clv_lower/upper``.
     """
-    from clvmodels.forecast import _check_models, _forecast_arrays, _rfm_arrays, _settings
+    from clvmodels._compress import compress
+    from clvmodels.forecast import (
+        _check_models,
+        _forecast_arrays,
+        _horizon_terms,
+        _rfm_arrays,
+        _settings,
+    )
     from clvmodels.models import GammaGammaModel
 
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
     level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
+    max_simulated = check_number("max_simulated", max_simulated, minimum=100, integer=True)
     if not tiers.index.equals(rfm.index):
         raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
     x, tx, T, m = _rfm_arrays(rfm)
-    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy()
+    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy().astype(np.int64)
     k = len(TIERS)
+    n = len(x)
     rng = np.random.default_rng(seed)
     tm_draws = transaction_model.sample_params(n_draws, seed=seed)
     sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
+
+    # groups of customers with one history and tier; spend enters through counts and sums
+    groups = compress(x, tx, T, codes)
+    gx, gtx, gT, gcode = groups.columns
+    inv = groups.inverse
+    valid = (x > 0) & (m > 0)
+    g_n = groups.weights
+    g_valid = np.bincount(inv, weights=valid.astype(float), minlength=len(g_n))
+    g_sum_m = np.bincount(inv, weights=np.where(valid, m, 0.0), minlength=len(g_n))
+    pairs = compress(gx.astype(np.int64), gT)
+
+    # the simulated customers: everyone, or a random subsample
+    sim = np.arange(n) if n <= max_simulated else np.sort(rng.choice(n, size=max_simulated, replace=False))
+    sx, sT, s_m, scode = x[sim], T[sim], m[sim], codes[sim]
+    s_buyers = valid[sim]
+    n_tier = np.bincount(codes, minlength=k).astype(float)
+    n_sim_tier = np.bincount(scode, minlength=k).astype(float)
+    scale = np.sqrt(np.divide(n_tier, n_sim_tier, out=np.zeros(k), where=n_sim_tier > 0))
+
     purchases = np.zeros((n_draws, k + 1))
     revenue = np.zeros((n_draws, k + 1))
     clv = np.zeros((n_draws, k + 1))
-    buyers = (x > 0) & (m > 0)
     for i in range(n_draws):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
         tm = type(transaction_model).from_params(tm_draws.iloc[i])
         sm = GammaGammaModel.from_params({"p": p_s, "q": q_s, "v": v_s})
-        arr = _forecast_arrays(tm, sm, x, tx, T, m, s)
-        alive = rng.random(len(x)) < arr["p_alive"]
-        n = tm._simulate(rng, x, T, s.horizon, alive)
-        nu = rng.gamma(q_s + np.where(buyers, p_s * x, 0.0), 1.0 / (v_s + np.where(buyers, x * m, 0.0)))
-        rev = np.zeros(len(x))
-        pos = n > 0
-        rev[pos] = rng.gamma(p_s * n[pos], 1.0 / nu[pos])
-        purchases[i, :k] = np.bincount(codes, weights=n, minlength=k)
-        revenue[i, :k] = np.bincount(codes, weights=rev, minlength=k)
-        clv[i, :k] = np.bincount(codes, weights=arr["clv"], minlength=k)
+        # exact expected totals per group
+        p_alive = tm._p_alive(gx, gtx, gT)
+        terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s)
+        e_purch = p_alive * terms["purchases"][pairs.inverse]
+        e_disc = p_alive * terms["discounted_purchases"][pairs.inverse]
+        e_cost = p_alive * terms["discounted_active"][pairs.inverse]
+        mean_z = p_s * v_s / (q_s - 1)
+        spend_sum = (g_n - g_valid) * mean_z + p_s * (v_s * g_valid + gx * g_sum_m) / (p_s * gx + q_s - 1)
+        exp_purch = np.bincount(gcode, weights=g_n * e_purch, minlength=k)
+        exp_rev = np.bincount(gcode, weights=e_purch * spend_sum, minlength=k)
+        clv[i, :k] = np.bincount(gcode, weights=s.margin * e_disc * spend_sum - s.cost_to_serve * g_n * e_cost,
+                                 minlength=k)
+        # process noise from the simulated customers
+        arr = _forecast_arrays(tm, sm, sx, tx[sim], sT, s_m, s)
+        alive = rng.random(len(sx)) < arr["p_alive"]
+        counts = tm._simulate(rng, sx, sT, s.horizon, alive)
+        nu = rng.gamma(q_s + np.where(s_buyers, p_s * sx, 0.0), 1.0 / (v_s + np.where(s_buyers, sx * s_m, 0.0)))
+        rev = np.zeros(len(sx))
+        pos = counts > 0
+        rev[pos] = rng.gamma(p_s * counts[pos], 1.0 / nu[pos])
+        dev_purch = np.bincount(scode, weights=counts - arr["expected_purchases"], minlength=k)
+        dev_rev = np.bincount(scode, weights=rev - arr["expected_revenue"], minlength=k)
+        purchases[i, :k] = exp_purch + scale * dev_purch
+        revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
         arr2[:, k] = arr2[:, :k].sum(axis=1)
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
@@ -239,7 +298,7 @@ def tier_intervals(
         q = np.quantile(arr2, [lo, hi], axis=0)
         out[f"{name}_lower"] = q[0]
         out[f"{name}_upper"] = q[1]
-    out.attrs.update({"level": level, "n_draws": n_draws})
+    out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(sim)})
     return out
 
 
