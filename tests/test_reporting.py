@@ -166,3 +166,26 @@ def test_user_text_cannot_inject_html(tmp_path):
     for bad in (r"<script", r"<img[^>]*onerror", r"href=[\"']?javascript:"):
         assert not re.search(bad, html, re.I), bad
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text
+
+
+def test_large_forecast_is_partitioned_and_csv_optional(tmp_path, monkeypatch, sample_rfm):
+    from clvmodels import reporting
+
+    bg, gg = clvmodels.BetaGeoModel().fit(sample_rfm), clvmodels.GammaGammaModel().fit(sample_rfm)
+    fc = clvmodels.forecast(bg, gg, sample_rfm, horizon=52)
+    tiers = clvmodels.assign_tiers(fc)
+    table = clvmodels.tier_summary(fc, tiers)
+    monkeypatch.setattr(reporting, "LARGE_FORECAST", 1000)  # the sample's 2,357 customers count as large
+    written = reporting.save_artifacts(tmp_path / "a", forecast=fc, tiers=tiers, tier_table=table,
+                                       models={"m": bg}, config=validate_parameters({}))
+    assert (tmp_path / "a" / "forecast.parquet").is_dir() and not (tmp_path / "a" / "forecast.csv").exists()
+    assert sorted(p.name for p in (tmp_path / "a" / "forecast.parquet").iterdir()) == [
+        "tier=Gold", "tier=Iron", "tier=Lead", "tier=Platinum"]
+    back = pd.read_parquet(tmp_path / "a" / "forecast.parquet")
+    assert len(back) == len(fc) and set(back["tier"].astype(str)) == {"Platinum", "Gold", "Iron", "Lead"}
+    assert tmp_path / "a" / "forecast.parquet" in written
+    reporting.save_artifacts(tmp_path / "b", forecast=fc, tiers=tiers, tier_table=table, models={},
+                             config=validate_parameters({"forecast_csv": "yes"}))
+    assert (tmp_path / "b" / "forecast.csv").is_file()
+    with pytest.raises(ParameterError, match="forecast_csv"):
+        validate_parameters({"forecast_csv": "maybe"})

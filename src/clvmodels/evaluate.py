@@ -309,6 +309,7 @@ def evaluate(
     tier_shares: dict[str, float] | None = None,
     columns: dict[str, str] | None = None,
     seed: int = 0,
+    max_customers: int | None = 1_000_000,
 ) -> Scorecard:
     """Score a model's holdout predictions, and baselines scored the same way.
 
@@ -327,6 +328,11 @@ def evaluate(
         Score the naive rate model (and, with ``transactions``, gradient boosting).
     tier_shares : dict, optional
         Shares for :func:`clvmodels.assign_tiers`.
+    max_customers : int or None, default 1,000,000
+        Score a random sample of this many customers when there are more (the models stay
+        fitted on everyone; the transaction log is cut to the sample's customers for the
+        baseline and the tracking curve). Metrics of a million customers are precise to the
+        third digit; ``None`` scores everyone.
 
     Returns
     -------
@@ -336,6 +342,17 @@ def evaluate(
     from clvmodels.tiers import TIER_DTYPE, assign_tiers
 
     _check_cal(cal)
+    notes: list[str] = []
+    if max_customers is not None and len(cal) > int(max_customers):
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(len(cal), int(max_customers), replace=False))
+        attrs = dict(cal.attrs)
+        notes.append(f"Scored on a random sample of {int(max_customers):,} of {len(cal):,} customers.")
+        cal = cal.iloc[keep]
+        cal.attrs.update(attrs)
+        if transactions is not None:
+            transactions = _restrict_log(transactions, cal.index, columns)
+            columns = None
     if not isinstance(transaction_model, PurchaseModel):
         raise ParameterError(f"transaction_model must be a fitted purchase model, got {type(transaction_model).__name__}.")
     t = float(cal["duration_holdout"].iloc[0])
@@ -353,7 +370,6 @@ def evaluate(
         })
         value = bg["expected_purchases"]
     preds[transaction_model._long_name] = bg
-    notes: list[str] = []
     if baselines:
         preds["naive rate"] = naive_baseline(cal)
         if transactions is not None:
@@ -406,6 +422,21 @@ def evaluate(
     deciles = decile_table(cal["frequency_holdout"], {n: p["expected_purchases"] for n, p in preds.items()})
     return Scorecard(metrics, pd.concat(calibs, ignore_index=True), tier_table, tracking, predictions,
                      info, deciles)
+
+
+def _restrict_log(transactions: Any, ids: pd.Index, columns: dict[str, str] | None) -> Any:
+    """The validated log of the customers in ``ids`` only (a semi-join in the engine)."""
+    import ibis
+
+    from clvmodels._engine import quiet_engine
+    from clvmodels.transactions import _validated, load_transactions
+
+    t = load_transactions(transactions, **(columns or {}))
+    with quiet_engine():
+        keep = ibis.memtable(pd.DataFrame({"customer_id": np.asarray(ids)}))
+    out = t.semi_join(keep, "customer_id")
+    _validated[id(out)] = out
+    return out
 
 
 def tracking_curve(

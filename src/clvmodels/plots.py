@@ -29,6 +29,9 @@ __all__ = [
     "plot_clv_distribution",
 ]
 
+#: most points a scatter or box plot draws; larger tables are randomly sampled (and say so)
+MAX_POINTS = 200_000
+
 TIER_COLORS = {"Platinum": "#7f8c8d", "Gold": "#d4ac0d", "Iron": "#5d6d7e", "Lead": "#2c3e50"}
 
 
@@ -130,7 +133,11 @@ def plot_spend_assumption(rfm: pd.DataFrame, ax=None, **kwargs):
     ax = _ax(ax)
     buyers = rfm[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)]
     corr = buyers[["frequency", "monetary_value"]].corr().iloc[0, 1] if len(buyers) > 2 else np.nan
-    sns.scatterplot(data=buyers, x="frequency", y="monetary_value", alpha=0.3, s=12, ax=ax, **kwargs)
+    shown = buyers.sample(MAX_POINTS, random_state=0) if len(buyers) > MAX_POINTS else buyers
+    sns.scatterplot(data=shown, x="frequency", y="monetary_value", alpha=0.3, s=12, ax=ax, **kwargs)
+    if len(shown) < len(buyers):
+        ax.annotate(f"{len(shown):,} of {len(buyers):,} repeat buyers shown (random sample)", (0.99, 0.98),
+                    xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
     ax.set_yscale("log")
     ax.set_xlabel("Repeat purchases (frequency)")
     ax.set_ylabel("Mean spend per repeat purchase")
@@ -189,6 +196,12 @@ def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, **k
     symmetric-log scale so the few very valuable customers and the many small ones both show)."""
     ax = _ax(ax)
     df = pd.DataFrame({"clv": forecast["clv"], "tier": tiers})
+    if len(df) > MAX_POINTS:
+        # quartiles of a large random sample are those of everyone to the plot's resolution, and
+        # drawing millions of outlier markers helps no one
+        df = df.sample(MAX_POINTS, random_state=0)
+        ax.annotate(f"random sample of {MAX_POINTS:,} of {len(forecast):,} customers", (0.99, 0.98),
+                    xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
     sns.boxplot(data=df, x="tier", y="clv", hue="tier", palette=TIER_COLORS, showfliers=True,
                 flierprops={"markersize": 2, "alpha": 0.4}, legend=False, ax=ax, **kwargs)
     positive = df["clv"][df["clv"] > 0]

@@ -85,6 +85,7 @@ class ReportConfig:
     output_dir: str = ""
     refunds: str = "error"
     currency: str = ""
+    forecast_csv: str = "auto"
 
     @property
     def unit_name(self) -> str:
@@ -144,6 +145,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     from clvmodels.transactions import REFUND_POLICIES
 
     check_choice("refunds", p["refunds"], REFUND_POLICIES)
+    check_choice("forecast_csv", p["forecast_csv"], ("auto", "yes", "no"))
     check_choice("dataset", p["dataset"], DATASETS)
     try:
         check_time_unit(p["time_unit"])
@@ -193,21 +195,44 @@ def load_report_transactions(cfg: ReportConfig):
     return load_transactions(load_cdnow(cfg.dataset.split("-")[1]))
 
 
+#: customers above which the per-customer forecast is written as a Parquet dataset partitioned
+#: by tier (and, with forecast_csv "auto", without the CSV copy)
+LARGE_FORECAST = 1_000_000
+
+
 def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.Series,
                    tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig,
                    extra_tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
-    """Write the per-customer forecast (Parquet and CSV), the tier table (CSV), the fitted models
-    (JSON), further tables (CSV, e.g. the at-risk list) and the parameters into ``output_dir``.
-    Does nothing when it is empty."""
+    """Write the per-customer forecast, the tier table (CSV), the fitted models (JSON), further
+    tables (CSV, e.g. the at-risk list) and the parameters into ``output_dir``. Does nothing
+    when it is empty.
+
+    The forecast is ``forecast.parquet``: one file up to :data:`LARGE_FORECAST` customers, above
+    that a folder partitioned by tier (``forecast.parquet/tier=Gold/...``; ``pandas.read_parquet``
+    reads either). ``forecast.csv`` is written when ``config.forecast_csv`` is "yes", or "auto"
+    and the table is not large.
+    """
     if not output_dir:
         return []
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     table = forecast.assign(tier=tiers.astype(str))
-    written = [out / "forecast.parquet", out / "forecast.csv", out / "tier_table.csv"]
-    table.to_parquet(written[0])
-    table.to_csv(written[1])
-    tier_table.to_csv(written[2])
+    large = len(table) > LARGE_FORECAST
+    written = [out / "forecast.parquet"]
+    if large:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        ds.write_dataset(pa.Table.from_pandas(table, preserve_index=True), str(written[0]), format="parquet",
+                         partitioning=["tier"], partitioning_flavor="hive", max_rows_per_file=5_000_000,
+                         existing_data_behavior="overwrite_or_ignore")
+    else:
+        table.to_parquet(written[0])
+    if config.forecast_csv == "yes" or (config.forecast_csv == "auto" and not large):
+        table.to_csv(out / "forecast.csv")
+        written.append(out / "forecast.csv")
+    tier_table.to_csv(out / "tier_table.csv")
+    written.append(out / "tier_table.csv")
     for name, model in models.items():
         written.append(model.save(out / f"{name}.json"))
     for name, extra in (extra_tables or {}).items():
