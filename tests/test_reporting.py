@@ -189,3 +189,25 @@ def test_large_forecast_is_partitioned_and_csv_optional(tmp_path, monkeypatch, s
     assert (tmp_path / "b" / "forecast.csv").is_file()
     with pytest.raises(ParameterError, match="forecast_csv"):
         validate_parameters({"forecast_csv": "maybe"})
+
+
+def test_template_defaults_are_the_config_defaults():
+    """Parameters are defined once: the template's first cell declares exactly ReportConfig's
+    fields, with the same defaults."""
+    from dataclasses import fields
+
+    declared = clvmodels.reporting.template_parameters("clv_report")
+    config = {f.name: f.default if f.default_factory is dataclass_missing() else f.default_factory()
+              for f in fields(ReportConfig)}
+    assert set(declared) == set(config)
+    for name, value in declared.items():
+        if name == "tier_shares":
+            assert validate_parameters({name: value}).tier_shares == validate_parameters({}).tier_shares
+        else:
+            assert value == config[name], name
+
+
+def dataclass_missing():
+    import dataclasses
+
+    return dataclasses.MISSING

@@ -7,7 +7,8 @@ intervals (widened by the backtest's error) -> budget, what-if, at-risk list -> 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class Analysis:
     what_if: pd.DataFrame
     customer_intervals: pd.DataFrame
     at_risk: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each stage (for the scale benchmark and curious users)."""
 
     @property
     def model_name(self) -> str:
@@ -119,9 +122,18 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     import clvmodels
     from clvmodels.tiers import backtest_error, widen_intervals
 
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        timings[stage] = now - clock[0]
+        clock[0] = now
+
     log = load_report_transactions(cfg) if transactions is None else transactions
     obs_end, cal_end = resolve_windows(cfg, log)
     rfm = clvmodels.rfm_summary(log, time_unit=cfg.time_unit, observation_end=obs_end)
+    lap("load and RFM")
     selection = scorecard = error = None
     model_cls: type = clvmodels.BetaGeoModel
     if cal_end is not None:
@@ -129,29 +141,37 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
                                             time_unit=cfg.time_unit)
         selection = clvmodels.select_model(cal)
         model_cls = selection.model_class
+        lap("backtest: model choice")
         scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
                                        transactions=log, tier_shares=cfg.tier_shares)
         error = backtest_error(scorecard)
+        lap("backtest: scorecard and baselines")
     model = model_cls().fit(rfm)
     spend = clvmodels.GammaGammaModel().fit(rfm)
+    lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
                     cost_to_serve=cfg.cost_to_serve)
     fc = clvmodels.forecast(model, spend, rfm, **settings)
     tiers = clvmodels.assign_tiers(fc, shares=cfg.tier_shares)
+    lap("forecast and tiers")
     intervals = clvmodels.tier_intervals(model, spend, rfm, tiers, level=cfg.interval_level,
                                          n_draws=cfg.n_draws, **settings)
     model_only = clvmodels.tier_summary(fc, tiers, intervals=intervals)
     tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
+    lap("tier intervals")
     budget = clvmodels.acquisition_budget(model, spend, **settings)
     what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, dropout_reduction=cfg.dropout_reduction,
                                           **settings)
+    lap("budget and what-if")
     customer_intervals = clvmodels.forecast_intervals(model, spend, rfm, level=cfg.interval_level,
                                                       n_draws=cfg.n_draws, **settings)
+    lap("per-customer intervals")
     at_risk = at_risk_customers(fc, tiers)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
-                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk)
+                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings)
     save_artifacts(cfg.output_dir, forecast=fc.join(customer_intervals), tiers=tiers, tier_table=tier_table,
                    models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
                    extra_tables={"at_risk_customers": at_risk,
                                  **({"model_selection": selection.table} if selection is not None else {})})
+    lap("write files")
     return analysis

@@ -268,7 +268,7 @@ def load_transactions(
         checks.append(
             (amount, negative.fill_null(False), amount_raw, "have negative amounts (refunds?)",
              "Pass refunds='drop' to ignore them or refunds='net' to subtract them from the "
-             "same day's purchases.")
+             "same day's purchases (command line: --refunds drop or --refunds net).")
         )
     counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(checks)}
     stats = execute(raw.aggregate(n=raw.count(), **counts)).iloc[0]

@@ -1,0 +1,123 @@
+"""The report at scale: transactions in Parquet to finished report, stage by stage.
+
+    .venv/bin/python benchmarks/bench_report_scale.py [--transactions 1e6 1e7 3e7 1e8] [--full-report]
+
+For each size, a generated log (CDNOW-like BG/NBD + Gamma-Gamma customers over 78 weeks, about
+2.9 transactions per customer) is written as a folder of Parquet files, in pieces of at most
+10M transactions. A fresh process runs :func:`clvmodels.pipeline.run_analysis` on it with the
+report's defaults (weekly unit, 52-week horizon, backtest split from the data, 100 draws) and
+reports each stage's seconds and the process's peak memory (VmHWM). With ``--full-report`` the
+whole ``clvmodels report`` command also runs (papermill, figures, HTML), timed as a whole, with
+the peak memory of the Jupyter kernel that does the work. Goal of issue 10: 100M transactions
+to a finished report in at most 10 minutes and 12 GiB on this 2-core machine.
+
+Writes its table into benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _harness import DATA, machine_line, run_child, write_section
+
+PIECE = 10_000_000
+PER_CUSTOMER = 2.87  # transactions per customer with the CDNOW parameters over 78 weeks
+
+
+def make_log(n_transactions: int) -> Path:
+    """A folder of Parquet pieces holding about ``n_transactions`` generated transactions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clvmodels.datasets import simulate_transactions
+
+    folder = DATA / f"log_{n_transactions}"
+    done = folder / "_complete"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    left, piece, offset = n_transactions, 0, 0
+    while left > 0:
+        n_cust = max(int(min(left, PIECE) / PER_CUSTOMER), 1)
+        sim = simulate_transactions(n_cust, seed=1000 + piece, period=78.0, acquisition_period=12.0)
+        t = sim.transactions
+        t["customer_id"] += offset
+        pq.write_table(pa.Table.from_pandas(t, preserve_index=False), folder / f"part-{piece:03d}.parquet")
+        left -= len(t)
+        offset += n_cust
+        piece += 1
+    done.write_text(json.dumps({"pieces": piece, "customers": offset}))
+    return folder
+
+
+STAGES = """
+import clvmodels
+from clvmodels import pipeline, reporting
+cfg = reporting.validate_parameters({"input_path": FOLDER, "n_draws": 100})
+t0 = time.perf_counter()
+a = pipeline.run_analysis(cfg)
+total = time.perf_counter() - t0
+_report(total, {"stages": a.timings, "customers": len(a.rfm), "model": a.model_name})
+"""
+
+
+def full_report(folder: Path) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench-report-"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "--input", str(folder), "--output",
+                           str(out), "--no-progress", "-p", "title", "Scale benchmark"],
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    # the largest resident set of any waited-for descendant: the kernel doing the work
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_mb": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--transactions", type=float, nargs="+", default=[1e6, 1e7])
+    parser.add_argument("--full-report", action="store_true")
+    args = parser.parse_args()
+    rows, stage_names = [], None
+    for n in (int(v) for v in args.transactions):
+        folder = make_log(n)
+        r = run_child(f"FOLDER = {str(folder)!r}\n" + STAGES)
+        stage_names = stage_names or list(r["stages"])
+        full = full_report(folder) if args.full_report else None
+        rows.append((n, r, full))
+        print(n, json.dumps(r), json.dumps(full), flush=True)
+    header = "| transactions | customers | model | " + " | ".join(stage_names) + \
+        " | analysis total s | analysis peak GiB | whole report s | report peak GiB |"
+    lines = [
+        "### The report at scale (`benchmarks/bench_report_scale.py`)",
+        "",
+        f"Machine: {machine_line()}. Generated logs (CDNOW-like, 78 weeks) as Parquet folders; "
+        "`pipeline.run_analysis` with the report's defaults (52-week horizon, backtest split from "
+        "the data, 100 draws) in a fresh process, seconds per stage; whole report = `clvmodels report` "
+        "(papermill, figures, HTML) with the kernel's peak memory. Goal: 100M transactions in at most "
+        "600 s and 12 GiB.",
+        "",
+        header,
+        "|" + "---:|" * (len(stage_names) + 7),
+    ]
+    for n, r, full in rows:
+        stages = " | ".join(f"{r['stages'][s]:.1f}" for s in stage_names)
+        whole = (f"{full['seconds']:.0f} | {full['peak_mb'] / 1024:.1f}" if full else "not run | not run")
+        lines.append(f"| {n:,} | {r['customers']:,} | {r['model']} | {stages} | {r['seconds']:.1f} | "
+                     f"{r['peak_mb'] / 1024:.1f} | {whole} |")
+    table = "\n".join(lines)
+    write_section("scale", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels import pipeline, reporting
+from clvmodels.exceptions import DataValidationError
+
+
+@pytest.fixture(scope="module")
+def log(cdnow_sample):
+    return clvmodels.load_transactions(cdnow_sample)
+
+
+def test_windows_come_from_the_data(log):
+    cfg = reporting.validate_parameters({})
+    obs, cal = pipeline.resolve_windows(cfg, log)
+    # CDNOW runs to 1998-06-30; a third of its 77.9 weeks is 25 whole weeks (< the 52-week horizon)
+    assert obs == "1998-06-30" and cal == str((pd.Timestamp("1998-06-30") - pd.Timedelta(weeks=25)).date())
+    cfg = reporting.validate_parameters({"horizon": 10})
+    assert pipeline.resolve_windows(cfg, log)[1] == str((pd.Timestamp("1998-06-30") - pd.Timedelta(weeks=10)).date())
+    assert pipeline.resolve_windows(reporting.validate_parameters({"calibration_end": "none"}), log)[1] is None
+    given = reporting.validate_parameters({"calibration_end": "1997-09-30", "observation_end": "1998-01-31"})
+    assert pipeline.resolve_windows(given, log) == ("1998-01-31", "1997-09-30")
+    with pytest.raises(DataValidationError, match=r"'calibration_end' \(1996-01-01\) must fall between"):
+        pipeline.resolve_windows(reporting.validate_parameters({"calibration_end": "1996-01-01"}), log)
+    with pytest.raises(DataValidationError, match="before the first purchase"):
+        pipeline.resolve_windows(reporting.validate_parameters({"observation_end": "1990-01-01"}), log)
+
+
+def test_at_risk_customers():
+    fc = pd.DataFrame({"p_alive": [0.9, 0.2, 0.5, 0.1], "churn_probability": [0.1, 0.8, 0.5, 0.9],
+                       "expected_purchases": [3.0, 1.0, 2.0, 0.1], "clv": [90.0, 20.0, 50.0, 1.0]},
+                      index=pd.Index([1, 2, 3, 4], name="customer_id"))
+    tiers = pd.Series(pd.Categorical(["Platinum", "Gold", "Gold", "Lead"], categories=clvmodels.tiers.TIERS,
+                                     ordered=True), index=fc.index)
+    risk = pipeline.at_risk_customers(fc, tiers)
+    # value at risk = (1 - p) clv / p: 10, 80, 50; Lead is not listed
+    assert risk.index.tolist() == [2, 3, 1]
+    np.testing.assert_allclose(risk["value_at_risk"], [80.0, 50.0, 10.0])
+
+
+def test_analysis_without_backtest(log):
+    cfg = reporting.validate_parameters({"calibration_end": "none", "n_draws": 10})
+    a = pipeline.run_analysis(cfg, log)
+    assert a.selection is None and a.scorecard is None and a.backtest_error is None
+    assert a.model_name == "BG/NBD" and a.tier_table is a.tier_table_model_only
+    assert "no backtest in this run" in reporting.executive_summary(a)
+    assert set(a.timings) >= {"load and RFM", "tier intervals", "write files"}
+
+
+def test_analysis_with_backtest_names_model_and_error(log):
+    cfg = reporting.validate_parameters({"n_draws": 10, "currency": "USD"})
+    a = pipeline.run_analysis(cfg, log)
+    assert a.model_name in {"BG/NBD", "MBG/NBD", "Pareto/NBD"} and a.model_name == a.selection.chosen
+    text = reporting.executive_summary(a)
+    assert "(52-week CLV)" in text and "USD " in text and "In the backtest" in text
+    assert f"**Model**: {a.model_name}" in text
+    total = a.tier_table.loc["Total"]
+    model_only = a.tier_table_model_only.loc["Total"]
+    assert total["total_clv_lower"] <= model_only["total_clv_lower"] <= model_only["total_clv_upper"] <= total["total_clv_upper"]
