@@ -206,7 +206,10 @@ def tier_intervals(
       independent customers, whose noise grows with the square root of their number.
 
     CLV: parameter uncertainty only (the sum of expected values per draw). Memory and time grow
-    with distinct histories plus ``max_simulated``, not with customers.
+    with distinct histories plus ``max_simulated``, not with customers. Above
+    :data:`clvmodels.forecast.DELTA_METHOD_ABOVE` customers the expected totals of each draw come
+    from their linearisation in the log-parameters (the delta method) and the purchases are
+    simulated at the estimates, instead of recomputing every forecast per draw.
 
     Returns
     -------
@@ -216,13 +219,12 @@ def tier_intervals(
     """
     from clvmodels._compress import compress
     from clvmodels.forecast import (
+        DELTA_METHOD_ABOVE,
         _check_models,
-        _forecast_arrays,
         _horizon_terms,
         _rfm_arrays,
         _settings,
     )
-    from clvmodels.models import GammaGammaModel
 
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
@@ -260,11 +262,13 @@ def tier_intervals(
     purchases = np.zeros((n_draws, k + 1))
     revenue = np.zeros((n_draws, k + 1))
     clv = np.zeros((n_draws, k + 1))
-    for i in range(n_draws):
+    if n > DELTA_METHOD_ABOVE:
+        _delta_tier_draws(transaction_model, spend_model, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m,
+                          pairs, sim, (sx, sT, s_m), s_buyers, scode, scale, k, purchases, revenue, clv)
+    for i in range(n_draws if n <= DELTA_METHOD_ABOVE else 0):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
         tm = type(transaction_model).from_params(tm_draws.iloc[i])
-        sm = GammaGammaModel.from_params({"p": p_s, "q": q_s, "v": v_s})
         # exact expected totals per group
         p_alive = tm._p_alive(gx, gtx, gT)
         terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s)
@@ -277,16 +281,18 @@ def tier_intervals(
         exp_rev = np.bincount(gcode, weights=e_purch * spend_sum, minlength=k)
         clv[i, :k] = np.bincount(gcode, weights=s.margin * e_disc * spend_sum - s.cost_to_serve * g_n * e_cost,
                                  minlength=k)
-        # process noise from the simulated customers
-        arr = _forecast_arrays(tm, sm, sx, tx[sim], sT, s_m, s)
-        alive = rng.random(len(sx)) < arr["p_alive"]
+        # process noise from the simulated customers (their expectations come from their groups)
+        sg = inv[sim]
+        s_spend = np.where(s_buyers, p_s * (v_s + sx * s_m) / (p_s * sx + q_s - 1), mean_z)
+        s_exp = e_purch[sg]
+        alive = rng.random(len(sx)) < p_alive[sg]
         counts = tm._simulate(rng, sx, sT, s.horizon, alive)
         nu = rng.gamma(q_s + np.where(s_buyers, p_s * sx, 0.0), 1.0 / (v_s + np.where(s_buyers, sx * s_m, 0.0)))
         rev = np.zeros(len(sx))
         pos = counts > 0
         rev[pos] = rng.gamma(p_s * counts[pos], 1.0 / nu[pos])
-        dev_purch = np.bincount(scode, weights=counts - arr["expected_purchases"], minlength=k)
-        dev_rev = np.bincount(scode, weights=rev - arr["expected_revenue"], minlength=k)
+        dev_purch = np.bincount(scode, weights=counts - s_exp, minlength=k)
+        dev_rev = np.bincount(scode, weights=rev - s_exp * s_spend, minlength=k)
         purchases[i, :k] = exp_purch + scale * dev_purch
         revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
@@ -300,6 +306,62 @@ def tier_intervals(
         out[f"{name}_upper"] = q[1]
     out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(sim)})
     return out
+
+
+def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m, pairs, sim, simulated,
+                      s_buyers, scode, scale, k, purchases, revenue, clv) -> None:
+    """Fill the per-draw tier totals by the delta method (see :func:`tier_intervals`)."""
+    from clvmodels.forecast import _purchase_jacobian
+
+    gx, gtx, gT, gcode = groups.columns
+    base, jac = _purchase_jacobian(tm0, s, gx, gtx, gT, pairs)  # (3, G), (4, 3, G)
+    p, q, v = (float(sm0.params_[c]) for c in ("p", "q", "v"))
+
+    def spend_sum(p, q, v):
+        return (g_n - g_valid) * p * v / (q - 1) + p * (v * g_valid + gx * g_sum_m) / (p * gx + q - 1)
+
+    ss = spend_sum(p, q, v)
+    d_ss = np.empty((3, len(gx)))
+    for j in range(3):
+        up, down = [p, q, v], [p, q, v]
+        up[j] *= np.exp(1e-5)
+        down[j] *= np.exp(-1e-5)
+        d_ss[j] = (spend_sum(*up) - spend_sum(*down)) / 2e-5
+
+    def by_tier(w):
+        return np.bincount(gcode, weights=w, minlength=k)
+
+    e_purch = by_tier(g_n * base[0])
+    e_rev = by_tier(base[0] * ss)
+    e_clv = by_tier(s.margin * base[1] * ss - s.cost_to_serve * g_n * base[2])
+    # derivatives of the tier totals in the 4 purchase and 3 spend log-parameters
+    j_purch = np.array([by_tier(g_n * jac[j, 0]) for j in range(jac.shape[0])])
+    j_rev_tm = np.array([by_tier(jac[j, 0] * ss) for j in range(jac.shape[0])])
+    j_rev_sm = np.array([by_tier(base[0] * d_ss[j]) for j in range(3)])
+    j_clv_tm = np.array([by_tier(s.margin * jac[j, 1] * ss - s.cost_to_serve * g_n * jac[j, 2])
+                         for j in range(jac.shape[0])])
+    j_clv_sm = np.array([by_tier(s.margin * base[1] * d_ss[j]) for j in range(3)])
+    d_tm = np.log(tm_draws.to_numpy()) - np.log(tm0.params_.to_numpy())   # (draws, 4)
+    d_sm = np.log(sm_draws.to_numpy()) - np.log(sm0.params_.to_numpy())   # (draws, 3)
+    # purchases simulated at the estimates, for the simulated customers
+    gi = groups.inverse[sim]
+    sx, sT, s_m = simulated
+    s_exp = base[0][gi]
+    p_alive = tm0._p_alive(gx, gtx, gT)[gi]
+    valid = s_buyers
+    s_spend = np.where(valid, p * (v + sx * s_m) / (p * sx + q - 1), p * v / (q - 1))
+    for i in range(len(d_tm)):
+        alive = rng.random(len(sx)) < p_alive
+        counts = tm0._simulate(rng, sx, sT, s.horizon, alive)
+        nu = rng.gamma(q + np.where(valid, p * sx, 0.0), 1.0 / (v + np.where(valid, sx * s_m, 0.0)))
+        rev = np.zeros(len(sx))
+        pos = counts > 0
+        rev[pos] = rng.gamma(p * counts[pos], 1.0 / nu[pos])
+        dev_purch = np.bincount(scode, weights=counts - s_exp, minlength=k)
+        dev_rev = np.bincount(scode, weights=rev - s_exp * s_spend, minlength=k)
+        purchases[i, :k] = e_purch + d_tm[i] @ j_purch + scale * dev_purch
+        revenue[i, :k] = e_rev + d_tm[i] @ j_rev_tm + d_sm[i] @ j_rev_sm + scale * dev_rev
+        clv[i, :k] = e_clv + d_tm[i] @ j_clv_tm + d_sm[i] @ j_clv_sm
 
 
 def retention_what_if(
