@@ -28,6 +28,8 @@ report: setup
 benchmark: setup
 	$(BIN)/python benchmarks/bench_rfm.py
 	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/bench_model_family.py
+	$(BIN)/python benchmarks/bench_report_scale.py --transactions 1e6 1e7 3e7 1e8 --full-report
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -47,6 +47,10 @@ def test_matches_lifetimes(model, donations):
     f.params_ = model.params_
     args = (donations["frequency"], donations["recency"], donations["n_periods"])
     np.testing.assert_allclose(model.probability_alive(donations), f.conditional_probability_alive(1, *args), rtol=1e-10)
+    # churn by a horizon: alive 5 opportunities on
+    np.testing.assert_allclose(model.probability_alive(donations, 5), f.conditional_probability_alive(5, *args),
+                               rtol=1e-10)
+    assert (model.probability_alive(donations, 5) < model.probability_alive(donations)).all()
     np.testing.assert_allclose(model.expected_purchases(donations, 5),
                                f.conditional_expected_number_of_purchases_up_to_time(5, *args), rtol=1e-9)
     expected = f.expected_number_of_transactions_in_first_n_periods(6)["model"].to_numpy()

@@ -200,12 +200,18 @@ class BetaGeoBetaBinomModel(BaseModel):
     def _log_likelihood_rows(self, x, tx, n):
         return special.logsumexp(_log_terms(self._p(), x, tx, n)[0], axis=1)
 
-    def probability_alive(self, data: pd.DataFrame) -> pd.Series:
-        """P(active at opportunity n+1 | x, t_x, n) (FHS 2010, eq. 11)."""
+    def probability_alive(self, data: pd.DataFrame, n_future: int = 1) -> pd.Series:
+        """P(active at opportunity n + ``n_future`` | x, t_x, n) (FHS 2010, eq. 11 for
+        ``n_future = 1``); one minus it is the churn probability by that opportunity.
+
+        Given the history, surviving ``n_future`` more dropout coins multiplies the alive term of
+        the likelihood by ``B(gamma, delta+n+n_future) / B(gamma, delta+n)``.
+        """
         alpha, beta, gamma, delta = self._p()
+        k = check_number("n_future", n_future, minimum=1, integer=True)
         x, tx, n = self._arrays(data)
         num = (special.betaln(alpha + x, beta + n - x) - special.betaln(alpha, beta)
-               + special.betaln(gamma, delta + n + 1) - special.betaln(gamma, delta))
+               + special.betaln(gamma, delta + n + k) - special.betaln(gamma, delta))
         return pd.Series(np.exp(num - self._log_likelihood_rows(x, tx, n)), index=data.index, name="p_alive")
 
     def expected_purchases(self, data: pd.DataFrame, n_future: int) -> pd.Series:
