@@ -290,11 +290,11 @@ DELTA_METHOD_ABOVE = 1_000_000
 _STEP = 1e-5  # finite-difference step in the log-parameters
 
 
-def _group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs) -> np.ndarray:
+def _group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_scale: float = 1.0) -> np.ndarray:
     """Per distinct history, per customer: expected purchases, discounted purchases and
     discounted active time over the horizon (rows of the result, in that order)."""
     p_alive = tm._p_alive(gx, gtx, gT)
-    terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s)
+    terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s, dropout_scale)
     return np.vstack([p_alive * terms["purchases"][pairs.inverse],
                       p_alive * terms["discounted_purchases"][pairs.inverse],
                       p_alive * terms["discounted_active"][pairs.inverse]])

@@ -145,6 +145,7 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
         scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
                                        transactions=log, tier_shares=cfg.tier_shares)
         error = backtest_error(scorecard)
+        del cal  # a customer-sized table: free it before the forecast builds its own
         lap("backtest: scorecard and baselines")
     model = model_cls().fit(rfm)
     spend = clvmodels.GammaGammaModel().fit(rfm)
@@ -169,7 +170,9 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     at_risk = at_risk_customers(fc, tiers)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings)
-    save_artifacts(cfg.output_dir, forecast=fc.join(customer_intervals), tiers=tiers, tier_table=tier_table,
+    for col in customer_intervals.columns:  # one table for the files, without copying the forecast
+        fc[col] = customer_intervals[col].to_numpy()
+    save_artifacts(cfg.output_dir, forecast=fc, tiers=tiers, tier_table=tier_table,
                    models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
                    extra_tables={"at_risk_customers": at_risk,
                                  **({"model_selection": selection.table} if selection is not None else {})})

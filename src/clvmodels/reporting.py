@@ -214,22 +214,32 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
     """
     if not output_dir:
         return []
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = forecast.assign(tier=tiers.astype(str))
-    large = len(table) > LARGE_FORECAST
+    large = len(forecast) > LARGE_FORECAST
+    # an Arrow table built from the columns (no pandas copy of the whole forecast); tiers as a
+    # dictionary column, not millions of Python strings
+    tier_cat = pd.Categorical(tiers, categories=["Platinum", "Gold", "Iron", "Lead"], ordered=True)
+    arrays = {forecast.index.name or "customer_id": pa.array(forecast.index.to_numpy())}
+    arrays.update({c: pa.array(forecast[c].to_numpy()) for c in forecast.columns})
+    arrays["tier"] = pa.DictionaryArray.from_arrays(pa.array(tier_cat.codes, pa.int8()),
+                                                    pa.array(list(tier_cat.categories)))
+    table = pa.table(arrays)
     written = [out / "forecast.parquet"]
     if large:
-        import pyarrow as pa
         import pyarrow.dataset as ds
 
-        ds.write_dataset(pa.Table.from_pandas(table, preserve_index=True), str(written[0]), format="parquet",
-                         partitioning=["tier"], partitioning_flavor="hive", max_rows_per_file=5_000_000,
+        ds.write_dataset(table, str(written[0]), format="parquet", partitioning=["tier"],
+                         partitioning_flavor="hive", max_rows_per_file=5_000_000,
                          existing_data_behavior="overwrite_or_ignore")
     else:
-        table.to_parquet(written[0])
+        pq.write_table(table, written[0])
+    del table, arrays
     if config.forecast_csv == "yes" or (config.forecast_csv == "auto" and not large):
-        table.to_csv(out / "forecast.csv")
+        forecast.assign(tier=tier_cat).to_csv(out / "forecast.csv")
         written.append(out / "forecast.csv")
     tier_table.to_csv(out / "tier_table.csv")
     written.append(out / "tier_table.csv")

@@ -389,27 +389,37 @@ def retention_what_if(
         Per tier and in total: ``clv``, ``clv_what_if``, ``change``, ``change_pct``,
         ``expected_purchases``, ``expected_purchases_what_if``.
     """
-    from clvmodels.forecast import forecast
+    from clvmodels._compress import compress
+    from clvmodels.forecast import _check_models, _group_terms, _rfm_arrays, _settings
 
     f = check_number("dropout_reduction", dropout_reduction, minimum=0.0, maximum=1.0, max_inclusive=False)
-    kwargs = dict(horizon=horizon, discount_rate=discount_rate, margin=margin, cost_to_serve=cost_to_serve)
-    base = forecast(transaction_model, spend_model, rfm, **kwargs)
-    what_if = forecast(transaction_model, spend_model, rfm, dropout_scale=1.0 - f, **kwargs)
+    _check_models(transaction_model, spend_model)
+    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
     if not tiers.index.equals(rfm.index):
         raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
-    t = tiers.astype(TIER_DTYPE)
-    df = pd.DataFrame({
-        "tier": t, "clv": base["clv"], "clv_what_if": what_if["clv"],
-        "expected_purchases": base["expected_purchases"],
-        "expected_purchases_what_if": what_if["expected_purchases"],
-    })
-    out = df.groupby("tier", observed=False).sum()
-    out.index = out.index.astype(str)
+    transaction_model._check_unit(rfm)
+    x, tx, T, m = _rfm_arrays(rfm)
+    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy().astype(np.int64)
+    # customers with one history and tier share every purchase term; spend enters as a sum
+    groups = compress(x, tx, T, codes)
+    gx, gtx, gT, gcode = groups.columns
+    g_n = groups.weights
+    g_spend = np.bincount(groups.inverse, weights=spend_model._expected(x, m), minlength=len(g_n))
+    pairs = compress(gx.astype(np.int64), gT)
+    k = len(TIERS)
+    columns = {}
+    for label, scale in (("", 1.0), ("_what_if", 1.0 - f)):
+        terms = _group_terms(transaction_model, s, gx, gtx, gT, pairs, dropout_scale=scale)
+        columns[f"clv{label}"] = np.bincount(
+            gcode, weights=s.margin * terms[1] * g_spend - s.cost_to_serve * g_n * terms[2], minlength=k)
+        columns[f"expected_purchases{label}"] = np.bincount(gcode, weights=g_n * terms[0], minlength=k)
+    out = pd.DataFrame(columns, index=pd.Index(list(TIERS), name="tier"))[
+        ["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"]]
     out.loc["Total"] = out.sum()
     out["change"] = out["clv_what_if"] - out["clv"]
     out["change_pct"] = 100 * out["change"] / out["clv"].where(out["clv"] != 0)
     out.index.name = "tier"
-    out.attrs.update({"dropout_reduction": f, **base.attrs})
+    out.attrs.update({"dropout_reduction": f, **s.as_dict(), "description": s.describe()})
     return out
 
 
