@@ -61,3 +61,11 @@ def test_analysis_with_backtest_names_model_and_error(log):
     total = a.tier_table.loc["Total"]
     model_only = a.tier_table_model_only.loc["Total"]
     assert total["total_clv_lower"] <= model_only["total_clv_lower"] <= model_only["total_clv_upper"] <= total["total_clv_upper"]
+
+
+def test_backtest_on_a_customer_sample(log, monkeypatch):
+    monkeypatch.setattr(pipeline, "BACKTEST_CUSTOMERS", 1000)
+    a = pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10}), log)
+    assert len(a.rfm) == 2357 and a.model.n_customers_ == 2357  # the final fit sees everyone
+    assert a.selection.calibration_model.n_customers_ <= 1000
+    assert any("random sample of 1,000 of 2,357 customers" in n for n in a.scorecard.info["notes"])

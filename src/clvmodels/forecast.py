@@ -275,7 +275,8 @@ def forecast(
                 + "; the fitted parameters are at the edge of what the model can evaluate. Refit with "
                 "a small penalizer_coef or try another purchase model (clvmodels.select_model)."
             )
-    out = pd.DataFrame(arrays, index=rfm.index, columns=list(FORECAST_COLUMNS))
+    # copy=False: one block per column, no second customer-sized copy of the whole table
+    out = pd.DataFrame(arrays, index=rfm.index, columns=list(FORECAST_COLUMNS), copy=False)
     out.attrs.update(s.as_dict())
     out.attrs["description"] = s.describe()
     return out
@@ -462,7 +463,7 @@ def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, group
         sd = np.sqrt(_quadratic_form(g_tm, cov_tm) + _quadratic_form(g_sm, cov_sm))
         out["clv_lower"][sl] = clv - z * sd
         out["clv_upper"][sl] = clv + z * sd
-    result = pd.DataFrame(out, index=rfm.index)
+    result = pd.DataFrame(out, index=rfm.index, copy=False)
     result.attrs.update(s.as_dict())
     result.attrs.update({"level": level, "n_draws": n_draws, "method": "delta"})
     return result

@@ -202,8 +202,9 @@ LARGE_FORECAST = 1_000_000
 
 def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.Series,
                    tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig,
-                   extra_tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
-    """Write the per-customer forecast, the tier table (CSV), the fitted models (JSON), further
+                   extra_tables: Mapping[str, pd.DataFrame] | None = None,
+                   intervals: pd.DataFrame | None = None) -> list[Path]:
+    """Write the per-customer forecast (with ``intervals`` when given), the tier table (CSV), the fitted models (JSON), further
     tables (CSV, e.g. the at-risk list) and the parameters into ``output_dir``. Does nothing
     when it is empty.
 
@@ -225,6 +226,8 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
     tier_cat = pd.Categorical(tiers, categories=["Platinum", "Gold", "Iron", "Lead"], ordered=True)
     arrays = {forecast.index.name or "customer_id": pa.array(forecast.index.to_numpy())}
     arrays.update({c: pa.array(forecast[c].to_numpy()) for c in forecast.columns})
+    if intervals is not None:  # per-customer intervals, indexed like the forecast
+        arrays.update({c: pa.array(intervals[c].to_numpy()) for c in intervals.columns})
     arrays["tier"] = pa.DictionaryArray.from_arrays(pa.array(tier_cat.codes, pa.int8()),
                                                     pa.array(list(tier_cat.categories)))
     table = pa.table(arrays)
@@ -239,7 +242,8 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
         pq.write_table(table, written[0])
     del table, arrays
     if config.forecast_csv == "yes" or (config.forecast_csv == "auto" and not large):
-        forecast.assign(tier=tier_cat).to_csv(out / "forecast.csv")
+        both = forecast if intervals is None else forecast.join(intervals)
+        both.assign(tier=tier_cat).to_csv(out / "forecast.csv")
         written.append(out / "forecast.csv")
     tier_table.to_csv(out / "tier_table.csv")
     written.append(out / "tier_table.csv")
