@@ -285,14 +285,8 @@ def tier_intervals(
         sg = inv[sim]
         s_spend = np.where(s_buyers, p_s * (v_s + sx * s_m) / (p_s * sx + q_s - 1), mean_z)
         s_exp = e_purch[sg]
-        alive = rng.random(len(sx)) < p_alive[sg]
-        counts = tm._simulate(rng, sx, sT, s.horizon, alive)
-        nu = rng.gamma(q_s + np.where(s_buyers, p_s * sx, 0.0), 1.0 / (v_s + np.where(s_buyers, sx * s_m, 0.0)))
-        rev = np.zeros(len(sx))
-        pos = counts > 0
-        rev[pos] = rng.gamma(p_s * counts[pos], 1.0 / nu[pos])
-        dev_purch = np.bincount(scode, weights=counts - s_exp, minlength=k)
-        dev_rev = np.bincount(scode, weights=rev - s_exp * s_spend, minlength=k)
+        dev_purch, dev_rev = _simulated_deviations(rng, tm, s.horizon, p_alive[sg], sx, sT, s_m, s_buyers,
+                                                   (p_s, q_s, v_s), s_exp, s_spend, scode, k)
         purchases[i, :k] = exp_purch + scale * dev_purch
         revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
@@ -306,6 +300,22 @@ def tier_intervals(
         out[f"{name}_upper"] = q[1]
     out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(sim)})
     return out
+
+
+def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_params, expected, spend, codes, k):
+    """One posterior draw of the simulated customers' purchases and revenue over the horizon,
+    minus their expectations, summed per tier: active with probability ``p_alive``, purchases
+    from the model's posterior given active, spend rate ``nu ~ Gamma(q + p x, v + x zbar)`` and
+    revenue ``Gamma(p N, nu)`` (Gamma-Gamma)."""
+    p, q, v = spend_params
+    alive = rng.random(len(x)) < p_alive
+    counts = tm._simulate(rng, x, T, horizon, alive)
+    nu = rng.gamma(q + np.where(buyers, p * x, 0.0), 1.0 / (v + np.where(buyers, x * m, 0.0)))
+    rev = np.zeros(len(x))
+    pos = counts > 0
+    rev[pos] = rng.gamma(p * counts[pos], 1.0 / nu[pos])
+    return (np.bincount(codes, weights=counts - expected, minlength=k),
+            np.bincount(codes, weights=rev - expected * spend, minlength=k))
 
 
 def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m, pairs, sim, simulated,
@@ -351,14 +361,8 @@ def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid
     valid = s_buyers
     s_spend = np.where(valid, p * (v + sx * s_m) / (p * sx + q - 1), p * v / (q - 1))
     for i in range(len(d_tm)):
-        alive = rng.random(len(sx)) < p_alive
-        counts = tm0._simulate(rng, sx, sT, s.horizon, alive)
-        nu = rng.gamma(q + np.where(valid, p * sx, 0.0), 1.0 / (v + np.where(valid, sx * s_m, 0.0)))
-        rev = np.zeros(len(sx))
-        pos = counts > 0
-        rev[pos] = rng.gamma(p * counts[pos], 1.0 / nu[pos])
-        dev_purch = np.bincount(scode, weights=counts - s_exp, minlength=k)
-        dev_rev = np.bincount(scode, weights=rev - s_exp * s_spend, minlength=k)
+        dev_purch, dev_rev = _simulated_deviations(rng, tm0, s.horizon, p_alive, sx, sT, s_m, valid, (p, q, v),
+                                                   s_exp, s_spend, scode, k)
         purchases[i, :k] = e_purch + d_tm[i] @ j_purch + scale * dev_purch
         revenue[i, :k] = e_rev + d_tm[i] @ j_rev_tm + d_sm[i] @ j_rev_sm + scale * dev_rev
         clv[i, :k] = e_clv + d_tm[i] @ j_clv_tm + d_sm[i] @ j_clv_sm
