@@ -103,7 +103,7 @@ def main() -> None:
         f"Machine: {machine_line()}. Generated logs (CDNOW-like, 78 weeks) as Parquet folders; "
         "`pipeline.run_analysis` with the report's defaults (52-week horizon, backtest split from "
         "the data, 100 draws) in a fresh process, seconds per stage; whole report = `clvmodels report` "
-        "(papermill, figures, HTML) with the kernel's peak memory. Goal: 100M transactions in at most "
+        "(papermill, figures, HTML) with the kernel's peak memory (the largest resident set of any child process so far; rows run smallest first, so it is the row's own). Goal: 100M transactions in at most "
         "600 s and 12 GiB.",
         "",
         header,
