@@ -32,10 +32,11 @@ def test_fit_and_predictions_match_lifetimes(which, sample_cal, master_cal):
     cal = sample_cal if which == "sample" else master_cal
     ours = ParetoNBDModel().fit(cal)
     pnbd = ParetoNBDFitter().fit(cal["frequency"], cal["recency"], cal["T"])
-    # lifetimes stops earlier (its optimiser tolerance, and its start is random, so its beta
-    # varies in the 4th digit between runs); both maximise the same likelihood, ours higher
+    # lifetimes often stops short of the optimum (its tolerance is on a rescaled objective and
+    # its result varies between runs: seen r 0.597 and 0.609 on master); both maximise the same
+    # likelihood, and the check that matters is that ours is at least as high as theirs
     for k in ("r", "alpha", "s", "beta"):
-        assert ours.params_[k] == pytest.approx(pnbd.params_[k], rel=1e-3), k
+        assert ours.params_[k] == pytest.approx(pnbd.params_[k], rel=0.05), k
     theirs = ParetoNBDFitter._conditional_log_likelihood(
         pnbd.params_.to_numpy(), cal["frequency"].to_numpy(float), cal["recency"].to_numpy(float),
         cal["T"].to_numpy(float)).sum()
