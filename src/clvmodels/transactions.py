@@ -256,7 +256,7 @@ def load_transactions(
         (date, date_raw.notnull() & parsed_date.isnull(), date_raw, "have dates that do not parse",
          "Give ISO-8601 dates ('1997-01-31'), or pass date_format: e.g. '%Y%m%d' for 19970131, "
          "'%d/%m/%Y' for day first or '%m/%d/%Y' for month first (a date such as 01/02/2024 "
-         "is ambiguous, so it is never guessed)."),
+         "is ambiguous, so it is never guessed; command line: --date-format)."),
         (amount, amount_missing, amount_raw, "have no amount (null/NaN)",
          "Every purchase needs a value; use 0 for free purchases or drop the rows."),
         (amount, not_numeric, amount_raw, "have amounts that are not numbers",
