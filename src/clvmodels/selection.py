@@ -9,6 +9,7 @@ aggregate error wins, then the lowest BIC (fewer or better-used parameters).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,8 +132,6 @@ def select_model(
         )
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, PurchaseModel] = {}
-    import time
-
     for name, cls in cands.items():
         start = time.perf_counter()
         try:

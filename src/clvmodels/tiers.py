@@ -16,6 +16,7 @@ import pandas as pd
 
 from clvmodels._validation import check_number
 from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.models.gamma_gamma import conditional_spend
 
 __all__ = [
     "TIERS",
@@ -221,7 +222,7 @@ def tier_intervals(
     from clvmodels.forecast import (
         DELTA_METHOD_ABOVE,
         _check_models,
-        _horizon_terms,
+        _group_terms,
         _rfm_arrays,
         _settings,
     )
@@ -270,20 +271,15 @@ def tier_intervals(
         q_s = max(q_s, 1.0 + 1e-6)
         tm = type(transaction_model).from_params(tm_draws.iloc[i])
         # exact expected totals per group
-        p_alive = tm._p_alive(gx, gtx, gT)
-        terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s)
-        e_purch = p_alive * terms["purchases"][pairs.inverse]
-        e_disc = p_alive * terms["discounted_purchases"][pairs.inverse]
-        e_cost = p_alive * terms["discounted_active"][pairs.inverse]
-        mean_z = p_s * v_s / (q_s - 1)
-        spend_sum = (g_n - g_valid) * mean_z + p_s * (v_s * g_valid + gx * g_sum_m) / (p_s * gx + q_s - 1)
+        e_purch, e_disc, e_cost, p_alive = _group_terms(tm, s, gx, gtx, gT, pairs)
+        spend_sum = _group_spend(p_s, q_s, v_s, g_n, g_valid, gx, g_sum_m)
         exp_purch = np.bincount(gcode, weights=g_n * e_purch, minlength=k)
         exp_rev = np.bincount(gcode, weights=e_purch * spend_sum, minlength=k)
         clv[i, :k] = np.bincount(gcode, weights=s.margin * e_disc * spend_sum - s.cost_to_serve * g_n * e_cost,
                                  minlength=k)
         # process noise from the simulated customers (their expectations come from their groups)
         sg = inv[sim]
-        s_spend = np.where(s_buyers, p_s * (v_s + sx * s_m) / (p_s * sx + q_s - 1), mean_z)
+        s_spend = conditional_spend(p_s, q_s, v_s, sx, s_m)
         s_exp = e_purch[sg]
         dev_purch, dev_rev = _simulated_deviations(rng, tm, s.horizon, p_alive[sg], sx, sT, s_m, s_buyers,
                                                    (p_s, q_s, v_s), s_exp, s_spend, scode, k)
@@ -300,6 +296,13 @@ def tier_intervals(
         out[f"{name}_upper"] = q[1]
     out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(sim)})
     return out
+
+
+def _group_spend(p, q, v, g_n, g_valid, gx, g_sum_m):
+    """Sum of Gamma-Gamma expected spend over each group of customers with one history:
+    :func:`conditional_spend` is linear in a buyer's mean spend, so a count of buyers and the sum
+    of their mean spends suffice (the others get the population mean)."""
+    return (g_n - g_valid) * p * v / (q - 1) + p * (v * g_valid + gx * g_sum_m) / (p * gx + q - 1)
 
 
 def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_params, expected, spend, codes, k):
@@ -321,22 +324,12 @@ def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_para
 def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m, pairs, sim, simulated,
                       s_buyers, scode, scale, k, purchases, revenue, clv) -> None:
     """Fill the per-draw tier totals by the delta method (see :func:`tier_intervals`)."""
-    from clvmodels.forecast import _purchase_jacobian
+    from clvmodels.forecast import _log_jacobian, _purchase_jacobian
 
     gx, gtx, gT, gcode = groups.columns
-    base, jac = _purchase_jacobian(tm0, s, gx, gtx, gT, pairs)  # (3, G), (4, 3, G)
-    p, q, v = (float(sm0.params_[c]) for c in ("p", "q", "v"))
-
-    def spend_sum(p, q, v):
-        return (g_n - g_valid) * p * v / (q - 1) + p * (v * g_valid + gx * g_sum_m) / (p * gx + q - 1)
-
-    ss = spend_sum(p, q, v)
-    d_ss = np.empty((3, len(gx)))
-    for j in range(3):
-        up, down = [p, q, v], [p, q, v]
-        up[j] *= np.exp(1e-5)
-        down[j] *= np.exp(-1e-5)
-        d_ss[j] = (spend_sum(*up) - spend_sum(*down)) / 2e-5
+    base, jac = _purchase_jacobian(tm0, s, gx, gtx, gT, pairs)  # (4, G), (4, 4, G)
+    p, q, v = sm0._p()
+    ss, d_ss = _log_jacobian(lambda p, q, v: _group_spend(p, q, v, g_n, g_valid, gx, g_sum_m), (p, q, v))
 
     def by_tier(w):
         return np.bincount(gcode, weights=w, minlength=k)
@@ -357,11 +350,10 @@ def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid
     gi = groups.inverse[sim]
     sx, sT, s_m = simulated
     s_exp = base[0][gi]
-    p_alive = tm0._p_alive(gx, gtx, gT)[gi]
-    valid = s_buyers
-    s_spend = np.where(valid, p * (v + sx * s_m) / (p * sx + q - 1), p * v / (q - 1))
+    p_alive = base[3][gi]
+    s_spend = conditional_spend(p, q, v, sx, s_m)
     for i in range(len(d_tm)):
-        dev_purch, dev_rev = _simulated_deviations(rng, tm0, s.horizon, p_alive, sx, sT, s_m, valid, (p, q, v),
+        dev_purch, dev_rev = _simulated_deviations(rng, tm0, s.horizon, p_alive, sx, sT, s_m, s_buyers, (p, q, v),
                                                    s_exp, s_spend, scode, k)
         purchases[i, :k] = e_purch + d_tm[i] @ j_purch + scale * dev_purch
         revenue[i, :k] = e_rev + d_tm[i] @ j_rev_tm + d_sm[i] @ j_rev_sm + scale * dev_rev

@@ -232,15 +232,7 @@ class BetaGeoModel(PurchaseModel):
         x = rfm["frequency"].to_numpy(float)
         tx = rfm["recency"].to_numpy(float)
         T = rfm["T"].to_numpy(float)
-        if weights is not None:
-            w = np.asarray(weights, float)
-            if w.shape != x.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise DataValidationError(
-                    f"weights must be {len(x)} finite non-negative numbers, one per row of rfm."
-                )
-        else:
-            w = None
-        d = _prepare(x, tx, T, weights=w)
+        d = _prepare(x, tx, T, weights=self._fit_weights(weights, len(x)))
         if d.n <= 0:
             raise DataValidationError("rfm has no customers with positive weight.")
         self._check_informative(d.x, d.Ts[d.iT], d.w)

@@ -23,7 +23,7 @@ from clvmodels._validation import check_rfm
 from clvmodels.exceptions import DataValidationError, ModelAssumptionWarning, ModelError
 from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
 
-__all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "CORRELATION_WARNING_THRESHOLD"]
+__all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "conditional_spend", "CORRELATION_WARNING_THRESHOLD"]
 
 #: |Pearson correlation| between frequency and mean spend above which we warn
 CORRELATION_WARNING_THRESHOLD = 0.3
@@ -82,6 +82,18 @@ def _prepare(x: np.ndarray, m: np.ndarray, weights: np.ndarray | None = None) ->
     log_m = np.log(m)
     return _Data(x, m, w, xs, ix, np.bincount(ix, weights=w, minlength=len(xs)),
                  float((w * log_m).sum()), float((w * x * log_m).sum()), float(w.sum()))
+
+
+def conditional_spend(p: Any, q: Any, v: Any, x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """E[spend per purchase | x, zbar] (Fader & Hardie 2013, eq. 5), broadcasting over the
+    parameters (e.g. a column of parameter draws against a row of customers).
+
+    ``p (v + x zbar) / (p x + q - 1)``: a weighted mean of the population mean ``p v / (q - 1)``
+    and the customer's own mean; customers without a repeat purchase or with zero spend get the
+    population mean.
+    """
+    valid = (x > 0) & (m > 0)
+    return np.where(valid, p * (v + x * m) / (p * x + q - 1), p * v / (q - 1))
 
 
 def gamma_gamma_log_likelihood(params: dict[str, float] | pd.Series, frequency: Any, monetary_value: Any) -> np.ndarray:
@@ -236,13 +248,7 @@ class GammaGammaModel(BaseModel):
         return p * v / (q - 1)
 
     def _expected(self, x: np.ndarray, m: np.ndarray) -> np.ndarray:
-        p, q, v = self._p()
-        valid = (x > 0) & (m > 0)
-        out = np.full(x.shape, p * v / (q - 1))
-        xv, mv = x[valid], m[valid]
-        # Fader & Hardie (2013) eq. 5: a weighted mean of the population mean and the customer's
-        out[valid] = p * (v + xv * mv) / (p * xv + q - 1)
-        return out
+        return conditional_spend(*self._p(), x, m)
 
     def expected_spend(self, rfm: pd.DataFrame) -> pd.Series:
         """Conditional expected spend per purchase, ``E[Z | x, zbar] = p (v + x zbar) / (p x + q - 1)``.

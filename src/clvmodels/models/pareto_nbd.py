@@ -228,12 +228,8 @@ class ParetoNBDModel(PurchaseModel):
         x = rfm["frequency"].to_numpy(float)
         tx = rfm["recency"].to_numpy(float)
         T = rfm["T"].to_numpy(float)
-        if weights is not None:
-            w = np.asarray(weights, float)
-            if w.shape != x.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise DataValidationError(
-                    f"weights must be {len(x)} finite non-negative numbers, one per row of rfm."
-                )
+        w = self._fit_weights(weights, len(x))
+        if w is not None:
             keep = w > 0
             d = _prepare(x[keep], tx[keep], T[keep], weights=w[keep])
         else:
