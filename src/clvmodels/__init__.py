@@ -4,6 +4,7 @@ BG/NBD and Gamma-Gamma models fitted on compressed sufficient statistics, per-cu
 and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
 """
 
+from clvmodels._engine import spark_connection
 from clvmodels.datasets import load_cdnow, simulate_transactions
 from clvmodels.evaluate import Scorecard, evaluate
 from clvmodels.exceptions import (
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "load_transactions",
+    "spark_connection",
     "BetaGeoModel",
     "ModifiedBetaGeoModel",
     "ParetoNBDModel",

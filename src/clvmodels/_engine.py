@@ -34,6 +34,8 @@ def quiet_engine() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis(\.|$)")
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"ibis(\.|$)")
         warnings.filterwarnings("ignore", message=r".*future\.infer_string.*")
+        # pyspark 4.0 passes copy=False to pandas 3's astype when it returns results
+        warnings.filterwarnings("ignore", message=r"The copy keyword is deprecated", module=r"pyspark(\.|$)")
         yield
 
 
@@ -51,3 +53,78 @@ def _execute(expr: Any) -> Any:
     if backend is None:
         backend = duckdb_connection()
     return backend.execute(expr)
+
+
+# --------------------------------------------------------------------------------------------
+# Spark
+
+ENGINES = ("duckdb", "spark")
+
+_spark_lock = threading.Lock()
+_spark_backend: Any = None
+
+
+def spark_available() -> bool:
+    """Whether pyspark (the ``spark`` extra) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("pyspark") is not None
+
+
+def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> Any:
+    """The Ibis backend on the active Spark session, started here if there is none.
+
+    An already running session (``spark`` in a Databricks or EMR notebook, or one a script
+    built) is used as it is and ``master``/``conf`` are ignored. Otherwise a session is built
+    with ``master`` (empty: ``$SPARK_MASTER``, else what ``spark-submit`` or
+    ``spark-defaults.conf`` set, else ``local[*]``) and ``conf`` (Spark settings, e.g.
+    ``{"spark.executor.memory": "8g"}``). A started session logs only errors and shows no
+    progress bars.
+    """
+    global _spark_backend
+    if not spark_available():
+        from clvmodels.exceptions import ParameterError
+
+        raise ParameterError(
+            "engine='spark' needs pyspark, which is not installed; install clvmodels[spark] "
+            "(pip install 'clvmodels[spark]') or use engine='duckdb'."
+        )
+    import os
+
+    from pyspark.sql import SparkSession
+
+    with _spark_lock:
+        session = SparkSession.getActiveSession()
+        if session is None:
+            builder = SparkSession.builder.appName("clvmodels")
+            master = master or os.environ.get("SPARK_MASTER", "")
+            if master:
+                builder = builder.master(master)
+            elif "spark.master" not in _submitted_conf():
+                builder = builder.master("local[*]")
+            settings = {"spark.ui.showConsoleProgress": "false", **{k: str(v) for k, v in (conf or {}).items()}}
+            for key, value in settings.items():
+                builder = builder.config(key, value)
+            session = builder.getOrCreate()
+            session.sparkContext.setLogLevel("ERROR")
+        if _spark_backend is None or _spark_backend._session is not session:
+            with quiet_engine():
+                _spark_backend = ibis.pyspark.connect(session)
+        return _spark_backend
+
+
+def _submitted_conf() -> dict[str, str]:
+    """Settings ``spark-submit`` passed to this Python process (empty when run directly)."""
+    import os
+
+    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return {"spark.master": "given"} if "--master" in args else {}
+
+
+def backend_name(table: Any) -> str:
+    """The name of the Ibis backend a table lives on ("duckdb" for memtables)."""
+    try:
+        backend = table._find_backend(use_default=False)
+    except Exception:
+        return "duckdb"
+    return getattr(backend, "name", "duckdb") if backend is not None else "duckdb"

@@ -45,6 +45,17 @@ def parse_parameter(name: str, text: str, default: Any) -> Any:
     return text
 
 
+def parse_settings(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--spark-conf``) as a mapping."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"--spark-conf takes KEY=VALUE, e.g. spark.executor.memory=8g; got {item!r}.")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clvmodels", description="Customer lifetime value reports.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--refunds", choices=["error", "drop", "net"],
                      help="negative amounts: error (default), drop them, or net them against the same day")
     rep.add_argument("--currency", help="label for money amounts in the report, e.g. USD")
+    rep.add_argument("--engine", choices=["duckdb", "spark"],
+                     help="where the log is read and aggregated: duckdb (default, this machine) or spark")
+    rep.add_argument("--table", help="with --engine spark: a table of the Spark catalog (db.table) instead of --input")
+    rep.add_argument("--spark-master", help="with --engine spark: spark://host:7077, yarn, local[4] ... "
+                                            "(default: $SPARK_MASTER, else local[*])")
+    rep.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", default=[],
+                     help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
     rep.add_argument("--template", default="clv_report",
                      help="clv_report, model_validation or explore (installed with clvmodels), or the path "
                           "of a notebook - a path RUNS THAT NOTEBOOK'S CODE: only give templates you trust")
@@ -77,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         params: dict[str, Any] = {}
         for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
                            ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
-                           ("refunds", "refunds"), ("currency", "currency")):
+                           ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
+                           ("table", "input_table"), ("spark_master", "spark_master")):
             value = getattr(args, flag)
             if value is not None:
                 params[name] = value
+        if args.spark_conf:
+            params["spark_conf"] = parse_settings(args.spark_conf)
         if args.parameter:
             defaults = template_parameters(args.template)
             for name, text in args.parameter:

@@ -173,28 +173,42 @@ def _horizon_terms(model: PurchaseModel, x: np.ndarray, T: np.ndarray, s: Settin
     return out
 
 
-def _forecast_arrays(tm: PurchaseModel, sm: GammaGammaModel, x, tx, T, m, s: Settings,
-                     dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
+def _purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: float = 1.0) -> dict[str, Any]:
+    """The forecast's parts that depend on the purchase history alone (not on spend):
+    P(alive), and the horizon's purchases, discounted purchases, discounted active time,
+    survival and P(any purchase), each already multiplied by P(alive)."""
     p_alive = tm._p_alive(x, tx, T)
     pairs = compress(x.astype(np.int64), T)
     terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s, dropout_scale)
-    spend = sm._expected(x, m)
-    purchases = p_alive * terms["purchases"][pairs.inverse]
-    gross = s.margin * spend * p_alive * terms["discounted_purchases"][pairs.inverse]
-    cost = s.cost_to_serve * p_alive * terms["discounted_active"][pairs.inverse]
-    alive_h = p_alive * terms["survival"][pairs.inverse]
+    return {"p_alive": p_alive,
+            **{name: p_alive * terms[name][pairs.inverse]
+               for name in ("purchases", "discounted_purchases", "discounted_active", "survival", "any")}}
+
+
+def _combine(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
+    """The forecast's columns from the purchase parts and the expected spend per purchase.
+    Arithmetic only, so the same code combines numpy arrays (here) and engine columns
+    (:mod:`clvmodels.scoring`)."""
+    purchases = parts["purchases"]
+    gross = s.margin * spend * parts["discounted_purchases"]
+    cost = s.cost_to_serve * parts["discounted_active"]
     return {
-        "p_alive": p_alive,
-        "churn_probability": 1.0 - p_alive,
-        "churn_probability_by_horizon": 1.0 - alive_h,
+        "p_alive": parts["p_alive"],
+        "churn_probability": 1.0 - parts["p_alive"],
+        "churn_probability_by_horizon": 1.0 - parts["survival"],
         "expected_purchases": purchases,
-        "p_any_purchase": p_alive * terms["any"][pairs.inverse],
+        "p_any_purchase": parts["any"],
         "expected_spend": spend,
         "expected_revenue": purchases * spend,
         "gross_clv": gross,
         "cost_to_serve": cost,
         "clv": gross - cost,
     }
+
+
+def _forecast_arrays(tm: PurchaseModel, sm: GammaGammaModel, x, tx, T, m, s: Settings,
+                     dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
+    return _combine(_purchase_arrays(tm, x, tx, T, s, dropout_scale), sm._expected(x, m), s)
 
 
 def _rfm_arrays(rfm: pd.DataFrame) -> tuple[np.ndarray, ...]:

@@ -27,7 +27,7 @@ from clvmodels._validation import (
     check_time_unit,
     check_timestamp,
 )
-from clvmodels.exceptions import ParameterError, ReportError
+from clvmodels.exceptions import DataValidationError, ParameterError, ReportError
 
 __all__ = [
     "ReportConfig",
@@ -86,6 +86,10 @@ class ReportConfig:
     refunds: str = "error"
     currency: str = ""
     forecast_csv: str = "auto"
+    engine: str = "duckdb"
+    input_table: str = ""
+    spark_master: str = ""
+    spark_conf: dict[str, Any] = field(default_factory=dict)
 
     @property
     def unit_name(self) -> str:
@@ -106,7 +110,10 @@ class ReportConfig:
 
     @property
     def data_label(self) -> str:
-        return self.input_path or f"bundled {self.dataset} data"
+        where = " (on Spark)" if self.engine == "spark" else ""
+        if self.input_table:
+            return f"Spark table {self.input_table}"
+        return (self.input_path or f"bundled {self.dataset} data") + where
 
 
 def _text(name: str, value: Any, *, allow_empty: bool = True) -> str:
@@ -146,6 +153,25 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
     check_choice("refunds", p["refunds"], REFUND_POLICIES)
     check_choice("forecast_csv", p["forecast_csv"], ("auto", "yes", "no"))
+    from clvmodels._engine import ENGINES, spark_available
+
+    check_choice("engine", p["engine"], ENGINES)
+    if p["engine"] == "spark" and not spark_available():
+        raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
+                             "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
+    for name in ("input_table", "spark_master"):
+        _text(name, p[name])
+    if p["engine"] != "spark" and (p["input_table"] or p["spark_master"] or p["spark_conf"]):
+        given = [n for n in ("input_table", "spark_master", "spark_conf") if p[n]]
+        raise ParameterError(f"Parameter(s) {given} need engine='spark' (got engine={p['engine']!r}).")
+    if p["input_table"] and p["input_path"]:
+        raise ParameterError(
+            f"Give input_path ({p['input_path']!r}) or input_table ({p['input_table']!r}), not both.")
+    if not isinstance(p["spark_conf"], dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in p["spark_conf"].items()):
+        raise ParameterError(
+            "Parameter 'spark_conf' is a mapping of Spark settings to values, e.g. "
+            f"{{'spark.executor.memory': '8g'}}; got {p['spark_conf']!r}.")
     check_choice("dataset", p["dataset"], DATASETS)
     try:
         check_time_unit(p["time_unit"])
@@ -185,14 +211,43 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
 
 def load_report_transactions(cfg: ReportConfig):
-    """The transaction log a report runs on: ``input_path``, or the bundled CDNOW data."""
+    """The transaction log a report runs on: ``input_path``, ``input_table`` (Spark) or the
+    bundled CDNOW data, on ``cfg.engine``."""
     from clvmodels.datasets import load_cdnow
     from clvmodels.transactions import load_transactions
 
+    options = dict(date_format=cfg.date_format or None, refunds=cfg.refunds, engine=cfg.engine, **cfg.columns)
+    if cfg.engine == "spark":
+        from clvmodels._engine import spark_connection
+
+        spark_connection(cfg.spark_master, cfg.spark_conf)
+        if cfg.input_table:
+            return load_transactions(spark_table(cfg.input_table), **options)
     if cfg.input_path:
-        return load_transactions(cfg.input_path, date_format=cfg.date_format or None, refunds=cfg.refunds,
-                                 **cfg.columns)
-    return load_transactions(load_cdnow(cfg.dataset.split("-")[1]))
+        return load_transactions(cfg.input_path, **options)
+    return load_transactions(load_cdnow(cfg.dataset.split("-")[1]), engine=cfg.engine)
+
+
+def spark_table(name: str) -> Any:
+    """A table of the Spark catalog (``table``, ``db.table`` or ``catalog.db.table``) as an Ibis
+    table; :class:`DataValidationError` naming the tables there when it does not exist."""
+    import uuid
+
+    from clvmodels._engine import spark_connection
+
+    con = spark_connection()
+    session = con._session
+    if not session.catalog.tableExists(name):
+        try:
+            known = sorted(t.name for t in session.catalog.listTables())[:20]
+        except Exception:
+            known = []
+        raise DataValidationError(
+            f"Spark table {name!r} does not exist (current database {session.catalog.currentDatabase()!r}, "
+            f"tables there: {known}). Give 'database.table' or a table of that database.")
+    view = f"clvmodels_{uuid.uuid4().hex}"
+    session.table(name).createOrReplaceTempView(view)
+    return con.table(view)
 
 
 #: customers above which the per-customer forecast is written as a Parquet dataset partitioned

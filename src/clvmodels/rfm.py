@@ -50,8 +50,9 @@ def _max_date(t: ir.Table) -> pd.Timestamp:
     return pd.Timestamp(execute(t.date.max()))
 
 
-def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
-    """Customer-level RFM of the purchases on or before ``end``, in ``unit``, sorted by id."""
+def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
+    """Customer-level RFM of the purchases on or before ``end`` with times in whole days:
+    ``customer_id, frequency, recency_days, T_days, monetary_value`` (not ordered)."""
     daily = t.group_by(["customer_id", "date"]).aggregate(amount=t.amount.sum())
     per = daily.group_by("customer_id").aggregate(
         first=daily.date.min(),
@@ -61,16 +62,27 @@ def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
         first_amount=daily.amount.argmin(daily.date),
     )
     repeat = per.n_days - 1
-    days = DAYS_PER_UNIT[unit]
-    # whole days divided by 7.0 in IEEE doubles: the same numbers numpy or lifetimes compute
     return per.select(
         "customer_id",
         frequency=repeat.cast("int64"),
-        recency=per.last.delta(per.first, unit="day").cast("float64") / days,
-        T=_date_literal(end).delta(per.first, unit="day").cast("float64") / days,
+        recency_days=per.last.delta(per.first, unit="day").cast("int64"),
+        T_days=_date_literal(end).delta(per.first, unit="day").cast("int64"),
         monetary_value=ibis.ifelse(
             repeat > 0, (per.total - per.first_amount) / repeat.cast("float64"), 0.0
         ),
+    )
+
+
+def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
+    """Customer-level RFM of the purchases on or before ``end``, in ``unit``, sorted by id."""
+    per = _per_customer_days(t, end)
+    days = DAYS_PER_UNIT[unit]
+    # whole days divided by 7.0 in IEEE doubles: the same numbers numpy or lifetimes compute
+    return per.select(
+        "customer_id", "frequency",
+        recency=per.recency_days.cast("float64") / days,
+        T=per.T_days.cast("float64") / days,
+        monetary_value=per.monetary_value,
     ).order_by("customer_id")
 
 

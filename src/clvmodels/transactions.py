@@ -19,7 +19,7 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._engine import duckdb_connection, execute, quiet_engine
+from clvmodels._engine import ENGINES, backend_name, duckdb_connection, execute, quiet_engine
 from clvmodels._validation import MAX_EXAMPLES, check_choice, format_examples
 from clvmodels.exceptions import DataValidationError
 
@@ -43,11 +43,77 @@ def _wall_clock(zone: str, ts: datetime.datetime) -> datetime.datetime:  # DuckD
     ...
 
 
-def _open_source(source: Any, csv_options: dict[str, Any] | None) -> ir.Table:
+@ibis.udf.scalar.builtin
+def try_to_timestamp(text: str, fmt: str) -> datetime.datetime:  # Spark's (null when no match)
+    ...
+
+
+@ibis.udf.scalar.builtin
+def from_utc_timestamp(ts: datetime.datetime, zone: str) -> datetime.datetime:  # Spark's
+    ...
+
+
+# strptime directives and the Java DateTimeFormatter letters Spark parses them with: the short
+# form where a separator follows (1 or 2 digits, as strptime accepts), the fixed width where
+# another field follows directly (yyyyMMdd)
+_JAVA_FIELDS = {
+    "Y": ("yyyy", "yyyy"), "y": ("yy", "yy"), "m": ("M", "MM"), "d": ("d", "dd"),
+    "H": ("H", "HH"), "I": ("h", "hh"), "M": ("m", "mm"), "S": ("s", "ss"),
+    "f": ("SSSSSS", "SSSSSS"), "b": ("MMM", "MMM"), "B": ("MMMM", "MMMM"), "p": ("a", "a"),
+    "j": ("D", "DDD"), "a": ("E", "E"), "A": ("EEEE", "EEEE"), "z": ("XX", "XX"),
+}
+
+
+def java_date_pattern(date_format: str) -> str:
+    """The Spark (Java ``DateTimeFormatter``) pattern that parses what a ``strptime`` format does.
+
+    >>> java_date_pattern("%d/%m/%Y"), java_date_pattern("%Y%m%d"), java_date_pattern("%Y-%m-%dT%H:%M")
+    ('d/M/yyyy', 'yyyyMMdd', "yyyy-M-d'T'H:m")
+    """
+    out: list[str] = []
+    literal: list[str] = []
+
+    def flush() -> None:
+        if not literal:
+            return
+        text = "".join(literal).replace("'", "''")
+        # letters and brackets are pattern symbols in Java: quote any run of text that has one
+        out.append(f"'{text}'" if any(c.isalpha() or c in "#{}[]" for c in text) else text)
+        literal.clear()
+
+    i = 0
+    while i < len(date_format):
+        c = date_format[i]
+        if c != "%":
+            literal.append(c)
+            i += 1
+            continue
+        code = date_format[i + 1:i + 2]
+        if code == "%":
+            literal.append("%")
+            i += 2
+            continue
+        if code not in _JAVA_FIELDS:
+            raise DataValidationError(
+                f"date_format {date_format!r}: the directive '%{code}' cannot be translated for "
+                f"Spark; supported there: {', '.join('%' + k for k in _JAVA_FIELDS)} and literal text."
+            )
+        # a field that touches another field directly must have its full width (yyyyMMdd)
+        fixed = (not literal and i > 0) or (
+            date_format[i + 2:i + 3] == "%" and date_format[i + 3:i + 4] != "%")
+        flush()
+        out.append(_JAVA_FIELDS[code][1 if fixed else 0])
+        i += 2
+    flush()
+    return "".join(out)
+
+
+def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = "duckdb",
+                 date_column: str | None = None) -> ir.Table:
     if isinstance(source, ir.Table):
         return source
     if isinstance(source, pd.DataFrame):
-        return _from_pandas(source)
+        return _from_pandas(source) if engine == "duckdb" else _spark_from_pandas(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -55,27 +121,79 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None) -> ir.Table:
                 f"Transaction file '{path}' does not exist. Give the path of a CSV or Parquet file."
             )
         suffixes = "".join(path.suffixes[-2:]).lower()
-        con = duckdb_connection()
+        is_parquet = path.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq"))
+        is_csv = suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+        if not (is_parquet or is_csv):
+            raise DataValidationError(
+                f"Transaction file '{path}' is neither CSV nor Parquet (suffix '{path.suffix}'); "
+                "expected a name ending in .csv, .csv.gz, .txt, .tsv or .parquet."
+            )
         try:
             with quiet_engine():
-                if path.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq")):
+                if engine == "spark":
+                    return _spark_read(path, is_parquet, csv_options, date_column)
+                con = duckdb_connection()
+                if is_parquet:
                     target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
                     return con.read_parquet(target)
-                if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-                    return con.read_csv(str(path), **(csv_options or {}))
+                return con.read_csv(str(path), **(csv_options or {}))
+        except DataValidationError:
+            raise
         except Exception as exc:  # the engine's message is the useful part
             raise DataValidationError(
-                f"Could not read transaction file '{path}': {str(exc).splitlines()[0]}. "
+                f"Could not read transaction file '{path}': {_first_line(exc)}. "
                 "Check that it is a valid CSV or Parquet file."
             ) from None
-        raise DataValidationError(
-            f"Transaction file '{path}' is neither CSV nor Parquet (suffix '{path.suffix}'); "
-            "expected a name ending in .csv, .csv.gz, .txt, .tsv or .parquet."
-        )
     raise DataValidationError(
         f"Cannot read transactions from a {type(source).__name__}; expected a pandas DataFrame, "
         "a path to a CSV or Parquet file, or an Ibis table."
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _spark_read(path: Path, is_parquet: bool, csv_options: dict[str, Any] | None,
+                date_column: str | None) -> ir.Table:
+    """A file or folder read by Spark (on the cluster's workers), as an Ibis table."""
+    import uuid
+
+    from clvmodels._engine import spark_connection
+
+    con = spark_connection()
+    session = con._session
+    if is_parquet:
+        frame = session.read.parquet(str(path))
+    else:
+        options = {"header": True, "inferSchema": True, **(csv_options or {})}
+        frame = session.read.csv(str(path), **options)
+        if date_column in frame.columns and frame.schema[date_column].dataType.typeName() != "string":
+            # as for DuckDB: dates are read as text and parsed one explicit way, never guessed
+            from pyspark.sql.types import StringType, StructField, StructType
+
+            schema = StructType([StructField(f.name, StringType(), True) if f.name == date_column else f
+                                 for f in frame.schema.fields])
+            options.pop("inferSchema")
+            frame = session.read.schema(schema).csv(str(path), **options)
+    name = f"clvmodels_{uuid.uuid4().hex}"
+    frame.createOrReplaceTempView(name)
+    return con.table(name)
+
+
+def _spark_from_pandas(df: pd.DataFrame) -> ir.Table:
+    """A DataFrame handed to the Spark session (for tests and small logs on a cluster)."""
+    import uuid
+
+    from clvmodels._engine import spark_connection
+
+    con = spark_connection()
+    arrow = _from_pandas(df).to_pyarrow()  # the same column conversions as for DuckDB
+    frame = con._session.createDataFrame(arrow)
+    name = f"clvmodels_{uuid.uuid4().hex}"
+    frame.createOrReplaceTempView(name)
+    return con.table(name)
 
 
 def _is_csv(source: Any) -> bool:
@@ -110,33 +228,47 @@ def _from_pandas(df: pd.DataFrame) -> ir.Table:
 
 
 def _parquet_zone(source: Any, column: str) -> str | None:
-    """The time zone a Parquet file records for a timestamp column (DuckDB drops it)."""
-    if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
+    """The time zone a Parquet file (or the first file of a folder) records for a timestamp
+    column; the engines read such columns as UTC instants."""
+    if not isinstance(source, (str, os.PathLike)):
         return None
-    if not str(source).lower().endswith((".parquet", ".pq", ".parq")):
+    path = Path(source)
+    if path.is_dir():
+        path = next(path.rglob("*.parquet"), None)
+        if path is None:
+            return None
+    if not str(path).lower().endswith((".parquet", ".pq", ".parq")):
         return None
     try:
         import pyarrow.parquet as pq
 
-        field = pq.read_schema(str(source)).field(column)
+        field = pq.read_schema(str(path)).field(column)
     except Exception:
         return None
     zone = getattr(field.type, "tz", None)
     return None if not zone or zone.upper() in ("UTC", "Z", "ETC/UTC", "+00:00") else zone
 
 
-def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | None = None) -> ir.Column:
+def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | None = None,
+                engine: str = "duckdb") -> ir.Column:
+    """The calendar day of each value, the same on DuckDB and Spark (``engine`` is the Ibis
+    backend's name): text by one explicit format (never guessed), timestamps on the wall clock of
+    ``zone`` when the data record one (both engines otherwise read timestamps in UTC)."""
     dtype = col.type()
+    spark = engine == "pyspark"
     if dtype.is_date():
         return col
     if dtype.is_timestamp():
         if zone:
             # the calendar day on the wall clock of the zone the data were recorded in, as for
-            # DataFrames; DuckDB would otherwise take the day in its session's zone (UTC)
-            return _wall_clock(zone, col).date()
+            # DataFrames; the engine would otherwise take the day in its session's zone (UTC)
+            return (from_utc_timestamp(col, zone) if spark else _wall_clock(zone, col)).date()
         return col.date()
     if date_format is not None and (dtype.is_string() or dtype.is_integer()):
-        return try_strptime(col.cast("string"), date_format).date()
+        text = col.cast("string")
+        if spark:
+            return try_to_timestamp(text, java_date_pattern(date_format)).date()
+        return try_strptime(text, date_format).date()
     if dtype.is_string():
         return col.try_cast("timestamp").date()
     raise DataValidationError(
@@ -166,6 +298,7 @@ def load_transactions(
     date_format: str | None = None,
     refunds: RefundPolicy = "error",
     csv_options: dict[str, Any] | None = None,
+    engine: str = "duckdb",
 ) -> ir.Table:
     """Load a transaction log, map its columns and validate it.
 
@@ -185,7 +318,13 @@ def load_transactions(
         day and keeps the days whose net amount is positive (a day where everything was
         refunded is not a purchase).
     csv_options : dict, optional
-        Passed to DuckDB's CSV reader (``delim``, ``header``, ``types`` ...).
+        Passed to the engine's CSV reader: DuckDB's (``delim``, ``header``, ``types`` ...) or
+        Spark's (``sep``, ``header``, ``encoding`` ...).
+    engine : {"duckdb", "spark"}
+        Where a file or DataFrame is read and aggregated: the embedded DuckDB (default) or the
+        active Spark session (started in local mode, or on ``$SPARK_MASTER``, when there is
+        none; see :func:`clvmodels.spark_connection`). An Ibis table always stays on its own
+        backend.
 
     Returns
     -------
@@ -219,10 +358,11 @@ def load_transactions(
     ('customer_id', 'date', 'amount')
     """
     check_choice("refunds", refunds, REFUND_POLICIES)
+    check_choice("engine", engine, ENGINES)
     if is_validated(source) and (customer_id, date, amount) == TRANSACTION_COLUMNS:
         return source
-    raw = _open_source(source, csv_options)
-    if _is_csv(source) and date in raw.columns and not raw[date].type().is_string():
+    raw = _open_source(source, csv_options, engine, date)
+    if engine == "duckdb" and _is_csv(source) and date in raw.columns and not raw[date].type().is_string():
         # DuckDB's CSV sniffer guesses a date format per file, so 01/02/2024 could be 1 Feb in
         # one file and 2 Jan in the next; read dates as text and parse them one explicit way
         types = {**dict((csv_options or {}).get("types") or {}), date: "VARCHAR"}
@@ -236,7 +376,7 @@ def load_transactions(
             "Map your column names with customer_id=..., date=..., amount=...."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
-    parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date))
+    parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date), backend_name(raw))
     parsed_amount = _parse_amount(amount_raw, amount)
     amount_is_float = parsed_amount.type().is_floating()
     amount_missing = amount_raw.isnull()

@@ -1,0 +1,302 @@
+"""Fitting and scoring inside the engine, for customer tables that do not fit in memory.
+
+The engine (DuckDB, or Spark on a cluster) aggregates the log per customer and keeps that
+table; this process only ever holds *distinct* rows:
+
+* :func:`compressed_rfm` - the distinct ``(frequency, recency, T)`` histories with their
+  customer counts (what a purchase model is fitted on) and the distinct ``(frequency,
+  monetary_value)`` pairs of repeat buyers (Gamma-Gamma);
+* :func:`score_customers` - the per-customer forecast and tier of every customer, written by
+  the engine as Parquet: the purchase model is evaluated once per distinct history here, that
+  small table is joined back to the customers in the engine, where the spend, CLV and tier
+  columns are computed. Nothing customer-sized passes through Python.
+
+The numbers are those of :func:`clvmodels.forecast` and :func:`clvmodels.assign_tiers` on the
+in-memory table (tested to 1e-12).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
+
+from clvmodels._engine import backend_name, execute, quiet_engine
+from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.forecast import FORECAST_COLUMNS, _combine, _purchase_arrays, _settings
+from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
+from clvmodels.tiers import TIERS, _check_shares
+from clvmodels.transactions import load_transactions
+
+__all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers"]
+
+
+@dataclass
+class CompressedRFM:
+    """Distinct rows of an RFM table and how many customers share each."""
+
+    purchases: pd.DataFrame
+    """``frequency, recency, T, weight``: fit a purchase model with ``fit(purchases, weights=purchases["weight"])``."""
+    spend: pd.DataFrame
+    """``frequency, monetary_value, weight`` of repeat buyers: ``GammaGammaModel().fit(spend, weights=spend["weight"])``."""
+    customers: int
+    time_unit: str
+    observation_end: str
+
+    def fit(self, purchase_model: Any, spend_model: Any = None) -> tuple[Any, Any]:
+        """Fit ``purchase_model`` (and ``spend_model``) on the distinct rows; returns both."""
+        purchase_model.fit(self.purchases, weights=self.purchases["weight"].to_numpy(float))
+        if spend_model is not None:
+            spend_model.fit(self.spend, weights=self.spend["weight"].to_numpy(float))
+        return purchase_model, spend_model
+
+
+def _customers(transactions: Any, time_unit: Any, observation_end: Any, columns: dict[str, str] | None,
+               engine: str) -> tuple[ir.Table, str, pd.Timestamp]:
+    unit = check_time_unit(time_unit)
+    t = load_transactions(transactions, engine=engine, **(columns or {}))
+    if observation_end is None or observation_end == "":
+        end = _max_date(t)
+    else:
+        end = check_timestamp("observation_end", observation_end)
+        t = t.filter(t.date <= _date_literal(end))
+    return _per_customer_days(t, end), unit, end
+
+
+def _attach(table: pd.DataFrame, days: float, unit: str) -> pd.DataFrame:
+    out = table.assign(recency=table["recency_days"] / days, T=table["T_days"] / days)
+    out.attrs.update({"time_unit": unit})
+    return out
+
+
+def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_end: Any = None,
+                   columns: dict[str, str] | None = None, engine: str = "duckdb") -> CompressedRFM:
+    """The RFM table reduced to distinct rows with customer counts, aggregated in the engine.
+
+    A purchase model fitted on ``purchases`` with its weights has exactly the parameters it has
+    on the full RFM table (the likelihood is a sum over customers); Gamma-Gamma likewise on
+    ``spend``. Use it when the customer table is too large to bring into memory.
+
+    Parameters are those of :func:`clvmodels.rfm_summary` (plus ``engine`` for files and
+    DataFrames, see :func:`clvmodels.load_transactions`).
+    """
+    per, unit, end = _customers(transactions, time_unit, observation_end, columns, engine)
+    days = DAYS_PER_UNIT[unit]
+    hist = per.group_by(["frequency", "recency_days", "T_days"]).aggregate(weight=per.count())
+    repeat = per.filter(per.frequency > 0)
+    spend = repeat.group_by(["frequency", "monetary_value"]).aggregate(weight=repeat.count())
+    purchases = execute(hist.order_by(["frequency", "recency_days", "T_days"]))
+    if len(purchases) == 0:
+        raise DataValidationError(
+            f"No purchases on or before observation_end={end.date()}; choose a later observation_end.")
+    purchases = _attach(purchases, days, unit)[["frequency", "recency", "T", "weight"]]
+    spend_rows = execute(spend.order_by(["frequency", "monetary_value"]))
+    return CompressedRFM(purchases, spend_rows[["frequency", "monetary_value", "weight"]],
+                         int(purchases["weight"].sum()), unit, str(end.date()))
+
+
+@dataclass
+class ScoreResult:
+    """What :func:`score_customers` wrote."""
+
+    path: Path
+    """The Parquet dataset: one folder per tier (``tier=Platinum/...``)."""
+    tier_table: pd.DataFrame
+    """Per tier (and in total): customers, CLV, purchases, revenue, churn - as :func:`clvmodels.tier_summary`."""
+    customers: int
+    distinct_histories: int
+    """Rows the purchase model was evaluated on in this process."""
+
+
+def _upload(frame: pd.DataFrame, like: ir.Table) -> ir.Table:
+    """A small driver-side table, placed on the backend of ``like``."""
+    if backend_name(like) == "pyspark":
+        import pyarrow as pa
+
+        con = like._find_backend()
+        name = f"clvmodels_{uuid.uuid4().hex}"
+        con._session.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)).createOrReplaceTempView(name)
+        return con.table(name)
+    with quiet_engine():
+        return ibis.memtable(frame)
+
+
+def _spend_expr(spend_model: Any, x: ir.Column, m: ir.Column) -> ir.Column:
+    """Gamma-Gamma's conditional expected spend as an engine expression: the formula of
+    :func:`clvmodels.models.gamma_gamma.conditional_spend` (population mean without a repeat
+    purchase or with zero spend)."""
+    p, q, v = (float(spend_model.params_[k]) for k in ("p", "q", "v"))
+    xf = x.cast("float64")
+    return ibis.ifelse((x > 0) & (m > 0), p * (v + xf * m) / (p * xf + (q - 1.0)), p * v / (q - 1.0))
+
+
+def score_customers(
+    transaction_model: Any,
+    spend_model: Any,
+    transactions: Any,
+    output: str | Path,
+    *,
+    horizon: float,
+    discount_rate: float = 0.10,
+    margin: float = 1.0,
+    cost_to_serve: float = 0.0,
+    time_unit: TimeUnit | None = None,
+    observation_end: Any = None,
+    tier_shares: Mapping[str, float] | None = None,
+    columns: dict[str, str] | None = None,
+    engine: str = "duckdb",
+) -> ScoreResult:
+    """Forecast and tier every customer of a log inside the engine; write them as Parquet.
+
+    Parameters
+    ----------
+    transaction_model, spend_model
+        Fitted purchase model (BG/NBD, MBG/NBD, Pareto/NBD) and Gamma-Gamma model, e.g. from
+        :meth:`CompressedRFM.fit` or loaded from a report's ``purchase_model.json`` and
+        ``gamma_gamma.json``.
+    transactions
+        A log as for :func:`clvmodels.load_transactions`: on Spark (an Ibis table on a Spark
+        session, or a path with ``engine="spark"``) the work runs on the cluster.
+    output : path
+        A new folder: the forecast is written there as a Parquet dataset partitioned by tier,
+        columns ``customer_id``, ``frequency``, ``recency``, ``T``, ``monetary_value`` and
+        those of :func:`clvmodels.forecast`. It must not exist yet; a failed run leaves nothing.
+    horizon, discount_rate, margin, cost_to_serve
+        As for :func:`clvmodels.forecast`.
+    time_unit : {"D", "W"}, optional
+        Defaults to the model's unit.
+    observation_end : date-like, optional
+        Defaults to the last purchase in the log.
+    tier_shares : mapping, optional
+        As for :func:`clvmodels.assign_tiers` (same ranking and tie-break: value descending,
+        then customer id ascending; negative CLV is Lead).
+
+    Returns
+    -------
+    ScoreResult
+        The path, the tier table and counts.
+
+    Notes
+    -----
+    Memory in this process grows with the number of distinct purchase histories, not with
+    customers. The ranking for the tiers is one ordered window over all customers in the
+    engine (DuckDB sorts out of core; Spark sorts on the cluster).
+    """
+    from clvmodels.models._purchase import PurchaseModel
+
+    if not isinstance(transaction_model, PurchaseModel) or transaction_model.params_ is None:
+        raise ParameterError("transaction_model must be a fitted BG/NBD, MBG/NBD or Pareto/NBD model.")
+    if getattr(spend_model, "params_", None) is None:
+        raise ParameterError("spend_model must be a fitted GammaGammaModel.")
+    unit = time_unit or getattr(transaction_model, "time_unit_", None)
+    s = _settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, unit)
+    shares = _check_shares(tier_shares)
+    out = Path(output)
+    if out.exists():
+        raise ParameterError(f"Parameter 'output': {str(out)!r} already exists; give a new folder.")
+
+    per, unit, end = _customers(transactions, s.time_unit, observation_end, columns, engine)
+    days = DAYS_PER_UNIT[unit]
+    keys = ["frequency", "recency_days", "T_days"]
+    hist = execute(per.select(*keys).distinct())
+    if len(hist) == 0:
+        raise DataValidationError(
+            f"No purchases on or before observation_end={end.date()}; choose a later observation_end.")
+    x = hist["frequency"].to_numpy(float)
+    parts = _purchase_arrays(transaction_model, x, hist["recency_days"].to_numpy(float) / days,
+                             hist["T_days"].to_numpy(float) / days, s)
+    bad = [k for k, v in parts.items() if not np.all(np.isfinite(v))]
+    if bad:
+        from clvmodels.exceptions import ModelError
+
+        raise ModelError(f"The forecast's {bad[0]!r} is not finite for some purchase histories with these "
+                         "parameters; refit with a small penalizer_coef or choose another purchase model.")
+    terms = _upload(hist.assign(**{f"_{k}": v for k, v in parts.items()}), per)
+
+    j = per.inner_join(terms, keys)
+    spend = _spend_expr(spend_model, j.frequency, j.monetary_value)
+    cols = _combine({k: j[f"_{k}"] for k in parts}, spend, s)
+    scored = j.select(
+        "customer_id", "frequency",
+        recency=j.recency_days.cast("float64") / days, T=j.T_days.cast("float64") / days,
+        monetary_value=j.monetary_value,
+        **{name: cols[name].cast("float64") for name in FORECAST_COLUMNS},
+    )
+    n = int(execute(per.count()))
+    bounds = np.rint(np.cumsum([shares[t] for t in TIERS]) * n).astype(int)
+    bounds[-1] = n
+    rank = ibis.row_number().over(order_by=[scored.clv.desc(), scored.customer_id.asc()])
+    tier = ibis.cases(
+        (scored.clv < 0, "Lead"),
+        *((rank < int(b), name) for b, name in zip(bounds[:-1], TIERS[:-1], strict=True)),
+        else_="Lead",
+    )
+    result = scored.mutate(tier=tier)
+
+    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        _write_partitioned(result, tmp)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ScoreResult(out, _tier_table(out, like=per, n=n), n, len(hist))
+
+
+def _write_partitioned(table: ir.Table, path: Path) -> None:
+    con = table._find_backend(use_default=True) if backend_name(table) == "pyspark" else None
+    with quiet_engine():
+        if con is not None:
+            con._session.sql(con.compile(table)).write.partitionBy("tier").parquet(str(path))
+        else:
+            from clvmodels._engine import duckdb_connection
+
+            duckdb_connection().to_parquet(table, str(path), partition_by="tier")
+
+
+def _tier_table(path: Path, *, like: ir.Table, n: int) -> pd.DataFrame:
+    """The tier table of the written forecast, aggregated by the engine that wrote it (the
+    backend of ``like``)."""
+    if backend_name(like) == "pyspark":
+        con = like._find_backend()
+        name = f"clvmodels_{uuid.uuid4().hex}"
+        con._session.read.parquet(str(path)).createOrReplaceTempView(name)
+        fc = con.table(name)
+    else:
+        from clvmodels._engine import duckdb_connection
+
+        with quiet_engine():
+            fc = duckdb_connection().read_parquet(str(path / "**" / "*.parquet"), hive_partitioning=True)
+    sums = dict(
+        customers=fc.count(), total_clv=fc.clv.sum(), expected_purchases=fc.expected_purchases.sum(),
+        expected_revenue=fc.expected_revenue.sum(), churn=fc.churn_probability.sum(),
+        churn_h=fc.churn_probability_by_horizon.sum(),
+    )
+    g = execute(fc.group_by("tier").aggregate(**sums)).set_index("tier")
+    g = g.reindex([t for t in TIERS if t in g.index])
+    total = g.sum().to_frame("Total").T
+    table = pd.concat([g, total])
+    total_clv = float(total["total_clv"].iloc[0])
+    out = pd.DataFrame({
+        "customers": table["customers"].astype(int),
+        "share_of_customers": table["customers"] / n,
+        "total_clv": table["total_clv"],
+        "mean_clv": table["total_clv"] / table["customers"],
+        "share_of_clv": table["total_clv"] / total_clv if total_clv != 0 else np.nan,
+        "expected_purchases": table["expected_purchases"],
+        "expected_revenue": table["expected_revenue"],
+        "mean_churn_probability": table["churn"] / table["customers"],
+        "mean_churn_by_horizon": table["churn_h"] / table["customers"],
+        "expected_churners": table["churn_h"],
+    })
+    out.index.name = "tier"
+    return out

@@ -1,0 +1,196 @@
+"""Spark as an engine: the same RFM, holdout tables, forecasts and report as on DuckDB.
+
+Runs Spark in local mode (two threads) in this process; Java 17 and pyspark come with the dev
+set-up. The CDNOW master log (23,570 customers) is written to Parquet and CSV and read by both
+engines.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.reporting import ReportConfig, load_report_transactions, validate_parameters
+from clvmodels.transactions import java_date_pattern
+
+from .conftest import CAL_END, OBS_END
+
+
+@pytest.fixture(scope="module")
+def spark():
+    con = clvmodels.spark_connection("local[2]", {"spark.sql.shuffle.partitions": "4"})
+    return con._session
+
+
+@pytest.fixture(scope="module")
+def master_parquet(cdnow_master, tmp_path_factory):
+    path = tmp_path_factory.mktemp("spark") / "master.parquet"
+    cdnow_master[["customer_id", "date", "amount"]].to_parquet(path)
+    return path
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame, rtol: float = 1e-12) -> None:
+    assert list(a.index) == list(b.index)
+    assert list(a.columns) == list(b.columns)
+    for col in a.columns:
+        np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=rtol, atol=1e-9,
+                                   err_msg=col)
+
+
+def test_spark_reads_and_validates_on_its_own_backend(spark, master_parquet):
+    t = clvmodels.load_transactions(master_parquet, engine="spark")
+    assert t._find_backend().name == "pyspark"
+    assert t.columns == ("customer_id", "date", "amount")
+
+
+def test_rfm_and_holdout_equal_duckdb(spark, master_parquet):
+    on_spark = clvmodels.load_transactions(master_parquet, engine="spark")
+    for unit in ("W", "D"):
+        _same(clvmodels.rfm_summary(on_spark, time_unit=unit),
+              clvmodels.rfm_summary(master_parquet, time_unit=unit))
+    spark_cal = clvmodels.calibration_holdout(on_spark, calibration_end=CAL_END, observation_end=OBS_END,
+                                              time_unit="W")
+    duck_cal = clvmodels.calibration_holdout(master_parquet, calibration_end=CAL_END, observation_end=OBS_END,
+                                             time_unit="W")
+    _same(spark_cal, duck_cal)
+    assert spark_cal.attrs == duck_cal.attrs
+
+
+def test_forecasts_equal_duckdb(spark, master_parquet):
+    settings = dict(horizon=52, discount_rate=0.1, margin=0.3)
+    out = []
+    for engine in ("spark", "duckdb"):
+        rfm = clvmodels.rfm_summary(clvmodels.load_transactions(master_parquet, engine=engine), time_unit="W")
+        model = clvmodels.ParetoNBDModel().fit(rfm)
+        spend = clvmodels.GammaGammaModel().fit(rfm)
+        out.append((model, clvmodels.forecast(model, spend, rfm, **settings)))
+    (m_spark, f_spark), (m_duck, f_duck) = out
+    np.testing.assert_allclose(m_spark.params_.to_numpy(), m_duck.params_.to_numpy(), rtol=1e-9)
+    # monetary sums may differ in the last bit (summation order), so Gamma-Gamma to 1e-6
+    _same(f_spark, f_duck, rtol=1e-6)
+    tiers_spark = clvmodels.assign_tiers(f_spark)
+    assert (tiers_spark == clvmodels.assign_tiers(f_duck)).all()
+
+
+def test_date_formats_parse_the_same_on_spark(spark, cdnow_sample):
+    base = cdnow_sample[["customer_id", "date", "amount"]]
+    expected = clvmodels.rfm_summary(base, time_unit="D")
+    cases = {
+        "%d/%m/%Y": base["date"].dt.strftime("%d/%m/%Y"),
+        "%m/%d/%Y %H:%M": base["date"].dt.strftime("%m/%d/%Y 10:05"),
+        "%Y%m%d": base["date"].dt.strftime("%Y%m%d").astype("int64"),  # integers, fixed width
+        "%b %d, %Y": base["date"].dt.strftime("%b %d, %Y"),
+        "%Y-%m-%dT%H:%M:%S": base["date"].dt.strftime("%Y-%m-%dT23:59:59"),
+    }
+    for fmt, dates in cases.items():
+        log = base.assign(date=dates)
+        got = clvmodels.rfm_summary(clvmodels.load_transactions(log, engine="spark", date_format=fmt),
+                                    time_unit="D")
+        _same(got, expected, rtol=1e-12)
+    iso = clvmodels.load_transactions(base.assign(date=base["date"].dt.strftime("%Y-%m-%d")), engine="spark")
+    _same(clvmodels.rfm_summary(iso, time_unit="D"), expected)
+
+
+def test_unparseable_dates_named_on_spark(spark, cdnow_sample):
+    log = cdnow_sample[["customer_id", "date", "amount"]].assign(date=cdnow_sample["date"].dt.strftime("%d/%m/%Y"))
+    log.loc[3, "date"] = "31/02/1997"
+    with pytest.raises(DataValidationError, match=r"Column 'date': 1 of 6,919 rows .*'31/02/1997'"):
+        clvmodels.load_transactions(log, engine="spark", date_format="%d/%m/%Y")
+    with pytest.raises(DataValidationError, match=r"Column 'date': .* do not parse"):
+        clvmodels.load_transactions(log, engine="spark")  # not ISO and no format: never guessed
+
+
+def test_spark_csv_reads_dates_as_text(spark, tmp_path):
+    path = tmp_path / "log.csv"
+    # 01/02/2024 is 1 February with %d/%m/%Y, never Spark's guess
+    pd.DataFrame({"cust": ["a", "a", "b"], "day": ["01/02/2024", "15/02/2024", "03/02/2024"],
+                  "eur": [10.0, 5.0, 7.5]}).to_csv(path, index=False)
+    for engine in ("spark", "duckdb"):
+        t = clvmodels.load_transactions(path, engine=engine, customer_id="cust", date="day", amount="eur",
+                                        date_format="%d/%m/%Y")
+        rfm = clvmodels.rfm_summary(t, time_unit="D")
+        assert rfm.loc["a", "recency"] == 14.0 and rfm.loc["a", "T"] == 14.0, engine
+        assert rfm.loc["b", "T"] == 12.0, engine
+
+
+def test_time_zone_days_equal_on_both_engines(spark, tmp_path):
+    """A Parquet file of New York timestamps: each purchase falls on its New York calendar day
+    on both engines (the engines' sessions run in UTC, where 22:00 is the next day)."""
+    stamps = pd.to_datetime(["2024-01-01 22:00", "2024-01-05 23:30", "2024-01-03 09:00"]).tz_localize(
+        "America/New_York")
+    log = pd.DataFrame({"customer_id": [1, 1, 2], "date": stamps, "amount": [1.0, 2.0, 3.0]})
+    path = tmp_path / "ny.parquet"
+    log.to_parquet(path)
+    expected = clvmodels.rfm_summary(log, time_unit="D")  # pandas: the wall-clock day
+    assert expected.loc[1, "recency"] == 4.0
+    for engine in ("spark", "duckdb"):
+        _same(clvmodels.rfm_summary(clvmodels.load_transactions(path, engine=engine), time_unit="D"), expected)
+
+
+def test_parquet_folder_on_spark(spark, cdnow_sample, tmp_path):
+    folder = tmp_path / "by_year"
+    log = cdnow_sample[["customer_id", "date", "amount"]].assign(year=cdnow_sample["date"].dt.year)
+    log.to_parquet(folder, partition_cols=["year"])
+    _same(clvmodels.rfm_summary(clvmodels.load_transactions(folder, engine="spark"), time_unit="W"),
+          clvmodels.rfm_summary(cdnow_sample, time_unit="W"))
+
+
+def test_report_input_table_from_the_spark_catalog(spark, cdnow_sample):
+    spark.createDataFrame(cdnow_sample[["customer_id", "date", "amount"]].rename(columns={"customer_id": "cust"})
+                          ).createOrReplaceTempView("cdnow_sample_log")
+    cfg = validate_parameters({"engine": "spark", "input_table": "cdnow_sample_log", "customer_col": "cust"})
+    t = load_report_transactions(cfg)
+    assert t._find_backend().name == "pyspark"
+    _same(clvmodels.rfm_summary(t, time_unit="W"), clvmodels.rfm_summary(cdnow_sample, time_unit="W"))
+    assert "Spark table cdnow_sample_log" in cfg.data_label
+    missing = validate_parameters({"engine": "spark", "input_table": "no_such_table"})
+    with pytest.raises(DataValidationError, match=r"Spark table 'no_such_table' does not exist.*cdnow_sample_log"):
+        load_report_transactions(missing)
+
+
+def test_spark_parameters_are_checked():
+    with pytest.raises(ParameterError, match=r"need engine='spark'"):
+        validate_parameters({"input_table": "sales.orders"})
+    with pytest.raises(ParameterError, match=r"engine 'sparkk'; expected one of 'duckdb', 'spark'"):
+        validate_parameters({"engine": "sparkk"})
+    with pytest.raises(ParameterError, match=r"spark_conf"):
+        validate_parameters({"engine": "spark", "spark_conf": {"spark.executor.memory": [8]}})
+    with pytest.raises(ParameterError, match=r"not both"):
+        validate_parameters({"engine": "spark", "input_table": "t", "input_path": "x.parquet"})
+    assert ReportConfig().engine == "duckdb"
+
+
+def test_java_patterns():
+    assert java_date_pattern("%d/%m/%Y") == "d/M/yyyy"
+    assert java_date_pattern("%Y%m%d") == "yyyyMMdd"
+    assert java_date_pattern("%Y-%m-%dT%H:%M:%S") == "yyyy-M-d'T'H:m:s"
+    assert java_date_pattern("%d o'clock %Y") == "d' o''clock 'yyyy"
+    assert java_date_pattern("100%% %Y") == "100% yyyy"
+    with pytest.raises(DataValidationError, match=r"'%U'.*Spark"):
+        java_date_pattern("%Y week %U")
+
+
+def test_cli_report_on_spark(master_parquet, tmp_path):
+    """The command line: --engine spark reads the Parquet file with Spark and publishes a report
+    whose forecast equals the DuckDB run's."""
+    outs = {}
+    for engine in ("spark", "duckdb"):
+        cmd = [sys.executable, "-m", "clvmodels.cli", "report", "--input", str(master_parquet), "--engine", engine,
+               "--output", str(tmp_path / engine), "--no-progress", "-p", "calibration_end", "none"]
+        if engine == "spark":
+            cmd += ["--spark-master", "local[2]", "--spark-conf", "spark.sql.shuffle.partitions=4"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        folder = next((tmp_path / engine).iterdir())
+        outs[engine] = pd.read_parquet(folder / "forecast.parquet").set_index("customer_id")
+        assert "Traceback" not in done.stderr
+    html = (next((tmp_path / "spark").iterdir()) / "report.html").read_text()
+    assert "(on Spark)" in html
+    _same(outs["spark"].drop(columns="tier"), outs["duckdb"].drop(columns="tier"), rtol=1e-6)
+    assert (outs["spark"]["tier"].astype(str) == outs["duckdb"]["tier"].astype(str)).all()
