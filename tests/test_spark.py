@@ -194,3 +194,23 @@ def test_cli_report_on_spark(master_parquet, tmp_path):
     assert "(on Spark)" in html
     _same(outs["spark"].drop(columns="tier"), outs["duckdb"].drop(columns="tier"), rtol=1e-6)
     assert (outs["spark"]["tier"].astype(str) == outs["duckdb"]["tier"].astype(str)).all()
+
+
+def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path):
+    """Fit on Spark's distinct rows and score every customer on Spark: the same models, scores
+    and tiers as on DuckDB."""
+    from clvmodels.scoring import compressed_rfm, score_customers
+
+    results = {}
+    for engine in ("spark", "duckdb"):
+        stats = compressed_rfm(master_parquet, time_unit="W", engine=engine)
+        model, spend = stats.fit(clvmodels.BetaGeoModel(), clvmodels.GammaGammaModel())
+        res = score_customers(model, spend, master_parquet, tmp_path / engine, horizon=52, margin=0.3,
+                              engine=engine)
+        results[engine] = (model, res, pd.read_parquet(tmp_path / engine).set_index("customer_id").sort_index())
+    (m_s, r_s, f_s), (m_d, r_d, f_d) = results["spark"], results["duckdb"]
+    np.testing.assert_allclose(m_s.params_.to_numpy(), m_d.params_.to_numpy(), rtol=1e-9)
+    assert r_s.distinct_histories == r_d.distinct_histories
+    _same(f_s.drop(columns="tier"), f_d.drop(columns="tier"), rtol=1e-6)
+    assert (f_s["tier"].astype(str) == f_d["tier"].astype(str)).all()
+    pd.testing.assert_frame_equal(r_s.tier_table, r_d.tier_table, check_exact=False, rtol=1e-6)

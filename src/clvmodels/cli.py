@@ -45,6 +45,71 @@ def parse_parameter(name: str, text: str, default: Any) -> Any:
     return text
 
 
+_MODELS = {"bgnbd": "BetaGeoModel", "mbgnbd": "ModifiedBetaGeoModel", "paretonbd": "ParetoNBDModel"}
+
+
+def score(args: argparse.Namespace) -> Any:
+    """The ``score`` command: models and settings, then :func:`clvmodels.scoring.score_customers`."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    import clvmodels
+    from clvmodels.models import load_model
+    from clvmodels.scoring import compressed_rfm, score_customers
+
+    out = Path(args.output)
+    if out.exists():
+        raise ParameterError(f"--output {str(out)!r} already exists; give a new folder.")
+    settings: dict[str, Any] = {"horizon": 52.0, "discount_rate": 0.10, "margin": 0.30, "cost_to_serve": 0.0,
+                                "time_unit": None, "tier_shares": None}
+    models = None
+    if args.models:
+        folder = Path(args.models)
+        models = (load_model(folder / "purchase_model.json"), load_model(folder / "gamma_gamma.json"))
+        if (folder / "parameters.json").exists():
+            report = json.loads((folder / "parameters.json").read_text())
+            settings.update({k: report[k] for k in settings if k in report})
+    for name in ("horizon", "discount_rate", "margin", "cost_to_serve", "time_unit"):
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    engine = args.engine or "duckdb"
+    if engine != "spark" and (args.table or args.spark_master or args.spark_conf):
+        raise ParameterError("--table, --spark-master and --spark-conf need --engine spark.")
+    if bool(args.table) == bool(args.input):
+        raise ParameterError("Give the log with --input PATH (or, with --engine spark, --table NAME): exactly one.")
+    if engine == "spark":
+        clvmodels.spark_connection(args.spark_master or "", parse_settings(args.spark_conf))
+    if args.table:
+        from clvmodels.reporting import spark_table
+
+        source: Any = spark_table(args.table)
+    else:
+        source = args.input
+    columns = {k: v for k, v in (("customer_id", args.customer_col), ("date", args.date_col),
+                                 ("amount", args.amount_col)) if v}
+    log = clvmodels.load_transactions(source, engine=engine, date_format=args.date_format,
+                                      refunds=args.refunds or "error", **columns)
+    unit = settings["time_unit"] or (models[0].time_unit_ if models else None) or "W"
+    if models is None:
+        stats = compressed_rfm(log, time_unit=unit, observation_end=args.observation_end)
+        models = stats.fit(getattr(clvmodels, _MODELS[args.model])(), clvmodels.GammaGammaModel())
+    out.mkdir(parents=True)
+    try:
+        result = score_customers(*models, log, out / "forecast.parquet", time_unit=unit,
+                                 observation_end=args.observation_end, **{k: v for k, v in settings.items()
+                                                                          if k != "time_unit"})
+        result.tier_table.to_csv(out / "tier_table.csv")
+        models[0].save(out / "purchase_model.json")
+        models[1].save(out / "gamma_gamma.json")
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    print(f"[clvmodels] {result.customers:,} customers scored ({result.distinct_histories:,} distinct purchase "
+          f"histories evaluated here)", file=sys.stderr)
+    return out
+
+
 def parse_settings(items: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` items (``--spark-conf``) as a mapping."""
     settings = {}
@@ -56,6 +121,25 @@ def parse_settings(items: list[str]) -> dict[str, str]:
     return settings
 
 
+def _source_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the log is and how to read it: the same flags for every command."""
+    p.add_argument("--input", help="transaction log: CSV or Parquet file, or a folder of Parquet files "
+                                    "(report: default the bundled CDNOW data)")
+    p.add_argument("--customer-col", help="column of customer ids")
+    p.add_argument("--date-col", help="column of purchase dates")
+    p.add_argument("--amount-col", help="column of purchase values")
+    p.add_argument("--date-format", help="strptime format of text dates, e.g. %%d/%%m/%%Y (default: ISO dates)")
+    p.add_argument("--refunds", choices=["error", "drop", "net"],
+                   help="negative amounts: error (default), drop them, or net them against the same day")
+    p.add_argument("--engine", choices=["duckdb", "spark"],
+                   help="where the log is read and aggregated: duckdb (default, this machine) or spark")
+    p.add_argument("--table", help="with --engine spark: a table of the Spark catalog (db.table) instead of --input")
+    p.add_argument("--spark-master", help="with --engine spark: spark://host:7077, yarn, local[4] ... "
+                                          "(default: $SPARK_MASTER, else local[*])")
+    p.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", default=[],
+                   help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clvmodels", description="Customer lifetime value reports.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,22 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "report", help="run a report template into a new folder under --output",
         description="Run a report template with papermill and publish HTML, tables and models into a "
                     "new folder under --output.")
-    rep.add_argument("--input", help="transaction log (CSV or Parquet); default: bundled CDNOW data")
     rep.add_argument("--dataset", choices=["cdnow-sample", "cdnow-master"], help="bundled data to use without --input")
-    rep.add_argument("--customer-col", help="column of customer ids")
-    rep.add_argument("--date-col", help="column of purchase dates")
-    rep.add_argument("--amount-col", help="column of purchase values")
-    rep.add_argument("--date-format", help="strptime format of text dates, e.g. %%d/%%m/%%Y (default: ISO dates)")
-    rep.add_argument("--refunds", choices=["error", "drop", "net"],
-                     help="negative amounts: error (default), drop them, or net them against the same day")
     rep.add_argument("--currency", help="label for money amounts in the report, e.g. USD")
-    rep.add_argument("--engine", choices=["duckdb", "spark"],
-                     help="where the log is read and aggregated: duckdb (default, this machine) or spark")
-    rep.add_argument("--table", help="with --engine spark: a table of the Spark catalog (db.table) instead of --input")
-    rep.add_argument("--spark-master", help="with --engine spark: spark://host:7077, yarn, local[4] ... "
-                                            "(default: $SPARK_MASTER, else local[*])")
-    rep.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", default=[],
-                     help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
+    _source_arguments(rep)
     rep.add_argument("--template", default="clv_report",
                      help="clv_report, model_validation or explore (installed with clvmodels), or the path "
                           "of a notebook - a path RUNS THAT NOTEBOOK'S CODE: only give templates you trust")
@@ -87,7 +158,36 @@ def main(argv: list[str] | None = None) -> int:
                           "(text as typed, numbers, YAML for mappings)")
     rep.add_argument("--output", default="reports", help="folder that receives the report folder")
     rep.add_argument("--no-progress", action="store_true", help="hide the cell progress bar")
+    sc = sub.add_parser(
+        "score", help="forecast and tier every customer inside the engine (for logs whose customer "
+                      "table does not fit in memory)",
+        description="Forecast and tier every customer of a log inside DuckDB or Spark and write a Parquet "
+                    "dataset partitioned by tier into a new folder --output, with the tier table and the "
+                    "models. Models come from a report folder (--models) or are fitted on the distinct "
+                    "purchase histories (--model).")
+    _source_arguments(sc)
+    sc.add_argument("--models", help="a report folder: use its purchase_model.json, gamma_gamma.json and settings")
+    sc.add_argument("--model", choices=sorted(_MODELS), default="paretonbd",
+                    help="without --models: the purchase model to fit (default paretonbd)")
+    sc.add_argument("--output", required=True, help="new folder for forecast.parquet/, tier_table.csv and the models")
+    sc.add_argument("--time-unit", choices=["W", "D"], help="unit of horizon (default: the models', else W)")
+    sc.add_argument("--horizon", type=float, help="forecast horizon in time units (default: the report's, else 52)")
+    sc.add_argument("--discount-rate", type=float, help="annual discount rate (default: the report's, else 0.10)")
+    sc.add_argument("--margin", type=float, help="share of revenue that is profit (default: the report's, else 0.30)")
+    sc.add_argument("--cost-to-serve", type=float, help="cost per customer per time unit while active")
+    sc.add_argument("--observation-end", help="last day of data used (default: the last purchase)")
     args = parser.parse_args(argv)
+    if args.command == "score":
+        try:
+            folder = score(args)
+        except ClvModelsError as exc:
+            print(f"clvmodels: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("clvmodels: interrupted; nothing was published.", file=sys.stderr)
+            return 130
+        print(folder)
+        return 0
 
     try:
         from clvmodels.reporting import run_report, template_parameters

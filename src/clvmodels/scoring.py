@@ -193,7 +193,7 @@ def score_customers(
     """
     from clvmodels.models._purchase import PurchaseModel
 
-    if not isinstance(transaction_model, PurchaseModel) or transaction_model.params_ is None:
+    if not isinstance(transaction_model, PurchaseModel) or getattr(transaction_model, "params_", None) is None:
         raise ParameterError("transaction_model must be a fitted BG/NBD, MBG/NBD or Pareto/NBD model.")
     if getattr(spend_model, "params_", None) is None:
         raise ParameterError("spend_model must be a fitted GammaGammaModel.")

@@ -1,0 +1,109 @@
+"""Fitting on distinct rows and scoring inside the engine: the same numbers as in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels.cli import main
+from clvmodels.exceptions import ParameterError
+from clvmodels.scoring import compressed_rfm, score_customers
+
+SETTINGS = dict(horizon=52, discount_rate=0.1, margin=0.3)
+
+
+@pytest.fixture(scope="module")
+def master_log(cdnow_master, tmp_path_factory):
+    path = tmp_path_factory.mktemp("scoring") / "master.parquet"
+    cdnow_master[["customer_id", "date", "amount"]].to_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def master_rfm(cdnow_master):
+    return clvmodels.rfm_summary(cdnow_master, time_unit="W")
+
+
+@pytest.mark.parametrize("model_cls", [clvmodels.BetaGeoModel, clvmodels.ParetoNBDModel])
+def test_fit_on_distinct_rows_equals_fit_on_customers(model_cls, master_log, master_rfm):
+    stats = compressed_rfm(master_log, time_unit="W")
+    assert stats.customers == len(master_rfm)
+    assert stats.purchases["weight"].sum() == len(master_rfm)
+    assert len(stats.purchases) < len(master_rfm) / 2  # the point: far fewer rows than customers
+    assert stats.spend["weight"].sum() == (master_rfm["frequency"] > 0).sum()
+    model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel())
+    full = model_cls().fit(master_rfm)
+    np.testing.assert_allclose(model.params_.to_numpy(), full.params_.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(model.log_likelihood_, full.log_likelihood_, rtol=1e-10)
+    full_spend = clvmodels.GammaGammaModel().fit(master_rfm)
+    np.testing.assert_allclose(spend.params_.to_numpy(), full_spend.params_.to_numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("cost_to_serve", [0.0, 0.1])
+def test_scores_equal_the_in_memory_forecast_and_tiers(master_log, master_rfm, tmp_path, cost_to_serve):
+    model = clvmodels.ParetoNBDModel().fit(master_rfm)
+    spend = clvmodels.GammaGammaModel().fit(master_rfm)
+    shares = {"Platinum": 0.1, "Gold": 0.2, "Iron": 0.4, "Lead": 0.3}
+    result = score_customers(model, spend, master_log, tmp_path / "fc", tier_shares=shares,
+                             cost_to_serve=cost_to_serve, **SETTINGS)
+    fc = clvmodels.forecast(model, spend, master_rfm, cost_to_serve=cost_to_serve, **SETTINGS)
+    tiers = clvmodels.assign_tiers(fc, shares=shares)
+    got = pd.read_parquet(tmp_path / "fc").set_index("customer_id").sort_index()
+    assert sorted(p.name for p in (tmp_path / "fc").iterdir()) == [
+        "tier=Gold", "tier=Iron", "tier=Lead", "tier=Platinum"]
+    assert result.customers == len(fc) and result.distinct_histories < len(fc)
+    for col in fc.columns:
+        np.testing.assert_allclose(got[col].to_numpy(), fc[col].to_numpy(), rtol=1e-11, atol=1e-12, err_msg=col)
+    for col in ("frequency", "recency", "T"):
+        np.testing.assert_array_equal(got[col].to_numpy(), master_rfm[col].to_numpy())
+    # sums in a parallel aggregation: the order, so the last bit, may differ between queries
+    np.testing.assert_allclose(got["monetary_value"].to_numpy(), master_rfm["monetary_value"].to_numpy(), rtol=1e-13)
+    assert (got["tier"].astype(str) == tiers.astype(str)).all()
+    if cost_to_serve:
+        assert (fc["clv"] < 0).any()  # the negative-CLV rule is exercised
+    expected = clvmodels.tier_summary(fc, tiers)
+    pd.testing.assert_frame_equal(result.tier_table, expected[result.tier_table.columns], check_exact=False,
+                                  rtol=1e-9, check_dtype=False)
+
+
+def test_score_refuses_an_existing_output_and_unfitted_models(master_log, master_rfm, tmp_path):
+    spend = clvmodels.GammaGammaModel().fit(master_rfm)
+    with pytest.raises(ParameterError, match="fitted"):
+        score_customers(clvmodels.BetaGeoModel(), spend, master_log, tmp_path / "a", **SETTINGS)
+    (tmp_path / "b").mkdir()
+    model = clvmodels.BetaGeoModel().fit(master_rfm)
+    with pytest.raises(ParameterError, match="already exists"):
+        score_customers(model, spend, master_log, tmp_path / "b", **SETTINGS)
+    with pytest.raises(ParameterError, match="horizon"):
+        score_customers(model, spend, master_log, tmp_path / "c", horizon=-1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # nothing half-written
+
+
+def test_cli_score_with_report_models_and_with_a_fit(master_log, master_rfm, tmp_path, capsys):
+    model = clvmodels.ModifiedBetaGeoModel().fit(master_rfm)
+    spend = clvmodels.GammaGammaModel().fit(master_rfm)
+    report = tmp_path / "report"
+    report.mkdir()
+    model.save(report / "purchase_model.json")
+    spend.save(report / "gamma_gamma.json")
+    (report / "parameters.json").write_text('{"horizon": 26.0, "margin": 0.5, "discount_rate": 0.05}')
+    assert main(["score", "--input", str(master_log), "--models", str(report), "--output", str(tmp_path / "s1")]) == 0
+    got = pd.read_parquet(tmp_path / "s1" / "forecast.parquet").set_index("customer_id").sort_index()
+    fc = clvmodels.forecast(model, spend, master_rfm, horizon=26, margin=0.5, discount_rate=0.05)
+    np.testing.assert_allclose(got["clv"].to_numpy(), fc["clv"].to_numpy(), rtol=1e-11)
+    table = pd.read_csv(tmp_path / "s1" / "tier_table.csv", index_col="tier")
+    assert table.loc["Total", "customers"] == len(master_rfm)
+
+    assert main(["score", "--input", str(master_log), "--model", "bgnbd", "--horizon", "10",
+                 "--output", str(tmp_path / "s2")]) == 0
+    fitted = clvmodels.models.load_model(tmp_path / "s2" / "purchase_model.json")
+    np.testing.assert_allclose(fitted.params_.to_numpy(), clvmodels.BetaGeoModel().fit(master_rfm).params_.to_numpy(),
+                               rtol=1e-6)
+
+    assert main(["score", "--input", str(master_log), "--output", str(tmp_path / "s2")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["score", "--table", "t", "--output", str(tmp_path / "s3")]) == 1
+    assert "need --engine spark" in capsys.readouterr().err
+    assert not (tmp_path / "s3").exists()
