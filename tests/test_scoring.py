@@ -107,3 +107,15 @@ def test_cli_score_with_report_models_and_with_a_fit(master_log, master_rfm, tmp
     assert main(["score", "--table", "t", "--output", str(tmp_path / "s3")]) == 1
     assert "need --engine spark" in capsys.readouterr().err
     assert not (tmp_path / "s3").exists()
+
+
+def test_spend_rows_are_sampled_above_the_cap(master_log, master_rfm):
+    repeat = int((master_rfm["frequency"] > 0).sum())
+    stats = compressed_rfm(master_log, time_unit="W", max_spend_rows=3000)
+    assert 0.3 * 3000 < stats.spend["weight"].sum() < 2 * 3000  # about the cap, not all repeat buyers
+    assert stats.spend_sample == pytest.approx(3000 / repeat, rel=1e-3)
+    assert stats.purchases["weight"].sum() == len(master_rfm)  # the purchase model still sees everyone
+    _, spend = stats.fit(clvmodels.BetaGeoModel(), clvmodels.GammaGammaModel())
+    full = clvmodels.GammaGammaModel().fit(master_rfm)
+    mean = lambda g: g.params_["p"] * g.params_["v"] / (g.params_["q"] - 1)  # noqa: E731
+    assert mean(spend) == pytest.approx(mean(full), rel=0.15)  # a sample's estimate of the same mean

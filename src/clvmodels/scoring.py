@@ -37,7 +37,12 @@ from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
 from clvmodels.tiers import TIERS, _check_shares
 from clvmodels.transactions import load_transactions
 
-__all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers"]
+__all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers", "MAX_SPEND_ROWS"]
+
+#: repeat buyers whose (frequency, monetary value) the driver receives at most: mean spend is a
+#: continuous number, so these rows hardly compress; above this many, a random sample of
+#: about this many repeat buyers (drawn by the engine) is what Gamma-Gamma is fitted on
+MAX_SPEND_ROWS = 2_000_000
 
 
 @dataclass
@@ -51,6 +56,8 @@ class CompressedRFM:
     customers: int
     time_unit: str
     observation_end: str
+    spend_sample: float = 1.0
+    """Share of repeat buyers in ``spend`` (1.0 = all; below when there were more than :data:`MAX_SPEND_ROWS`)."""
 
     def fit(self, purchase_model: Any, spend_model: Any = None) -> tuple[Any, Any]:
         """Fit ``purchase_model`` (and ``spend_model``) on the distinct rows; returns both."""
@@ -79,7 +86,8 @@ def _attach(table: pd.DataFrame, days: float, unit: str) -> pd.DataFrame:
 
 
 def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_end: Any = None,
-                   columns: dict[str, str] | None = None, engine: str = "duckdb") -> CompressedRFM:
+                   columns: dict[str, str] | None = None, engine: str = "duckdb",
+                   max_spend_rows: int = MAX_SPEND_ROWS) -> CompressedRFM:
     """The RFM table reduced to distinct rows with customer counts, aggregated in the engine.
 
     A purchase model fitted on ``purchases`` with its weights has exactly the parameters it has
@@ -87,21 +95,32 @@ def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_
     ``spend``. Use it when the customer table is too large to bring into memory.
 
     Parameters are those of :func:`clvmodels.rfm_summary` (plus ``engine`` for files and
-    DataFrames, see :func:`clvmodels.load_transactions`).
+    DataFrames, see :func:`clvmodels.load_transactions`). With more than ``max_spend_rows``
+    repeat buyers, ``spend`` holds a random sample of about that many (by the engine's hash of
+    the customer id, so a run is repeatable on one engine); the sampling error of the
+    Gamma-Gamma parameters is then of order ``1/sqrt(max_spend_rows)``, far below their
+    standard errors' meaning for a forecast.
     """
     per, unit, end = _customers(transactions, time_unit, observation_end, columns, engine)
     days = DAYS_PER_UNIT[unit]
     hist = per.group_by(["frequency", "recency_days", "T_days"]).aggregate(weight=per.count())
-    repeat = per.filter(per.frequency > 0)
-    spend = repeat.group_by(["frequency", "monetary_value"]).aggregate(weight=repeat.count())
     purchases = execute(hist.order_by(["frequency", "recency_days", "T_days"]))
     if len(purchases) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; choose a later observation_end.")
     purchases = _attach(purchases, days, unit)[["frequency", "recency", "T", "weight"]]
+    repeat = per.filter(per.frequency > 0)
+    n_repeat = int(purchases.loc[purchases["frequency"] > 0, "weight"].sum())
+    share = 1.0
+    if n_repeat > max_spend_rows:
+        buckets = 1_000_000
+        keep = int(np.ceil(max_spend_rows / n_repeat * buckets))
+        share = keep / buckets
+        repeat = repeat.filter((repeat.customer_id.hash() % buckets).abs() < keep)
+    spend = repeat.group_by(["frequency", "monetary_value"]).aggregate(weight=repeat.count())
     spend_rows = execute(spend.order_by(["frequency", "monetary_value"]))
     return CompressedRFM(purchases, spend_rows[["frequency", "monetary_value", "weight"]],
-                         int(purchases["weight"].sum()), unit, str(end.date()))
+                         int(purchases["weight"].sum()), unit, str(end.date()), share)
 
 
 @dataclass
