@@ -214,3 +214,20 @@ def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path):
     _same(f_s.drop(columns="tier"), f_d.drop(columns="tier"), rtol=1e-6)
     assert (f_s["tier"].astype(str) == f_d["tier"].astype(str)).all()
     pd.testing.assert_frame_equal(r_s.tier_table, r_d.tier_table, check_exact=False, rtol=1e-6)
+
+
+def test_remote_addresses_go_to_spark_only():
+    from clvmodels.transactions import is_remote
+
+    assert is_remote("s3a://bucket/orders/") and is_remote("hdfs://nn:8020/x.parquet") and is_remote("dbfs:/mnt/x")
+    assert not is_remote("C:/data/x.csv") and not is_remote("orders.parquet") and not is_remote("file:/tmp/x")
+    with pytest.raises(DataValidationError, match=r"'s3a://bucket/orders/' is a remote address.*--engine spark"):
+        clvmodels.load_transactions("s3a://bucket/orders/")
+    with pytest.raises(ParameterError, match=r"remote address; it needs engine 'spark'"):
+        validate_parameters({"input_path": "s3a://bucket/orders/"})
+    assert validate_parameters({"input_path": "s3a://bucket/orders/", "engine": "spark"}).input_path
+
+
+def test_unreachable_remote_log_is_a_clear_error(spark):
+    with pytest.raises(DataValidationError, match=r"Could not read transaction log 'nosuchfs://x/y' with Spark"):
+        clvmodels.load_transactions("nosuchfs://x/y", engine="spark")

@@ -197,7 +197,12 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
         check_horizon(p["horizon"], p["time_unit"])
     except ParameterError as exc:
         raise ParameterError(f"Parameter {exc}") from None
-    if p["input_path"] and not Path(p["input_path"]).exists():
+    from clvmodels.transactions import is_remote
+
+    remote = bool(p["input_path"]) and is_remote(p["input_path"])
+    if remote and p["engine"] != "spark":
+        raise ParameterError(f"Parameter 'input_path' ({p['input_path']!r}) is a remote address; it needs engine 'spark'.")
+    if p["input_path"] and not remote and not Path(p["input_path"]).exists():
         raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
     obs = check_timestamp("observation_end", p["observation_end"]) if p["observation_end"] else None
     if p["calibration_end"] and p["calibration_end"].strip().lower() != "none":

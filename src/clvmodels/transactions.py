@@ -114,6 +114,17 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         return source
     if isinstance(source, pd.DataFrame):
         return _from_pandas(source) if engine == "duckdb" else _spark_from_pandas(source)
+    if isinstance(source, str) and is_remote(source):
+        if engine != "spark":
+            raise DataValidationError(
+                f"Transaction log '{source}' is a remote address; read it with engine='spark' "
+                "(command line: --engine spark), whose cluster can reach it, or copy it to this machine.")
+        csv = source.lower().rstrip("/").endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+        try:
+            with quiet_engine():
+                return _spark_read(source, not csv, csv_options, date_column)
+        except Exception as exc:
+            raise DataValidationError(f"Could not read transaction log '{source}' with Spark: {_first_line(exc)}.") from None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -150,12 +161,19 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
     )
 
 
+def is_remote(location: str) -> bool:
+    """Whether a location is a URI of another file system (s3a://, hdfs://, abfss://, dbfs:/ ...)."""
+    import re
+
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", location)) and not location.lower().startswith("file:")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _spark_read(path: Path, is_parquet: bool, csv_options: dict[str, Any] | None,
+def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] | None,
                 date_column: str | None) -> ir.Table:
     """A file or folder read by Spark (on the cluster's workers), as an Ibis table."""
     import uuid
