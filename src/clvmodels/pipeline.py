@@ -18,11 +18,19 @@ from clvmodels._validation import DAYS_PER_UNIT
 from clvmodels.exceptions import DataValidationError
 from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
 
-__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "BACKTEST_CUSTOMERS"]
+__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "BACKTEST_CUSTOMERS",
+           "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS"]
 
 #: customers the backtest (model choice, scorecard, error for the intervals) uses at most; with
 #: more, a random sample of this many (the final model is still fitted on everyone)
 BACKTEST_CUSTOMERS = 2_000_000
+
+#: with scoring "auto" on DuckDB, customers above which the customer table stays in the engine
+#: (on Spark it always does); below, the whole table is in memory (36M customers took 9.8 GiB)
+ENGINE_SCORING_ABOVE = 10_000_000
+
+#: customers the figures of an engine-scored report are drawn from (a random sample)
+SAMPLE_CUSTOMERS = 200_000
 
 
 @dataclass
@@ -49,6 +57,27 @@ class Analysis:
     at_risk: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent in each stage (for the scale benchmark and curious users)."""
+    scoring: str = "memory"
+    """"memory": ``rfm``/``forecast``/``tiers`` hold every customer; "engine": the customer table
+    stayed in the engine (forecast written there) and they hold a random sample for the figures."""
+    customers: int = 0
+    """Customers in the analysis (all of them, also when ``rfm`` is a sample)."""
+    overview: pd.DataFrame | None = None
+    """Facts about the customer base (:func:`clvmodels.reporting.data_overview`), of everyone."""
+    frequency_fit: pd.DataFrame | None = None
+    """Observed vs expected customers by repeat purchases, of everyone."""
+    max_T: float = 0.0
+    """The longest time a customer was observed (for the probability maps)."""
+
+    def __post_init__(self) -> None:
+        from clvmodels.reporting import data_overview
+
+        self.customers = self.customers or len(self.rfm)
+        self.max_T = self.max_T or float(self.rfm["T"].max())
+        if self.overview is None:
+            self.overview = data_overview(self.rfm)
+        if self.frequency_fit is None:
+            self.frequency_fit = self.model.expected_customers_by_frequency(self.rfm)
 
     @property
     def model_name(self) -> str:
@@ -113,6 +142,114 @@ def at_risk_customers(forecast: pd.DataFrame, tiers: pd.Series, *, top: int = 50
     return out.sort_values(["value_at_risk", "clv"], ascending=False).head(int(top))
 
 
+def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
+              sample: Any, lap: Any) -> tuple[Any, Any, Any, type]:
+    """Model choice, scorecard and tier errors on the calibration window (BG/NBD and no
+    backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers."""
+    import clvmodels
+    from clvmodels.tiers import backtest_error
+
+    if cal_end is None:
+        return None, None, None, clvmodels.BetaGeoModel
+    # the backtest compares models and measures their error on a large random sample of
+    # customers, not everyone: at 36M customers it saves most of its time and memory
+    backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
+    cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
+                                        time_unit=cfg.time_unit)
+    selection = clvmodels.select_model(cal)
+    lap("backtest: model choice")
+    scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
+                                   transactions=backtest_log, tier_shares=cfg.tier_shares)
+    if backtest_log is not log:
+        scorecard.info["notes"].append(
+            f"The backtest used a random sample of {len(cal):,} of {customers:,} customers.")
+    error = backtest_error(scorecard)
+    lap("backtest: scorecard and baselines")
+    return selection, scorecard, error, selection.model_class
+
+
+def _scores_in_engine(cfg: ReportConfig, log: Any) -> bool:
+    if cfg.scoring != "auto":
+        return cfg.scoring == "engine"
+    from clvmodels._engine import backend_name, execute
+
+    if backend_name(log) == "pyspark":
+        return True
+    return int(execute(log.customer_id.nunique())) > ENGINE_SCORING_ABOVE
+
+
+def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,
+                     timings: dict[str, float], lap: Any) -> Analysis:
+    """The analysis with the customer table kept in the engine (DuckDB or Spark): models fitted
+    on distinct histories, every customer scored and tiered by the engine into
+    ``output_dir/forecast.parquet``, tier intervals and what-if from engine-side groups; in
+    memory only distinct rows and a random sample of customers for the figures. Per-customer
+    intervals are not computed on this path."""
+    import shutil
+    import tempfile
+    import weakref
+    from pathlib import Path
+
+    import clvmodels
+    from clvmodels import scoring
+    from clvmodels.forecast import FORECAST_COLUMNS, _settings
+    from clvmodels.tiers import TIERS, grouped_tier_intervals, grouped_what_if, widen_intervals
+
+    stats = scoring.compressed_rfm(log, time_unit=cfg.time_unit, observation_end=obs_end)
+    lap("load and RFM")
+    n = stats.customers
+    sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
+    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap)
+    model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel())
+    lap("fit on all data")
+    settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
+                    cost_to_serve=cfg.cost_to_serve)
+    scratch = None
+    if cfg.output_dir:
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    else:
+        out = scratch = Path(tempfile.mkdtemp(prefix="clvmodels-scores-"))
+    result = scoring.score_customers(model, spend, log, out / "forecast.parquet", tier_shares=cfg.tier_shares,
+                                     observation_end=obs_end, time_unit=cfg.time_unit, **settings)
+    scores = scoring.read_scores(out / "forecast.parquet", like=log)
+    lap("forecast and tiers")
+    s = _settings(model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve, cfg.time_unit)
+    groups = scoring.engine_tier_groups(scores, max_simulated=SAMPLE_CUSTOMERS)
+    intervals = grouped_tier_intervals(model, spend, groups, s, level=cfg.interval_level, n_draws=cfg.n_draws)
+    model_only = result.tier_table.join(intervals, how="left")
+    model_only.attrs.update({**s.as_dict(), "description": s.describe()})
+    tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
+    lap("tier intervals")
+    budget = clvmodels.acquisition_budget(model, spend, **settings)
+    what_if = grouped_what_if(model, spend, groups, s, cfg.dropout_reduction)
+    lap("budget and what-if")
+    at_risk = scoring.engine_at_risk(scores)
+    figures = scoring.sample_scores(scores, SAMPLE_CUSTOMERS / n)
+    rfm = figures[["frequency", "recency", "T", "monetary_value"]].copy()
+    rfm.attrs.update({"time_unit": cfg.time_unit, "observation_end": obs_end})
+    fc = figures[list(FORECAST_COLUMNS)]
+    tiers = figures["tier"].astype(pd.CategoricalDtype(list(TIERS), ordered=True)).rename("tier")
+    overview = scoring.engine_overview(scores, cfg.time_unit, obs_end)
+    freq_fit = model.expected_customers_by_frequency(stats.purchases, weights=stats.purchases["weight"].to_numpy())
+    analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc, tiers,
+                        tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
+                        customers=n, overview=overview, frequency_fit=freq_fit,
+                        max_T=float(stats.purchases["T"].max()))
+    lap("sample for the figures")
+    if scratch is not None:
+        weakref.finalize(analysis, shutil.rmtree, scratch, True)
+    else:
+        from clvmodels.reporting import save_artifacts
+
+        save_artifacts(out, forecast=None, tiers=None, tier_table=tier_table,
+                       models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
+                       extra_tables={"at_risk_customers": at_risk,
+                                     **({"model_selection": selection.table} if selection is not None else {})})
+    lap("write files")
+    return analysis
+
+
 def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     """Run the report's whole analysis for validated parameters (:func:`reporting.validate_parameters`).
 
@@ -123,9 +260,13 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     and its tier errors widen the intervals (:func:`clvmodels.tiers.widen_intervals`). Then the
     chosen model is refitted on all data to the observation end for the forecast. Without a
     backtest the model is BG/NBD and the intervals are the model's own.
+
+    ``cfg.scoring``: "memory" holds the customer table in pandas; "engine" keeps it in the
+    engine (see :func:`_engine_analysis`: only distinct histories and a sample of customers come
+    into memory); "auto" is "engine" on Spark and above :data:`ENGINE_SCORING_ABOVE` customers.
     """
     import clvmodels
-    from clvmodels.tiers import backtest_error, widen_intervals
+    from clvmodels.tiers import widen_intervals
 
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -137,33 +278,19 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     log = load_report_transactions(cfg) if transactions is None else transactions
     obs_end, cal_end = resolve_windows(cfg, log)
+    if _scores_in_engine(cfg, log):
+        return _engine_analysis(cfg, log, obs_end, cal_end, timings, lap)
     rfm = clvmodels.rfm_summary(log, time_unit=cfg.time_unit, observation_end=obs_end)
     lap("load and RFM")
-    selection = scorecard = error = None
-    model_cls: type = clvmodels.BetaGeoModel
-    if cal_end is not None:
-        backtest_log = log
-        if len(rfm) > BACKTEST_CUSTOMERS:
-            # the backtest compares models and measures their error on a large random sample of
-            # customers, not everyone: at 36M customers it saves most of its time and memory
-            from clvmodels.evaluate import _restrict_log
 
-            rng = np.random.default_rng(0)
-            ids = rfm.index[np.sort(rng.choice(len(rfm), BACKTEST_CUSTOMERS, replace=False))]
-            backtest_log = _restrict_log(log, ids, None)
-        cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
-                                            time_unit=cfg.time_unit)
-        selection = clvmodels.select_model(cal)
-        model_cls = selection.model_class
-        lap("backtest: model choice")
-        scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
-                                       transactions=backtest_log, tier_shares=cfg.tier_shares)
-        if backtest_log is not log:
-            scorecard.info["notes"].append(
-                f"The backtest used a random sample of {BACKTEST_CUSTOMERS:,} of {len(rfm):,} customers.")
-        error = backtest_error(scorecard)
-        del cal  # a customer-sized table: free it before the forecast builds its own
-        lap("backtest: scorecard and baselines")
+    def sample(n_wanted: int) -> Any:
+        from clvmodels.evaluate import _restrict_log
+
+        rng = np.random.default_rng(0)
+        ids = rfm.index[np.sort(rng.choice(len(rfm), n_wanted, replace=False))]
+        return _restrict_log(log, ids, None)
+
+    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap)
     model = model_cls().fit(rfm)
     spend = clvmodels.GammaGammaModel().fit(rfm)
     lap("fit on all data")

@@ -128,16 +128,23 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
     return ax
 
 
-def plot_spend_assumption(rfm: pd.DataFrame, ax=None, **kwargs):
-    """Gamma-Gamma's independence check: mean spend against frequency for repeat buyers."""
+def _sample_note(ax, shown: int, of: int, who: str = "customers") -> None:
+    ax.annotate(f"random sample of {shown:,} of {of:,} {who}", (0.99, 0.98),
+                xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
+
+
+def plot_spend_assumption(rfm: pd.DataFrame, ax=None, *, sample_of: int | None = None, **kwargs):
+    """Gamma-Gamma's independence check: mean spend against frequency for repeat buyers.
+    ``sample_of``: when ``rfm`` is a random sample, how many customers it was drawn from."""
     ax = _ax(ax)
     buyers = rfm[(rfm["frequency"] > 0) & (rfm["monetary_value"] > 0)]
     corr = buyers[["frequency", "monetary_value"]].corr().iloc[0, 1] if len(buyers) > 2 else np.nan
     shown = buyers.sample(MAX_POINTS, random_state=0) if len(buyers) > MAX_POINTS else buyers
     sns.scatterplot(data=shown, x="frequency", y="monetary_value", alpha=0.3, s=12, ax=ax, **kwargs)
-    if len(shown) < len(buyers):
-        ax.annotate(f"{len(shown):,} of {len(buyers):,} repeat buyers shown (random sample)", (0.99, 0.98),
-                    xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
+    if sample_of and sample_of > len(rfm):
+        _sample_note(ax, len(rfm), sample_of)
+    elif len(shown) < len(buyers):
+        _sample_note(ax, len(shown), len(buyers), "repeat buyers")
     ax.set_yscale("log")
     ax.set_xlabel("Repeat purchases (frequency)")
     ax.set_ylabel("Mean spend per repeat purchase")
@@ -191,17 +198,20 @@ def plot_retention_what_if(what_if: pd.DataFrame, ax=None, **kwargs):
     return ax
 
 
-def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, **kwargs):
+def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, *, sample_of: int | None = None,
+                          **kwargs):
     """Distribution of predicted CLV per tier (box plot with every outlier shown, on a
-    symmetric-log scale so the few very valuable customers and the many small ones both show)."""
+    symmetric-log scale so the few very valuable customers and the many small ones both show).
+    ``sample_of``: when ``forecast`` is a random sample, how many customers it was drawn from."""
     ax = _ax(ax)
     df = pd.DataFrame({"clv": forecast["clv"], "tier": tiers})
+    total = max(sample_of or 0, len(forecast))
     if len(df) > MAX_POINTS:
         # quartiles of a large random sample are those of everyone to the plot's resolution, and
         # drawing millions of outlier markers helps no one
         df = df.sample(MAX_POINTS, random_state=0)
-        ax.annotate(f"random sample of {MAX_POINTS:,} of {len(forecast):,} customers", (0.99, 0.98),
-                    xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
+    if len(df) < total:
+        _sample_note(ax, len(df), total)
     sns.boxplot(data=df, x="tier", y="clv", hue="tier", palette=TIER_COLORS, showfliers=True,
                 flierprops={"markersize": 2, "alpha": 0.4}, legend=False, ax=ax, **kwargs)
     positive = df["clv"][df["clv"] > 0]

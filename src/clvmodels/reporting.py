@@ -90,6 +90,7 @@ class ReportConfig:
     input_table: str = ""
     spark_master: str = ""
     spark_conf: dict[str, Any] = field(default_factory=dict)
+    scoring: str = "auto"
 
     @property
     def unit_name(self) -> str:
@@ -156,6 +157,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     from clvmodels._engine import ENGINES, spark_available
 
     check_choice("engine", p["engine"], ENGINES)
+    check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
     if p["engine"] == "spark" and not spark_available():
         raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
                              "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
@@ -260,7 +262,7 @@ def spark_table(name: str) -> Any:
 LARGE_FORECAST = 1_000_000
 
 
-def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.Series,
+def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame | None, tiers: pd.Series | None,
                    tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig,
                    extra_tables: Mapping[str, pd.DataFrame] | None = None,
                    intervals: pd.DataFrame | None = None) -> list[Path]:
@@ -271,15 +273,31 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
     The forecast is ``forecast.parquet``: one file up to :data:`LARGE_FORECAST` customers, above
     that a folder partitioned by tier (``forecast.parquet/tier=Gold/...``; ``pandas.read_parquet``
     reads either). ``forecast.csv`` is written when ``config.forecast_csv`` is "yes", or "auto"
-    and the table is not large.
+    and the table is not large. ``forecast`` None: no per-customer files (an engine wrote them).
     """
     if not output_dir:
         return []
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [] if forecast is None else _save_forecast(out, forecast, tiers, intervals, config)
+    tier_table.to_csv(out / "tier_table.csv")
+    written.append(out / "tier_table.csv")
+    for name, model in models.items():
+        written.append(model.save(out / f"{name}.json"))
+    for name, extra in (extra_tables or {}).items():
+        extra.to_csv(out / f"{name}.csv")
+        written.append(out / f"{name}.csv")
+    params = out / "parameters.json"
+    params.write_text(json.dumps(asdict(config), indent=2, default=str))
+    written.append(params)
+    return written
+
+
+def _save_forecast(out: Path, forecast: pd.DataFrame, tiers: Any, intervals: pd.DataFrame | None,
+                   config: ReportConfig) -> list[Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     large = len(forecast) > LARGE_FORECAST
     # an Arrow table built from the columns (no pandas copy of the whole forecast); tiers as a
     # dictionary column, not millions of Python strings
@@ -305,16 +323,6 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame, tiers: pd.
         both = forecast if intervals is None else forecast.join(intervals)
         both.assign(tier=tier_cat).to_csv(out / "forecast.csv")
         written.append(out / "forecast.csv")
-    tier_table.to_csv(out / "tier_table.csv")
-    written.append(out / "tier_table.csv")
-    for name, model in models.items():
-        written.append(model.save(out / f"{name}.json"))
-    for name, extra in (extra_tables or {}).items():
-        extra.to_csv(out / f"{name}.csv")
-        written.append(out / f"{name}.csv")
-    params = out / "parameters.json"
-    params.write_text(json.dumps(asdict(config), indent=2, default=str))
-    written.append(params)
     return written
 
 
@@ -354,7 +362,7 @@ def executive_summary(analysis: Any) -> str:
                       "include the model's own error.")
     lines = [
         f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, "
-        f"for {len(analysis.rfm):,} customers; all times are in {cfg.unit_name}. Values are "
+        f"for {analysis.customers:,} customers; all times are in {cfg.unit_name}. Values are "
         f"margin ({cfg.margin:.0%}) on expected spend, discounted at {cfg.discount_rate:.0%} a year"
         + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active" if cfg.cost_to_serve else "")
         + ".",
@@ -549,16 +557,37 @@ def format_what_if(what_if: pd.DataFrame):
 
 def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
     """A few facts about the customer base in the RFM table."""
-    unit = UNIT_NAMES.get(rfm.attrs.get("time_unit", ""), "time units")
     repeat = rfm["frequency"] > 0
+    return overview_table(rfm.attrs.get("time_unit", ""), rfm.attrs.get("observation_end", "n/a"), len(rfm),
+                          int(repeat.sum()), int(rfm["frequency"].sum()), float(rfm["T"].mean()),
+                          float(rfm["frequency"].mean()),
+                          float(rfm.loc[repeat, "monetary_value"].mean()) if repeat.any() else None)
+
+
+def scoring_note(analysis: Any) -> str:
+    """One sentence (Markdown) when the customer table stayed in the engine; empty otherwise."""
+    if getattr(analysis, "scoring", "memory") != "engine":
+        return ""
+    where = "Spark" if analysis.config.engine == "spark" else "DuckDB"
+    return (f"The {analysis.customers:,} customers were scored inside {where} (the customer table never came "
+            f"into this process): the tables above and below cover everyone; figures of individual customers "
+            f"show a random sample of {len(analysis.rfm):,}. The per-customer forecast is in "
+            "`forecast.parquet/` beside this report, without per-customer intervals.")
+
+
+def overview_table(time_unit: str, observation_end: str, customers: int, repeat_buyers: int,
+                   repeat_purchases: int, mean_T: float, mean_frequency: float,
+                   mean_spend: float | None) -> pd.DataFrame:
+    """The data overview's table from its numbers (in memory or aggregated by an engine)."""
+    unit = UNIT_NAMES.get(time_unit, "time units")
     facts = {
-        "Customers": f"{len(rfm):,}",
-        "Observation ends": rfm.attrs.get("observation_end", "n/a"),
-        "Repeat buyers": f"{repeat.sum():,} ({repeat.mean():.0%})",
-        "Repeat purchases": f"{int(rfm['frequency'].sum()):,}",
-        f"Mean time observed ({unit})": f"{rfm['T'].mean():.1f}",
-        "Mean repeat purchases per customer": f"{rfm['frequency'].mean():.2f}",
-        "Mean spend per repeat purchase (repeat buyers)": f"{rfm.loc[repeat, 'monetary_value'].mean():,.2f}" if repeat.any() else "n/a",
+        "Customers": f"{customers:,}",
+        "Observation ends": observation_end,
+        "Repeat buyers": f"{repeat_buyers:,} ({repeat_buyers / customers:.0%})",
+        "Repeat purchases": f"{repeat_purchases:,}",
+        f"Mean time observed ({unit})": f"{mean_T:.1f}",
+        "Mean repeat purchases per customer": f"{mean_frequency:.2f}",
+        "Mean spend per repeat purchase (repeat buyers)": f"{mean_spend:,.2f}" if mean_spend is not None else "n/a",
     }
     out = pd.DataFrame({"Value": list(facts.values())}, index=pd.Index(list(facts), name=None))
     out.columns.name = "Fact"

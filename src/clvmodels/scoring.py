@@ -113,10 +113,8 @@ def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_
     n_repeat = int(purchases.loc[purchases["frequency"] > 0, "weight"].sum())
     share = 1.0
     if n_repeat > max_spend_rows:
-        buckets = 1_000_000
-        keep = int(np.ceil(max_spend_rows / n_repeat * buckets))
-        share = keep / buckets
-        repeat = repeat.filter((repeat.customer_id.hash() % buckets).abs() < keep)
+        share = np.ceil(max_spend_rows / n_repeat * 1_000_000) / 1_000_000
+        repeat = _hash_keep(repeat, share)
     spend = repeat.group_by(["frequency", "monetary_value"]).aggregate(weight=repeat.count())
     spend_rows = execute(spend.order_by(["frequency", "monetary_value"]))
     return CompressedRFM(purchases, spend_rows[["frequency", "monetary_value", "weight"]],
@@ -134,6 +132,56 @@ class ScoreResult:
     customers: int
     distinct_histories: int
     """Rows the purchase model was evaluated on in this process."""
+
+
+def _hash_keep(table: ir.Table, share: float, salt: str = "") -> ir.Table:
+    """About ``share`` of the customers of ``table``, chosen by the engine's hash of the id."""
+    buckets = 1_000_000
+    keep = int(np.ceil(min(max(share, 0.0), 1.0) * buckets))
+    if keep >= buckets:
+        return table
+    key = table.customer_id.cast("string") + salt if salt else table.customer_id
+    return table.filter((key.hash() % buckets).abs() < keep)
+
+
+def sample_log(transactions: ir.Table, share: float) -> ir.Table:
+    """The log of about ``share`` of the customers (every purchase of each chosen customer),
+    drawn by the engine; validated like its source."""
+    from clvmodels.transactions import _validated
+
+    out = _hash_keep(transactions, share)
+    _validated[id(out)] = out
+    return out
+
+
+def sample_scores(scores: ir.Table, share: float) -> pd.DataFrame:
+    """About ``share`` of the scored customers, in memory, indexed by customer id (sorted)."""
+    return execute(_hash_keep(scores, share, "figures").order_by("customer_id")).set_index("customer_id")
+
+
+def engine_at_risk(scores: ir.Table, *, top: int = 50,
+                   tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
+    """:func:`clvmodels.pipeline.at_risk_customers` computed by the engine."""
+    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & (scores.p_alive > 0))
+    fc = fc.select("customer_id", "tier", "p_alive", "churn_probability", "expected_purchases", "clv",
+                   value_at_risk=(1 - fc.p_alive) * (fc.clv / fc.p_alive))
+    out = execute(fc.order_by([fc.value_at_risk.desc(), fc.clv.desc(), fc.customer_id]).limit(int(top)))
+    return out.set_index("customer_id")
+
+
+def engine_overview(scores: ir.Table, time_unit: str, observation_end: str) -> pd.DataFrame:
+    """:func:`clvmodels.reporting.data_overview` of every scored customer, aggregated by the engine."""
+    from clvmodels.reporting import overview_table
+
+    fc = scores
+    repeat = fc.frequency > 0
+    row = execute(fc.aggregate(
+        n=fc.count(), repeat=repeat.cast("int64").sum(), purchases=fc.frequency.sum(), mean_T=fc["T"].mean(),
+        mean_freq=fc.frequency.cast("float64").mean(),
+        spend=ibis.ifelse(repeat, fc.monetary_value, ibis.null("float64")).mean())).iloc[0]
+    return overview_table(time_unit, observation_end, int(row["n"]), int(row["repeat"]), int(row["purchases"]),
+                          float(row["mean_T"]), float(row["mean_freq"]),
+                          None if pd.isna(row["spend"]) else float(row["spend"]))
 
 
 def _upload(frame: pd.DataFrame, like: ir.Table) -> ir.Table:
@@ -282,19 +330,54 @@ def _write_partitioned(table: ir.Table, path: Path) -> None:
             duckdb_connection().to_parquet(table, str(path), partition_by="tier")
 
 
-def _tier_table(path: Path, *, like: ir.Table, n: int) -> pd.DataFrame:
-    """The tier table of the written forecast, aggregated by the engine that wrote it (the
-    backend of ``like``)."""
-    if backend_name(like) == "pyspark":
+def read_scores(path: str | Path, like: ir.Table | None = None) -> ir.Table:
+    """The forecast written by :func:`score_customers`, as a table of the engine of ``like``
+    (DuckDB when None), with its ``tier`` column."""
+    path = Path(path)
+    if like is not None and backend_name(like) == "pyspark":
         con = like._find_backend()
         name = f"clvmodels_{uuid.uuid4().hex}"
         con._session.read.parquet(str(path)).createOrReplaceTempView(name)
-        fc = con.table(name)
-    else:
-        from clvmodels._engine import duckdb_connection
+        return con.table(name)
+    from clvmodels._engine import duckdb_connection
 
-        with quiet_engine():
-            fc = duckdb_connection().read_parquet(str(path / "**" / "*.parquet"), hive_partitioning=True)
+    with quiet_engine():
+        return duckdb_connection().read_parquet(str(path / "**" / "*.parquet"), hive_partitioning=True)
+
+
+def engine_tier_groups(scores: ir.Table, *, max_simulated: int, seed: int = 0) -> Any:
+    """:class:`clvmodels.tiers.TierGroups` of a scored table (:func:`read_scores`), grouped by
+    the engine: the customers simulated for the process noise are all of them when there are at
+    most ``max_simulated``, else a random sample of about that many (by the engine's hash of the
+    customer id, salted with ``seed``), in customer-id order."""
+    from clvmodels.tiers import TierGroups
+
+    fc = scores
+    valid = (fc.frequency > 0) & (fc.monetary_value > 0)
+    keys = ["tier", "frequency", "recency", "T"]
+    groups = execute(fc.group_by(keys).aggregate(
+        n=fc.count(), n_valid=valid.cast("int64").sum(),
+        sum_m=ibis.ifelse(valid, fc.monetary_value, 0.0).sum()))
+    n = int(groups["n"].sum())
+    sim = fc if n <= max_simulated else _hash_keep(fc, max_simulated / n, f"simulated{seed}")
+    sim_rows = execute(sim.select("customer_id", *keys, "monetary_value").order_by("customer_id"))
+    groups = groups.reset_index(drop=True)
+    groups["group"] = np.arange(len(groups))
+    sim_rows = sim_rows.merge(groups[[*keys, "group"]], on=keys, how="left", sort=False)
+    code = {t: i for i, t in enumerate(TIERS)}
+    g_code = groups["tier"].map(code).to_numpy(np.int64)
+    return TierGroups(
+        groups["frequency"].to_numpy(float), groups["recency"].to_numpy(float), groups["T"].to_numpy(float), g_code,
+        groups["n"].to_numpy(float), groups["n_valid"].to_numpy(float), groups["sum_m"].to_numpy(float),
+        sim_rows["frequency"].to_numpy(float), sim_rows["T"].to_numpy(float), sim_rows["monetary_value"].to_numpy(float),
+        sim_rows["tier"].map(code).to_numpy(np.int64), sim_rows["group"].to_numpy(np.int64),
+        np.bincount(g_code, weights=groups["n"].to_numpy(float), minlength=len(TIERS)))
+
+
+def _tier_table(path: Path, *, like: ir.Table, n: int) -> pd.DataFrame:
+    """The tier table of the written forecast, aggregated by the engine that wrote it (the
+    backend of ``like``)."""
+    fc = read_scores(path, like)
     sums = dict(
         customers=fc.count(), total_clv=fc.clv.sum(), expected_purchases=fc.expected_purchases.sum(),
         expected_revenue=fc.expected_revenue.sum(), churn=fc.churn_probability.sum(),

@@ -9,6 +9,7 @@ special treatment; Lead cost more than they bring.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -172,6 +173,65 @@ def tier_summary(
 SIMULATED_CUSTOMERS = 200_000
 
 
+@dataclass
+class TierGroups:
+    """Customers grouped by ``(frequency, recency, T, tier)``: all that tier totals and their
+    intervals need (counts, and for spend the number of buyers and the sum of their mean
+    spends), plus the customers whose purchases are simulated for the process noise. Built from
+    an in-memory table (:func:`tier_groups`) or by the engine
+    (:func:`clvmodels.scoring.engine_tier_groups`)."""
+
+    x: np.ndarray
+    tx: np.ndarray
+    T: np.ndarray
+    code: np.ndarray
+    n: np.ndarray
+    n_valid: np.ndarray
+    sum_m: np.ndarray
+    sim_x: np.ndarray
+    sim_T: np.ndarray
+    sim_m: np.ndarray
+    sim_code: np.ndarray
+    sim_group: np.ndarray
+    """Group of each simulated customer."""
+    n_tier: np.ndarray
+    """Customers per tier (all of them, not only the simulated)."""
+
+    @property
+    def customers(self) -> int:
+        return int(self.n_tier.sum())
+
+    def spend_sums(self, p: float, q: float, v: float) -> np.ndarray:
+        return _group_spend(p, q, v, self.n, self.n_valid, self.x, self.sum_m)
+
+
+def tier_groups(rfm: pd.DataFrame, tiers: pd.Series, *, max_simulated: int = SIMULATED_CUSTOMERS,
+                rng: np.random.Generator | None = None) -> TierGroups:
+    """:class:`TierGroups` of an in-memory RFM table and its tiers (simulated: everyone, or a
+    random ``max_simulated`` of them drawn with ``rng``; nobody when it is 0)."""
+    from clvmodels._compress import compress
+    from clvmodels.forecast import _rfm_arrays
+
+    if not tiers.index.equals(rfm.index):
+        raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
+    x, tx, T, m = _rfm_arrays(rfm)
+    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy().astype(np.int64)
+    n = len(x)
+    groups = compress(x, tx, T, codes)
+    gx, gtx, gT, gcode = groups.columns
+    valid = (x > 0) & (m > 0)
+    g_valid = np.bincount(groups.inverse, weights=valid.astype(float), minlength=len(groups.weights))
+    g_sum_m = np.bincount(groups.inverse, weights=np.where(valid, m, 0.0), minlength=len(groups.weights))
+    if max_simulated == 0:
+        sim = np.arange(0)
+    elif n <= max_simulated:
+        sim = np.arange(n)
+    else:
+        sim = np.sort((rng or np.random.default_rng(0)).choice(n, size=max_simulated, replace=False))
+    return TierGroups(gx, gtx, gT, gcode, groups.weights, g_valid, g_sum_m, x[sim], T[sim], m[sim], codes[sim],
+                      groups.inverse[sim], np.bincount(codes, minlength=len(TIERS)).astype(float))
+
+
 def tier_intervals(
     transaction_model: Any,
     spend_model: Any,
@@ -218,71 +278,62 @@ def tier_intervals(
         Index Platinum..Lead and Total; ``expected_purchases_lower/upper``,
         ``expected_revenue_lower/upper``, ``total_clv_lower/upper``.
     """
-    from clvmodels._compress import compress
     from clvmodels.forecast import (
-        DELTA_METHOD_ABOVE,
         _check_models,
-        _group_terms,
-        _rfm_arrays,
         _settings,
     )
 
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
+    max_simulated = check_number("max_simulated", max_simulated, minimum=100, integer=True)
+    rng = np.random.default_rng(seed)
+    groups = tier_groups(rfm, tiers, max_simulated=max_simulated, rng=rng)
+    return grouped_tier_intervals(transaction_model, spend_model, groups, s, level=level, n_draws=n_draws,
+                                  seed=seed, rng=rng)
+
+
+def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGroups, s: Any, *,
+                           level: float = 0.90, n_draws: int = 200, seed: int | None = 0,
+                           rng: np.random.Generator | None = None) -> pd.DataFrame:
+    """:func:`tier_intervals` from :class:`TierGroups` and forecast settings (``s``)."""
+    from clvmodels._compress import compress
+    from clvmodels.forecast import DELTA_METHOD_ABOVE, _group_terms
+
     level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
-    max_simulated = check_number("max_simulated", max_simulated, minimum=100, integer=True)
-    if not tiers.index.equals(rfm.index):
-        raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
-    x, tx, T, m = _rfm_arrays(rfm)
-    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy().astype(np.int64)
+    rng = rng or np.random.default_rng(seed)
     k = len(TIERS)
-    n = len(x)
-    rng = np.random.default_rng(seed)
+    n = g.customers
     tm_draws = transaction_model.sample_params(n_draws, seed=seed)
     sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
-
-    # groups of customers with one history and tier; spend enters through counts and sums
-    groups = compress(x, tx, T, codes)
-    gx, gtx, gT, gcode = groups.columns
-    inv = groups.inverse
-    valid = (x > 0) & (m > 0)
-    g_n = groups.weights
-    g_valid = np.bincount(inv, weights=valid.astype(float), minlength=len(g_n))
-    g_sum_m = np.bincount(inv, weights=np.where(valid, m, 0.0), minlength=len(g_n))
-    pairs = compress(gx.astype(np.int64), gT)
-
-    # the simulated customers: everyone, or a random subsample
-    sim = np.arange(n) if n <= max_simulated else np.sort(rng.choice(n, size=max_simulated, replace=False))
-    sx, sT, s_m, scode = x[sim], T[sim], m[sim], codes[sim]
-    s_buyers = valid[sim]
-    n_tier = np.bincount(codes, minlength=k).astype(float)
-    n_sim_tier = np.bincount(scode, minlength=k).astype(float)
-    scale = np.sqrt(np.divide(n_tier, n_sim_tier, out=np.zeros(k), where=n_sim_tier > 0))
+    pairs = compress(g.x.astype(np.int64), g.T)
+    s_buyers = (g.sim_x > 0) & (g.sim_m > 0)
+    n_sim_tier = np.bincount(g.sim_code, minlength=k).astype(float)
+    scale = np.sqrt(np.divide(g.n_tier, n_sim_tier, out=np.zeros(k), where=n_sim_tier > 0))
 
     purchases = np.zeros((n_draws, k + 1))
     revenue = np.zeros((n_draws, k + 1))
     clv = np.zeros((n_draws, k + 1))
     if n > DELTA_METHOD_ABOVE:
-        _delta_tier_draws(transaction_model, spend_model, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m,
-                          pairs, sim, (sx, sT, s_m), s_buyers, scode, scale, k, purchases, revenue, clv)
+        _delta_tier_draws(transaction_model, spend_model, s, rng, tm_draws, sm_draws, g, pairs, s_buyers, scale, k,
+                          purchases, revenue, clv)
     for i in range(n_draws if n <= DELTA_METHOD_ABOVE else 0):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
         tm = type(transaction_model).from_params(tm_draws.iloc[i])
         # exact expected totals per group
-        e_purch, e_disc, e_cost, p_alive = _group_terms(tm, s, gx, gtx, gT, pairs)
-        spend_sum = _group_spend(p_s, q_s, v_s, g_n, g_valid, gx, g_sum_m)
-        exp_purch = np.bincount(gcode, weights=g_n * e_purch, minlength=k)
-        exp_rev = np.bincount(gcode, weights=e_purch * spend_sum, minlength=k)
-        clv[i, :k] = np.bincount(gcode, weights=s.margin * e_disc * spend_sum - s.cost_to_serve * g_n * e_cost,
+        e_purch, e_disc, e_cost, p_alive = _group_terms(tm, s, g.x, g.tx, g.T, pairs)
+        spend_sum = g.spend_sums(p_s, q_s, v_s)
+        exp_purch = np.bincount(g.code, weights=g.n * e_purch, minlength=k)
+        exp_rev = np.bincount(g.code, weights=e_purch * spend_sum, minlength=k)
+        clv[i, :k] = np.bincount(g.code, weights=s.margin * e_disc * spend_sum - s.cost_to_serve * g.n * e_cost,
                                  minlength=k)
         # process noise from the simulated customers (their expectations come from their groups)
-        sg = inv[sim]
-        s_spend = conditional_spend(p_s, q_s, v_s, sx, s_m)
+        sg = g.sim_group
+        s_spend = conditional_spend(p_s, q_s, v_s, g.sim_x, g.sim_m)
         s_exp = e_purch[sg]
-        dev_purch, dev_rev = _simulated_deviations(rng, tm, s.horizon, p_alive[sg], sx, sT, s_m, s_buyers,
-                                                   (p_s, q_s, v_s), s_exp, s_spend, scode, k)
+        dev_purch, dev_rev = _simulated_deviations(rng, tm, s.horizon, p_alive[sg], g.sim_x, g.sim_T, g.sim_m,
+                                                   s_buyers, (p_s, q_s, v_s), s_exp, s_spend, g.sim_code, k)
         purchases[i, :k] = exp_purch + scale * dev_purch
         revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
@@ -294,7 +345,7 @@ def tier_intervals(
         q = np.quantile(arr2, [lo, hi], axis=0)
         out[f"{name}_lower"] = q[0]
         out[f"{name}_upper"] = q[1]
-    out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(sim)})
+    out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(g.sim_x)})
     return out
 
 
@@ -321,15 +372,15 @@ def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_para
             np.bincount(codes, weights=rev - expected * spend, minlength=k))
 
 
-def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid, g_sum_m, pairs, sim, simulated,
-                      s_buyers, scode, scale, k, purchases, revenue, clv) -> None:
+def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, g: TierGroups, pairs, s_buyers, scale, k,
+                      purchases, revenue, clv) -> None:
     """Fill the per-draw tier totals by the delta method (see :func:`tier_intervals`)."""
     from clvmodels.forecast import _log_jacobian, _purchase_jacobian
 
-    gx, gtx, gT, gcode = groups.columns
-    base, jac = _purchase_jacobian(tm0, s, gx, gtx, gT, pairs)  # (4, G), (4, 4, G)
+    gcode, g_n = g.code, g.n
+    base, jac = _purchase_jacobian(tm0, s, g.x, g.tx, g.T, pairs)  # (4, G), (4, 4, G)
     p, q, v = sm0._p()
-    ss, d_ss = _log_jacobian(lambda p, q, v: _group_spend(p, q, v, g_n, g_valid, gx, g_sum_m), (p, q, v))
+    ss, d_ss = _log_jacobian(g.spend_sums, (p, q, v))
 
     def by_tier(w):
         return np.bincount(gcode, weights=w, minlength=k)
@@ -347,8 +398,8 @@ def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, groups, g_n, g_valid
     d_tm = np.log(tm_draws.to_numpy()) - np.log(tm0.params_.to_numpy())   # (draws, 4)
     d_sm = np.log(sm_draws.to_numpy()) - np.log(sm0.params_.to_numpy())   # (draws, 3)
     # purchases simulated at the estimates, for the simulated customers
-    gi = groups.inverse[sim]
-    sx, sT, s_m = simulated
+    gi = g.sim_group
+    sx, sT, s_m, scode = g.sim_x, g.sim_T, g.sim_m, g.sim_code
     s_exp = base[0][gi]
     p_alive = base[3][gi]
     s_spend = conditional_spend(p, q, v, sx, s_m)
@@ -385,30 +436,30 @@ def retention_what_if(
         Per tier and in total: ``clv``, ``clv_what_if``, ``change``, ``change_pct``,
         ``expected_purchases``, ``expected_purchases_what_if``.
     """
-    from clvmodels._compress import compress
-    from clvmodels.forecast import _check_models, _group_terms, _rfm_arrays, _settings
+    from clvmodels.forecast import _check_models, _settings
 
     f = check_number("dropout_reduction", dropout_reduction, minimum=0.0, maximum=1.0, max_inclusive=False)
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
-    if not tiers.index.equals(rfm.index):
-        raise DataValidationError("tiers must be indexed like rfm (one tier per customer).")
     transaction_model._check_unit(rfm)
-    x, tx, T, m = _rfm_arrays(rfm)
-    codes = tiers.astype(TIER_DTYPE).cat.codes.to_numpy().astype(np.int64)
+    return grouped_what_if(transaction_model, spend_model, tier_groups(rfm, tiers, max_simulated=0), s, f)
+
+
+def grouped_what_if(transaction_model: Any, spend_model: Any, g: TierGroups, s: Any, f: float) -> pd.DataFrame:
+    """:func:`retention_what_if` from :class:`TierGroups` and forecast settings (``s``)."""
+    from clvmodels._compress import compress
+    from clvmodels.forecast import _group_terms
+
     # customers with one history and tier share every purchase term; spend enters as a sum
-    groups = compress(x, tx, T, codes)
-    gx, gtx, gT, gcode = groups.columns
-    g_n = groups.weights
-    g_spend = np.bincount(groups.inverse, weights=spend_model._expected(x, m), minlength=len(g_n))
-    pairs = compress(gx.astype(np.int64), gT)
+    g_spend = g.spend_sums(*spend_model._p())
+    pairs = compress(g.x.astype(np.int64), g.T)
     k = len(TIERS)
     columns = {}
     for label, scale in (("", 1.0), ("_what_if", 1.0 - f)):
-        terms = _group_terms(transaction_model, s, gx, gtx, gT, pairs, dropout_scale=scale)
+        terms = _group_terms(transaction_model, s, g.x, g.tx, g.T, pairs, dropout_scale=scale)
         columns[f"clv{label}"] = np.bincount(
-            gcode, weights=s.margin * terms[1] * g_spend - s.cost_to_serve * g_n * terms[2], minlength=k)
-        columns[f"expected_purchases{label}"] = np.bincount(gcode, weights=g_n * terms[0], minlength=k)
+            g.code, weights=s.margin * terms[1] * g_spend - s.cost_to_serve * g.n * terms[2], minlength=k)
+        columns[f"expected_purchases{label}"] = np.bincount(g.code, weights=g.n * terms[0], minlength=k)
     out = pd.DataFrame(columns, index=pd.Index(list(TIERS), name="tier"))[
         ["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"]]
     out.loc["Total"] = out.sum()

@@ -18,6 +18,8 @@ only these, so every purchase model slots in beside BG/NBD.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -139,15 +141,20 @@ class PurchaseModel(BaseModel):
         out = self._new_customer_alive() * self._expected_if_alive(tt, zero, zero)
         return float(out) if np.ndim(t) == 0 else out
 
-    def expected_customers_by_frequency(self, rfm: pd.DataFrame, max_frequency: int = 7) -> pd.DataFrame:
+    def expected_customers_by_frequency(self, rfm: pd.DataFrame, max_frequency: int = 7,
+                                        weights: Any = None) -> pd.DataFrame:
         """Observed vs expected number of customers by number of repeat purchases.
 
         Expected counts sum ``P(X(T_i) = x)`` over customers with each customer's own ``T``
         (the paper's Figure 2 for the calibration period); the last bin is ``max_frequency+``.
+        ``weights``: customers per row, for compressed rows (:func:`clvmodels.scoring.compressed_rfm`).
         """
         self._check_fitted()
         check_rfm(rfm)
-        Ts, counts = np.unique(rfm["T"].to_numpy(float), return_counts=True)
+        w = self._fit_weights(weights, len(rfm))
+        w = np.ones(len(rfm)) if w is None else w
+        Ts, inverse = np.unique(rfm["T"].to_numpy(float), return_inverse=True)
+        counts = np.bincount(inverse, weights=w, minlength=len(Ts))
         ks = np.arange(max_frequency)
         expected = np.zeros(max_frequency + 1)
         for Tv, cnt in zip(Ts, counts, strict=True):
@@ -155,7 +162,7 @@ class PurchaseModel(BaseModel):
             expected[:max_frequency] += cnt * probs
             expected[max_frequency] += cnt * (1 - probs.sum())
         freq = rfm["frequency"].to_numpy()
-        observed = np.array([(freq == k).sum() for k in ks] + [(freq >= max_frequency).sum()], float)
+        observed = np.array([w[freq == k].sum() for k in ks] + [w[freq >= max_frequency].sum()], float)
         labels = [str(k) for k in ks] + [f"{max_frequency}+"]
         return pd.DataFrame({"observed": observed, "expected": expected},
                             index=pd.Index(labels, name="repeat_purchases"))
