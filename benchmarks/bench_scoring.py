@@ -57,6 +57,15 @@ _report(time.perf_counter() - t0, {"customers": res.customers, "histories": res.
 """
 
 
+def _attempt(code: str) -> dict:
+    """One contender's result, or why it failed (e.g. killed for lack of memory)."""
+    try:
+        return run_child(code)
+    except RuntimeError as exc:
+        lines = [ln for ln in str(exc).splitlines()[1:] if ln.strip()]
+        return {"failed": (lines[-1] if lines else "no output")[:80]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--transactions", type=float, nargs="+", default=[1e7, 3e7, 1e8])
@@ -67,14 +76,21 @@ def main() -> None:
     for n in (int(v) for v in args.transactions):
         folder = make_log(n)
         prelude = f"FOLDER = {str(folder)!r}\nLIMIT = {args.duckdb_memory!r}\n"
-        mem = run_child(prelude + IN_MEMORY)
-        duck = run_child(prelude + "ENGINE = 'duckdb'\n" + ENGINE)
-        spark = run_child(prelude + "ENGINE = 'spark'\n" + ENGINE) if n in {int(v) for v in args.spark} else None
+        mem = _attempt(prelude + IN_MEMORY)
+        duck = _attempt(prelude + "ENGINE = 'duckdb'\n" + ENGINE)
+        spark = _attempt(prelude + "ENGINE = 'spark'\n" + ENGINE) if n in {int(v) for v in args.spark} else None
         rows.append((n, mem, duck, spark))
         print(n, json.dumps(mem), json.dumps(duck), json.dumps(spark), flush=True)
 
     def cell(r: dict | None) -> str:
-        return "not run | not run" if r is None else f"{r['seconds']:.0f} | {r['peak_mb'] / 1024:.2f}"
+        if r is None:
+            return "not run | not run"
+        if "failed" in r:
+            return f"failed ({r['failed']}) | -"
+        return f"{r['seconds']:.0f} | {r['peak_mb'] / 1024:.2f}"
+
+    def ratio(duck: dict, mem: dict) -> str:
+        return "-" if "failed" in duck or "failed" in mem else f"{duck['peak_mb'] / mem['peak_mb']:.2f}"
 
     lines = [
         "### Scoring every customer: in memory vs inside the engine (`benchmarks/bench_scoring.py`)",
@@ -88,8 +104,9 @@ def main() -> None:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for n, mem, duck, spark in rows:
-        lines.append(f"| {n:,} | {duck['customers']:,} | {duck['histories']:,} | {cell(mem)} | {cell(duck)} | "
-                     f"{cell(spark)} | {duck['peak_mb'] / mem['peak_mb']:.2f} |")
+        known = duck if "failed" not in duck else mem
+        lines.append(f"| {n:,} | {known.get('customers', 0):,} | {duck.get('histories', 0):,} | {cell(mem)} | "
+                     f"{cell(duck)} | {cell(spark)} | {ratio(duck, mem)} |")
     table = "\n".join(lines)
     write_section("scoring", table)
     print(table)

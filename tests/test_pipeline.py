@@ -68,4 +68,63 @@ def test_backtest_on_a_customer_sample(log, monkeypatch):
     a = pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10}), log)
     assert len(a.rfm) == 2357 and a.model.n_customers_ == 2357  # the final fit sees everyone
     assert a.selection.calibration_model.n_customers_ <= 1000
-    assert any("random sample of 1,000 of 2,357 customers" in n for n in a.scorecard.info["notes"])
+    assert any("random sample of about 1,000 of 2,357 customers" in n for n in a.scorecard.info["notes"])
+
+
+def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
+    """scoring="engine" (customer table left in DuckDB) gives the report's numbers of the
+    in-memory path: tier table with intervals, what-if, at-risk list, overview, frequency fit."""
+    log = clvmodels.load_transactions(cdnow_master[["customer_id", "date", "amount"]])
+    runs = {}
+    for mode in ("memory", "engine"):
+        cfg = reporting.validate_parameters({"scoring": mode, "n_draws": 30, "cost_to_serve": 0.02,
+                                             "output_dir": str(tmp_path / mode)})
+        runs[mode] = pipeline.run_analysis(cfg, log)
+    mem, eng = runs["memory"], runs["engine"]
+    assert eng.scoring == "engine" and eng.customers == len(mem.rfm) == 23570
+    assert eng.model_name == mem.model_name
+    pd.testing.assert_frame_equal(eng.tier_table[mem.tier_table.columns], mem.tier_table, rtol=1e-6,
+                                  check_dtype=False)
+    pd.testing.assert_frame_equal(eng.what_if, mem.what_if, rtol=1e-6)
+    pd.testing.assert_frame_equal(eng.at_risk, mem.at_risk, rtol=1e-6, check_dtype=False)
+    pd.testing.assert_frame_equal(eng.overview, mem.overview)
+    pd.testing.assert_frame_equal(eng.frequency_fit, mem.frequency_fit, rtol=1e-9)
+    assert eng.max_T == mem.max_T
+    written = pd.read_parquet(tmp_path / "engine" / "forecast.parquet").set_index("customer_id").sort_index()
+    np.testing.assert_allclose(written["clv"].to_numpy(), mem.forecast["clv"].to_numpy(), rtol=1e-6)
+    assert (written["tier"].astype(str) == mem.tiers.astype(str)).all()
+    assert not (tmp_path / "engine" / "forecast.csv").exists()
+    assert "scored inside DuckDB" in reporting.scoring_note(eng) and reporting.scoring_note(mem) == ""
+    assert (tmp_path / "engine" / "tier_table.csv").exists() and (tmp_path / "engine" / "purchase_model.json").exists()
+
+
+def test_engine_scoring_samples_for_figures_and_cleans_up(cdnow_master, monkeypatch):
+    import gc
+    import tempfile
+    from pathlib import Path
+
+    def scratch_dirs() -> set:
+        return set(Path(tempfile.gettempdir()).glob("clvmodels-scores-*"))
+
+    before = scratch_dirs()
+    monkeypatch.setattr(pipeline, "SAMPLE_CUSTOMERS", 2000)
+    monkeypatch.setattr(pipeline, "BACKTEST_CUSTOMERS", 5000)
+    log = clvmodels.load_transactions(cdnow_master[["customer_id", "date", "amount"]])
+    a = pipeline.run_analysis(reporting.validate_parameters({"scoring": "engine", "n_draws": 10}), log)
+    assert 1000 < len(a.rfm) < 4000 and a.customers == 23570  # a sample for figures, totals of all
+    assert a.tier_table.loc["Total", "customers"] == 23570
+    assert any("random sample of about 5,000 of 23,570" in n for n in a.scorecard.info["notes"])
+    assert a.selection.calibration_model.n_customers_ < 10000
+    assert len(scratch_dirs() - before) == 1  # no output_dir: the scores live in a scratch folder ...
+    del a
+    gc.collect()
+    assert scratch_dirs() - before == set()  # ... removed with the analysis
+
+
+def test_scoring_auto_uses_the_engine_above_the_threshold(log, monkeypatch):
+    monkeypatch.setattr(pipeline, "ENGINE_SCORING_ABOVE", 1000)
+    a = pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10, "calibration_end": "none"}), log)
+    assert a.scoring == "engine"
+    monkeypatch.setattr(pipeline, "ENGINE_SCORING_ABOVE", 10_000)
+    assert pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10, "calibration_end": "none"}),
+                                 log).scoring == "memory"

@@ -16,6 +16,7 @@ import pytest
 
 import clvmodels
 from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.forecast import FORECAST_COLUMNS
 from clvmodels.reporting import ReportConfig, load_report_transactions, validate_parameters
 from clvmodels.transactions import java_date_pattern
 
@@ -177,8 +178,9 @@ def test_java_patterns():
 
 
 def test_cli_report_on_spark(master_parquet, tmp_path):
-    """The command line: --engine spark reads the Parquet file with Spark and publishes a report
-    whose forecast equals the DuckDB run's."""
+    """The command line: --engine spark reads the Parquet file with Spark, keeps the customer
+    table there (scoring "auto" on Spark) and publishes a report whose forecast and tier table
+    equal the DuckDB run's (customer table in memory)."""
     outs = {}
     for engine in ("spark", "duckdb"):
         cmd = [sys.executable, "-m", "clvmodels.cli", "report", "--input", str(master_parquet), "--engine", engine,
@@ -187,13 +189,18 @@ def test_cli_report_on_spark(master_parquet, tmp_path):
             cmd += ["--spark-master", "local[2]", "--spark-conf", "spark.sql.shuffle.partitions=4"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        folder = next((tmp_path / engine).iterdir())
-        outs[engine] = pd.read_parquet(folder / "forecast.parquet").set_index("customer_id")
         assert "Traceback" not in done.stderr
-    html = (next((tmp_path / "spark").iterdir()) / "report.html").read_text()
-    assert "(on Spark)" in html
-    _same(outs["spark"].drop(columns="tier"), outs["duckdb"].drop(columns="tier"), rtol=1e-6)
-    assert (outs["spark"]["tier"].astype(str) == outs["duckdb"]["tier"].astype(str)).all()
+        folder = next((tmp_path / engine).iterdir())
+        outs[engine] = (pd.read_parquet(folder / "forecast.parquet").set_index("customer_id").sort_index(),
+                        pd.read_csv(folder / "tier_table.csv", index_col="tier"), folder)
+    (f_s, t_s, folder_s), (f_d, t_d, _) = outs["spark"], outs["duckdb"]
+    html = (folder_s / "report.html").read_text()
+    assert "(on Spark)" in html and "scored inside Spark" in html
+    assert not (folder_s / "forecast.csv").exists()  # the engine wrote the forecast, as Parquet only
+    columns = list(FORECAST_COLUMNS)
+    _same(f_s[columns], f_d[columns], rtol=1e-6)
+    assert (f_s["tier"].astype(str) == f_d["tier"].astype(str)).all()
+    _same(t_s, t_d[t_s.columns], rtol=1e-6)
 
 
 def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path):

@@ -162,7 +162,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)
     if backtest_log is not log:
         scorecard.info["notes"].append(
-            f"The backtest used a random sample of {len(cal):,} of {customers:,} customers.")
+            f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.model_class
