@@ -569,10 +569,11 @@ def scoring_note(analysis: Any) -> str:
     if getattr(analysis, "scoring", "memory") != "engine":
         return ""
     where = "Spark" if analysis.config.engine == "spark" else "DuckDB"
+    shown = (f"figures of individual customers show a random sample of {len(analysis.rfm):,}"
+             if len(analysis.rfm) < analysis.customers else "figures of individual customers show all of them")
     return (f"The {analysis.customers:,} customers were scored inside {where} (the customer table never came "
-            f"into this process): the tables above and below cover everyone; figures of individual customers "
-            f"show a random sample of {len(analysis.rfm):,}. The per-customer forecast is in "
-            "`forecast.parquet/` beside this report, without per-customer intervals.")
+            f"into this process): the tables above and below cover everyone; {shown}. The per-customer "
+            "forecast is in `forecast.parquet/` beside this report, without per-customer intervals.")
 
 
 def overview_table(time_unit: str, observation_end: str, customers: int, repeat_buyers: int,

@@ -116,8 +116,10 @@ def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_
         share = np.ceil(max_spend_rows / n_repeat * 1_000_000) / 1_000_000
         repeat = _hash_keep(repeat, share)
     spend = repeat.group_by(["frequency", "monetary_value"]).aggregate(weight=repeat.count())
-    spend_rows = execute(spend.order_by(["frequency", "monetary_value"]))
-    return CompressedRFM(purchases, spend_rows[["frequency", "monetary_value", "weight"]],
+    spend_rows = execute(spend.order_by(["frequency", "monetary_value"]))[["frequency", "monetary_value", "weight"]]
+    for table in (purchases, spend_rows):
+        table.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
+    return CompressedRFM(purchases, spend_rows,
                          int(purchases["weight"].sum()), unit, str(end.date()), share)
 
 
