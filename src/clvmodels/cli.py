@@ -68,8 +68,8 @@ def score(args: argparse.Namespace) -> Any:
         folder = Path(args.models)
         models = (load_model(folder / "purchase_model.json"), load_model(folder / "gamma_gamma.json"))
         if (folder / "parameters.json").exists():
-            report = json.loads((folder / "parameters.json").read_text())
-            settings.update({k: report[k] for k in settings if k in report})
+            saved = json.loads((folder / "parameters.json").read_text())
+            settings.update({k: saved[k] for k in settings if k in saved})
     for name in ("horizon", "discount_rate", "margin", "cost_to_serve", "time_unit"):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
@@ -178,45 +178,45 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--observation-end", help="last day of data used (default: the last purchase)")
     args = parser.parse_args(argv)
     if args.command == "score":
-        try:
-            folder = score(args)
-        except ClvModelsError as exc:
-            print(f"clvmodels: error: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("clvmodels: interrupted; nothing was published.", file=sys.stderr)
-            return 130
-        print(folder)
-        return 0
+        return _guarded(lambda: score(args), "nothing was published")
+    return _guarded(lambda: report(args) / "report.html", "no report was published")
 
+
+def _guarded(action: Any, unpublished: str) -> int:
+    """Run a command: print what it made; errors as one line (exit 1), Ctrl-C as exit 130."""
     try:
-        from clvmodels.reporting import run_report, template_parameters
-
-        params: dict[str, Any] = {}
-        for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
-                           ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
-                           ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
-                           ("table", "input_table"), ("spark_master", "spark_master")):
-            value = getattr(args, flag)
-            if value is not None:
-                params[name] = value
-        if args.spark_conf:
-            params["spark_conf"] = parse_settings(args.spark_conf)
-        if args.parameter:
-            defaults = template_parameters(args.template)
-            for name, text in args.parameter:
-                if name not in defaults:
-                    raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
-                params[name] = parse_parameter(name, text, defaults[name])
-        folder = run_report(args.template, params, args.output, progress=not args.no_progress)
+        made = action()
     except ClvModelsError as exc:
         print(f"clvmodels: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("clvmodels: interrupted; no report was published.", file=sys.stderr)
+        print(f"clvmodels: interrupted; {unpublished}.", file=sys.stderr)
         return 130
-    print(folder / "report.html")
+    print(made)
     return 0
+
+
+def report(args: argparse.Namespace) -> Any:
+    """The ``report`` command: parameters from the flags, then :func:`clvmodels.reporting.run_report`."""
+    from clvmodels.reporting import run_report, template_parameters
+
+    params: dict[str, Any] = {}
+    for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
+                       ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
+                       ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
+                       ("table", "input_table"), ("spark_master", "spark_master")):
+        value = getattr(args, flag)
+        if value is not None:
+            params[name] = value
+    if args.spark_conf:
+        params["spark_conf"] = parse_settings(args.spark_conf)
+    if args.parameter:
+        defaults = template_parameters(args.template)
+        for name, text in args.parameter:
+            if name not in defaults:
+                raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
+            params[name] = parse_parameter(name, text, defaults[name])
+    return run_report(args.template, params, args.output, progress=not args.no_progress)
 
 
 if __name__ == "__main__":

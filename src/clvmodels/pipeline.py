@@ -236,6 +236,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
                         tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
                         customers=n, overview=overview, frequency_fit=freq_fit,
                         max_T=float(stats.purchases["T"].max()))
+    scoring.release()  # the engine's customer table: the scores are written, it is not needed again
     lap("sample for the figures")
     if scratch is not None:
         weakref.finalize(analysis, shutil.rmtree, scratch, True)

@@ -37,7 +37,7 @@ from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
 from clvmodels.tiers import TIERS, _check_shares
 from clvmodels.transactions import load_transactions
 
-__all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers", "MAX_SPEND_ROWS"]
+__all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers", "MAX_SPEND_ROWS", "release"]
 
 #: repeat buyers whose (frequency, monetary value) the driver receives at most: mean spend is a
 #: continuous number, so these rows hardly compress; above this many, a random sample of
@@ -67,16 +67,63 @@ class CompressedRFM:
         return purchase_model, spend_model
 
 
+# the last customer table materialised in an engine: (weak reference to its log, observation end,
+# the table, how to drop it); fitting and scoring one log read it several times
+_materialised: list[Any] = []
+
+
 def _customers(transactions: Any, time_unit: Any, observation_end: Any, columns: dict[str, str] | None,
                engine: str) -> tuple[ir.Table, str, pd.Timestamp]:
+    """The per-customer table of a log (whole days), materialised in the log's engine once and
+    reused by the next calls on the same log and observation end (one aggregation of the log
+    instead of one per query)."""
+    import weakref
+
     unit = check_time_unit(time_unit)
     t = load_transactions(transactions, engine=engine, **(columns or {}))
-    if observation_end is None or observation_end == "":
-        end = _max_date(t)
-    else:
-        end = check_timestamp("observation_end", observation_end)
-        t = t.filter(t.date <= _date_literal(end))
-    return _per_customer_days(t, end), unit, end
+    end = _max_date(t) if observation_end is None or observation_end == "" else check_timestamp(
+        "observation_end", observation_end)
+    if _materialised and _materialised[0][0]() is t and _materialised[0][1] == end:
+        return _materialised[0][2], unit, end
+    release()
+    per = _per_customer_days(t.filter(t.date <= _date_literal(end)), end)
+    table, drop = _materialise(per)
+    _materialised.append((weakref.ref(t), end, table, drop))
+    return table, unit, end
+
+
+def _materialise(per: ir.Table) -> tuple[ir.Table, Any]:
+    """``per`` computed once and kept by its engine: a temporary DuckDB table (spilled to disk
+    beyond DuckDB's memory limit) or a persisted Spark DataFrame. Returns it and its drop."""
+    name = f"clvmodels_customers_{uuid.uuid4().hex}"
+    with quiet_engine():
+        if backend_name(per) == "pyspark":
+            con = per._find_backend()
+            frame = con._session.sql(con.compile(per))
+            frame.persist()
+            frame.createOrReplaceTempView(name)
+
+            def drop() -> None:
+                frame.unpersist()
+                con._session.catalog.dropTempView(name)
+
+            return con.table(name), drop
+        from clvmodels._engine import duckdb_connection
+
+        con = duckdb_connection()
+        table = con.create_table(name, per, temp=True)
+        return table, lambda: con.drop_table(name, force=True)
+
+
+def release() -> None:
+    """Drop the customer table the engine keeps for the last log fitted or scored here."""
+    while _materialised:
+        *_, drop = _materialised.pop()
+        try:
+            with quiet_engine():
+                drop()
+        except Exception:  # the engine may be gone (Spark stopped); nothing to free then
+            pass
 
 
 def _attach(table: pd.DataFrame, days: float, unit: str) -> pd.DataFrame:
