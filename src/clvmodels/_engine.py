@@ -6,6 +6,7 @@ Parquet and CSV files without loading them into pandas first.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import threading
 import warnings
@@ -24,7 +25,24 @@ def duckdb_connection() -> Any:
     with _lock:
         if _connection is None:
             _connection = ibis.duckdb.connect()
+            # no progress bar: it prints into logs and notebooks, and its thread aborted the
+            # interpreter at exit after long queries ("terminate called without an active exception")
+            _connection.raw_sql("SET enable_progress_bar = false")
+            atexit.register(_close_duckdb)
         return _connection
+
+
+def _close_duckdb() -> None:
+    """Close the embedded DuckDB before the interpreter tears down (its worker threads then stop
+    in order; seen once in a while after long queries: an abort at exit)."""
+    global _connection
+    with _lock:
+        con, _connection = _connection, None
+    if con is not None:
+        try:
+            con.disconnect()
+        except Exception:
+            pass
 
 
 @contextlib.contextmanager
