@@ -30,6 +30,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_model_family.py
 	$(BIN)/python benchmarks/bench_report_scale.py --transactions 1e6 1e7 3e7 1e8 --full-report
+	$(BIN)/python benchmarks/bench_scoring.py --transactions 1e7 3e7 1e8 --spark 1e7
 
 clean:
 	rm -rf $(VENV) build *.egg-info
