@@ -25,9 +25,10 @@ def duckdb_connection() -> Any:
     with _lock:
         if _connection is None:
             _connection = ibis.duckdb.connect()
-            # no progress bar: it prints into logs and notebooks, and its thread aborted the
-            # interpreter at exit after long queries ("terminate called without an active exception")
-            _connection.raw_sql("SET enable_progress_bar = false")
+            # no progress bar: it prints bars into logs and scripts' output. Inside Jupyter without
+            # ipywidgets DuckDB refuses to change the setting (and shows no bar there anyway)
+            with contextlib.suppress(Exception):
+                _connection.raw_sql("SET enable_progress_bar = false")
             atexit.register(_close_duckdb)
         return _connection
 
