@@ -119,7 +119,7 @@ def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> An
             master = master or os.environ.get("SPARK_MASTER", "")
             if master:
                 builder = builder.master(master)
-            elif "spark.master" not in _submitted_conf():
+            elif not _master_given_to_spark_submit():
                 builder = builder.master("local[*]")
             settings = {"spark.ui.showConsoleProgress": "false", **{k: str(v) for k, v in (conf or {}).items()}}
             for key, value in settings.items():
@@ -132,12 +132,28 @@ def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> An
         return _spark_backend
 
 
-def _submitted_conf() -> dict[str, str]:
-    """Settings ``spark-submit`` passed to this Python process (empty when run directly)."""
+def _master_given_to_spark_submit() -> bool:
+    """Whether ``spark-submit --master ...`` started this Python process."""
     import os
 
-    args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
-    return {"spark.master": "given"} if "--master" in args else {}
+    return "--master" in os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+
+
+def spark_view(frame: Any, like: Any = None) -> Any:
+    """A Spark DataFrame as an Ibis table (through a temporary view with a fresh name) of the
+    backend of ``like`` - so the two can be joined - or of :func:`spark_connection`."""
+    import uuid
+
+    name = f"clvmodels_{uuid.uuid4().hex}"
+    frame.createOrReplaceTempView(name)
+    return (spark_connection() if like is None else like._find_backend()).table(name)
+
+
+def spark_frame(expr: Any) -> Any:
+    """The Spark DataFrame of an Ibis expression on the Spark backend (for Spark's own writers
+    and caching)."""
+    con = expr._find_backend()
+    return con._session.sql(con.compile(expr))
 
 
 def backend_name(table: Any) -> str:

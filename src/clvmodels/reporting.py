@@ -238,12 +238,9 @@ def load_report_transactions(cfg: ReportConfig):
 def spark_table(name: str) -> Any:
     """A table of the Spark catalog (``table``, ``db.table`` or ``catalog.db.table``) as an Ibis
     table; :class:`DataValidationError` naming the tables there when it does not exist."""
-    import uuid
+    from clvmodels._engine import spark_connection, spark_view
 
-    from clvmodels._engine import spark_connection
-
-    con = spark_connection()
-    session = con._session
+    session = spark_connection()._session
     if not session.catalog.tableExists(name):
         try:
             known = sorted(t.name for t in session.catalog.listTables())[:20]
@@ -252,9 +249,7 @@ def spark_table(name: str) -> Any:
         raise DataValidationError(
             f"Spark table {name!r} does not exist (current database {session.catalog.currentDatabase()!r}, "
             f"tables there: {known}). Give 'database.table' or a table of that database.")
-    view = f"clvmodels_{uuid.uuid4().hex}"
-    session.table(name).createOrReplaceTempView(view)
-    return con.table(view)
+    return spark_view(session.table(name))
 
 
 #: customers above which the per-customer forecast is written as a Parquet dataset partitioned

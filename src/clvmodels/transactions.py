@@ -27,6 +27,7 @@ __all__ = ["load_transactions", "TRANSACTION_COLUMNS"]
 
 TRANSACTION_COLUMNS = ("customer_id", "date", "amount")
 RefundPolicy = Literal["error", "drop", "net"]
+CSV_SUFFIXES = (".csv", ".csv.gz", ".txt", ".tsv")
 REFUND_POLICIES = ("error", "drop", "net")
 
 # tables produced here; rfm functions skip re-validating them
@@ -119,7 +120,7 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
             raise DataValidationError(
                 f"Transaction log '{source}' is a remote address; read it with engine='spark' "
                 "(command line: --engine spark), whose cluster can reach it, or copy it to this machine.")
-        csv = source.lower().rstrip("/").endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+        csv = source.lower().rstrip("/").endswith(CSV_SUFFIXES)
         try:
             with quiet_engine():
                 return _spark_read(source, not csv, csv_options, date_column)
@@ -133,7 +134,7 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
             )
         suffixes = "".join(path.suffixes[-2:]).lower()
         is_parquet = path.is_dir() or suffixes.endswith((".parquet", ".pq", ".parq"))
-        is_csv = suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+        is_csv = suffixes.endswith(CSV_SUFFIXES)
         if not (is_parquet or is_csv):
             raise DataValidationError(
                 f"Transaction file '{path}' is neither CSV nor Parquet (suffix '{path.suffix}'); "
@@ -176,12 +177,9 @@ def _first_line(exc: BaseException) -> str:
 def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] | None,
                 date_column: str | None) -> ir.Table:
     """A file or folder read by Spark (on the cluster's workers), as an Ibis table."""
-    import uuid
+    from clvmodels._engine import spark_connection, spark_view
 
-    from clvmodels._engine import spark_connection
-
-    con = spark_connection()
-    session = con._session
+    session = spark_connection()._session
     if is_parquet:
         frame = session.read.parquet(str(path))
     else:
@@ -195,29 +193,21 @@ def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] 
                                  for f in frame.schema.fields])
             options.pop("inferSchema")
             frame = session.read.schema(schema).csv(str(path), **options)
-    name = f"clvmodels_{uuid.uuid4().hex}"
-    frame.createOrReplaceTempView(name)
-    return con.table(name)
+    return spark_view(frame)
 
 
 def _spark_from_pandas(df: pd.DataFrame) -> ir.Table:
     """A DataFrame handed to the Spark session (for tests and small logs on a cluster)."""
-    import uuid
+    from clvmodels._engine import spark_connection, spark_view
 
-    from clvmodels._engine import spark_connection
-
-    con = spark_connection()
     arrow = _from_pandas(df).to_pyarrow()  # the same column conversions as for DuckDB
-    frame = con._session.createDataFrame(arrow)
-    name = f"clvmodels_{uuid.uuid4().hex}"
-    frame.createOrReplaceTempView(name)
-    return con.table(name)
+    return spark_view(spark_connection()._session.createDataFrame(arrow))
 
 
 def _is_csv(source: Any) -> bool:
     if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
         return False
-    return "".join(Path(source).suffixes[-2:]).lower().endswith((".csv", ".csv.gz", ".txt", ".tsv"))
+    return "".join(Path(source).suffixes[-2:]).lower().endswith(CSV_SUFFIXES)
 
 
 def _from_pandas(df: pd.DataFrame) -> ir.Table:
