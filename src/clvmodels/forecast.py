@@ -407,9 +407,18 @@ def forecast_intervals(
         return _delta_intervals(transaction_model, spend_model, rfm, s, level, n_draws, groups, x, m, chunk_size)
     order = np.argsort(inv, kind="stable")  # customers sorted by group
     bounds = np.searchsorted(inv[order], np.arange(len(gx) + 1))  # customers of group g: order[bounds[g]:bounds[g+1]]
-    tm_draws = transaction_model.sample_params(n_draws, seed=seed)
-    sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
-    models = [type(transaction_model).from_params(tm_draws.iloc[i]) for i in range(n_draws)]
+    from clvmodels.tiers import _parameter_draws
+
+    tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_draws, seed)
+    models, keep = [], []
+    for i in range(n_draws):
+        try:
+            models.append(type(transaction_model).from_params(tm_draws.iloc[i]))
+            keep.append(i)
+        except ParameterError:  # a draw far out along a poorly identified direction
+            continue
+    sm_draws = sm_draws.iloc[keep]
+    n_draws = len(keep)
     p_s = sm_draws["p"].to_numpy()[:, None]
     q_s = np.maximum(sm_draws["q"].to_numpy(), 1.0 + 1e-6)[:, None]  # q <= 1: mean spend undefined
     v_s = sm_draws["v"].to_numpy()[:, None]
@@ -425,16 +434,20 @@ def forecast_intervals(
         purch = np.empty((n_draws, g1 - g0))
         disc = np.empty_like(purch)
         cost = np.empty_like(purch)
-        for i, tm in enumerate(models):
-            purch[i], disc[i], cost[i], _ = _group_terms(tm, s, cx, ctx, cT, pairs)
-        qp = np.quantile(purch, qs, axis=0)
+        with np.errstate(all="ignore"):
+            for i, tm in enumerate(models):
+                purch[i], disc[i], cost[i], _ = _group_terms(tm, s, cx, ctx, cT, pairs)
+        # draws that cannot be evaluated (non-finite) are left out of the quantiles
+        purch[~np.isfinite(purch)] = np.nan
+        qp = np.nanquantile(purch, qs, axis=0)
         for c0 in range(bounds[g0], bounds[g1], chunk_size):
             cust = order[c0:min(c0 + chunk_size, bounds[g1])]
             local = inv[cust] - g0
             xc, mc = x[cust], m[cust]
             spend = conditional_spend(p_s, q_s, v_s, xc, mc)
             clv = s.margin * disc[:, local] * spend - s.cost_to_serve * cost[:, local]
-            qc = np.quantile(clv, qs, axis=0)
+            clv[~np.isfinite(clv)] = np.nan
+            qc = np.nanquantile(clv, qs, axis=0)
             out["expected_purchases_lower"][cust] = qp[0][local]
             out["expected_purchases_upper"][cust] = qp[1][local]
             out["clv_lower"][cust] = qc[0]
@@ -442,7 +455,7 @@ def forecast_intervals(
         g0 = g1
     result = pd.DataFrame(out, index=rfm.index)
     result.attrs.update(s.as_dict())
-    result.attrs.update({"level": level, "n_draws": n_draws})
+    result.attrs.update({"level": level, "n_draws": n_draws, "parameter_uncertainty": omitted or "included"})
     return result
 
 

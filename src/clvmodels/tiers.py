@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._validation import check_number
-from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
 from clvmodels.models.gamma_gamma import conditional_spend
 
 __all__ = [
@@ -294,7 +294,7 @@ def tier_intervals(
 
 def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGroups, s: Any, *,
                            level: float = 0.90, n_draws: int = 200, seed: int | None = 0,
-                           rng: np.random.Generator | None = None) -> pd.DataFrame:
+                           rng: np.random.Generator | None = None, _fixed_params: bool = False) -> pd.DataFrame:
     """:func:`tier_intervals` from :class:`TierGroups` and forecast settings (``s``)."""
     from clvmodels._compress import compress
     from clvmodels.forecast import DELTA_METHOD_ABOVE, _group_terms
@@ -304,8 +304,7 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
     rng = rng or np.random.default_rng(seed)
     k = len(TIERS)
     n = g.customers
-    tm_draws = transaction_model.sample_params(n_draws, seed=seed)
-    sm_draws = spend_model.sample_params(n_draws, seed=None if seed is None else seed + 1)
+    tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_draws, seed, _fixed_params)
     pairs = compress(g.x.astype(np.int64), g.T)
     s_buyers = (g.sim_x > 0) & (g.sim_m > 0)
     n_sim_tier = np.bincount(g.sim_code, minlength=k).astype(float)
@@ -320,9 +319,18 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
     for i in range(n_draws if n <= DELTA_METHOD_ABOVE else 0):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
-        tm = type(transaction_model).from_params(tm_draws.iloc[i])
-        # exact expected totals per group
-        e_purch, e_disc, e_cost, p_alive = _group_terms(tm, s, g.x, g.tx, g.T, pairs)
+        try:
+            tm = type(transaction_model).from_params(tm_draws.iloc[i])
+        except ParameterError:  # a draw so far out that it is not a number any more
+            purchases[i] = revenue[i] = clv[i] = np.nan
+            continue
+        # exact expected totals per group (a draw far along a poorly identified direction may
+        # not evaluate: it is dropped below)
+        with np.errstate(all="ignore"):
+            e_purch, e_disc, e_cost, p_alive = _group_terms(tm, s, g.x, g.tx, g.T, pairs)
+        if not (np.all(np.isfinite(e_purch)) and np.all(np.isfinite(p_alive))):
+            purchases[i] = revenue[i] = clv[i] = np.nan
+            continue
         spend_sum = g.spend_sums(p_s, q_s, v_s)
         exp_purch = np.bincount(g.code, weights=g.n * e_purch, minlength=k)
         exp_rev = np.bincount(g.code, weights=e_purch * spend_sum, minlength=k)
@@ -338,15 +346,53 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
         revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
         arr2[:, k] = arr2[:, :k].sum(axis=1)
+    valid = np.isfinite(purchases).all(axis=1) & np.isfinite(revenue).all(axis=1) & np.isfinite(clv).all(axis=1)
+    if valid.sum() < max(10, n_draws // 2):
+        if omitted:
+            raise ModelError(
+                "Tier intervals are not finite even at the estimated parameters ("
+                + ", ".join(f"{k_}={v:.4g}" for k_, v in transaction_model.params_.items())
+                + "); the fitted model cannot be evaluated for these customers.")
+        # parameter draws far out along a poorly identified direction cannot be evaluated:
+        # the normal approximation to the estimates' sampling distribution has broken down
+        out = grouped_tier_intervals(transaction_model, spend_model, g, s, level=level, n_draws=n_draws,
+                                     seed=seed, rng=rng, _fixed_params=True)
+        out.attrs["parameter_uncertainty"] = (
+            f"omitted: {int((~valid).sum())} of {n_draws} parameter draws could not be evaluated "
+            "(a poorly identified parameter); the intervals hold the randomness of purchases only")
+        return out
     lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
     index = pd.Index([*TIERS, "Total"], name="tier")
     out = pd.DataFrame(index=index)
     for name, arr2 in (("expected_purchases", purchases), ("expected_revenue", revenue), ("total_clv", clv)):
-        q = np.quantile(arr2, [lo, hi], axis=0)
+        q = np.quantile(arr2[valid], [lo, hi], axis=0)
         out[f"{name}_lower"] = q[0]
         out[f"{name}_upper"] = q[1]
-    out.attrs.update({"level": level, "n_draws": n_draws, "simulated_customers": len(g.sim_x)})
+    out.attrs.update({"level": level, "n_draws": int(valid.sum()), "simulated_customers": len(g.sim_x),
+                      "parameter_uncertainty": omitted or (
+                          "included" if valid.all() else
+                          f"included; {int((~valid).sum())} of {n_draws} parameter draws could not be "
+                          "evaluated and were left out")})
     return out
+
+
+def _parameter_draws(tm: Any, sm: Any, n_draws: int, seed: int | None,
+                     fixed: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Draws of both models' parameters for intervals, and why parameter uncertainty is left
+    out ("" when it is not): a model without a usable covariance (built from parameters, or a
+    singular information matrix) or ``fixed`` gives its estimates in every draw."""
+    why = []
+    out = []
+    for model, offset in ((tm, 0), (sm, 1)):
+        cov = getattr(model, "covariance_log_", None)
+        if fixed or cov is None or not np.all(np.isfinite(cov)):
+            out.append(pd.DataFrame([model.params_.to_numpy()] * n_draws, columns=list(model.params_.index)))
+            if not fixed:
+                why.append(f"{type(model).__name__} has no parameter covariance")
+        else:
+            out.append(model.sample_params(n_draws, seed=None if seed is None else seed + offset))
+    reason = "omitted: " + "; ".join(why) if why else ("omitted" if fixed else "")
+    return out[0], out[1], reason
 
 
 def _group_spend(p, q, v, g_n, g_valid, gx, g_sum_m):

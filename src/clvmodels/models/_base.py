@@ -46,6 +46,21 @@ def subsample_weights(weights: np.ndarray, seed: int = 0) -> np.ndarray | None:
 #: |log parameter| beyond which an estimate has run off to 0 or infinity (e^16 ~ 9e6): the
 #: likelihood is flat in that direction and the data do not identify the parameter
 _RUNAWAY = 16.0
+#: where a pair of parameters that ran off to infinity is placed (e^13.8 ~ 1e6): at the limit
+#: to about one part in a million, and still inside what the formulas evaluate
+_LIMIT_LOG = float(np.log(1e6))
+#: a pair's larger parameter above this (1e4) is described as the limiting model
+_NEAR_LIMIT_LOG = float(np.log(1e4))
+#: the smaller of a runaway pair is moved with the larger (keeping their ratio) only while it
+#: stays this large (e^3.4 = 30): a shape parameter that small is identified on its own
+_SHAPE_LOG = 3.4
+#: a flat ridge: the optimiser stopped for lost precision with the mean gradient below this
+RIDGE_GTOL = 1e-3
+#: largest standard deviation of a log-parameter along a flat direction of the likelihood
+RIDGE_SD_LOG = 3.0
+#: standard error on the log scale above which a parameter is reported as poorly identified
+#: (its 95% interval spans more than a factor of e^(2 x 1.96) ~ 50)
+WEAK_SE_LOG = 1.0
 
 # objective(log_params) -> (value, gradient wrt log_params); value is a mean per customer
 Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -57,6 +72,12 @@ class BaseModel:
     _param_names: ClassVar[tuple[str, ...]] = ()
     _long_name: ClassVar[str] = ""
     _reference: ClassVar[str] = ""
+    #: pairs (shape, scale) of a gamma or beta mixing distribution whose joint run to infinity
+    #: is a legitimate limiting model (no heterogeneity); see :meth:`_describe_limit`
+    _limit_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: shape parameters whose run to zero is a legitimate limit (the mixing distribution piles
+    #: up at zero: e.g. nobody drops out)
+    _vanishing: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, penalizer_coef: float = 0.0, tol: float = 1e-9, max_iter: int = 2000):
         self.penalizer_coef = penalizer_coef
@@ -218,6 +239,12 @@ class BaseModel:
         assert best is not None
         grad_norm = float(np.linalg.norm(safe(best.x)[1]))
         converged = _good(best)
+        ridge = False
+        if not converged and _on_ridge(best, grad_norm):
+            # every strategy stopped for lost precision with a tiny gradient: the likelihood is
+            # flat along some direction (a ridge); the point reached is as good as any on it
+            converged = ridge = True
+            attempts.append(f"accepted on a flat ridge (gradient norm {grad_norm:.2g} < {RIDGE_GTOL:g})")
         if not converged:
             raise ConvergenceError(
                 f"{type(self).__name__} did not converge.\nTried:\n  - "
@@ -230,8 +257,9 @@ class BaseModel:
                 "  3. look for a handful of customers with extreme frequency and fit without them;\n"
                 "  4. refit in the other time unit ('D' vs 'W') so rates are not tiny or huge."
             )
-        theta = best.x
-        runaway = [(n, float(np.exp(t))) for n, t in zip(self._param_names, theta, strict=True) if abs(t) > _RUNAWAY]
+        theta, fixed, limits = self._limit_point(best.x)
+        runaway = [(n, float(np.exp(t))) for i, (n, t) in enumerate(zip(self._param_names, theta, strict=True))
+                   if abs(t) > _RUNAWAY and not fixed[i]]
         if runaway:
             raise ConvergenceError(
                 f"{type(self).__name__}: the data do not identify the model - "
@@ -249,18 +277,84 @@ class BaseModel:
             "iterations": int(best.nit),
             "penalizer_coef": float(self.penalizer_coef),
             "fitted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "flat_ridge": ridge,
+            "limits": limits,
+            "at_limit": [n for n, f in zip(self._param_names, fixed, strict=True) if f],
         }
         # observed information of the total (not mean) objective, by central differences of
-        # the analytic gradient on the log scale
+        # the analytic gradient on the log scale; parameters placed at a limit are held fixed
+        # (no sampling variance: the data only say they are very large)
+        free = ~np.asarray(fixed)
         hess = _numeric_hessian(lambda th: safe(th)[1], theta) * n_customers
         hess = 0.5 * (hess + hess.T)
-        try:
-            cov = np.linalg.inv(hess)
-            if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
-                raise np.linalg.LinAlgError
-        except np.linalg.LinAlgError:
+        cov = np.zeros_like(hess)
+        sub = hess[np.ix_(free, free)]
+        if sub.size and np.all(np.isfinite(sub)):
+            # on a ridge the information has (numerically) zero or slightly negative curvature
+            # along the ridge; its variance is capped at RIDGE_SD_LOG^2 on the log scale, which
+            # is what a weak normal prior on the log-parameters would do, and the parameters
+            # involved are reported by poorly_identified_
+            vals, vecs = np.linalg.eigh(sub)
+            vals = np.maximum(vals, 1.0 / RIDGE_SD_LOG**2)
+            cov[np.ix_(free, free)] = (vecs / vals) @ vecs.T
+        elif sub.size:
             cov = np.full_like(hess, np.nan)
         self.covariance_log_ = cov
+
+    def _limit_point(self, theta: np.ndarray) -> tuple[np.ndarray, list[bool], list[str]]:
+        """Where the fit ran to a limiting model, the point that stands for that limit.
+
+        For each pair of :attr:`_limit_pairs` whose larger log-parameter passed
+        :data:`_RUNAWAY`, both are moved down together (their ratio, the limit's mean, kept) to
+        put the larger at :data:`_LIMIT_LOG`; if the other is small (a shape identified on its
+        own) only the runaway one is placed there. Returns the new log-parameters, which ones
+        sit at a limit, and the limits in words (also for pairs merely near one).
+        """
+        theta = np.array(theta, float)
+        names = list(self._param_names)
+        fixed = [False] * len(names)
+        words: list[str] = []
+        for first, second in self._limit_pairs:
+            i, j = names.index(first), names.index(second)
+            big = max(theta[i], theta[j])
+            if big > _RUNAWAY:
+                other = min(theta[i], theta[j])
+                shift = big - _LIMIT_LOG
+                if other - shift >= _SHAPE_LOG:
+                    theta[i] -= shift
+                    theta[j] -= shift
+                    fixed[i] = fixed[j] = True
+                else:
+                    k = i if theta[i] >= theta[j] else j
+                    theta[k] = _LIMIT_LOG
+                    fixed[k] = True
+            if first in self._vanishing and theta[i] < -_RUNAWAY:
+                # the mixing distribution piles up at zero; its scale no longer matters
+                theta[i] = -_LIMIT_LOG
+                fixed[i] = fixed[j] = True
+            if max(theta[i], theta[j]) > _NEAR_LIMIT_LOG or (first in self._vanishing and theta[i] < -_NEAR_LIMIT_LOG):
+                words.append(self._describe_limit(first, second, float(np.exp(theta[i])), float(np.exp(theta[j]))))
+        return theta, fixed, words
+
+    def _describe_limit(self, first: str, second: str, v1: float, v2: float) -> str:
+        """The limiting model a pair of parameters ran to, in words (models override)."""
+        return f"{first} and {second} are very large ({v1:.3g}, {v2:.3g}): the model is at a limit."
+
+    @property
+    def poorly_identified_(self) -> list[str]:
+        """Parameters the data pin down poorly: standard error above ``WEAK_SE_LOG`` on the log
+        scale (a 95% interval wider than a factor of 50), or no standard error at all from a
+        fit; parameters placed at a limit are reported through ``fit_info_['limits']``."""
+        self._check_fitted()
+        if self.log_likelihood_ is None and getattr(self, "covariance_log_", None) is None:
+            return []
+        at_limit = set((self.fit_info_ or {}).get("at_limit", []))
+        cov = self.covariance_log_
+        if cov is None:
+            return []
+        se = np.sqrt(np.abs(np.diag(np.asarray(cov, float))))
+        return [n for n, v in zip(self._param_names, se, strict=True)
+                if n not in at_limit and (not np.isfinite(v) or v > WEAK_SE_LOG)]
 
     def _warm_start(self, safe: Objective, warm: Objective, start: np.ndarray, gtol: float):
         safe_warm = _guarded(warm)
@@ -507,6 +601,13 @@ def penalized_objective(
     value = -total / n + penalizer * (params**2).sum()
     grad = -g * params / n + 2 * penalizer * params**2
     return value, grad
+
+
+def _on_ridge(res: optimize.OptimizeResult, grad_norm: float) -> bool:
+    """BFGS stopped because the objective no longer changes in the last digits (status 2,
+    lost precision) with a small gradient: a flat ridge, not a failure to get anywhere."""
+    return bool(np.isfinite(res.fun) and res.fun < 1e299 and getattr(res, "status", 0) == 2
+                and grad_norm < RIDGE_GTOL)
 
 
 def _good(res: optimize.OptimizeResult) -> bool:

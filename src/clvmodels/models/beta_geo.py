@@ -20,11 +20,17 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import penalized_objective, subsample_weights
+from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
-from clvmodels.models._special import hyp2f1
+from clvmodels.models._special import beta_average, hyp2f1
 
 __all__ = ["BetaGeoModel", "bgnbd_log_likelihood"]
+
+#: ``a`` above which the forecasts average over the posterior Beta of the dropout probability by
+#: quadrature instead of the closed forms: the Gauss hypergeometric function in those overflows
+#: for large ``a`` (at a = 1,000 already), which is where a fit goes when dropout barely varies
+#: between customers (a, b -> infinity: one dropout probability a/(a+b) for everyone)
+QUADRATURE_ABOVE_A = 30.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,8 @@ class BetaGeoModel(PurchaseModel):
     """
 
     _param_names = ("r", "alpha", "a", "b")
+    _vanishing = ("a",)
+    _limit_pairs = (("r", "alpha"), ("a", "b"))
     #: coin flips survived beyond the x after repeat purchases (1 in MBG/NBD: also one at the first purchase)
     _shift: ClassVar[int] = 0
     _long_name = "BG/NBD"
@@ -259,6 +267,23 @@ class BetaGeoModel(PurchaseModel):
         self.time_unit_ = rfm.attrs.get("time_unit")
         return self
 
+    def _describe_limit(self, first: str, second: str, v1: float, v2: float) -> str:
+        if first == "r":
+            return (f"Purchase rates barely differ between customers (r and alpha ran to infinity): "
+                    f"every active customer buys about {v1 / v2:.3g} times per time unit.")
+        p = v1 / (v1 + v2)
+        if min(v1, v2) > np.exp(_SHAPE_LOG):
+            return (f"Dropout barely differs between customers (a and b ran to infinity): every "
+                    f"customer leaves after a purchase with the same probability, {p:.3g}.")
+        if v1 < 1e-4:
+            return (f"No dropout is detectable in the data (a ran to 0): the chance of leaving after a "
+                    f"purchase is about {p:.2g}, so nearly every customer counts as active.")
+        if v2 > v1:
+            return (f"No dropout is detectable in the data (b ran to infinity): the chance of leaving "
+                    f"after a purchase is about {p:.2g}, so nearly every customer counts as active.")
+        return (f"Nearly every customer leaves after their next purchase (a ran to infinity; "
+                f"dropout probability {p:.3g}).")
+
     # ---------------------------------------------------------------- predictions
     def _log_alive_odds(self, x, tx, T):
         """ln of the second term of P(alive)'s denominator (FHL 2005 eq. 13); -inf when x = 0.
@@ -295,6 +320,15 @@ class BetaGeoModel(PurchaseModel):
         r, alpha, a, b = self._p()
         b = b + self._shift
         k = float(dropout_scale)
+        if a > QUADRATURE_ABOVE_A:
+            # given p: E = (1 - (1 + k p t/(alpha+T))^-(r+x)) / (k p), averaged over Beta(a, b+x)
+            t, x, T = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, x, T)))
+            c = (k * t / (alpha + T))[..., None]
+
+            def given_p(p):
+                return -np.expm1(-(r + x[..., None]) * np.log1p(c * p)) / (k * p)
+
+            return beta_average(given_p, a, b + x)
         if abs(a - 1.0) < 1e-6:
             # a = 1 is a removable 0/0: the average of both sides is exact to ~1e-12
             return 0.5 * (_eq10(r, alpha, 1.0 - 1e-6, b, t, x, T, k) + _eq10(r, alpha, 1.0 + 1e-6, b, t, x, T, k))
@@ -306,6 +340,10 @@ class BetaGeoModel(PurchaseModel):
         r, alpha, a, b = self._p()
         b = b + self._shift
         s = float(dropout_scale) * t / (alpha + T)
+        if a > QUADRATURE_ABOVE_A:
+            # given p: (1 + k p t/(alpha+T))^-(r+x), averaged over Beta(a, b+x)
+            s, x = np.broadcast_arrays(np.asarray(s, float), np.asarray(x, float))
+            return beta_average(lambda p: np.exp(-(r + x[..., None]) * np.log1p(s[..., None] * p)), a, b + x)
         return np.exp(-a * np.log1p(s)) * hyp2f1(a, a + b - r, a + b + x, s / (1.0 + s))
 
     def _any_if_alive(self, t, x, T, dropout_scale: float = 1.0):

@@ -24,7 +24,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import penalized_objective, subsample_weights
+from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
 from clvmodels.models._special import power_integral
 
@@ -215,6 +215,8 @@ class ParetoNBDModel(PurchaseModel):
     """
 
     _param_names = ("r", "alpha", "s", "beta")
+    _vanishing = ("s",)
+    _limit_pairs = (("r", "alpha"), ("s", "beta"))
     _long_name = "Pareto/NBD"
     _reference = (
         "Schmittlein, Morrison & Colombo (1987), Counting your customers, Management Science "
@@ -258,6 +260,21 @@ class ParetoNBDModel(PurchaseModel):
         self.n_customers_ = int(round(d.n))
         self.time_unit_ = rfm.attrs.get("time_unit")
         return self
+
+    def _describe_limit(self, first: str, second: str, v1: float, v2: float) -> str:
+        if first == "r":
+            return (f"Purchase rates barely differ between customers (r and alpha ran to infinity): "
+                    f"every active customer buys about {v1 / v2:.3g} times per time unit.")
+        if min(v1, v2) > np.exp(_SHAPE_LOG):
+            return (f"Dropout rates barely differ between customers (s and beta ran to infinity): "
+                    f"every customer's remaining lifetime is exponential with mean {v2 / v1:.3g} time units.")
+        if v1 < 1e-4:
+            return ("No dropout is detectable in the data (s ran to 0: the dropout rates pile up at "
+                    "zero), so nearly every customer counts as active.")
+        if v2 > v1:
+            return (f"No dropout is detectable in the data (beta ran to infinity): the mean lifetime, "
+                    f"{v2 / v1:.3g} time units, lies far beyond the data, so nearly every customer counts as active.")
+        return f"Customers leave almost at once (s ran to infinity; mean lifetime {v2 / v1:.3g} time units)."
 
     # ---------------------------------------------------------------- hooks
     def _p_alive(self, x, tx, T):
