@@ -70,7 +70,11 @@ def test_tier_summary(setup):
     assert body["customers"].sum() == len(fc) == summary.loc["Total", "customers"]
     assert body["share_of_clv"].sum() == pytest.approx(1.0)
     assert body["total_clv"].sum() == pytest.approx(fc["clv"].sum())
-    assert body["expected_churners"].sum() == pytest.approx(fc["churn_probability_by_horizon"].sum())
+    # churn split: gone already + leaving during the horizon = not active at the horizon's end
+    assert body["expected_gone_now"].sum() == pytest.approx(fc["churn_probability"].sum())
+    assert (body["expected_gone_now"] + body["expected_to_leave"]).sum() == pytest.approx(
+        fc["churn_probability_by_horizon"].sum())
+    assert ((body["share_of_active_leaving"] >= 0) & (body["share_of_active_leaving"] <= 1)).all()
     assert body["mean_clv"].is_monotonic_decreasing
 
 

@@ -39,6 +39,7 @@ FORECAST_COLUMNS = (
     "p_alive",
     "churn_probability",
     "churn_probability_by_horizon",
+    "churn_probability_during_horizon",
     "expected_purchases",
     "p_any_purchase",
     "expected_spend",
@@ -196,6 +197,8 @@ def _combine(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
         "p_alive": parts["p_alive"],
         "churn_probability": 1.0 - parts["p_alive"],
         "churn_probability_by_horizon": 1.0 - parts["survival"],
+        # active now and gone by the horizon's end: the churn a retention team can still act on
+        "churn_probability_during_horizon": parts["p_alive"] - parts["survival"],
         "expected_purchases": purchases,
         "p_any_purchase": parts["any"],
         "expected_spend": spend,
@@ -257,7 +260,9 @@ def forecast(
     -------
     DataFrame
         Indexed like ``rfm``: ``p_alive``; ``churn_probability`` (1 - p_alive, already gone);
-        ``churn_probability_by_horizon`` (not active any more at the horizon's end);
+        ``churn_probability_by_horizon`` (not active any more at the horizon's end: gone now
+        or leaving during the horizon); ``churn_probability_during_horizon`` (active now and
+        gone by the horizon's end, ``P(alive) - P(alive at the end)``);
         ``expected_purchases`` and ``p_any_purchase`` over the horizon; ``expected_spend`` per
         purchase; ``expected_revenue`` (undiscounted); ``gross_clv`` (margin x spend x
         purchases in each period, discounted at each period's end); ``cost_to_serve``

@@ -349,12 +349,15 @@ def executive_summary(analysis: Any) -> str:
                     f"per tier it missed by a typical {100 * err.attrs['sigma_revenue']:.0f}% on revenue.")
     if analysis.selection is not None:
         model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, chosen among "
-                      f"{', '.join(analysis.selection.table.index)} by the backtest (lowest error per customer); "
-                      "Gamma-Gamma for spend.")
+                      f"{', '.join(analysis.selection.table.index)} by the backtest (lowest squared error per "
+                      "customer, the rule made for expected values); Gamma-Gamma for spend.")
     else:
         model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, Gamma-Gamma for spend. "
                       "There was no backtest in this run (no calibration window), so the intervals do not "
                       "include the model's own error.")
+    notes = identification_notes(analysis.model)
+    if notes:
+        model_line += " " + " ".join(notes)
     lines = [
         f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, "
         f"for {analysis.customers:,} customers; all times are in {cfg.unit_name}. Values are "
@@ -365,9 +368,11 @@ def executive_summary(analysis: Any) -> str:
         f"* **Total customer value** over the next {cfg.horizon:g} {cfg.unit_name} ({cfg.clv_label}): {_money(total['total_clv'], cur)}{rng}.{backtest}",
         f"* **Platinum** customers ({top['share_of_customers']:.0%} of customers) hold "
         f"{top['share_of_clv']:.0%} of that value.",
-        f"* **Churn**: {total['mean_churn_probability']:.0%} of customers are probably gone already; "
-        f"by the end of the horizon about {total['expected_churners']:,.0f} "
-        f"({total['mean_churn_by_horizon']:.0%}) will be.",
+        f"* **Churn**: about {total['expected_gone_now']:,.0f} customers "
+        f"({total['mean_churn_probability']:.0%}) are probably gone already; of the "
+        f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} "
+        f"({total['share_of_active_leaving']:.0%}) are expected to leave during the horizon - the ones "
+        "a retention effort can still reach.",
         f"* **Expected purchases** in the horizon: {total['expected_purchases']:,.0f}, worth "
         f"{_money(total['expected_revenue'], cur)} in revenue.",
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
@@ -393,6 +398,29 @@ def report_heading(cfg: ReportConfig) -> str:
     return f"# {md_escape(cfg.title)}\n\nData: {md_escape(cfg.data_label)}."
 
 
+#: the parameters of each family that carry dropout (churn)
+_DROPOUT_PARAMS = {"a", "b", "s", "beta"}
+
+
+def identification_notes(model: Any) -> list[str]:
+    """Plain sentences on what the data could not pin down: a fit that ran to a limiting model
+    (said as that model), and parameters with standard errors so large that the figures
+    resting on them are uncertain (churn, when they are the dropout parameters)."""
+    info = getattr(model, "fit_info_", None) or {}
+    notes = [str(t) for t in info.get("limits", [])]
+    weak = model.poorly_identified_ if hasattr(model, "poorly_identified_") else []
+    if weak:
+        names = ", ".join(weak)
+        what = ("the churn figures rest on them" if set(weak) & _DROPOUT_PARAMS
+                else "the purchase-rate figures rest on them")
+        notes.append(f"The data pin down {names} only poorly (standard errors larger than the estimates "
+                     f"themselves); {what}, so read them as rough.")
+    if info.get("flat_ridge"):
+        notes.append("The fit ended on a flat ridge of the likelihood: other parameter values fit the data "
+                     "equally well.")
+    return notes
+
+
 def model_paragraph(analysis: Any) -> str:
     """Which purchase model the forecast uses, why, and its reference (Markdown)."""
     model = analysis.model
@@ -400,6 +428,9 @@ def model_paragraph(analysis: Any) -> str:
             "purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
     if analysis.selection is not None:
         text += analysis.selection.reason + " "
+    notes = identification_notes(model)
+    if notes:
+        text += " ".join(notes) + " "
     return text + "Parameter intervals below are 95% and computed on the log scale."
 
 
@@ -434,7 +465,7 @@ def backtest_reading(analysis: Any) -> str:
 
 _METRIC_LABELS = {
     "predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
-    "aggregate_pct_error": "Total error %", "mae": "MAE per customer", "rmse": "RMSE per customer",
+    "aggregate_pct_error": "Total error %", "mse": "MSE per customer", "mae": "MAE per customer", "rmse": "RMSE per customer",
     "auc": "AUC (any purchase)", "brier": "Brier score", "gini": "Normalised Gini", "spearman": "Spearman",
     "spend_mae": "Spend MAE (buyers)", "log_likelihood": "Log-likelihood", "bic": "BIC",
     "fit_seconds": "Fit time (s)", "chosen": "Chosen",
@@ -454,7 +485,7 @@ def format_selection(selection: Any):
     t = selection.table.drop(columns=[c for c in ("fit_seconds",) if c in selection.table.columns])
     t = _labelled(t, "Model")
     t["Chosen"] = t["Chosen"].map({True: "yes", False: ""})
-    return t.style.set_caption("Purchase models compared on the backtest holdout").format({"MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
+    return t.style.set_caption("Purchase models compared on the backtest holdout").format({"MSE per customer": "{:.4f}", "MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
                            "Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}",
                            "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="")
 
@@ -520,7 +551,8 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
         "total_clv": total, "share_of_clv": "Share of value", "mean_clv": mean,
         "expected_purchases": "Expected purchases", "expected_revenue": revenue,
         "mean_churn_probability": "Gone now (mean P)", "mean_churn_by_horizon": "Gone by horizon end (mean P)",
-        "expected_churners": "Expected churners",
+        "expected_gone_now": "Probably gone now", "expected_to_leave": "Expected to leave in horizon",
+        "share_of_active_leaving": "Of the active, leaving",
     }
     out = pd.DataFrame(index=t.index.astype(str).rename(None))
     out.columns.name = "Tier"
@@ -533,7 +565,8 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
             out[label] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t[f"{col}_lower"], t[f"{col}_upper"], strict=True)]
     fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", total: "{:,.0f}", "Share of value": "{:.1%}",
            mean: "{:,.2f}", "Expected purchases": "{:,.0f}", revenue: "{:,.0f}",
-           "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}", "Expected churners": "{:,.0f}"}
+           "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}",
+           "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}"}
     return out.style.format(fmt)
 
 

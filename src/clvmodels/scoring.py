@@ -421,7 +421,8 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
     sums = dict(
         customers=fc.count(), total_clv=fc.clv.sum(), expected_purchases=fc.expected_purchases.sum(),
         expected_revenue=fc.expected_revenue.sum(), churn=fc.churn_probability.sum(),
-        churn_h=fc.churn_probability_by_horizon.sum(),
+        churn_h=fc.churn_probability_by_horizon.sum(), alive=fc.p_alive.sum(),
+        leave=fc.churn_probability_during_horizon.sum(),
     )
     g = execute(fc.group_by("tier").aggregate(**sums)).set_index("tier")
     g = g.reindex([t for t in TIERS if t in g.index])
@@ -438,7 +439,10 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
         "expected_revenue": table["expected_revenue"],
         "mean_churn_probability": table["churn"] / table["customers"],
         "mean_churn_by_horizon": table["churn_h"] / table["customers"],
-        "expected_churners": table["churn_h"],
+        "expected_gone_now": table["churn"],
+        "expected_active_now": table["alive"],
+        "expected_to_leave": table["leave"],
+        "share_of_active_leaving": (table["leave"] / table["alive"].where(table["alive"] > 0)).fillna(0.0),
     })
     out.index.name = "tier"
     return out

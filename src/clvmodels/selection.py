@@ -2,9 +2,16 @@
 
 Every applicable model is fitted on the calibration window, asked for each customer's
 purchases in the holdout window, and scored against what customers did. The rule is stated
-in the result (and in the report): the lowest mean absolute error per customer wins; models
-within ``tolerance`` of the best MAE count as tied, and among tied models the lowest absolute
+in the result (and in the report): the lowest mean squared error per customer wins; models
+within ``tolerance`` of the best MSE count as tied, and among tied models the lowest absolute
 aggregate error wins, then the lowest BIC (fewer or better-used parameters).
+
+Why squared error: the models forecast each customer's *expected* purchases, and the expected
+value is what minimises the expected squared error (squared error is a consistent scoring
+function for the mean; Gneiting 2011, "Making and evaluating point forecasts", JASA 106(494)).
+The mean absolute error is minimised by the median instead, which is 0 for most customers of a
+non-contractual business, so MAE rewards forecasts that are too low (on CDNOW master it
+preferred MBG/NBD, 6.6% short of the holdout total, to Pareto/NBD, 0.2% off).
 """
 
 from __future__ import annotations
@@ -30,9 +37,9 @@ CANDIDATES: dict[str, type[PurchaseModel]] = {
     "Pareto/NBD": ParetoNBDModel,
 }
 
-RULE = ("lowest holdout mean absolute error of purchases per customer; models within {tol:.1%} "
-        "of the best count as tied, and the tie goes to the smallest absolute aggregate error, "
-        "then the lowest BIC")
+RULE = ("lowest holdout mean squared error of purchases per customer (the scoring rule made for "
+        "an expected-value forecast); models within {tol:.1%} of the best count as tied, and the tie "
+        "goes to the smallest absolute aggregate error, then the lowest BIC")
 
 
 @dataclass
@@ -42,7 +49,7 @@ class ModelSelection:
     Attributes
     ----------
     table : DataFrame
-        One row per candidate: ``mae``, ``rmse``, ``aggregate_pct_error``, ``predicted_purchases``,
+        One row per candidate: ``mse``, ``mae``, ``rmse``, ``aggregate_pct_error``, ``predicted_purchases``,
         ``actual_purchases``, ``log_likelihood``, ``bic``, ``fit_seconds``, ``chosen``; and
         ``error`` for a candidate that could not be fitted.
     chosen : str
@@ -95,7 +102,7 @@ def select_model(
     candidates : dict, optional
         Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD).
     tolerance : float, default 0.005
-        Relative MAE difference under which two models count as tied.
+        Relative MSE difference under which two models count as tied.
 
     Returns
     -------
@@ -143,6 +150,7 @@ def select_model(
         err = pred - actual
         models[name] = model
         rows[name] = {
+            "mse": float((err**2).mean()),
             "mae": float(np.abs(err).mean()),
             "rmse": float(np.sqrt((err**2).mean())),
             "aggregate_pct_error": float(100 * (pred.sum() - actual.sum()) / actual.sum()),
@@ -158,12 +166,12 @@ def select_model(
     table = pd.DataFrame(rows).T
     table.index.name = "model"
     ok = table.loc[list(models)]
-    best_mae = float(ok["mae"].min())
-    tied = ok[ok["mae"] <= best_mae * (1 + tol)]
+    best = float(ok["mse"].min())
+    tied = ok[ok["mse"] <= best * (1 + tol)]
     order = tied.assign(abs_agg=tied["aggregate_pct_error"].abs()).sort_values(["abs_agg", "bic"])
     chosen = str(order.index[0])
     table["chosen"] = table.index == chosen
-    for col in ("mae", "rmse", "aggregate_pct_error", "predicted_purchases", "actual_purchases",
+    for col in ("mse", "mae", "rmse", "aggregate_pct_error", "predicted_purchases", "actual_purchases",
                 "log_likelihood", "bic", "fit_seconds"):
         if col in table:
             table[col] = pd.to_numeric(table[col])
@@ -171,11 +179,13 @@ def select_model(
     c = table.loc[chosen]
     others = [n for n in models if n != chosen]
     if len(tied) > 1:
-        why = (f"{', '.join(n for n in tied.index if n != chosen)} came within {tol:.1%} of its MAE, "
+        why = (f"{', '.join(n for n in tied.index if n != chosen)} came within {tol:.1%} of its squared error, "
                f"and {chosen} missed the holdout total by less ({c['aggregate_pct_error']:+.1f}%)")
     elif others:
-        runner = ok.drop(index=chosen)["mae"].idxmin()
-        why = (f"its MAE {c['mae']:.3f} beat the next best, {runner}, at {ok.loc[runner, 'mae']:.3f}")
+        runner = ok.drop(index=chosen)["mse"].idxmin()
+        why = (f"its mean squared error {c['mse']:.4g} beat the next best, {runner}, at "
+               f"{ok.loc[runner, 'mse']:.4g}; it missed the holdout total by {c['aggregate_pct_error']:+.1f}% "
+               f"({runner}: {ok.loc[runner, 'aggregate_pct_error']:+.1f}%)")
     else:
         why = "it was the only model that could be fitted"
     reason = (f"{chosen} was chosen by backtest on a holdout of {t:g} "

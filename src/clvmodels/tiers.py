@@ -129,7 +129,9 @@ def tier_summary(
     Columns: ``customers``, ``share_of_customers``, ``total_clv``, ``mean_clv``,
     ``share_of_clv``, ``expected_purchases``, ``expected_revenue`` (over the horizon,
     undiscounted), ``mean_churn_probability`` (already gone), ``mean_churn_by_horizon``,
-    ``expected_churners`` (expected number not active any more at the horizon's end). With
+    ``expected_gone_now`` (expected number of customers probably gone already),
+    ``expected_active_now``, ``expected_to_leave`` (expected number of those active now who
+    leave during the horizon) and ``share_of_active_leaving`` (their share of the active). With
     ``intervals`` (from :func:`tier_intervals`) the interval columns are joined on.
     """
     if len(tiers) != len(forecast) or not tiers.index.equals(forecast.index):
@@ -145,7 +147,9 @@ def tier_summary(
         "expected_revenue": g["expected_revenue"].sum(),
         "mean_churn_probability": g["churn_probability"].mean(),
         "mean_churn_by_horizon": g["churn_probability_by_horizon"].mean(),
-        "expected_churners": g["churn_probability_by_horizon"].sum(),
+        "expected_gone_now": g["churn_probability"].sum(),
+        "expected_active_now": g["p_alive"].sum(),
+        "expected_to_leave": g["churn_probability_during_horizon"].sum(),
     })
     out.insert(1, "share_of_customers", out["customers"] / len(df))
     out.insert(4, "share_of_clv", out["total_clv"] / total_clv if total_clv != 0 else np.nan)
@@ -156,11 +160,15 @@ def tier_summary(
         "expected_revenue": [df["expected_revenue"].sum()],
         "mean_churn_probability": [df["churn_probability"].mean()],
         "mean_churn_by_horizon": [df["churn_probability_by_horizon"].mean()],
-        "expected_churners": [df["churn_probability_by_horizon"].sum()],
+        "expected_gone_now": [df["churn_probability"].sum()],
+        "expected_active_now": [df["p_alive"].sum()],
+        "expected_to_leave": [df["churn_probability_during_horizon"].sum()],
     }, index=["Total"])
     out.index = out.index.astype(str)
     out = pd.concat([out, total])
     out["customers"] = out["customers"].astype(int)
+    out["share_of_active_leaving"] = out["expected_to_leave"] / out["expected_active_now"].where(out["expected_active_now"] > 0)
+    out["share_of_active_leaving"] = out["share_of_active_leaving"].fillna(0.0)
     out.index.name = "tier"
     if intervals is not None:
         out = out.join(intervals, how="left")

@@ -1,0 +1,118 @@
+"""Fits at a boundary and on a ridge (issue 14, items 3 and 4): a limiting model is evaluated as
+that limit and said in words, a flat ridge is accepted and flagged, nothing is NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels import reporting
+from clvmodels.datasets import simulate_transactions
+from clvmodels.models import beta_geo
+from clvmodels.selection import CANDIDATES
+
+HORIZON = 52
+
+
+@pytest.fixture(scope="module")
+def no_dropout_rfm():
+    # a / (a + b) = 1e-7: nobody leaves in practice, the log is an NBD
+    log = simulate_transactions(3000, a=1e-4, b=1e3, seed=1).transactions
+    return clvmodels.rfm_summary(log, time_unit="W")
+
+
+@pytest.mark.parametrize("name", list(CANDIDATES))
+def test_no_dropout_log_fits_as_the_limit(no_dropout_rfm, name):
+    model = CANDIDATES[name]().fit(no_dropout_rfm)
+    limits = model.fit_info_["limits"]
+    assert limits and "No dropout is detectable" in limits[0]
+    assert model.fit_info_["at_limit"]  # the dropout parameters sit at the limit, held fixed
+    fc = clvmodels.forecast(model, clvmodels.GammaGammaModel().fit(no_dropout_rfm), no_dropout_rfm,
+                            horizon=HORIZON)
+    assert np.isfinite(fc.to_numpy()).all()
+    assert fc["p_alive"].min() > 0.99
+    # with no dropout the conditional expectation is the NBD's: (r + x) / (alpha + T) * t
+    r, alpha = model.params_["r"], model.params_["alpha"]
+    nbd = (r + no_dropout_rfm["frequency"]) / (alpha + no_dropout_rfm["T"]) * HORIZON
+    np.testing.assert_allclose(fc["expected_purchases"], nbd, rtol=2e-3)
+    assert any("No dropout" in n for n in reporting.identification_notes(model))
+
+
+@pytest.mark.parametrize("cls", [clvmodels.BetaGeoModel, clvmodels.ModifiedBetaGeoModel])
+def test_homogeneous_dropout_limit_is_finite_and_exact(sample_rfm, cls):
+    """The apparel case: a = 3.7e5, b = 1.8e6 made every churn-by-horizon NaN. With a and b that
+    large the dropout probability is p = a / (a + b) for everyone; the forecasts given alive are
+    then ``(1 - (1 + p t/(alpha+T))^-(r+x)) / p`` and ``(1 + p t/(alpha+T))^-(r+x)``."""
+    a, b = 3.7e5, 1.8e6
+    m = cls.from_params({"r": 0.243, "alpha": 4.414, "a": a, "b": b}, time_unit="W")
+    x, T = sample_rfm["frequency"].to_numpy(float), sample_rfm["T"].to_numpy(float)
+    p = a / (a + b + x + cls._shift)
+    c = p * HORIZON / (4.414 + T)
+    expected = -np.expm1(-(0.243 + x) * np.log1p(c)) / p
+    survival = np.exp(-(0.243 + x) * np.log1p(c))
+    # the point mass is the limit; at a + b = 2.2e6 the Beta's spread still moves the smallest
+    # survival probabilities in the fifth digit
+    np.testing.assert_allclose(m._expected_if_alive(HORIZON, x, T), expected, rtol=1e-4)
+    np.testing.assert_allclose(m._survival_if_alive(HORIZON, x, T), survival, rtol=1e-4)
+    fc = clvmodels.forecast(m, clvmodels.GammaGammaModel.from_params({"p": 6.25, "q": 3.74, "v": 15.44}),
+                            sample_rfm, horizon=HORIZON)
+    assert np.isfinite(fc.to_numpy()).all()
+
+
+@pytest.mark.parametrize("a", [0.8, 5.0, 40.0, 120.0])
+def test_quadrature_matches_closed_form(sample_rfm, a, monkeypatch):
+    """Where the closed forms evaluate, the Beta quadrature used for large a agrees with them."""
+    m = clvmodels.BetaGeoModel.from_params({"r": 0.3, "alpha": 5.0, "a": a, "b": 3.0 * a})
+    x, T = sample_rfm["frequency"].to_numpy(float), sample_rfm["T"].to_numpy(float)
+    monkeypatch.setattr(beta_geo, "QUADRATURE_ABOVE_A", 1e12)
+    closed = m._expected_if_alive(39.0, x, T), m._survival_if_alive(39.0, x, T)
+    monkeypatch.setattr(beta_geo, "QUADRATURE_ABOVE_A", 0.0)
+    quad = m._expected_if_alive(39.0, x, T), m._survival_if_alive(39.0, x, T)
+    for c, q in zip(closed, quad, strict=True):
+        np.testing.assert_allclose(q, c, rtol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def ridge_cal(cdnow_master):
+    # CDNOW master calibrated just after the acquisition quarter: Pareto/NBD's dropout
+    # parameters lie on a flat ridge ("did not converge" before: gradient norm 2e-5)
+    return clvmodels.calibration_holdout(cdnow_master, calibration_end="1997-04-07",
+                                         observation_end="1997-06-30", time_unit="W")
+
+
+def test_flat_ridge_is_accepted_flagged_and_intervals_are_finite(ridge_cal):
+    model = clvmodels.ParetoNBDModel().fit(ridge_cal)
+    assert model.converged_ and model.fit_info_["flat_ridge"]
+    assert {"s", "beta"} <= set(model.poorly_identified_)
+    assert "r" not in model.poorly_identified_
+    assert np.isfinite(model.summary["std_error"]).all()
+    notes = reporting.identification_notes(model)
+    assert any("churn figures rest on them" in n for n in notes)
+    spend = clvmodels.GammaGammaModel().fit(ridge_cal)
+    fc = clvmodels.forecast(model, spend, ridge_cal, horizon=12)
+    tiers = clvmodels.assign_tiers(fc)
+    ti = clvmodels.tier_intervals(model, spend, ridge_cal, tiers, horizon=12, n_draws=60)
+    assert np.isfinite(ti.to_numpy()).all()
+    assert "included" in ti.attrs["parameter_uncertainty"]
+    ci = clvmodels.forecast_intervals(model, spend, ridge_cal, horizon=12, n_draws=20)
+    assert np.isfinite(ci.to_numpy()).all()
+
+
+def test_intervals_without_covariance_say_so(sample_rfm):
+    """A model with no usable covariance gives intervals of the purchase process alone and says
+    so, instead of failing (or NaN)."""
+    m = clvmodels.BetaGeoModel.from_params({"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}, time_unit="W")
+    spend = clvmodels.GammaGammaModel().fit(sample_rfm)
+    fc = clvmodels.forecast(m, spend, sample_rfm, horizon=HORIZON)
+    ti = clvmodels.tier_intervals(m, spend, sample_rfm, clvmodels.assign_tiers(fc), horizon=HORIZON, n_draws=20)
+    assert np.isfinite(ti.to_numpy()).all()
+    assert ti.attrs["parameter_uncertainty"].startswith("omitted: BetaGeoModel has no parameter covariance")
+
+
+def test_selection_uses_squared_error(sample_cal):
+    sel = clvmodels.select_model(sample_cal, tolerance=0.0)
+    assert sel.table.loc[sel.chosen, "mse"] == pytest.approx(sel.table["mse"].min())
+    assert "squared error" in sel.reason
+    assert isinstance(sel.table, pd.DataFrame) and "mse" in sel.table.columns
