@@ -50,10 +50,16 @@ def test_no_repeat_buyers_or_all_on_one_day_refused(cls):
 
 
 @pytest.mark.parametrize("cls", PURCHASE_MODELS)
-def test_identical_customers_do_not_report_convergence(cls):
-    """No parameters that ran off to 0 or infinity presented as a converged fit (and no NaN CLV)."""
-    with pytest.raises(ConvergenceError):
-        cls().fit(_rfm([2] * 50, [5.0] * 50, [10.0] * 50))
+def test_identical_customers_fit_as_a_stated_limit(cls):
+    """Identical histories show no heterogeneity: the fit runs to the limiting model (issue 14:
+    a legitimate model, evaluated as that limit), says so in words, and forecasts no NaN."""
+    rfm = _rfm([2] * 50, [5.0] * 50, [10.0] * 50, m=np.full(50, 20.0))
+    model = cls().fit(rfm)
+    assert any("barely differ between customers" in t for t in model.fit_info_["limits"])
+    assert model.fit_info_["at_limit"]
+    spend = GammaGammaModel.from_params({"p": 6.25, "q": 3.74, "v": 15.44})
+    fc = clvmodels.forecast(model, spend, rfm, horizon=26)
+    assert np.isfinite(fc.to_numpy()).all()
 
 
 def test_refit_failure_forgets_the_earlier_fit(sample_cal):
@@ -246,3 +252,19 @@ def test_ctrl_c_gives_a_short_message_and_no_hidden_folder(tmp_path):
     assert "interrupted" in err
     assert not list(tmp_path.glob(".*.tmp"))
     assert not [p for p in tmp_path.iterdir() if (p / "report.html").exists()]
+
+
+def test_cli_output_under_a_file_is_one_line_with_a_log(tmp_path):
+    """Issue 15: an OSError (output path under a file) is one line naming the path, not a
+    traceback; the traceback goes to a log file whose path the line gives."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "--dataset", "cdnow-sample",
+                           "--output", str(blocker / "sub"), "--no-progress"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("clvmodels: error:")][0]
+    assert str(blocker / "sub") in line and "no report was published" in line
+    log = Path(line.rsplit("Full traceback: ", 1)[1])
+    assert "Traceback" in log.read_text()

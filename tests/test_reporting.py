@@ -12,6 +12,7 @@ import papermill as pm
 import pytest
 
 import clvmodels
+from clvmodels import reporting
 from clvmodels.exceptions import ParameterError, ReportError
 from clvmodels.reporting import ReportConfig, run_report, validate_parameters
 
@@ -211,3 +212,39 @@ def dataclass_missing():
     import dataclasses
 
     return dataclasses.MISSING
+
+
+def test_hostile_text_is_inert_in_tables_and_csv(tmp_path):
+    """Issue 15: customer ids and currency labels never become markup in the report's tables,
+    bare addresses in user text never become links, CSV cells never become formulas."""
+    import nbconvert.filters.markdown as md
+
+    evil = "<img src=x onerror=alert(1)>"
+    at_risk = pd.DataFrame({"tier": ["Gold", "Platinum"], "p_alive": [0.5, 0.4], "churn_probability": [0.5, 0.6],
+                            "expected_purchases": [1.0, 2.0], "clv": [10.0, 20.0], "value_at_risk": [5.0, 8.0]},
+                           index=pd.Index([evil, "=HYPERLINK(\"http://x\")"], name="customer_id"))
+    html_out = reporting.format_at_risk(at_risk).to_html()
+    assert "<img" not in html_out and "&lt;img" in html_out
+    tier = pd.DataFrame({"x": [1.0]}, index=pd.Index(["Gold"], name="tier"))
+    styled = reporting._inert(tier.rename(columns={"x": f"Total{'<b>USD</b>'}"}).style).to_html()
+    assert "<b>USD</b>" not in styled
+    for text in ("see https://evil.example/x", "www.evil.example", "a@evil.example"):
+        rendered = md.markdown2html_mistune(reporting.md_escape(text))
+        assert "<a " not in rendered
+    path = reporting.write_csv(at_risk, tmp_path / "at_risk.csv")
+    back = pd.read_csv(path, index_col=0)
+    assert list(back.index) == [evil, "'=HYPERLINK(\"http://x\")"]
+    assert back["clv"].tolist() == [10.0, 20.0]  # numbers untouched
+
+
+def test_report_kernel_does_not_import_from_the_callers_folder(tmp_path, monkeypatch):
+    """Issue 15: a clvmodels.py in the current folder is not imported by the report kernel."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "clvmodels.py").write_text("raise SystemExit('hijacked')\n")
+    sample = tmp_path / "log.csv"
+    from clvmodels.datasets import load_cdnow
+
+    load_cdnow("sample")[["customer_id", "date", "amount"]].to_csv(sample, index=False)
+    folder = reporting.run_report(output_dir=tmp_path / "out", parameters={
+        "input_path": "log.csv", "n_draws": 20, "horizon": 26}, progress=False, log=lambda m: None)
+    assert (folder / "report.html").exists()

@@ -99,7 +99,9 @@ def score(args: argparse.Namespace) -> Any:
         result = score_customers(*models, log, out / "forecast.parquet", time_unit=unit,
                                  observation_end=args.observation_end, **{k: v for k, v in settings.items()
                                                                           if k != "time_unit"})
-        result.tier_table.to_csv(out / "tier_table.csv")
+        from clvmodels.reporting import write_csv
+
+        write_csv(result.tier_table, out / "tier_table.csv")
         models[0].save(out / "purchase_model.json")
         models[1].save(out / "gamma_gamma.json")
     except BaseException:
@@ -177,13 +179,25 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--cost-to-serve", type=float, help="cost per customer per time unit while active")
     sc.add_argument("--observation-end", help="last day of data used (default: the last purchase)")
     args = parser.parse_args(argv)
+    import logging
+
+    # nbclient's kernel tasks that end with the kernel (Ctrl-C, a killed kernel) are reported by
+    # asyncio's logger as "Task exception was never retrieved" with a traceback; the run's own
+    # error message already says what happened
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     if args.command == "score":
-        return _guarded(lambda: score(args), "nothing was published")
-    return _guarded(lambda: report(args) / "report.html", "no report was published")
+        from pathlib import Path
+
+        return _guarded(lambda: score(args), "nothing was published", Path(args.output).parent)
+    return _guarded(lambda: report(args) / "report.html", "no report was published", args.output)
 
 
-def _guarded(action: Any, unpublished: str) -> int:
-    """Run a command: print what it made; errors as one line (exit 1), Ctrl-C as exit 130."""
+def _guarded(action: Any, unpublished: str, log_folder: Any = None) -> int:
+    """Run a command: print what it made; errors as one line (exit 1), Ctrl-C as exit 130.
+
+    No Python traceback reaches the terminal: an error clvmodels did not foresee (a file system
+    or engine error) is said in one line, and its full traceback is written to a log file in
+    ``log_folder`` (else the system's temporary folder) whose path the line gives."""
     try:
         made = action()
     except ClvModelsError as exc:
@@ -192,8 +206,38 @@ def _guarded(action: Any, unpublished: str) -> int:
     except KeyboardInterrupt:
         print(f"clvmodels: interrupted; {unpublished}.", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line run
+        log = _write_traceback(log_folder)
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            what = f"{exc.strerror or exc}{where}"
+        else:
+            what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        print(f"clvmodels: error: {what}; {unpublished}. Full traceback: {log}", file=sys.stderr)
+        return 1
     print(made)
     return 0
+
+
+def _write_traceback(folder: Any) -> str:
+    """The current exception's traceback in a new log file; its path (or why there is none)."""
+    import datetime as dt
+    import tempfile
+    import traceback
+    from pathlib import Path
+
+    text = traceback.format_exc()
+    name = f"clvmodels-error-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{__import__('os').getpid()}.log"
+    for place in (folder, tempfile.gettempdir()):
+        if place is None:
+            continue
+        try:
+            path = Path(place) / name
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "not written (no writable folder)"
 
 
 def report(args: argparse.Namespace) -> Any:

@@ -257,6 +257,31 @@ def spark_table(name: str) -> Any:
 LARGE_FORECAST = 1_000_000
 
 
+#: first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutral(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """Write ``table`` as CSV with every text cell and label that a spreadsheet would run as a
+    formula (starting with ``= + - @``, tab or carriage return) prefixed with a single quote, as
+    OWASP recommends against CSV injection; numbers are written as they are. Customer ids are
+    the text most at risk: an id ``=HYPERLINK(...)`` opens as text, not as a live formula."""
+    out = table.copy(deep=False)
+    if out.index.dtype == object or isinstance(out.index.dtype, pd.StringDtype):
+        out.index = pd.Index([_neutral(v) for v in out.index], name=out.index.name)
+    for col in out.columns:
+        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+            out[col] = out[col].map(_neutral)
+    out.to_csv(path)
+    return path
+
+
 def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame | None, tiers: pd.Series | None,
                    tier_table: pd.DataFrame, models: Mapping[str, Any], config: ReportConfig,
                    extra_tables: Mapping[str, pd.DataFrame] | None = None,
@@ -275,12 +300,12 @@ def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame | None, tie
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [] if forecast is None else _save_forecast(out, forecast, tiers, intervals, config)
-    tier_table.to_csv(out / "tier_table.csv")
+    write_csv(tier_table, out / "tier_table.csv")
     written.append(out / "tier_table.csv")
     for name, model in models.items():
         written.append(model.save(out / f"{name}.json"))
     for name, extra in (extra_tables or {}).items():
-        extra.to_csv(out / f"{name}.csv")
+        write_csv(extra, out / f"{name}.csv")
         written.append(out / f"{name}.csv")
     params = out / "parameters.json"
     params.write_text(json.dumps(asdict(config), indent=2, default=str))
@@ -316,7 +341,7 @@ def _save_forecast(out: Path, forecast: pd.DataFrame, tiers: Any, intervals: pd.
     del table, arrays
     if config.forecast_csv == "yes" or (config.forecast_csv == "auto" and not large):
         both = forecast if intervals is None else forecast.join(intervals)
-        both.assign(tier=tier_cat).to_csv(out / "forecast.csv")
+        write_csv(both.assign(tier=tier_cat), out / "forecast.csv")
         written.append(out / "forecast.csv")
     return written
 
@@ -390,7 +415,10 @@ def md_escape(text: Any) -> str:
     own syntax characters backslash-escaped (no links, images or emphasis)."""
     import html as _html
 
-    return _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=True))
+    escaped = _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=True))
+    # a bare address ("https://...", "www.") would be turned into a live link by the Markdown
+    # renderer; as character references the colon and the dot read the same but link nothing
+    return escaped.replace(":", "&#58;").replace("www\\.", "www&#46;").replace("@", "&#64;")
 
 
 def report_heading(cfg: ReportConfig) -> str:
@@ -480,14 +508,20 @@ def _labelled(df: pd.DataFrame, index_label: str) -> pd.DataFrame:
     return out
 
 
+def _inert(styler: Any) -> Any:
+    """A Styler whose row and column labels are shown as text: customer ids, currency labels and
+    other user text never become markup (pandas' Styler does not escape by default)."""
+    return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+
+
 def format_selection(selection: Any):
     """The model comparison of the backtest as a formatted table."""
     t = selection.table.drop(columns=[c for c in ("fit_seconds",) if c in selection.table.columns])
     t = _labelled(t, "Model")
     t["Chosen"] = t["Chosen"].map({True: "yes", False: ""})
-    return t.style.set_caption("Purchase models compared on the backtest holdout").format({"MSE per customer": "{:.4f}", "MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
+    return _inert(t.style).set_caption("Purchase models compared on the backtest holdout").format({"MSE per customer": "{:.4f}", "MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
                            "Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}",
-                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="")
+                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="", escape="html")
 
 
 def format_scorecard(scorecard: Any):
@@ -496,7 +530,7 @@ def format_scorecard(scorecard: Any):
     fmt = {c: "{:.3f}" for c in t.columns}
     fmt.update({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Total error %": "{:+.1f}",
                 "Spend MAE (buyers)": "{:,.2f}"})
-    return t.style.set_caption("The chosen model against the baselines on the backtest holdout").format(fmt, na_rep="n/a")
+    return _inert(t.style).set_caption("The chosen model against the baselines on the backtest holdout").format(fmt, na_rep="n/a", escape="html")
 
 
 def format_backtest_tiers(error: pd.DataFrame):
@@ -508,9 +542,9 @@ def format_backtest_tiers(error: pd.DataFrame):
         "actual_revenue": "Actual revenue", "revenue_pct_error": "Revenue error %"})
     t.index.name = None
     t.columns.name = "Tier"
-    return t.style.set_caption("Backtest by tier: what the model predicted and what happened").format({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
+    return _inert(t.style).set_caption("Backtest by tier: what the model predicted and what happened").format({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
                            "Predicted revenue": "{:,.0f}", "Actual revenue": "{:,.0f}", "Revenue error %": "{:+.1f}"},
-                          na_rep="n/a")
+                          na_rep="n/a", escape="html")
 
 
 def format_deciles(deciles: pd.DataFrame):
@@ -520,9 +554,9 @@ def format_deciles(deciles: pd.DataFrame):
                                 "share_of_actual": "share of actual"}[q] for q, m in wide.columns]
     wide.index.name = None
     wide.columns.name = "Decile (1 = highest predicted)"
-    return wide.style.set_caption("Customers in ten equal groups by predicted purchases: mean predicted and actual "
+    return _inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases: mean predicted and actual "
                                   "purchases, and each group's share of all actual purchases").format(
-        {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns})
+        {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns}, escape="html")
 
 
 def format_at_risk(at_risk: pd.DataFrame, top: int = 20):
@@ -533,8 +567,8 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 20):
     t.index = t.index.astype(str)
     t.columns.name = "Customer"
     t.index.name = None
-    return t.style.format({"P(active)": "{:.0%}", "P(gone)": "{:.0%}", "Expected purchases": "{:.2f}",
-                           "CLV": "{:,.2f}", "Value at risk": "{:,.2f}"})
+    return _inert(t.style).format({"P(active)": "{:.0%}", "P(gone)": "{:.0%}", "Expected purchases": "{:.2f}",
+                           "CLV": "{:,.2f}", "Value at risk": "{:,.2f}"}, escape="html")
 
 
 def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str = "CLV", money: str = ""):
@@ -567,7 +601,7 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
            mean: "{:,.2f}", "Expected purchases": "{:,.0f}", revenue: "{:,.0f}",
            "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}",
            "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}"}
-    return out.style.format(fmt)
+    return _inert(out.style).format(fmt, escape="html")
 
 
 def format_what_if(what_if: pd.DataFrame):
@@ -579,8 +613,8 @@ def format_what_if(what_if: pd.DataFrame):
         "Purchases if dropout fell": what_if["expected_purchases_what_if"].to_numpy(),
     })
     out.columns.name = "Tier"
-    return out.style.format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
-                             "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"})
+    return _inert(out.style).format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
+                             "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"}, escape="html")
 
 
 def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
@@ -761,6 +795,8 @@ def run_report(
     import nbformat
     import papermill as pm
 
+    from clvmodels.transactions import is_remote
+
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = template_path(template)
     defaults = _template_defaults(path)
@@ -785,13 +821,19 @@ def run_report(
     run_params = dict(given)
     if "output_dir" in defaults:
         run_params["output_dir"] = str(work.resolve())
+    # the kernel runs in the run's own folder, not the caller's: IPython puts its working folder
+    # first on sys.path, so a clvmodels.py (or pandas.py ...) lying in the caller's folder would
+    # be imported and run by the report; relative input paths are made absolute for it
+    given_input = str(run_params.get("input_path") or "")
+    if given_input and not is_remote(given_input) and not Path(given_input).is_absolute():
+        run_params["input_path"] = str(Path.cwd() / given_input)
     say(f"[clvmodels] running {path.name} into {root}")
     failure: str | None = None
     try:
         try:
             with _child_stderr_to(work / "kernel.log"):
                 pm.execute_notebook(str(path), str(executed), parameters=run_params, progress_bar=progress,
-                                    cwd=str(Path.cwd()), kernel_name="python3")
+                                    cwd=str(work.resolve()), kernel_name="python3")
         except pm.PapermillExecutionError as exc:
             failure = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         except Exception as exc:  # kernel died, template unreadable, disk full ...
