@@ -96,12 +96,32 @@ def test_acquisition_budget(fitted):
     assert net["budget"] < b["budget"]
 
 
-def test_forecast_intervals(fitted, sample_rfm, fc):
+def test_parameter_intervals(fitted, sample_rfm, fc):
     bg, gg = fitted
-    iv = clvmodels.forecast_intervals(bg, gg, sample_rfm, horizon=52, discount_rate=0.1, margin=0.3, n_draws=60)
-    assert (iv["expected_purchases_lower"] <= fc["expected_purchases"] + 1e-9).mean() > 0.95
-    assert (iv["expected_purchases_upper"] >= fc["expected_purchases"] - 1e-9).mean() > 0.95
-    assert (iv["clv_upper"] > iv["clv_lower"]).all()
+    iv = clvmodels.parameter_intervals(bg, gg, sample_rfm, horizon=52, discount_rate=0.1, margin=0.3, n_draws=60)
+    assert (iv["expected_purchases_param_lower"] <= fc["expected_purchases"] + 1e-9).mean() > 0.95
+    assert (iv["expected_purchases_param_upper"] >= fc["expected_purchases"] - 1e-9).mean() > 0.95
+    assert (iv["clv_param_upper"] > iv["clv_param_lower"]).all()
+
+
+def test_predictive_intervals_hold_the_process_noise(fitted, sample_cal):
+    """Issue 14 item 6: a frequent buyer's interval is about as wide as the randomness of his
+    purchases (not the 46.0-46.5 of parameter uncertainty), and on the CDNOW sample's 39-week
+    holdout the 90% intervals cover 85-95% of customers (purchases)."""
+    bg = clvmodels.BetaGeoModel().fit(sample_cal)
+    gg = clvmodels.GammaGammaModel().fit(sample_cal)
+    iv = clvmodels.forecast_intervals(bg, gg, sample_cal, horizon=39, margin=0.3, n_sims=400)
+    fc = clvmodels.forecast(bg, gg, sample_cal, horizon=39, margin=0.3)
+    top = fc["expected_purchases"].idxmax()
+    e = fc.loc[top, "expected_purchases"]
+    width = iv.loc[top, "purchases_upper"] - iv.loc[top, "purchases_lower"]
+    assert width > 2 * 1.645 * np.sqrt(e) * 0.8  # at least the Poisson spread of the count
+    actual = sample_cal["frequency_holdout"]
+    inside = (iv["purchases_lower"] <= actual) & (actual <= iv["purchases_upper"])
+    assert 0.85 <= inside.mean() <= 0.97
+    assert (iv["revenue_lower"] <= iv["revenue_upper"]).all() and (iv["clv_lower"] <= iv["clv_upper"]).all()
+    assert np.isfinite(iv.to_numpy()).all()
+    assert iv.attrs["kind"] == "predictive"
 
 
 def test_bad_parameters(fitted, sample_rfm):
@@ -120,16 +140,16 @@ def test_bad_parameters(fitted, sample_rfm):
         forecast(bg, gg, sample_rfm.drop(columns="monetary_value"), horizon=5)
 
 
-def test_forecast_intervals_chunks_give_the_same_answer(sample_rfm):
+def test_parameter_intervals_chunks_give_the_same_answer(sample_rfm):
     """Bounded memory: chunks of 1,000 customers give exactly what one chunk gives, and every
     customer's interval brackets the point forecast."""
     bg, gg = clvmodels.BetaGeoModel().fit(sample_rfm), clvmodels.GammaGammaModel().fit(sample_rfm)
     kw = dict(horizon=52, n_draws=40, cost_to_serve=0.05)
-    small = clvmodels.forecast_intervals(bg, gg, sample_rfm, chunk_size=1000, **kw)
-    whole = clvmodels.forecast_intervals(bg, gg, sample_rfm, chunk_size=10**6, **kw)
+    small = clvmodels.parameter_intervals(bg, gg, sample_rfm, chunk_size=1000, **kw)
+    whole = clvmodels.parameter_intervals(bg, gg, sample_rfm, chunk_size=10**6, **kw)
     pd.testing.assert_frame_equal(small, whole, check_exact=False, rtol=1e-12, atol=1e-12)
-    assert (small["clv_lower"] <= small["clv_upper"]).all()
-    assert (small["expected_purchases_lower"] <= small["expected_purchases_upper"]).all()
+    assert (small["clv_param_lower"] <= small["clv_param_upper"]).all()
+    assert (small["expected_purchases_param_lower"] <= small["expected_purchases_param_upper"]).all()
 
 
 def test_delta_method_agrees_with_parameter_draws(monkeypatch, master_cal):
@@ -142,19 +162,19 @@ def test_delta_method_agrees_with_parameter_draws(monkeypatch, master_cal):
     for cls in (clvmodels.BetaGeoModel, clvmodels.ParetoNBDModel):
         tm, gg = cls().fit(master_cal), clvmodels.GammaGammaModel().fit(master_cal)
         kw = dict(horizon=52, n_draws=400, cost_to_serve=0.02)
-        draws = clvmodels.forecast_intervals(tm, gg, master_cal, **kw)
+        draws = clvmodels.parameter_intervals(tm, gg, master_cal, **kw)
         fc = clvmodels.forecast(tm, gg, master_cal, horizon=52, cost_to_serve=0.02)
         tiers = clvmodels.assign_tiers(fc)
         t_draws = clvmodels.tier_intervals(tm, gg, master_cal, tiers, max_simulated=5000, **kw)
         monkeypatch.setattr(fmod, "DELTA_METHOD_ABOVE", 0)
-        delta = clvmodels.forecast_intervals(tm, gg, master_cal, **kw)
+        delta = clvmodels.parameter_intervals(tm, gg, master_cal, **kw)
         t_delta = clvmodels.tier_intervals(tm, gg, master_cal, tiers, max_simulated=5000, **kw)
         monkeypatch.setattr(fmod, "DELTA_METHOD_ABOVE", 1_000_000)
         assert delta.attrs["method"] == "delta"
         for col in ("clv", "expected_purchases"):
-            width = draws[f"{col}_upper"] - draws[f"{col}_lower"]
+            width = draws[f"{col}_param_upper"] - draws[f"{col}_param_lower"]
             for end in ("lower", "upper"):
-                off = (delta[f"{col}_{end}"] - draws[f"{col}_{end}"]).abs() / width.where(width > 1e-9)
+                off = (delta[f"{col}_param_{end}"] - draws[f"{col}_param_{end}"]).abs() / width.where(width > 1e-9)
                 assert off.median() < 0.1, (cls.__name__, col, end)
         for col in ("expected_purchases", "expected_revenue", "total_clv"):
             width = t_draws[f"{col}_upper"] - t_draws[f"{col}_lower"]

@@ -14,7 +14,7 @@ from clvmodels.exceptions import (
     NotFittedError,
     ParameterError,
 )
-from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals
+from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals, parameter_intervals
 from clvmodels.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clvmodels.rfm import calibration_holdout, rfm_summary
 from clvmodels.selection import ModelSelection, select_model
@@ -38,6 +38,7 @@ __all__ = [
     "GammaGammaModel",
     "forecast",
     "forecast_intervals",
+    "parameter_intervals",
     "acquisition_budget",
     "assign_tiers",
     "tier_summary",

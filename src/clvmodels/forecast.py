@@ -30,6 +30,7 @@ from clvmodels.models.gamma_gamma import conditional_spend
 __all__ = [
     "forecast",
     "forecast_intervals",
+    "parameter_intervals",
     "acquisition_budget",
     "period_discount_rate",
     "FORECAST_COLUMNS",
@@ -302,6 +303,112 @@ def forecast(
     return out
 
 
+#: customers above which the predictive intervals use fewer simulated futures per customer
+PREDICTIVE_FEW_SIMS_ABOVE = 1_000_000
+
+
+def forecast_intervals(
+    transaction_model: PurchaseModel,
+    spend_model: GammaGammaModel,
+    rfm: pd.DataFrame,
+    *,
+    horizon: float,
+    discount_rate: float = 0.10,
+    margin: float = 1.0,
+    cost_to_serve: float = 0.0,
+    time_unit: str | None = None,
+    level: float = 0.90,
+    n_sims: int = 400,
+    n_param_draws: int = 20,
+    seed: int | None = 0,
+    chunk_size: int = 50_000,
+) -> pd.DataFrame:
+    """Per-customer predictive intervals: what each customer may do over the horizon.
+
+    Unlike :func:`parameter_intervals` (how well the *expected* values are known) these include
+    the randomness of the purchase and dropout process and of spend, so a customer expected to
+    make 46.1 purchases gets an interval of roughly 35 to 58, not 46.0 to 46.5. For each customer
+    ``n_sims`` futures are drawn, ``n_sims / n_param_draws`` for each of ``n_param_draws`` draws of
+    the parameters (their uncertainty included): active now with probability P(alive), then
+    purchases from the model's posterior given active (:meth:`PurchaseModel._simulate`), spend
+    rate ``nu ~ Gamma(q + p x, v + x zbar)`` and revenue ``Gamma(p N, nu)`` (Gamma-Gamma,
+    Fader & Hardie 2013). CLV: ``margin x revenue x`` the customer's mean discount factor of
+    expected purchases, minus the expected cost to serve (a stated approximation: the timing of
+    the simulated purchases is not drawn). Intervals are the equal-tailed quantiles at ``level``.
+    Holdout coverage is measured in ``validation/real_logs.py`` (validation/README.md).
+
+    Above :data:`PREDICTIVE_FEW_SIMS_ABOVE` customers, 100 futures per customer.
+
+    Returns
+    -------
+    DataFrame
+        ``purchases_lower/upper``, ``revenue_lower/upper``, ``clv_lower/upper`` indexed like ``rfm``.
+    """
+    from clvmodels.tiers import _parameter_draws
+
+    _check_models(transaction_model, spend_model)
+    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
+    level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
+    n_sims = check_number("n_sims", n_sims, minimum=20, integer=True)
+    n_param_draws = check_number("n_param_draws", n_param_draws, minimum=1, integer=True)
+    chunk_size = check_number("chunk_size", chunk_size, minimum=1000, integer=True)
+    x, tx, T, m = _rfm_arrays(rfm)
+    n = len(x)
+    if n > PREDICTIVE_FEW_SIMS_ABOVE:
+        n_sims = min(n_sims, 100)
+    n_param_draws = min(n_param_draws, n_sims)
+    per_draw = int(np.ceil(n_sims / n_param_draws))
+    parts = _purchase_arrays(transaction_model, x, tx, T, s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disc = np.where(parts["purchases"] > 0, parts["discounted_purchases"] / parts["purchases"], 1.0)
+    cost = s.cost_to_serve * parts["discounted_active"]
+    tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_param_draws, seed)
+    models = []
+    for i in range(n_param_draws):
+        try:
+            models.append((type(transaction_model).from_params(tm_draws.iloc[i]), sm_draws.iloc[i]))
+        except ParameterError:  # a draw far along a poorly identified direction
+            models.append((transaction_model, spend_model.params_))
+    rng = np.random.default_rng(seed)
+    qs = [(1 - level) / 2, 1 - (1 - level) / 2]
+    out = {k: np.empty(n) for k in ("purchases_lower", "purchases_upper", "revenue_lower", "revenue_upper",
+                                    "clv_lower", "clv_upper")}
+    buyer = (x > 0) & (m > 0)
+    for c0 in range(0, n, chunk_size):
+        sl = slice(c0, min(c0 + chunk_size, n))
+        xc, txc, Tc, mc, bc = x[sl], tx[sl], T[sl], m[sl], buyer[sl]
+        counts = np.empty((per_draw * len(models), len(xc)))
+        revenue = np.empty_like(counts)
+        k = 0
+        for tm, (p_s, q_s, v_s) in models:
+            q_s = max(float(q_s), 1.0 + 1e-6)
+            with np.errstate(all="ignore"):
+                p_alive = tm._p_alive(xc, txc, Tc)
+            p_alive = np.where(np.isfinite(p_alive), p_alive, parts["p_alive"][sl])
+            shape = q_s + np.where(bc, p_s * xc, 0.0)
+            rate = v_s + np.where(bc, xc * mc, 0.0)
+            for _ in range(per_draw):
+                alive = rng.random(len(xc)) < p_alive
+                cnt = tm._simulate(rng, xc, Tc, s.horizon, alive).astype(float)
+                nu = rng.gamma(shape, 1.0 / rate)
+                rev = np.zeros(len(xc))
+                pos = cnt > 0
+                rev[pos] = rng.gamma(p_s * cnt[pos], 1.0 / nu[pos])
+                counts[k], revenue[k] = cnt, rev
+                k += 1
+        qc = np.quantile(counts, qs, axis=0, method="inverted_cdf")
+        qr = np.quantile(revenue, qs, axis=0)
+        out["purchases_lower"][sl], out["purchases_upper"][sl] = qc
+        out["revenue_lower"][sl], out["revenue_upper"][sl] = qr
+        out["clv_lower"][sl] = s.margin * qr[0] * disc[sl] - cost[sl]
+        out["clv_upper"][sl] = s.margin * qr[1] * disc[sl] - cost[sl]
+    result = pd.DataFrame(out, index=rfm.index, copy=False)
+    result.attrs.update(s.as_dict())
+    result.attrs.update({"level": level, "n_sims": per_draw * len(models), "kind": "predictive",
+                         "parameter_uncertainty": omitted or "included"})
+    return result
+
+
 #: customers above which intervals use the delta method (a linearisation in the log-parameters)
 #: instead of recomputing every forecast for each parameter draw: parameter uncertainty
 #: shrinks like 1/sqrt(customers) and the linearisation error faster; on CDNOW master (23,570
@@ -367,7 +474,7 @@ def _quadratic_form(g: np.ndarray, cov: np.ndarray) -> np.ndarray:
     return np.einsum("jn,jk,kn->n", g, cov, g)
 
 
-def forecast_intervals(
+def parameter_intervals(
     transaction_model: PurchaseModel,
     spend_model: GammaGammaModel,
     rfm: pd.DataFrame,
@@ -382,7 +489,9 @@ def forecast_intervals(
     seed: int | None = 0,
     chunk_size: int = 200_000,
 ) -> pd.DataFrame:
-    """Per-customer intervals for expected purchases and CLV from parameter uncertainty.
+    """Per-customer intervals for the *expected* purchases and CLV from parameter uncertainty
+    alone (how well the model's parameters are known), not for what a customer will do: for that,
+    :func:`forecast_intervals` (predictive intervals).
 
     Draws both models' parameters from their asymptotic sampling distributions (normal on the
     log scale, with the covariance of the fit), recomputes the forecast for each draw and takes
@@ -396,7 +505,7 @@ def forecast_intervals(
     Returns
     -------
     DataFrame
-        ``expected_purchases_lower/upper``, ``clv_lower/upper`` indexed like ``rfm``.
+        ``expected_purchases_param_lower/upper``, ``clv_param_lower/upper`` indexed like ``rfm``.
     """
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
@@ -428,8 +537,8 @@ def forecast_intervals(
     q_s = np.maximum(sm_draws["q"].to_numpy(), 1.0 + 1e-6)[:, None]  # q <= 1: mean spend undefined
     v_s = sm_draws["v"].to_numpy()[:, None]
     qs = [(1 - level) / 2, 1 - (1 - level) / 2]
-    out = {name: np.empty(n) for name in ("expected_purchases_lower", "expected_purchases_upper",
-                                          "clv_lower", "clv_upper")}
+    out = {name: np.empty(n) for name in ("expected_purchases_param_lower", "expected_purchases_param_upper",
+                                          "clv_param_lower", "clv_param_upper")}
     g0 = 0
     while g0 < len(gx):
         # as many whole groups as fit in a chunk of customers (at least one group)
@@ -453,10 +562,10 @@ def forecast_intervals(
             clv = s.margin * disc[:, local] * spend - s.cost_to_serve * cost[:, local]
             clv[~np.isfinite(clv)] = np.nan
             qc = np.nanquantile(clv, qs, axis=0)
-            out["expected_purchases_lower"][cust] = qp[0][local]
-            out["expected_purchases_upper"][cust] = qp[1][local]
-            out["clv_lower"][cust] = qc[0]
-            out["clv_upper"][cust] = qc[1]
+            out["expected_purchases_param_lower"][cust] = qp[0][local]
+            out["expected_purchases_param_upper"][cust] = qp[1][local]
+            out["clv_param_lower"][cust] = qc[0]
+            out["clv_param_upper"][cust] = qc[1]
         g0 = g1
     result = pd.DataFrame(out, index=rfm.index)
     result.attrs.update(s.as_dict())
@@ -465,7 +574,7 @@ def forecast_intervals(
 
 
 def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, groups, x, m, chunk_size: int):
-    """forecast_intervals by the delta method: normal intervals with the variance of each
+    """parameter_intervals by the delta method: normal intervals with the variance of each
     forecast's linearisation in both models' log-parameters."""
     from scipy import stats
 
@@ -476,11 +585,11 @@ def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, group
     z = float(stats.norm.ppf(0.5 + level / 2))
     sd_purch_g = np.sqrt(_quadratic_form(jac[:, 0, :], cov_tm))
     n = len(x)
-    out = {name: np.empty(n) for name in ("expected_purchases_lower", "expected_purchases_upper",
-                                          "clv_lower", "clv_upper")}
+    out = {name: np.empty(n) for name in ("expected_purchases_param_lower", "expected_purchases_param_upper",
+                                          "clv_param_lower", "clv_param_upper")}
     inv = groups.inverse
-    out["expected_purchases_lower"] = np.maximum(base[0] - z * sd_purch_g, 0.0)[inv]
-    out["expected_purchases_upper"] = (base[0] + z * sd_purch_g)[inv]
+    out["expected_purchases_param_lower"] = np.maximum(base[0] - z * sd_purch_g, 0.0)[inv]
+    out["expected_purchases_param_upper"] = (base[0] + z * sd_purch_g)[inv]
     for c0 in range(0, n, chunk_size):
         sl = slice(c0, min(c0 + chunk_size, n))
         g = inv[sl]
@@ -489,8 +598,8 @@ def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, group
         g_tm = s.margin * jac[:, 1, g] * spend - s.cost_to_serve * jac[:, 2, g]
         g_sm = s.margin * base[1][g] * d_spend
         sd = np.sqrt(_quadratic_form(g_tm, cov_tm) + _quadratic_form(g_sm, cov_sm))
-        out["clv_lower"][sl] = clv - z * sd
-        out["clv_upper"][sl] = clv + z * sd
+        out["clv_param_lower"][sl] = clv - z * sd
+        out["clv_param_upper"][sl] = clv + z * sd
     result = pd.DataFrame(out, index=rfm.index, copy=False)
     result.attrs.update(s.as_dict())
     result.attrs.update({"level": level, "n_draws": n_draws, "method": "delta"})

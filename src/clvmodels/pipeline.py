@@ -309,8 +309,10 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, dropout_reduction=cfg.dropout_reduction,
                                           **settings)
     lap("budget and what-if")
+    # predictive intervals (what each customer may do), 4 simulated futures per parameter draw
     customer_intervals = clvmodels.forecast_intervals(model, spend, rfm, level=cfg.interval_level,
-                                                      n_draws=cfg.n_draws, **settings)
+                                                      n_sims=4 * cfg.n_draws, n_param_draws=min(cfg.n_draws, 20),
+                                                      **settings)
     lap("per-customer intervals")
     at_risk = at_risk_customers(fc, tiers)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,

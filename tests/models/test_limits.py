@@ -96,8 +96,10 @@ def test_flat_ridge_is_accepted_flagged_and_intervals_are_finite(ridge_cal):
     ti = clvmodels.tier_intervals(model, spend, ridge_cal, tiers, horizon=12, n_draws=60)
     assert np.isfinite(ti.to_numpy()).all()
     assert "included" in ti.attrs["parameter_uncertainty"]
-    ci = clvmodels.forecast_intervals(model, spend, ridge_cal, horizon=12, n_draws=20)
+    ci = clvmodels.parameter_intervals(model, spend, ridge_cal, horizon=12, n_draws=20)
     assert np.isfinite(ci.to_numpy()).all()
+    pi = clvmodels.forecast_intervals(model, spend, ridge_cal, horizon=12, n_sims=60)
+    assert np.isfinite(pi.to_numpy()).all()
 
 
 def test_intervals_without_covariance_say_so(sample_rfm):

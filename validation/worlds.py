@@ -1,0 +1,112 @@
+"""Transaction logs that break the models' assumptions one at a time, with the truth kept.
+
+Each world is a log in weeks from 2020-01-06 (continuous purchase times, merged to calendar days
+as any real log is), a date to report from (``cut``) and a date the log runs to (``end``): the
+report is made as of ``cut`` with the horizon ``end - cut`` and checked against what the
+generated customers did after ``cut``.
+
+While active a customer buys as a Poisson process of rate ``lambda m(t)`` with
+``lambda ~ Gamma(r, alpha)`` and ``m`` a calendar multiplier (1 unless the world says
+otherwise); after each repeat purchase they leave with probability ``p ~ Beta(a, b)``
+(BG/NBD). Spend per purchase is Gamma-Gamma unless the world says otherwise.
+
+=================== ===================================================================
+world               what breaks
+=================== ===================================================================
+``BG/NBD``          nothing (the control)
+``left-truncated``  the log starts in the middle of a customer base acquired over three
+                    years before it: the first purchase seen is not the first purchase
+``no dropout``      nobody leaves (a / (a+b) ~ 1e-6)
+``seasonal``        purchase rates swing +-60% over the calendar year
+``trending``        purchase rates fall 45% over the 2.5 years of the log
+``heavy-tailed``    spend per purchase is log-normal with a heavy tail (not Gamma-Gamma)
+``weakly identified`` 400 customers acquired in two weeks, observed 20 weeks
+=================== ===================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+START = pd.Timestamp("2020-01-06")
+
+
+@dataclass
+class World:
+    name: str
+    log: pd.DataFrame
+    cut: str
+    end: str
+    note: str
+
+
+def _simulate(n: int, *, acquisition: tuple[float, float], span: float, r: float = 0.5, alpha: float = 5.0,
+              a: float = 0.8, b: float = 2.5, multiplier: Callable[[np.ndarray], np.ndarray] | None = None,
+              mult_max: float = 1.0, spend: str = "gamma-gamma", observed_from: float = 0.0,
+              seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    t0 = rng.uniform(*acquisition, n)
+    nu = rng.gamma(3.74, 1.0 / 15.44, n)  # Gamma-Gamma's spend rate (CDNOW's q, v)
+    cust_mean = np.exp(rng.normal(3.0, 1.0, n))  # heavy-tailed world: a customer's typical spend
+    ids, times, amounts = [], [], []
+    for i in range(n):
+        # candidate purchases at the top rate, thinned by the calendar multiplier
+        k = rng.poisson(lam[i] * mult_max * (span - t0[i]))
+        cand = np.sort(rng.uniform(t0[i], span, k))
+        if multiplier is not None and k:
+            cand = cand[rng.random(k) < multiplier(cand) / mult_max]
+        # they leave right after their K-th repeat purchase, K ~ Geometric(p)
+        keep = min(len(cand), int(rng.geometric(max(p[i], 1e-12))))
+        t = np.concatenate([[t0[i]], cand[:keep]])
+        t = t[t >= observed_from]
+        if not len(t):
+            continue
+        if spend == "gamma-gamma":
+            z = rng.gamma(6.25, 1.0 / nu[i], len(t))
+        else:
+            z = cust_mean[i] * np.exp(rng.normal(-0.5, 1.0, len(t)))
+        ids.append(np.full(len(t), i))
+        times.append(t)
+        amounts.append(z)
+    t = np.concatenate(times) - observed_from
+    return pd.DataFrame({
+        "customer_id": np.concatenate(ids).astype(str),
+        "date": (START + pd.to_timedelta(t * 7, unit="D")).normalize(),
+        "amount": np.round(np.concatenate(amounts), 2),
+    })
+
+
+def _date(weeks: float) -> str:
+    return str((START + pd.Timedelta(days=7 * weeks)).date())
+
+
+def worlds(n: int = 4000, seed: int = 0) -> list[World]:
+    """The generated worlds (see the module docstring); ``n`` customers each."""
+    span, cut = 130.0, 78.0
+    acq = (0.0, 26.0)
+    out = [
+        World("BG/NBD", _simulate(n, acquisition=acq, span=span, seed=seed), _date(cut), _date(span),
+              "the model's own assumptions"),
+        World("left-truncated", _simulate(n * 2, acquisition=(-156.0, span), span=span + 156.0, observed_from=156.0,
+                                          seed=seed + 1), _date(cut), _date(span),
+              "customers acquired steadily for three years before the log starts"),
+        World("no dropout", _simulate(n, acquisition=acq, span=span, a=1e-5, b=10.0, seed=seed + 2), _date(cut),
+              _date(span), "nobody leaves"),
+        World("seasonal", _simulate(n, acquisition=acq, span=span, seed=seed + 3, mult_max=1.6,
+                                    multiplier=lambda t: 1 + 0.6 * np.sin(2 * np.pi * t / 52.0)),
+              _date(cut), _date(span), "purchase rates +-60% over the year"),
+        World("trending", _simulate(n, acquisition=acq, span=span, seed=seed + 4,
+                                    multiplier=lambda t: np.exp(-0.0046 * t)),
+              _date(cut), _date(span), "purchase rates fall 45% over the log"),
+        World("heavy-tailed", _simulate(n, acquisition=acq, span=span, seed=seed + 5, spend="lognormal"),
+              _date(cut), _date(span), "log-normal spend, customer means spread over a factor of 50"),
+        World("weakly identified", _simulate(400, acquisition=(0.0, 2.0), span=46.0, seed=seed + 6),
+              _date(20.0), _date(46.0), "400 customers, 20 weeks"),
+    ]
+    return out
