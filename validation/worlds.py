@@ -93,7 +93,7 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
     out = [
         World("BG/NBD", _simulate(n, acquisition=acq, span=span, seed=seed), _date(cut), _date(span),
               "the model's own assumptions"),
-        World("left-truncated", _simulate(n * 2, acquisition=(-156.0, span), span=span + 156.0, observed_from=156.0,
+        World("left-truncated", _simulate(n * 3, acquisition=(-156.0, span), span=span + 156.0, observed_from=156.0,
                                           seed=seed + 1), _date(cut), _date(span),
               "customers acquired steadily for three years before the log starts"),
         World("no dropout", _simulate(n, acquisition=acq, span=span, a=1e-5, b=10.0, seed=seed + 2), _date(cut),

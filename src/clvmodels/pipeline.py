@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT
+from clvmodels.cohorts import MIN_COHORT, detect_left_truncation
 from clvmodels.exceptions import DataValidationError
 from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
 
@@ -68,6 +69,8 @@ class Analysis:
     """Observed vs expected customers by repeat purchases, of everyone."""
     max_T: float = 0.0
     """The longest time a customer was observed (for the probability maps)."""
+    left_truncation: Any = None
+    """What :func:`clvmodels.cohorts.detect_left_truncation` found (None: not checked)."""
 
     def __post_init__(self) -> None:
         from clvmodels.reporting import data_overview
@@ -143,9 +146,11 @@ def at_risk_customers(forecast: pd.DataFrame, tiers: pd.Series, *, top: int = 50
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
-              sample: Any, lap: Any) -> tuple[Any, Any, Any, type]:
+              sample: Any, lap: Any, cohort: Any = None) -> tuple[Any, Any, Any, type]:
     """Model choice, scorecard and tier errors on the calibration window (BG/NBD and no
-    backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers."""
+    backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers.
+    ``cohort``: ids of the customers the models learn from (a left-truncated log's real
+    cohort); the model choice then uses only them."""
     import clvmodels
     from clvmodels.tiers import backtest_error
 
@@ -156,7 +161,13 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit)
-    selection = clvmodels.select_model(cal)
+    choose_on = cal
+    if cohort is not None:
+        in_cohort = cal[cal.index.isin(cohort)]
+        if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
+            choose_on = in_cohort
+            choose_on.attrs.update(cal.attrs)
+    selection = clvmodels.select_model(choose_on)
     lap("backtest: model choice")
     scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)
@@ -166,6 +177,16 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.model_class
+
+
+def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:
+    """Left truncation as the parameter says: detected from the data ("auto") or not checked ("no")."""
+    from clvmodels.cohorts import LeftTruncation
+
+    if cfg.left_truncation == "no":
+        return LeftTruncation(False, float(len(T) if weights is None else weights.sum()),
+                              reason="Left truncation was not checked (left_truncation 'no').")
+    return detect_left_truncation(T, weights, time_unit=cfg.time_unit)
 
 
 def _scores_in_engine(cfg: ReportConfig, log: Any) -> bool:
@@ -198,9 +219,15 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     stats = scoring.compressed_rfm(log, time_unit=cfg.time_unit, observation_end=obs_end)
     lap("load and RFM")
     n = stats.customers
+    rows = stats.purchases
+    trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
     selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap)
     model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel())
+    if trunc.usable_cohort:
+        # the dynamics of a real cohort: customers first seen after the pile-up
+        cohort_rows = rows[rows["T"] < trunc.cutoff_T]
+        model = model_cls().fit(cohort_rows, weights=cohort_rows["weight"].to_numpy(float))
     lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
                     cost_to_serve=cfg.cost_to_serve)
@@ -235,7 +262,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc, tiers,
                         tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
                         customers=n, overview=overview, frequency_fit=freq_fit,
-                        max_T=float(stats.purchases["T"].max()))
+                        max_T=float(stats.purchases["T"].max()), left_truncation=trunc)
     scoring.release()  # the engine's customer table: the scores are written, it is not needed again
     lap("sample for the figures")
     if scratch is not None:
@@ -291,8 +318,11 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
         ids = rfm.index[np.sort(rng.choice(len(rfm), n_wanted, replace=False))]
         return _restrict_log(log, ids, None)
 
-    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap)
-    model = model_cls().fit(rfm)
+    trunc = _truncation(cfg, rfm["T"].to_numpy(float))
+    cohort = rfm.index[rfm["T"].to_numpy() < trunc.cutoff_T] if trunc.usable_cohort else None
+    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap, cohort)
+    # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
+    model = model_cls().fit(rfm if cohort is None else rfm.loc[cohort])
     spend = clvmodels.GammaGammaModel().fit(rfm)
     lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
@@ -316,7 +346,8 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     lap("per-customer intervals")
     at_risk = at_risk_customers(fc, tiers)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
-                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings)
+                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
+                        left_truncation=trunc)
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
                    models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
                    extra_tables={"at_risk_customers": at_risk,

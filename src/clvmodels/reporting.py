@@ -91,6 +91,7 @@ class ReportConfig:
     spark_master: str = ""
     spark_conf: dict[str, Any] = field(default_factory=dict)
     scoring: str = "auto"
+    left_truncation: str = "auto"
 
     @property
     def unit_name(self) -> str:
@@ -158,6 +159,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
     check_choice("engine", p["engine"], ENGINES)
     check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
+    check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
     if p["engine"] == "spark" and not spark_available():
         raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
                              "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
@@ -383,6 +385,12 @@ def executive_summary(analysis: Any) -> str:
     notes = identification_notes(analysis.model)
     if notes:
         model_line += " " + " ".join(notes)
+    trunc = getattr(analysis, "left_truncation", None)
+    budget_note = ""
+    if trunc is not None and trunc.detected:
+        model_line += f"\n* **Customers from before the log**: {trunc.describe()}"
+        if not trunc.usable_cohort:
+            budget_note = " (not reliable here: the log holds no cohort of genuinely new customers, see below)"
     lines = [
         f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, "
         f"for {analysis.customers:,} customers; all times are in {cfg.unit_name}. Values are "
@@ -401,7 +409,7 @@ def executive_summary(analysis: Any) -> str:
         f"* **Expected purchases** in the horizon: {total['expected_purchases']:,.0f}, worth "
         f"{_money(total['expected_revenue'], cur)} in revenue.",
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
-        f"over the horizon (first purchase included) - the most to spend to win one and break even.",
+        f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}.",
         model_line,
     ]
     return "\n".join(lines)

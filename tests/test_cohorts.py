@@ -1,0 +1,59 @@
+"""Left-truncated logs (issue 14, item 5): detected from the data, said in the report, and the
+models learned from the real cohort."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import clvmodels
+from clvmodels import pipeline, reporting
+from clvmodels.cohorts import MIN_COHORT, detect_left_truncation
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
+from worlds import worlds  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def truncated():
+    return [w for w in worlds(3000) if w.name == "left-truncated"][0]
+
+
+def test_closed_cohort_is_not_truncated(master_cal):
+    # CDNOW: every customer first bought in the first quarter of 1997, nobody arrives later
+    found = detect_left_truncation(master_cal["T"].to_numpy(), time_unit="W")
+    assert not found.detected and "closed cohort" in found.describe()
+
+
+def test_steady_arrivals_are_not_truncated():
+    rng = np.random.default_rng(0)
+    T = rng.uniform(0, 100, 5000)  # first purchases spread evenly over 100 weeks
+    assert not detect_left_truncation(T, time_unit="W").detected
+    # the same in days, and with weights (compressed rows)
+    assert not detect_left_truncation(T * 7, np.ones_like(T) * 2, time_unit="D").detected
+
+
+def test_pile_up_at_the_start_is_detected(truncated):
+    log = truncated.log[truncated.log["date"] <= pd.Timestamp(truncated.cut)]
+    rfm = clvmodels.rfm_summary(log, time_unit="W", observation_end=truncated.cut)
+    found = detect_left_truncation(rfm["T"].to_numpy(), time_unit="W")
+    assert found.detected and found.usable_cohort and found.cohort >= MIN_COHORT
+    assert 0.3 * len(rfm) < found.pre_existing < 0.9 * len(rfm)
+    assert "left-truncated" in found.describe()
+    assert found.cohort == (rfm["T"] < found.cutoff_T).sum()
+
+
+def test_report_learns_from_the_cohort_and_says_so(truncated):
+    log = clvmodels.load_transactions(truncated.log[truncated.log["date"] <= pd.Timestamp(truncated.cut)])
+    cfg = reporting.validate_parameters({"observation_end": truncated.cut, "n_draws": 20, "scoring": "memory"})
+    an = pipeline.run_analysis(cfg, log)
+    trunc = an.left_truncation
+    assert trunc.detected and an.model.n_customers_ == int(trunc.cohort) < len(an.rfm)
+    assert len(an.forecast) == len(an.rfm)  # everyone is still scored
+    assert "Customers from before the log" in reporting.executive_summary(an)
+    off = pipeline.run_analysis(reporting.validate_parameters({**cfg.__dict__, "left_truncation": "no"}), log)
+    assert not off.left_truncation.detected and off.model.n_customers_ == len(off.rfm)
