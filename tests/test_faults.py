@@ -178,16 +178,43 @@ def test_named_templates_ignore_the_current_folder(tmp_path, monkeypatch):
 
 
 def test_stale_run_folders_are_cleaned(tmp_path):
+    """Issue 15: only folders this project made and whose run provably ended are removed: not a
+    user's hidden .tmp folder (whatever its age), not another host's or pid namespace's live
+    run, not a reused pid, never through a symbolic link."""
+    import json
+    import socket
+
+    from clvmodels import reporting
+
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / ".old-run.abc.tmp"
-    stale.mkdir()
-    (stale / ".clvmodels-run-pid").write_text(str(dead.pid))
-    live = tmp_path / ".live-run.def.tmp"
-    live.mkdir()
-    (live / ".clvmodels-run-pid").write_text(str(os.getpid()))
+    marker = reporting._OWNER_FILE
+
+    def run_folder(name: str, **record) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        base = json.loads(reporting.owner_record())
+        (folder / marker).write_text(json.dumps({**base, **record}))
+        return folder
+
+    stale = run_folder(".old-run.abc.tmp", pid=dead.pid, start="")
+    live = run_folder(".live-run.def.tmp")
+    other_host = run_folder(".other-host.ghi.tmp", pid=dead.pid, host=socket.gethostname() + "-other")
+    other_ns = run_folder(".other-ns.jkl.tmp", pid=dead.pid, pid_namespace="pid:[1]")
+    reused = run_folder(".reused.mno.tmp", pid=os.getpid(), start="1")  # our pid, another start time
+    notes = tmp_path / ".my-notes.tmp"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    old = time.time() - 3 * 86_400
+    os.utime(notes, (old, old))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / marker).write_text(json.dumps({**json.loads(reporting.owner_record()), "pid": dead.pid}))
+    (tmp_path / ".link.pqr.tmp").symlink_to(outside, target_is_directory=True)
     removed = clean_stale_runs(tmp_path)
-    assert removed == [stale] and not stale.exists() and live.exists()
+    assert sorted(removed) == sorted([stale, reused])
+    assert live.exists() and other_host.exists() and other_ns.exists() and notes.exists() and outside.exists()
+    assert (outside / marker).exists()
 
 
 def test_failure_handler_survives_a_full_disk(tmp_path, monkeypatch):
@@ -268,3 +295,23 @@ def test_cli_output_under_a_file_is_one_line_with_a_log(tmp_path):
     assert str(blocker / "sub") in line and "no report was published" in line
     log = Path(line.rsplit("Full traceback: ", 1)[1])
     assert "Traceback" in log.read_text()
+
+
+def test_dangling_symlink_at_the_report_name_is_skipped(tmp_path, monkeypatch):
+    """Issue 15: a dangling symbolic link where the report would land is a taken name: the report
+    publishes under the next name, nothing is left hidden."""
+    import datetime as dt
+
+    from clvmodels import reporting
+
+    class Frozen(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2026, 12, 1, 12, 0, 0)
+
+    monkeypatch.setattr(reporting._dt, "datetime", Frozen)
+    name = "customer-lifetime-value-report-20261201-120000"
+    (tmp_path / name).symlink_to(tmp_path / "nowhere")
+    folder = run_report("clv_report", {"n_draws": 10, "calibration_end": "none"}, tmp_path, progress=False)
+    assert folder.name == f"{name}-2" and (folder / "report.html").is_file()
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -824,7 +824,7 @@ def run_report(
         say(f"[clvmodels] removed {len(removed)} unfinished run folder(s) of processes that no longer exist")
     name = f"{_slug(title)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    (work / _OWNER_FILE).write_text(str(os.getpid()))
+    (work / _OWNER_FILE).write_text(owner_record())
     executed = work / "report.ipynb"
     run_params = dict(given)
     if "output_dir" in defaults:
@@ -875,7 +875,58 @@ def run_report(
     return final
 
 
-_OWNER_FILE = ".clvmodels-run-pid"
+_OWNER_FILE = ".clvmodels-run-owner"
+_OWNER_FORMAT = "clvmodels-run-owner/1"
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), so a reused pid
+    is not mistaken for the run's owner; "" where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def owner_record() -> str:
+    """Who owns a run folder: host, pid namespace, pid and its start time (JSON)."""
+    import socket
+
+    pid = os.getpid()
+    return json.dumps({"format": _OWNER_FORMAT, "host": socket.gethostname(), "pid_namespace": _pid_namespace(),
+                       "pid": pid, "start": _process_start(pid)})
+
+
+def _owner_gone(marker: Path) -> bool:
+    """Whether the run recorded in ``marker`` provably ended: written by this project, on this
+    host and in this pid namespace, and its process no longer exists (or the pid now belongs to
+    a process that started at another time). Anything else - another host or container sharing
+    the folder, a marker we cannot read - counts as alive."""
+    import socket
+
+    try:
+        if marker.is_symlink():
+            return False
+        rec = json.loads(marker.read_text())
+        if not isinstance(rec, dict) or rec.get("format") != _OWNER_FORMAT:
+            return False
+        if rec.get("host") != socket.gethostname() or rec.get("pid_namespace") != _pid_namespace():
+            return False
+        pid = int(rec["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if not _pid_alive(pid):
+        return True
+    started = str(rec.get("start") or "")
+    return bool(started) and _process_start(pid) not in ("", started)
 
 
 @contextlib.contextmanager
@@ -932,13 +983,14 @@ def _publish(work: Path, root: Path, name: str) -> Path:
     _readable(work)
     for i in range(1, 10_000):
         final = root / (name if i == 1 else f"{name}-{i}")
-        if final.exists() or (root / f"{final.name}-FAILED").exists():
+        # lexists: a name taken by anything, a dangling symbolic link included, is taken
+        if os.path.lexists(final) or os.path.lexists(root / f"{final.name}-FAILED"):
             continue
         try:
             os.rename(work, final)  # fails if another run took the name in between
             return final
         except OSError:
-            if not final.exists():
+            if not os.path.lexists(final):
                 raise
     raise ReportError(f"No free report folder name for {name!r} in {root}.")
 
@@ -955,13 +1007,13 @@ def _keep_failed(work: Path, root: Path, name: str, failure: str) -> Path | None
         pass
     for i in range(1, 10_000):
         failed = root / (f"{name}-FAILED" if i == 1 else f"{name}-{i}-FAILED")
-        if failed.exists():
+        if os.path.lexists(failed):
             continue
         try:
             os.rename(work, failed)
             return failed
         except OSError:
-            if failed.exists():
+            if os.path.lexists(failed):
                 continue
             break
     shutil.rmtree(work, ignore_errors=True)
@@ -979,28 +1031,19 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_runs(root: str | os.PathLike) -> list[Path]:
-    """Remove hidden ``.*.tmp`` run folders under ``root`` whose process no longer exists (runs
-    killed with SIGKILL or by a power cut); folders of running processes are left alone."""
+    """Remove the hidden ``.*.tmp`` run folders under ``root`` that this project made and whose
+    run provably ended (killed with SIGKILL or by a power cut): each carries an owner record
+    (host, pid namespace, pid and its start time) and is removed only when that process is gone
+    on this host and namespace. Folders without the record (a user's own ``.notes.tmp``), of
+    another host or container, or symbolic links are never touched."""
     import shutil
 
     removed = []
     for folder in Path(root).glob(".*.tmp"):
-        if not folder.is_dir():
+        if folder.is_symlink() or not folder.is_dir():
             continue
-        owner = folder / _OWNER_FILE
-        try:
-            pid = int(owner.read_text().strip())
-        except (OSError, ValueError):
-            # no owner recorded: only remove once it is clearly abandoned (a day old)
-            try:
-                stale = _dt.datetime.now().timestamp() - folder.stat().st_mtime > 86_400
-            except OSError:
-                continue
-            if not stale:
-                continue
-        else:
-            if _pid_alive(pid):
-                continue
+        if not _owner_gone(folder / _OWNER_FILE):
+            continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
