@@ -128,3 +128,17 @@ def test_scoring_auto_uses_the_engine_above_the_threshold(log, monkeypatch):
     monkeypatch.setattr(pipeline, "ENGINE_SCORING_ABOVE", 10_000)
     assert pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10, "calibration_end": "none"}),
                                  log).scoring == "memory"
+
+
+@pytest.mark.parametrize("scoring", ["memory", "engine"])
+def test_everyone_lead_gives_every_tier_row(cdnow_sample, scoring):
+    """Issue 15: a cost to serve above every customer's value puts everyone in Lead; both paths
+    give a row per tier (empty ones with zeros, no NaN) and the report text renders."""
+    log = clvmodels.load_transactions(cdnow_sample[["customer_id", "date", "amount"]])
+    cfg = reporting.validate_parameters({"scoring": scoring, "n_draws": 10, "cost_to_serve": 1000})
+    an = pipeline.run_analysis(cfg, log)
+    table = an.tier_table
+    assert list(table.index) == ["Platinum", "Gold", "Iron", "Lead", "Total"]
+    assert table.loc["Lead", "customers"] == 2357 and table.loc["Platinum", "customers"] == 0
+    assert not table[["mean_clv", "mean_churn_probability", "share_of_active_leaving"]].isna().any().any()
+    assert "Platinum" in reporting.executive_summary(an)

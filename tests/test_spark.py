@@ -238,3 +238,22 @@ def test_remote_addresses_go_to_spark_only():
 def test_unreachable_remote_log_is_a_clear_error(spark):
     with pytest.raises(DataValidationError, match=r"Could not read transaction log 'nosuchfs://x/y' with Spark"):
         clvmodels.load_transactions("nosuchfs://x/y", engine="spark")
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_ids_are_text_as_written_and_missing_ids_refused(spark, tmp_path, engine):
+    """Issue 15: zero-padded ids stay distinct after DuckDB's type-sampling window and on Spark;
+    NaN ids and two-digit years are refused the same way on both engines."""
+    rows = [(str(i), "2024-01-01", 1.0) for i in range(31_000)] + [("007", "2024-01-02", 1.0), ("7", "2024-01-03", 2.0)]
+    path = tmp_path / "ids.csv"
+    pd.DataFrame(rows, columns=["customer_id", "date", "amount"]).to_csv(path, index=False)
+    rfm = clvmodels.rfm_summary(clvmodels.load_transactions(path, engine=engine), time_unit="D")
+    assert len(rfm) == 31_001 and {"007", "7"} <= set(rfm.index.astype(str))
+    assert rfm.loc["7", "frequency"] == 1 and rfm.loc["007", "frequency"] == 0
+    nan_ids = pd.DataFrame({"customer_id": [1.0, np.nan], "date": ["2024-01-01", "2024-01-02"], "amount": [1.0, 2.0]})
+    nan_path = tmp_path / "nan_ids.parquet"
+    nan_ids.to_parquet(nan_path)
+    with pytest.raises(DataValidationError, match="1 of 2 rows have no customer id"):
+        clvmodels.load_transactions(nan_path, engine=engine)
+    with pytest.raises(DataValidationError, match="two-digit year"):
+        clvmodels.load_transactions(path, engine=engine, date_format="%d/%m/%y")

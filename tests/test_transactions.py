@@ -157,3 +157,14 @@ def test_timezone_aware_parquet_uses_its_own_zone(tmp_path):
 def test_python_date_objects():
     df = _log(date=[datetime.date(2024, 1, d) for d in (1, 5, 2, 9)])
     assert len(load_transactions(df).to_pandas()) == 4
+
+
+def test_struct_ids_are_refused_in_one_line(tmp_path):
+    """Issue 15: a struct-typed id column (Parquet) is refused naming the column and type."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"customer_id": [{"a": 1}, {"a": 2}], "date": ["2024-01-01", "2024-01-02"], "amount": [1.0, 2.0]})
+    pq.write_table(table, tmp_path / "struct.parquet")
+    with pytest.raises(DataValidationError, match="Column 'customer_id' has type struct"):
+        load_transactions(tmp_path / "struct.parquet")

@@ -425,7 +425,8 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
         leave=fc.churn_probability_during_horizon.sum(),
     )
     g = execute(fc.group_by("tier").aggregate(**sums)).set_index("tier")
-    g = g.reindex([t for t in TIERS if t in g.index])
+    # every tier has a row, empty ones too (all customers can be Lead when serving costs more)
+    g = g.reindex(list(TIERS), fill_value=0)
     total = g.sum().to_frame("Total").T
     table = pd.concat([g, total])
     total_clv = float(total["total_clv"].iloc[0])
@@ -433,12 +434,12 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
         "customers": table["customers"].astype(int),
         "share_of_customers": table["customers"] / total["customers"].iloc[0],
         "total_clv": table["total_clv"],
-        "mean_clv": table["total_clv"] / table["customers"],
+        "mean_clv": (table["total_clv"] / table["customers"].where(table["customers"] > 0)).fillna(0.0),
         "share_of_clv": table["total_clv"] / total_clv if total_clv != 0 else np.nan,
         "expected_purchases": table["expected_purchases"],
         "expected_revenue": table["expected_revenue"],
-        "mean_churn_probability": table["churn"] / table["customers"],
-        "mean_churn_by_horizon": table["churn_h"] / table["customers"],
+        "mean_churn_probability": (table["churn"] / table["customers"].where(table["customers"] > 0)).fillna(0.0),
+        "mean_churn_by_horizon": (table["churn_h"] / table["customers"].where(table["customers"] > 0)).fillna(0.0),
         "expected_gone_now": table["churn"],
         "expected_active_now": table["alive"],
         "expected_to_leave": table["leave"],

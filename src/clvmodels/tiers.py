@@ -167,6 +167,9 @@ def tier_summary(
     out.index = out.index.astype(str)
     out = pd.concat([out, total])
     out["customers"] = out["customers"].astype(int)
+    # an empty tier (everyone Lead when serving costs more than they bring) has means of 0, not NaN
+    for col in ("mean_clv", "mean_churn_probability", "mean_churn_by_horizon"):
+        out[col] = out[col].fillna(0.0)
     out["share_of_active_leaving"] = out["expected_to_leave"] / out["expected_active_now"].where(out["expected_active_now"] > 0)
     out["share_of_active_leaving"] = out["share_of_active_leaving"].fillna(0.0)
     out.index.name = "tier"

@@ -110,7 +110,7 @@ def java_date_pattern(date_format: str) -> str:
 
 
 def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = "duckdb",
-                 date_column: str | None = None) -> ir.Table:
+                 date_column: str | None = None, id_column: str | None = None) -> ir.Table:
     if isinstance(source, ir.Table):
         return source
     if isinstance(source, pd.DataFrame):
@@ -123,7 +123,7 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         csv = source.lower().rstrip("/").endswith(CSV_SUFFIXES)
         try:
             with quiet_engine():
-                return _spark_read(source, not csv, csv_options, date_column)
+                return _spark_read(source, not csv, csv_options, date_column, id_column)
         except Exception as exc:
             raise DataValidationError(f"Could not read transaction log '{source}' with Spark: {_first_line(exc)}.") from None
     if isinstance(source, (str, os.PathLike)):
@@ -143,7 +143,7 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         try:
             with quiet_engine():
                 if engine == "spark":
-                    return _spark_read(path, is_parquet, csv_options, date_column)
+                    return _spark_read(path, is_parquet, csv_options, date_column, id_column)
                 con = duckdb_connection()
                 if is_parquet:
                     target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
@@ -175,7 +175,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] | None,
-                date_column: str | None) -> ir.Table:
+                date_column: str | None, id_column: str | None = None) -> ir.Table:
     """A file or folder read by Spark (on the cluster's workers), as an Ibis table."""
     from clvmodels._engine import spark_connection, spark_view
 
@@ -185,11 +185,14 @@ def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] 
     else:
         options = {"header": True, "inferSchema": True, **(csv_options or {})}
         frame = session.read.csv(str(path), **options)
-        if date_column in frame.columns and frame.schema[date_column].dataType.typeName() != "string":
-            # as for DuckDB: dates are read as text and parsed one explicit way, never guessed
+        text = {c for c in (date_column, id_column)
+                if c in frame.columns and frame.schema[c].dataType.typeName() != "string"}
+        if text:
+            # as for DuckDB: dates are read as text and parsed one explicit way, never guessed,
+            # and ids are text exactly as written (007 is not 7)
             from pyspark.sql.types import StringType, StructField, StructType
 
-            schema = StructType([StructField(f.name, StringType(), True) if f.name == date_column else f
+            schema = StructType([StructField(f.name, StringType(), True) if f.name in text else f
                                  for f in frame.schema.fields])
             options.pop("inferSchema")
             frame = session.read.schema(schema).csv(str(path), **options)
@@ -369,11 +372,18 @@ def load_transactions(
     check_choice("engine", engine, ENGINES)
     if is_validated(source) and (customer_id, date, amount) == TRANSACTION_COLUMNS:
         return source
-    raw = _open_source(source, csv_options, engine, date)
-    if engine == "duckdb" and _is_csv(source) and date in raw.columns and not raw[date].type().is_string():
-        # DuckDB's CSV sniffer guesses a date format per file, so 01/02/2024 could be 1 Feb in
-        # one file and 2 Jan in the next; read dates as text and parse them one explicit way
-        types = {**dict((csv_options or {}).get("types") or {}), date: "VARCHAR"}
+    if date_format is not None and "%y" in date_format:
+        raise DataValidationError(
+            f"date_format {date_format!r} has a two-digit year (%y), which the engines read into different "
+            "centuries (97 is 1997 on DuckDB, 2097 on Spark); use %Y with four-digit years "
+            "(command line: --date-format).")
+    raw = _open_source(source, csv_options, engine, date, customer_id)
+    as_text = [c for c in (date, customer_id) if c in raw.columns and not raw[c].type().is_string()]
+    if engine == "duckdb" and _is_csv(source) and as_text:
+        # DuckDB's CSV sniffer guesses types from a sample: a date format per file (01/02/2024
+        # could be 1 Feb in one file and 2 Jan in the next) and numbers for ids (007 and 7 would
+        # be one customer); read both as text: ids exactly as written, dates parsed one way
+        types = {**dict((csv_options or {}).get("types") or {}), **{c: "VARCHAR" for c in as_text}}
         raw = _open_source(source, {**(csv_options or {}), "types": types})
     present = list(raw.columns)
     wanted = {"customer_id": customer_id, "date": date, "amount": amount}
@@ -384,6 +394,17 @@ def load_transactions(
             "Map your column names with customer_id=..., date=..., amount=...."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
+    cid_type = cid_raw.type()
+    if not (cid_type.is_string() or cid_type.is_integer() or cid_type.is_floating() or cid_type.is_decimal()
+            or cid_type.is_uuid()):
+        raise DataValidationError(
+            f"Column '{customer_id}' has type {cid_type}; customer ids must be text or numbers, one value per "
+            "row (not a struct, list or map). Map the column that identifies a customer with customer_id=... "
+            "(command line: --customer-col).")
+    cid_missing = cid_raw.isnull()
+    if cid_type.is_floating():
+        # float ids (as Spark writes integer ids with gaps) with NaN: a missing id, not a customer
+        cid_missing = cid_missing | cid_raw.isnan().fill_null(False)
     parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date), backend_name(raw))
     parsed_amount = _parse_amount(amount_raw, amount)
     amount_is_float = parsed_amount.type().is_floating()
@@ -397,7 +418,7 @@ def load_transactions(
         amount_missing = amount_missing | parsed_amount.isnan().fill_null(False)
     negative = parsed_amount < 0
     checks: list[tuple[str, Any, Any, str, str]] = [
-        (customer_id, cid_raw.isnull(), cid_raw, "have no customer id",
+        (customer_id, cid_missing, cid_raw, "have no customer id",
          "Every purchase needs a customer id; drop or fill these rows."),
         (date, date_raw.isnull(), date_raw, "have no date",
          "Every purchase needs a date; drop or fill these rows."),
