@@ -315,3 +315,12 @@ def test_dangling_symlink_at_the_report_name_is_skipped(tmp_path, monkeypatch):
     folder = run_report("clv_report", {"n_draws": 10, "calibration_end": "none"}, tmp_path, progress=False)
     assert folder.name == f"{name}-2" and (folder / "report.html").is_file()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("cls", [*PURCHASE_MODELS, GammaGammaModel])
+def test_weights_summing_past_the_float_range_are_refused(cls):
+    """Issue 15: finite weights whose sum overflows are refused at once (Pareto/NBD hung for
+    minutes), the same for every model."""
+    rfm = _rfm([1, 2, 0], [1.0, 2.0, 0.0], [5.0, 5.0, 5.0], m=np.array([10.0, 12.0, 0.0]))
+    with pytest.raises(DataValidationError, match="weights add up to more than"):
+        cls().fit(rfm, weights=[1e308, 1e308, 1e308])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -119,3 +122,36 @@ def test_spend_rows_are_sampled_above_the_cap(master_log, master_rfm):
     full = clvmodels.GammaGammaModel().fit(master_rfm)
     mean = lambda g: g.params_["p"] * g.params_["v"] / (g.params_["q"] - 1)  # noqa: E731
     assert mean(spend) == pytest.approx(mean(full), rel=0.15)  # a sample's estimate of the same mean
+
+
+def _score_cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clvmodels.cli", "score", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_score_publishes_atomically_under_any_name(cdnow_sample, tmp_path):
+    """Issue 15: score output follows the report's rules: a name the engine would read as a
+    pattern is literal, a failure (non-finite CLV) publishes nothing and is kept as -FAILED with
+    one line of explanation, a killed run's hidden folder is removed by the next run."""
+    import json
+
+    from clvmodels import reporting
+
+    cdnow_sample[["customer_id", "date", "amount"]].to_csv(tmp_path / "log.csv", index=False)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / ".clvmodels-score-killed.tmp"
+    (killed / "forecast.parquet").mkdir(parents=True)
+    (killed / reporting._OWNER_FILE).write_text(json.dumps({**json.loads(reporting.owner_record()), "pid": dead.pid}))
+    ok = _score_cli("--input", "log.csv", "--output", "scores[1]*", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    out = tmp_path / "scores[1]*"
+    assert (out / "tier_table.csv").is_file() and (out / "forecast.parquet").is_dir()
+    assert pd.read_parquet(out / "forecast.parquet")["customer_id"].nunique() == 2357
+    assert not list(tmp_path.glob(".*.tmp"))  # the killed run's folder is gone, nothing left hidden
+    bad = _score_cli("--input", "log.csv", "--output", "inf", "--cost-to-serve", "1e308", cwd=tmp_path)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "not a finite number" in bad.stderr
+    assert not (tmp_path / "inf").exists() and (tmp_path / "inf-FAILED" / "FAILED.txt").is_file()
+    again = _score_cli("--input", "log.csv", "--output", "scores[1]*", cwd=tmp_path)
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -51,7 +51,8 @@ _MODELS = {"bgnbd": "BetaGeoModel", "mbgnbd": "ModifiedBetaGeoModel", "paretonbd
 def score(args: argparse.Namespace) -> Any:
     """The ``score`` command: models and settings, then :func:`clvmodels.scoring.score_customers`."""
     import json
-    import shutil
+    import os
+    import tempfile
     from pathlib import Path
 
     import clvmodels
@@ -59,7 +60,7 @@ def score(args: argparse.Namespace) -> Any:
     from clvmodels.scoring import compressed_rfm, score_customers
 
     out = Path(args.output)
-    if out.exists():
+    if os.path.lexists(out):
         raise ParameterError(f"--output {str(out)!r} already exists; give a new folder.")
     settings: dict[str, Any] = {"horizon": 52.0, "discount_rate": 0.10, "margin": 0.30, "cost_to_serve": 0.0,
                                 "time_unit": None, "tier_shares": None}
@@ -94,18 +95,35 @@ def score(args: argparse.Namespace) -> Any:
     if models is None:
         stats = compressed_rfm(log, time_unit=unit, observation_end=args.observation_end)
         models = stats.fit(getattr(clvmodels, _MODELS[args.model])(), clvmodels.GammaGammaModel())
-    out.mkdir(parents=True)
+    from clvmodels import reporting
+
+    # the same rules as a report: written in a hidden folder that records its owner, moved into
+    # place with one rename when complete; a failure is kept as OUTPUT-FAILED with the reason,
+    # a killed run's folder is removed by the next run
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reporting.clean_stale_runs(out.parent)
+    work = Path(tempfile.mkdtemp(prefix=".clvmodels-score-", suffix=".tmp", dir=out.parent))
+    (work / reporting._OWNER_FILE).write_text(reporting.owner_record())
     try:
-        result = score_customers(*models, log, out / "forecast.parquet", time_unit=unit,
+        result = score_customers(*models, log, work / "forecast.parquet", time_unit=unit,
                                  observation_end=args.observation_end, **{k: v for k, v in settings.items()
                                                                           if k != "time_unit"})
-        from clvmodels.reporting import write_csv
-
-        write_csv(result.tier_table, out / "tier_table.csv")
-        models[0].save(out / "purchase_model.json")
-        models[1].save(out / "gamma_gamma.json")
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        reporting.write_csv(result.tier_table, work / "tier_table.csv")
+        models[0].save(work / "purchase_model.json")
+        models[1].save(work / "gamma_gamma.json")
+        (work / reporting._OWNER_FILE).unlink()
+        reporting._readable(work)
+        if os.path.lexists(out):
+            raise ParameterError(f"--output {str(out)!r} was created by another run while this one worked.")
+        try:
+            os.rename(work, out)
+        except OSError as exc:
+            raise ParameterError(f"--output {str(out)!r} could not be published: {exc.strerror}.") from None
+    except BaseException as exc:
+        reason = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc).splitlines()[0]
+        kept = reporting._keep_failed(work, out.parent, out.name, reason)
+        if isinstance(exc, ClvModelsError) and kept is not None:
+            raise type(exc)(f"{exc} This run's files are kept in {kept}.") from None
         raise
     print(f"[clvmodels] {result.customers:,} customers scored ({result.distinct_histories:,} distinct purchase "
           f"histories evaluated here)", file=sys.stderr)

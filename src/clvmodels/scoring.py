@@ -31,7 +31,7 @@ import pandas as pd
 
 from clvmodels._engine import backend_name, execute, quiet_engine, spark_frame, spark_view
 from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
-from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, _combine, _purchase_arrays, _settings
 from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
 from clvmodels.tiers import TIERS, _check_shares
@@ -328,8 +328,6 @@ def score_customers(
                              hist["T_days"].to_numpy(float) / days, s)
     bad = [k for k, v in parts.items() if not np.all(np.isfinite(v))]
     if bad:
-        from clvmodels.exceptions import ModelError
-
         raise ModelError(f"The forecast's {bad[0]!r} is not finite for some purchase histories with these "
                          "parameters; refit with a small penalizer_coef or choose another purchase model.")
     terms = _upload(hist.assign(**{f"_{k}": v for k, v in parts.items()}), per)
@@ -353,14 +351,24 @@ def score_customers(
     )
     result = scored.mutate(tier=tier)
 
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+    # written under a neutral name (an engine reads brackets or stars in a path as a pattern),
+    # checked, then renamed into place: a failed or non-finite scoring is never left at ``out``
+    tmp = out.parent / f".clvmodels-scores-{uuid.uuid4().hex[:8]}.tmp"
     try:
         _write_partitioned(result, tmp)
+        table = _tier_table(tmp, like=per)
+        values = table.select_dtypes("number").to_numpy(float)
+        if not np.isfinite(values).all():
+            raise ModelError(
+                "The forecast is not a finite number for some tiers (CLV or revenue overflowed): the settings "
+                f"or model parameters are out of range (cost_to_serve {s.cost_to_serve:g}, margin {s.margin:g}; "
+                + ", ".join(f"{k}={v:.4g}" for k, v in {**transaction_model.params_, **spend_model.params_}.items())
+                + "). No forecast was published.")
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ScoreResult(out, _tier_table(out, like=per), n, len(hist))
+    return ScoreResult(out, table, n, len(hist))
 
 
 def _write_partitioned(table: ir.Table, path: Path) -> None:

@@ -21,6 +21,7 @@ from scipy import optimize
 from clvmodels._validation import TIME_UNITS, UNIT_NAMES, check_number
 from clvmodels.exceptions import (
     ConvergenceError,
+    DataValidationError,
     ModelFileError,
     NotFittedError,
     ParameterError,
@@ -171,6 +172,20 @@ class BaseModel:
 
     def _after_params_set(self) -> None:
         """Hook for models that validate their parameters beyond positivity."""
+
+    @staticmethod
+    def _fit_weights(weights: object, n: int) -> np.ndarray | None:
+        """``weights`` as floats, checked: one finite non-negative number per row, or None."""
+        if weights is None:
+            return None
+        w = np.asarray(weights, float)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataValidationError(f"weights must be {n} finite non-negative numbers, one per row of rfm.")
+        if not np.isfinite(w.sum()):
+            raise DataValidationError(
+                f"weights add up to more than the largest number a float holds (each is finite, their sum "
+                f"is not; largest {w.max():.3g}); weights count customers - rescale them.")
+        return w
 
     # ---------------------------------------------------------------- fitting
     def _is_fitted(self) -> bool:

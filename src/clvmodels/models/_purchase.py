@@ -34,16 +34,6 @@ __all__ = ["PurchaseModel"]
 class PurchaseModel(BaseModel):
     """Base of the purchase/dropout models (BG/NBD, MBG/NBD, Pareto/NBD)."""
 
-    @staticmethod
-    def _fit_weights(weights: object, n: int) -> np.ndarray | None:
-        """``weights`` as floats, checked: one finite non-negative number per row, or None."""
-        if weights is None:
-            return None
-        w = np.asarray(weights, float)
-        if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise DataValidationError(f"weights must be {n} finite non-negative numbers, one per row of rfm.")
-        return w
-
     def _check_informative(self, x: np.ndarray, T: np.ndarray, w: np.ndarray) -> None:
         """Refuse data from which no purchase model can learn, before fitting: without a
         repeat purchase nothing tells how often customers buy or when they leave."""

@@ -169,10 +169,7 @@ class BetaGeoBetaBinomModel(BaseModel):
         self._check_init_params()
         x, tx, n = _check(data)
         if weights is not None:
-            w = np.asarray(weights, float)
-            if w.shape != x.shape or not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise DataValidationError(f"weights must be {len(x)} finite non-negative numbers, one per row.")
-            d = _prepare(x, tx, n, weights=w)
+            d = _prepare(x, tx, n, weights=self._fit_weights(weights, len(x)))
         else:
             d = _prepare(x, tx, n)
         if d.total <= 0:

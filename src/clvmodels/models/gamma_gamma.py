@@ -199,9 +199,8 @@ class GammaGammaModel(BaseModel):
                 f"or infinite (examples: {m[bad][:5].tolist()}). Mean spend must be >= 0."
             )
         keep = (x > 0) & (m > 0)
-        w = np.ones_like(x) if weights is None else np.asarray(weights, float)
-        if w.shape != x.shape:
-            raise DataValidationError(f"weights must have one entry per row of rfm ({len(x)}).")
+        w = self._fit_weights(weights, len(x))
+        w = np.ones_like(x) if w is None else w
         if not keep.any():
             raise DataValidationError(
                 "No repeat buyer with positive spend (frequency > 0 and monetary_value > 0): "
