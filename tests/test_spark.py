@@ -257,3 +257,23 @@ def test_ids_are_text_as_written_and_missing_ids_refused(spark, tmp_path, engine
         clvmodels.load_transactions(nan_path, engine=engine)
     with pytest.raises(DataValidationError, match="two-digit year"):
         clvmodels.load_transactions(path, engine=engine, date_format="%d/%m/%y")
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_paths_are_literal_and_folders_count_the_same_files(spark, tmp_path, engine):
+    """Issue 15: 'q[1].parquet' reads that file (not q1.parquet); a folder's hidden files,
+    _SUCCESS markers and _temporary/ leftovers of a failed write are skipped on both engines."""
+    one = pd.DataFrame({"customer_id": ["a", "a"], "date": ["2024-01-01", "2024-01-05"], "amount": [1.0, 2.0]})
+    other = pd.DataFrame({"customer_id": ["b"], "date": ["2024-01-01"], "amount": [9.0]})
+    one.to_parquet(tmp_path / "q[1].parquet")
+    other.to_parquet(tmp_path / "q1.parquet")
+    got = clvmodels.load_transactions(tmp_path / "q[1].parquet", engine=engine).execute()
+    assert sorted(got["customer_id"]) == ["a", "a"]
+    folder = tmp_path / "log[2024]"
+    (folder / "_temporary" / "0").mkdir(parents=True)
+    one.to_parquet(folder / "part-0.parquet")
+    other.to_parquet(folder / "_temporary" / "0" / "part-0.parquet")
+    other.to_parquet(folder / ".part-1.parquet")
+    (folder / "_SUCCESS").write_text("")
+    got = clvmodels.load_transactions(folder, engine=engine).execute()
+    assert sorted(got["customer_id"]) == ["a", "a"]

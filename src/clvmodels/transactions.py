@@ -146,9 +146,10 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
                     return _spark_read(path, is_parquet, csv_options, date_column, id_column)
                 con = duckdb_connection()
                 if is_parquet:
-                    target = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+                    files = parquet_files(path)
+                    target = files[0] if len(files) == 1 and not path.is_dir() else files
                     return con.read_parquet(target)
-                return con.read_csv(str(path), **(csv_options or {}))
+                return con.read_csv(literal_paths([path])[0], **(csv_options or {}))
         except DataValidationError:
             raise
         except Exception as exc:  # the engine's message is the useful part
@@ -160,6 +161,55 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         f"Cannot read transactions from a {type(source).__name__}; expected a pandas DataFrame, "
         "a path to a CSV or Parquet file, or an Ibis table."
     )
+
+
+#: characters DuckDB (and Hadoop) read as a file-name pattern
+_GLOB_CHARS = frozenset("*?[]{}")
+_link_dirs: list[Any] = []
+
+
+def literal_paths(paths: list[Path]) -> list[str]:
+    """Paths the engine will read literally: DuckDB reads ``*?[]{}`` in a path as a pattern, so
+    ``q[1].parquet`` would read ``q1.parquet``; such files are reached through symbolic links with
+    neutral names in a private temporary folder (removed at exit)."""
+    if not any(_GLOB_CHARS & set(str(p)) for p in paths):
+        return [str(p) for p in paths]
+    import atexit
+    import tempfile
+
+    if not _link_dirs:
+        _link_dirs.append(tempfile.TemporaryDirectory(prefix="clvmodels-links-"))
+        atexit.register(_link_dirs[0].cleanup)
+    folder = Path(tempfile.mkdtemp(dir=_link_dirs[0].name))
+    out = []
+    for i, p in enumerate(paths):
+        link = folder / f"f{i}{''.join(p.suffixes[-2:]) if len(''.join(p.suffixes[-2:])) < 16 else p.suffix}"
+        link.symlink_to(Path(p).resolve())
+        out.append(str(link))
+    return out
+
+
+def parquet_files(path: Path) -> list[str]:
+    """The Parquet files a path stands for, the same on both engines: the file itself, or the
+    ``.parquet`` files under a folder skipping what Spark (Hadoop) skips - every file or folder
+    whose name starts with ``_`` or ``.`` (``_SUCCESS``, ``_temporary/`` leftovers of a failed
+    write, hidden files) - read literally (:func:`literal_paths`)."""
+    if not path.is_dir():
+        return literal_paths([path])
+    files = sorted(p for p in path.rglob("*.parquet")
+                   if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts))
+    if not files:
+        raise DataValidationError(
+            f"Folder '{path}' holds no Parquet files (files and folders starting with '_' or '.' are skipped, "
+            "as Spark does).")
+    return literal_paths(files)
+
+
+def spark_literal(location: str) -> str:
+    """A path for Spark's reader with pattern characters escaped (Hadoop globs them too)."""
+    import re
+
+    return re.sub(r"([*?\[\]{}\\])", r"\\\1", location)
 
 
 def is_remote(location: str) -> bool:
@@ -180,11 +230,12 @@ def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] 
     from clvmodels._engine import spark_connection, spark_view
 
     session = spark_connection()._session
+    path = spark_literal(str(path))
     if is_parquet:
-        frame = session.read.parquet(str(path))
+        frame = session.read.parquet(path)
     else:
         options = {"header": True, "inferSchema": True, **(csv_options or {})}
-        frame = session.read.csv(str(path), **options)
+        frame = session.read.csv(path, **options)
         text = {c for c in (date_column, id_column)
                 if c in frame.columns and frame.schema[c].dataType.typeName() != "string"}
         if text:
@@ -195,7 +246,7 @@ def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] 
             schema = StructType([StructField(f.name, StringType(), True) if f.name in text else f
                                  for f in frame.schema.fields])
             options.pop("inferSchema")
-            frame = session.read.schema(schema).csv(str(path), **options)
+            frame = session.read.schema(schema).csv(path, **options)
     return spark_view(frame)
 
 
