@@ -277,3 +277,22 @@ def test_paths_are_literal_and_folders_count_the_same_files(spark, tmp_path, eng
     (folder / "_SUCCESS").write_text("")
     got = clvmodels.load_transactions(folder, engine=engine).execute()
     assert sorted(got["customer_id"]) == ["a", "a"]
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_engines_agree_on_offsets_and_encodings(spark, tmp_path, engine):
+    """Issue 15: text timestamps with a UTC offset count on the day written; Parquet timestamps
+    of a fixed-offset zone (+05:30, as pandas writes) on that zone's day; a file that is not
+    UTF-8 is refused on both engines (Spark merged José and Josè)."""
+    (tmp_path / "tz.csv").write_text("customer_id,date,amount\na,2024-01-01T23:30:00-05:00,1\n"
+                                     "a,2024-01-02T01:00:00+09:00,2\na,2024-01-03 10:00Z,3\n")
+    got = clvmodels.load_transactions(tmp_path / "tz.csv", engine=engine).execute()
+    assert [d.date().isoformat() for d in got.sort_values("amount")["date"]] == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    df = pd.DataFrame({"customer_id": ["a", "a"], "amount": [1.0, 2.0],
+                       "date": pd.to_datetime(["2024-01-01 20:00", "2024-01-02 01:00"]).tz_localize("+05:30")})
+    df.to_parquet(tmp_path / "offset.parquet")
+    got = clvmodels.load_transactions(tmp_path / "offset.parquet", engine=engine).execute()
+    assert [d.date().isoformat() for d in got.sort_values("amount")["date"]] == ["2024-01-01", "2024-01-02"]
+    (tmp_path / "latin.csv").write_bytes(b"customer_id,date,amount\nJos\xe9,2024-01-01,1\nJos\xe8,2024-01-02,2\n")
+    with pytest.raises(DataValidationError, match="is not valid UTF-8"):
+        clvmodels.load_transactions(tmp_path / "latin.csv", engine=engine).execute()

@@ -153,6 +153,8 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         except DataValidationError:
             raise
         except Exception as exc:  # the engine's message is the useful part
+            if "not utf-8 encoded" in str(exc).lower() or "invalid unicode" in str(exc).lower():
+                raise DataValidationError(_NOT_UTF8.format(path=path, detail="")) from None
             raise DataValidationError(
                 f"Could not read transaction file '{path}': {_first_line(exc)}. "
                 "Check that it is a valid CSV or Parquet file."
@@ -162,6 +164,9 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
         "a path to a CSV or Parquet file, or an Ibis table."
     )
 
+
+_NOT_UTF8 = ("Transaction file '{path}' is not valid UTF-8 text{detail}: names such as José would be read "
+             "wrongly. Save it as UTF-8, or give its encoding: csv_options={{'encoding': 'latin-1'}}.")
 
 #: characters DuckDB (and Hadoop) read as a file-name pattern
 _GLOB_CHARS = frozenset("*?[]{}")
@@ -324,6 +329,9 @@ def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | 
         if zone:
             # the calendar day on the wall clock of the zone the data were recorded in, as for
             # DataFrames; the engine would otherwise take the day in its session's zone (UTC)
+            offset = _fixed_offset_minutes(zone)
+            if offset is not None:  # "+05:30" (what pandas writes): not a zone name DuckDB knows
+                return (col + ibis.interval(minutes=offset)).date()
             return (from_utc_timestamp(col, zone) if spark else _wall_clock(zone, col)).date()
         return col.date()
     if date_format is not None and (dtype.is_string() or dtype.is_integer()):
@@ -332,12 +340,31 @@ def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | 
             return try_to_timestamp(text, java_date_pattern(date_format)).date()
         return try_strptime(text, date_format).date()
     if dtype.is_string():
-        return col.try_cast("timestamp").date()
+        # a UTC offset after the time ("2024-01-01T23:30:00-05:00") is dropped: the purchase's day is
+        # the one written, on both engines (Spark would move it to the UTC day, DuckDB does not)
+        local = col.re_extract(_BEFORE_OFFSET, 1)
+        text = (local != "").ifelse(local, col)
+        return text.try_cast("timestamp").date()
     raise DataValidationError(
         f"Column '{name}' has type {dtype}, which is not a date. Pass dates, timestamps or "
         "ISO-8601 strings ('1997-01-31'), or give date_format (e.g. date_format='%Y%m%d' for "
         "19970131)."
     )
+
+
+def _fixed_offset_minutes(zone: str) -> int | None:
+    """Minutes east of UTC of a fixed-offset zone written as ``+05:30`` / ``-0800``, else None."""
+    import re
+
+    m = re.fullmatch(r"([+-])([0-9]{2}):?([0-9]{2})", zone.strip())
+    if not m:
+        return None
+    minutes = int(m.group(2)) * 60 + int(m.group(3))
+    return minutes if m.group(1) == "+" else -minutes
+
+
+#: an ISO date-time followed by a UTC offset or Z; group 1 is the part before the offset
+_BEFORE_OFFSET = r"^(.*[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)?) ?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$"
 
 
 def _parse_amount(col: ir.Column, name: str) -> ir.Column:
@@ -445,6 +472,13 @@ def load_transactions(
             "Map your column names with customer_id=..., date=..., amount=...."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
+    if backend_name(raw) == "pyspark" and _is_csv(source) and raw[customer_id].type().is_string():
+        # Spark decodes invalid UTF-8 bytes as U+FFFD without a word (José and Josè would become
+        # one customer); DuckDB refuses such a file: refuse it here too
+        bad = int(execute(raw.filter(cid_raw.contains("\ufffd")).count()))
+        if bad:
+            raise DataValidationError(_NOT_UTF8.format(path=source, detail=f" ({bad:,} customer ids hold bytes that "
+                                                                           "do not decode)"))
     cid_type = cid_raw.type()
     if not (cid_type.is_string() or cid_type.is_integer() or cid_type.is_floating() or cid_type.is_decimal()
             or cid_type.is_uuid()):
