@@ -240,8 +240,15 @@ def load_report_transactions(cfg: ReportConfig):
 def spark_table(name: str) -> Any:
     """A table of the Spark catalog (``table``, ``db.table`` or ``catalog.db.table``) as an Ibis
     table; :class:`DataValidationError` naming the tables there when it does not exist."""
+    import re
+
     from clvmodels._engine import spark_connection, spark_view
 
+    part = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+    if not isinstance(name, str) or not re.fullmatch(rf"{part}(?:\.{part}){{0,2}}", name.strip()):
+        raise DataValidationError(
+            f"--table {name!r} is not a table name: give 'table', 'database.table' or 'catalog.database.table' "
+            "(letters, digits and _; quote other names in backticks).")
     session = spark_connection()._session
     if not session.catalog.tableExists(name):
         try:
