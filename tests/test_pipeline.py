@@ -6,6 +6,7 @@ import pytest
 
 import clvmodels
 from clvmodels import pipeline, reporting
+from clvmodels.datasets import load_cdnow
 from clvmodels.exceptions import DataValidationError
 
 
@@ -30,17 +31,30 @@ def test_windows_come_from_the_data(log):
         pipeline.resolve_windows(reporting.validate_parameters({"observation_end": "1990-01-01"}), log)
 
 
-def test_at_risk_customers():
-    fc = pd.DataFrame({"p_alive": [0.9, 0.2, 0.5, 0.1], "churn_probability": [0.1, 0.8, 0.5, 0.9],
-                       "expected_purchases": [3.0, 1.0, 2.0, 0.1], "clv": [90.0, 20.0, 50.0, 1.0]},
-                      index=pd.Index([1, 2, 3, 4], name="customer_id"))
-    tiers = pd.Series(pd.Categorical(["Platinum", "Gold", "Gold", "Lead"], categories=clvmodels.tiers.TIERS,
-                                     ordered=True), index=fc.index)
-    risk = pipeline.at_risk_customers(fc, tiers)
-    # value at risk = (1 - p) clv / p: 10, 80, 50; Lead is not listed
-    assert risk.index.tolist() == [2, 3, 1]
-    np.testing.assert_allclose(risk["value_at_risk"], [80.0, 50.0, 10.0])
-
+def test_at_risk_customers(sample_rfm):
+    """Issue 16: the list holds customers probably still active, ranked by the value at stake,
+    with their history; no figure is larger than what it is compared with."""
+    bg = clvmodels.BetaGeoModel().fit(sample_rfm)
+    gg = clvmodels.GammaGammaModel().fit(sample_rfm)
+    settings = dict(horizon=52, discount_rate=0.1, margin=0.3, cost_to_serve=0.0)
+    fc = clvmodels.forecast(bg, gg, sample_rfm, **settings)
+    tiers = clvmodels.assign_tiers(fc)
+    log = clvmodels.load_transactions(load_cdnow("sample")[["customer_id", "date", "amount"]])
+    risk = pipeline.at_risk_customers(sample_rfm.join(fc).assign(tier=tiers), bg, gg, settings,
+                                      observation_end="1997-09-30", time_unit="W", log=log)
+    assert 0 < len(risk) <= 50
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and (risk["p_alive"] >= 0.5).all()
+    assert (risk["value_at_stake"] <= risk["value_if_retained"] + 1e-9).all()
+    assert (risk["clv"] <= risk["value_if_retained"] + 1e-9).all()
+    assert risk["value_at_stake"].is_monotonic_decreasing
+    one = risk.index[0]
+    row = sample_rfm.loc[one]
+    assert risk.loc[one, "purchases_so_far"] == row["frequency"] + 1
+    assert risk.loc[one, "time_since_last_purchase"] == pytest.approx(row["T"] - row["recency"])
+    raw = load_cdnow("sample")
+    mine = raw[(raw["customer_id"] == one) & (raw["date"] <= "1997-09-30")]
+    assert risk.loc[one, "spend_so_far"] == pytest.approx(mine["amount"].sum())
+    assert pd.Timestamp(risk.loc[one, "last_purchase"]) == mine["date"].max()
 
 def test_analysis_without_backtest(log):
     cfg = reporting.validate_parameters({"calibration_end": "none", "n_draws": 10})

@@ -126,23 +126,84 @@ def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | No
     return str(obs.date()), str(cal.date())
 
 
-def at_risk_customers(forecast: pd.DataFrame, tiers: pd.Series, *, top: int = 50,
-                      tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
-    """The valuable customers most likely to be lost: in the top tiers, ranked by value at risk.
+#: P(alive) at or above which a customer counts as still likely active: the at-risk list is of
+#: customers a retention effort can still reach, not of those who are probably gone already
+AT_RISK_MIN_P_ALIVE = 0.5
+#: customers pre-selected (by expected value lost in the horizon) before the exact ranking
+AT_RISK_CANDIDATES = 500
 
-    Value at risk is ``(1 - P(alive)) x`` the customer's CLV if still active
-    (``clv / P(alive)``): what is lost if they are in fact gone. Returns up to ``top`` rows with
-    the tier, P(alive), expected purchases, CLV and value at risk, largest first.
+
+def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings: dict[str, Any], *,
+                      observation_end: str, time_unit: str, log: Any = None, top: int = 50,
+                      tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
+    """Valuable customers who are probably still active but may leave during the horizon.
+
+    ``candidates``: per customer ``frequency, recency, T, monetary_value``, the forecast columns
+    and ``tier``. Kept: the tiers considered with P(alive) >= :data:`AT_RISK_MIN_P_ALIVE`.
+    Ranked by the **value at stake**: the value the customer brings over the horizon if retained
+    (active now and not dropping out during the horizon: the forecast with dropout switched off,
+    divided by P(alive)) minus the expected value (CLV). Every figure is what its label says and
+    at most what it is compared with: value at stake <= value if retained.
+
+    Returns up to ``top`` rows, indexed by customer: tier, last purchase date, time since it (in
+    the time unit), purchases so far, spend so far (from ``log`` when given, else the repeat
+    purchases' spend), chance still active, chance of leaving during the horizon if active now,
+    expected value (CLV), value if retained, value at stake.
     """
-    df = forecast.assign(tier=tiers.astype(str))
-    df = df[df["tier"].isin(tiers_considered) & (df["p_alive"] > 0)]
-    if_alive = df["clv"] / df["p_alive"]
+    from clvmodels.forecast import forecast
+
+    df = candidates[candidates["tier"].astype(str).isin(tiers_considered)
+                    & (candidates["p_alive"] >= AT_RISK_MIN_P_ALIVE)]
+    if df.empty:
+        return _empty_at_risk()
+    # pre-selection by the expected value lost in the horizon, then the exact figures
+    approx = df["churn_probability_during_horizon"] / df["p_alive"] * df["clv"]
+    df = df.loc[approx.sort_values(ascending=False, kind="stable").index[:AT_RISK_CANDIDATES]]
+    rfm = df[["frequency", "recency", "T", "monetary_value"]].copy()
+    rfm.attrs["time_unit"] = time_unit
+    kept = forecast(model, spend, rfm, dropout_scale=1e-9, **settings)
+    if_retained = kept["clv"] / df["p_alive"]
+    stake = if_retained - df["clv"]
+    since = df["T"] - df["recency"]
+    days = DAYS_PER_UNIT[time_unit]
+    last = pd.Timestamp(observation_end) - pd.to_timedelta(np.round(since.to_numpy() * days), unit="D")
     out = pd.DataFrame({
-        "tier": df["tier"], "p_alive": df["p_alive"], "churn_probability": df["churn_probability"],
-        "expected_purchases": df["expected_purchases"], "clv": df["clv"],
-        "value_at_risk": (1 - df["p_alive"]) * if_alive,
-    })
-    return out.sort_values(["value_at_risk", "clv"], ascending=False).head(int(top))
+        "tier": df["tier"].astype(str),
+        "last_purchase": pd.DatetimeIndex(last).date,
+        "time_since_last_purchase": since,
+        "purchases_so_far": df["frequency"] + 1,
+        "spend_so_far": df["frequency"] * df["monetary_value"],
+        "p_alive": df["p_alive"],
+        "p_leave_in_horizon_if_active": df["churn_probability_during_horizon"] / df["p_alive"],
+        "clv": df["clv"],
+        "value_if_retained": if_retained,
+        "value_at_stake": stake,
+    }, index=df.index)
+    out = out.sort_values(["value_at_stake", "clv"], ascending=False, kind="stable").head(int(top))
+    if log is not None and len(out):
+        out["spend_so_far"] = _spend_so_far(log, out.index, observation_end).reindex(out.index).fillna(
+            out["spend_so_far"]).to_numpy()
+    out.attrs.update({"time_unit": time_unit, "spend_so_far": "all purchases" if log is not None else
+                      "repeat purchases"})
+    return out
+
+
+def _empty_at_risk() -> pd.DataFrame:
+    cols = ["tier", "last_purchase", "time_since_last_purchase", "purchases_so_far", "spend_so_far", "p_alive",
+            "p_leave_in_horizon_if_active", "clv", "value_if_retained", "value_at_stake"]
+    return pd.DataFrame(columns=cols)
+
+
+def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
+    """Total spend of a few customers up to the observation end, asked of the log's engine."""
+    import ibis
+
+    from clvmodels._engine import execute
+
+    wanted = [v.item() if hasattr(v, "item") else v for v in ids]
+    t = log.filter(log.customer_id.isin(wanted) & (log.date <= ibis.date(str(observation_end))))
+    got = execute(t.group_by("customer_id").aggregate(spend=t.amount.sum()))
+    return got.set_index("customer_id")["spend"]
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
@@ -251,7 +312,8 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     budget = clvmodels.acquisition_budget(model, spend, **settings)
     what_if = grouped_what_if(model, spend, groups, s, cfg.dropout_reduction)
     lap("budget and what-if")
-    at_risk = scoring.engine_at_risk(scores)
+    at_risk = at_risk_customers(scoring.at_risk_candidates(scores, AT_RISK_MIN_P_ALIVE, AT_RISK_CANDIDATES),
+                                model, spend, settings, observation_end=obs_end, time_unit=cfg.time_unit, log=log)
     figures = scoring.sample_scores(scores, SAMPLE_CUSTOMERS / n)
     rfm = figures[["frequency", "recency", "T", "monetary_value"]].copy()
     rfm.attrs.update({"time_unit": cfg.time_unit, "observation_end": obs_end})
@@ -344,7 +406,8 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
                                                       n_sims=4 * cfg.n_draws, n_param_draws=min(cfg.n_draws, 20),
                                                       **settings)
     lap("per-customer intervals")
-    at_risk = at_risk_customers(fc, tiers)
+    at_risk = at_risk_customers(rfm.join(fc).assign(tier=tiers), model, spend, settings, observation_end=obs_end,
+                                time_unit=cfg.time_unit, log=log)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
                         left_truncation=trunc)

@@ -574,16 +574,24 @@ def format_deciles(deciles: pd.DataFrame):
         {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns}, escape="html")
 
 
-def format_at_risk(at_risk: pd.DataFrame, top: int = 20):
-    """The at-risk list as a formatted table."""
-    t = at_risk.head(top).rename(columns={"tier": "Tier", "p_alive": "P(active)", "churn_probability": "P(gone)",
-                                          "expected_purchases": "Expected purchases", "clv": "CLV",
-                                          "value_at_risk": "Value at risk"})
+def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks", money: str = ""):
+    """The at-risk list as a formatted table, sortable by any column and filterable in the page
+    (by the report page's own script; no external one)."""
+    since = f"{unit.capitalize()} since last purchase"
+    spend = "Spend so far" + money
+    t = at_risk.head(top).rename(columns={
+        "tier": "Tier", "last_purchase": "Last purchase", "time_since_last_purchase": since,
+        "purchases_so_far": "Purchases so far", "spend_so_far": spend, "p_alive": "Chance still active",
+        "p_leave_in_horizon_if_active": "Chance of leaving in the horizon", "clv": "Expected value" + money,
+        "value_if_retained": "Value if retained" + money, "value_at_stake": "Value at stake" + money})
     t.index = t.index.astype(str)
     t.columns.name = "Customer"
     t.index.name = None
-    return _inert(t.style).format({"P(active)": "{:.0%}", "P(gone)": "{:.0%}", "Expected purchases": "{:.2f}",
-                           "CLV": "{:,.2f}", "Value at risk": "{:,.2f}"}, escape="html")
+    fmt = {since: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}", "Chance still active": "{:.0%}",
+           "Chance of leaving in the horizon": "{:.0%}", "Expected value" + money: "{:,.2f}",
+           "Value if retained" + money: "{:,.2f}", "Value at stake" + money: "{:,.2f}"}
+    styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html")
+    return styler.set_table_attributes('class="sortable filterable"')
 
 
 def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str = "CLV", money: str = ""):
@@ -725,11 +733,76 @@ h1 { border-bottom: 3px solid #1f2d3d; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ccd; padding-bottom: .15em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: 13px; }
 th, td { border-bottom: 1px solid #dde; padding: 4px 10px; text-align: right; }
-th { background: #f3f5f8; }
-img { max-width: 100%; }
+th { background: #f3f5f8; white-space: nowrap; }
+td { white-space: nowrap; }
+img { max-width: 100%; height: auto; }
+/* wide tables scroll in their own box instead of widening the page */
+.jp-OutputArea-output, .output_html { overflow-x: auto; max-width: 100%; }
+table.sortable th { cursor: pointer; }
+table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
+table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
+input.table-filter { margin: .4em 0; padding: 4px 8px; font-size: 14px; width: 18em; max-width: 90%; }
+@media (max-width: 640px) {
+  body { margin: 1em auto; padding: 0 .7em; font-size: 15px; }
+  table { font-size: 12px; }
+  th, td { padding: 3px 6px; }
+}
+@media print {
+  body { max-width: none; margin: 0; }
+  .jp-OutputArea-output, .output_html { overflow: visible; }
+  table { font-size: 10px; page-break-inside: auto; }
+  tr, img { page-break-inside: avoid; }
+  input.table-filter { display: none; }
+}
 .jp-OutputArea-output pre, pre { background: #f7f7f9; padding: .5em; overflow-x: auto; }
 .jp-InputPrompt, .jp-OutputPrompt { display: none; }
 footer { margin-top: 3em; color: #778; font-size: 12px; }
+"""
+
+
+#: the page's own script (inline, no external resource): tables marked "sortable" sort by a
+#: click on a column heading, tables marked "filterable" get a box that hides rows without the
+#: typed text; it reads cell text only and never inserts markup
+_SCRIPT = """
+(function () {
+  function value(cell) {
+    var t = cell.textContent.trim();
+    var n = parseFloat(t.replace(/[^0-9.eE+-]/g, ''));
+    return /^[^0-9-]*-?[0-9][0-9,]*(\\.[0-9]+)?%?$/.test(t.replace(/\\s/g, '')) && !isNaN(n) ? n : t.toLowerCase();
+  }
+  document.querySelectorAll('table.sortable').forEach(function (table) {
+    var heads = table.querySelectorAll('thead tr:last-child th');
+    heads.forEach(function (th, col) {
+      th.addEventListener('click', function () {
+        var body = table.tBodies[0];
+        var rows = Array.prototype.slice.call(body.rows);
+        var asc = th.getAttribute('aria-sort') !== 'ascending';
+        heads.forEach(function (h) { h.removeAttribute('aria-sort'); });
+        th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+        rows.sort(function (a, b) {
+          var x = value(a.cells[col]), y = value(b.cells[col]);
+          if (typeof x === typeof y) { return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1); }
+          return typeof x === 'number' ? -1 : 1;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  });
+  document.querySelectorAll('table.filterable').forEach(function (table) {
+    var box = document.createElement('input');
+    box.type = 'search';
+    box.className = 'table-filter';
+    box.placeholder = 'Filter rows (customer, tier ...)';
+    box.setAttribute('aria-label', 'Filter the rows of the table below');
+    box.addEventListener('input', function () {
+      var q = box.value.toLowerCase();
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+        r.style.display = r.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
+      });
+    });
+    table.parentNode.insertBefore(box, table);
+  });
+})();
 """
 
 
@@ -759,8 +832,9 @@ def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") ->
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{_html.escape(title)}</title><style>{_STYLE}</style></head><body>\n{body}\n"
-        f"<footer>Generated {stamp} by clvmodels {__version__}.</footer></body></html>\n"
+        f"<footer>Generated {stamp} by clvmodels {__version__}.</footer><script>{_SCRIPT}</script></body></html>\n"
     )
     html_path.write_text(page, encoding="utf-8")
 

@@ -209,13 +209,14 @@ def sample_scores(scores: ir.Table, share: float) -> pd.DataFrame:
     return execute(_hash_keep(scores, share, "figures").order_by("customer_id")).set_index("customer_id")
 
 
-def engine_at_risk(scores: ir.Table, *, top: int = 50,
-                   tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
-    """:func:`clvmodels.pipeline.at_risk_customers` computed by the engine."""
-    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & (scores.p_alive > 0))
-    fc = fc.select("customer_id", "tier", "p_alive", "churn_probability", "expected_purchases", "clv",
-                   value_at_risk=(1 - fc.p_alive) * (fc.clv / fc.p_alive))
-    out = execute(fc.order_by([fc.value_at_risk.desc(), fc.clv.desc(), fc.customer_id]).limit(int(top)))
+def at_risk_candidates(scores: ir.Table, min_p_alive: float, limit: int,
+                       tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
+    """The customers :func:`clvmodels.pipeline.at_risk_customers` ranks, pre-selected by the
+    engine (tiers considered, P(alive) >= ``min_p_alive``, the ``limit`` with most expected value
+    lost in the horizon), with their history and forecast."""
+    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & (scores.p_alive >= min_p_alive))
+    approx = fc.churn_probability_during_horizon / fc.p_alive * fc.clv
+    out = execute(fc.order_by([approx.desc(), fc.customer_id]).limit(int(limit)))
     return out.set_index("customer_id")
 
 
