@@ -50,7 +50,7 @@ def test_report_folder_contents(finished):
                                     "Pareto/NBD": "ParetoNBDModel"}[selection.index[selection["chosen"]][0]]
     assert model.time_unit_ == "W"
     risk = pd.read_csv(folder / "at_risk_customers.csv", index_col=0)
-    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_risk"].is_monotonic_decreasing
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_stake"].is_monotonic_decreasing
     assert not list(out.glob(".*.tmp")), "temporary folder left behind"
 
 
@@ -145,7 +145,7 @@ def test_report_states_model_choice_and_backtest(finished):
     assert "chosen among BG/NBD, MBG/NBD, Pareto/NBD by the backtest" in html
     assert "widened by the backtest" in html and "In the backtest (holdout of" in html
     assert "How to read this." in html and "Normalised Gini" in html and "Decile" in html
-    assert "Valuable customers most at risk" in html
+    assert "Valuable customers at risk" in html
     assert "¶" not in html  # no anchor pilcrows on headings
     assert ">tier<" not in html and "std_error" not in html  # no raw index names or snake_case headers
 
@@ -163,6 +163,11 @@ def test_user_text_cannot_inject_html(tmp_path):
     folder = run_report("clv_report", {"title": evil, "input_path": str(log), "n_draws": 10},
                         tmp_path / "out", progress=False)
     html = (folder / "report.html").read_text()
+    # the page's own inline script (sortable tables) is the one script allowed, exactly as written
+    from clvmodels.reporting import _SCRIPT
+
+    assert html.count("<script") == 1
+    html = html.replace(f"<script>{_SCRIPT}</script>", "")
     # as markup: a script tag, an element carrying an event handler, a javascript: link
     for bad in (r"<script", r"<img[^>]*onerror", r"href=[\"']?javascript:"):
         assert not re.search(bad, html, re.I), bad
@@ -220,8 +225,8 @@ def test_hostile_text_is_inert_in_tables_and_csv(tmp_path):
     import nbconvert.filters.markdown as md
 
     evil = "<img src=x onerror=alert(1)>"
-    at_risk = pd.DataFrame({"tier": ["Gold", "Platinum"], "p_alive": [0.5, 0.4], "churn_probability": [0.5, 0.6],
-                            "expected_purchases": [1.0, 2.0], "clv": [10.0, 20.0], "value_at_risk": [5.0, 8.0]},
+    at_risk = pd.DataFrame({"tier": ["Gold", "Platinum"], "p_alive": [0.5, 0.6], "clv": [10.0, 20.0],
+                            "value_if_retained": [30.0, 40.0], "value_at_stake": [20.0, 20.0]},
                            index=pd.Index([evil, "=HYPERLINK(\"http://x\")"], name="customer_id"))
     html_out = reporting.format_at_risk(at_risk).to_html()
     assert "<img" not in html_out and "&lt;img" in html_out

@@ -169,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
                     "new folder under --output.")
     rep.add_argument("--dataset", choices=["cdnow-sample", "cdnow-master"], help="bundled data to use without --input")
     rep.add_argument("--currency", help="label for money amounts in the report, e.g. USD")
+    rep.add_argument("--previous", metavar="REPORT_FOLDER",
+                     help="an earlier report folder to compare with (since the last run); default: the latest "
+                          "earlier run of the same title in --output; 'none' for no comparison")
     _source_arguments(rep)
     rep.add_argument("--template", default="clv_report",
                      help="clv_report, model_validation or explore (installed with clvmodels), or the path "
@@ -266,7 +269,7 @@ def report(args: argparse.Namespace) -> Any:
     for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
                        ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
                        ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
-                       ("table", "input_table"), ("spark_master", "spark_master")):
+                       ("table", "input_table"), ("spark_master", "spark_master"), ("previous", "previous")):
         value = getattr(args, flag)
         if value is not None:
             params[name] = value

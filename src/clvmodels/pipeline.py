@@ -71,6 +71,8 @@ class Analysis:
     """The longest time a customer was observed (for the probability maps)."""
     left_truncation: Any = None
     """What :func:`clvmodels.cohorts.detect_left_truncation` found (None: not checked)."""
+    since: Any = None
+    """The comparison with the previous run (:class:`clvmodels.since.SinceLastRun`)."""
 
     def __post_init__(self) -> None:
         from clvmodels.reporting import data_overview
@@ -336,6 +338,11 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
                        models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
                        extra_tables={"at_risk_customers": at_risk,
                                      **({"model_selection": selection.table} if selection is not None else {})})
+        _record_run(cfg, analysis)
+    from clvmodels.since import SinceLastRun
+
+    analysis.since = SinceLastRun(False, "The comparison with the last run is made when the customer table is in "
+                                         "memory (scoring 'memory'); this run kept it in the engine.")
     lap("write files")
     return analysis
 
@@ -411,9 +418,42 @@ def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
                         left_truncation=trunc)
+    analysis.since = _since_last_run(cfg, log, fc, tiers, obs_end)
+    extra = {"at_risk_customers": at_risk, **({"model_selection": selection.table} if selection is not None else {})}
+    if analysis.since.available:
+        extra.update({"since_last_run_migration": analysis.since.migration,
+                      "since_last_run_accuracy": analysis.since.accuracy})
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
-                   models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
-                   extra_tables={"at_risk_customers": at_risk,
-                                 **({"model_selection": selection.table} if selection is not None else {})})
+                   models={"purchase_model": model, "gamma_gamma": spend}, config=cfg, extra_tables=extra)
+    _record_run(cfg, analysis)
     lap("write files")
     return analysis
+
+
+def _since_last_run(cfg: ReportConfig, log: Any, fc: pd.DataFrame, tiers: pd.Series, obs_end: str) -> Any:
+    """The comparison with the earlier run ``cfg.previous`` names ("auto": the latest earlier run
+    of the same title beside this run's output folder)."""
+    from pathlib import Path
+
+    from clvmodels.since import SinceLastRun, compare_runs, find_previous_run
+
+    choice = (cfg.previous or "none").strip()
+    if choice == "none":
+        return SinceLastRun(False, "No comparison with an earlier run was asked for (previous 'none').")
+    if choice == "auto":
+        folder = find_previous_run(Path(cfg.output_dir).parent, cfg.title) if cfg.output_dir else None
+        if folder is None:
+            return SinceLastRun(False, "This is the first run of this report in its output folder: the next run "
+                                       "will show what changed since this one.")
+    else:
+        folder = Path(choice)
+    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, observation_end=obs_end)
+
+
+def _record_run(cfg: ReportConfig, analysis: Analysis) -> None:
+    if cfg.output_dir:
+        from clvmodels.since import write_run_record
+
+        write_run_record(cfg.output_dir, observation_end=analysis.observation_end,
+                         calibration_end=analysis.calibration_end, time_unit=cfg.time_unit, horizon=cfg.horizon,
+                         title=cfg.title, model=analysis.model_name)

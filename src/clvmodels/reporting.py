@@ -92,6 +92,7 @@ class ReportConfig:
     spark_conf: dict[str, Any] = field(default_factory=dict)
     scoring: str = "auto"
     left_truncation: str = "auto"
+    previous: str = "auto"
 
     @property
     def unit_name(self) -> str:
@@ -160,6 +161,11 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     check_choice("engine", p["engine"], ENGINES)
     check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
     check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
+    _text("previous", p["previous"])
+    if p["previous"] not in ("auto", "none", "") and not (Path(p["previous"]) / "run.json").is_file():
+        raise ParameterError(
+            f"Parameter 'previous' ({p['previous']!r}) is not a report folder (no run.json in it); give an earlier "
+            "report's folder, 'auto' (the latest earlier run of the same title) or 'none' (command line: --previous).")
     if p["engine"] == "spark" and not spark_available():
         raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
                              "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
@@ -592,6 +598,35 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
            "Value if retained" + money: "{:,.2f}", "Value at stake" + money: "{:,.2f}"}
     styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html")
     return styler.set_table_attributes('class="sortable filterable"')
+
+
+def md_since(since: Any) -> str:
+    """The since-the-last-run section's text (Markdown)."""
+    if since is None:
+        return "No comparison with an earlier run."
+    return since.summary()
+
+
+def format_migration(migration: pd.DataFrame):
+    """Customers by tier then (rows) and tier now (columns)."""
+    t = migration.copy()
+    t.index = [str(i) for i in t.index]
+    t.columns = [str(c) for c in t.columns]
+    t.index.name, t.columns.name = None, "Tier then / now"
+    return _inert(t.style).set_caption("Tier migration: customers by their tier in the earlier run (rows) and now "
+                                       "(columns); 'new' = first seen since").format("{:,.0f}", escape="html")
+
+
+def format_since_accuracy(accuracy: pd.DataFrame):
+    """The earlier run's forecast for the elapsed period against what happened, per earlier tier."""
+    t = accuracy.rename(columns={"predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+                                 "purchases_pct_error": "Purchases error %", "predicted_revenue": "Predicted revenue",
+                                 "actual_revenue": "Actual revenue", "revenue_pct_error": "Revenue error %"})
+    t.index = [str(i) for i in t.index]
+    t.index.name, t.columns.name = None, "Tier then"
+    return _inert(t.style).set_caption("The earlier run's forecast for the time since, against what happened").format(
+        {"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
+         "Predicted revenue": "{:,.0f}", "Actual revenue": "{:,.0f}", "Revenue error %": "{:+.1f}"}, escape="html")
 
 
 def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str = "CLV", money: str = ""):
