@@ -36,6 +36,11 @@ def test_second_run_compares_with_the_first(two_runs):
     for tier in TIERS:
         assert migration.loc[tier].sum() == (then["tier"] == tier).sum()
     assert migration.sum().sum() == len(now)
+    # the summary's moves read the matrix the right way round (right of the diagonal is down)
+    import numpy as np
+
+    down = int(np.triu(migration.loc[list(TIERS), list(TIERS)].to_numpy(), 1).sum())
+    assert f"{down:,} customers moved down the pyramid" in page
     accuracy = pd.read_csv(second / "since_last_run_accuracy.csv", index_col=0)
     log = load_cdnow("sample")
     after = log[(log["date"] > FIRST) & (log["date"] <= SECOND)]

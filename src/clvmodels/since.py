@@ -64,10 +64,10 @@ class SinceLastRun:
         acc = self.accuracy.loc["Total"]
         change = self.value_now - self.value_then
         pct = f" ({100 * change / abs(self.value_then):+.1f}%)" if self.value_then else ""
-        moved_up = int(np.triu(self.migration.loc[list(TIERS), list(TIERS)].to_numpy(), 1).sum()) \
-            if len(self.migration) else 0
-        moved_down = int(np.tril(self.migration.loc[list(TIERS), list(TIERS)].to_numpy(), -1).sum()) \
-            if len(self.migration) else 0
+        # rows: tier then, columns: tier now, both Platinum first; right of the diagonal is down
+        grid = self.migration.loc[list(TIERS), list(TIERS)].to_numpy()
+        moved_down = int(np.triu(grid, 1).sum())
+        moved_up = int(np.tril(grid, -1).sum())
         return "\n".join([
             f"Compared with the run as of **{md_escape(self.previous_end)}**, {self.elapsed:g} {unit} earlier:",
             "",
