@@ -61,7 +61,8 @@ def test_analysis_without_backtest(log):
     a = pipeline.run_analysis(cfg, log)
     assert a.selection is None and a.scorecard is None and a.backtest_error is None
     assert a.model_name == "BG/NBD" and a.tier_table is a.tier_table_model_only
-    assert "no backtest in this run" in reporting.executive_summary(a)
+    assert "this run had no backtest" in reporting.first_screen(a)
+    assert "There was no backtest in this run" in reporting.model_paragraph(a)
     assert set(a.timings) >= {"load and RFM", "tier intervals", "write files"}
 
 
@@ -69,9 +70,11 @@ def test_analysis_with_backtest_names_model_and_error(log):
     cfg = reporting.validate_parameters({"n_draws": 10, "currency": "USD"})
     a = pipeline.run_analysis(cfg, log)
     assert a.model_name in {"BG/NBD", "MBG/NBD", "Pareto/NBD"} and a.model_name == a.selection.chosen
-    text = reporting.executive_summary(a)
-    assert "(52-week CLV)" in text and "USD " in text and "In the backtest" in text
-    assert f"**Model**: {a.model_name}" in text
+    screen = reporting.first_screen(a)
+    assert "USD " in screen and "How far the last backtest missed" in screen and "next 52 weeks" in screen
+    # model names and statistical terms live in the method section, not on the first screen
+    assert a.model_name not in screen and a.model_name not in reporting.executive_summary(a)
+    assert f"**{a.model_name}**" in reporting.model_paragraph(a) and "chosen by backtest" in reporting.model_paragraph(a)
     total = a.tier_table.loc["Total"]
     model_only = a.tier_table_model_only.loc["Total"]
     assert total["total_clv_lower"] <= model_only["total_clv_lower"] <= model_only["total_clv_upper"] <= total["total_clv_upper"]
@@ -155,4 +158,4 @@ def test_everyone_lead_gives_every_tier_row(cdnow_sample, scoring):
     assert list(table.index) == ["Platinum", "Gold", "Iron", "Lead", "Total"]
     assert table.loc["Lead", "customers"] == 2357 and table.loc["Platinum", "customers"] == 0
     assert not table[["mean_clv", "mean_churn_probability", "share_of_active_leaving"]].isna().any().any()
-    assert "Platinum" in reporting.executive_summary(an)
+    assert "Platinum" in reporting.first_screen(an) and "USD" in reporting.executive_summary(an)

@@ -142,8 +142,10 @@ def test_papermill_sees_every_parameter(name):
 
 def test_report_states_model_choice_and_backtest(finished):
     html = (finished[1] / "report.html").read_text()
-    assert "chosen among BG/NBD, MBG/NBD, Pareto/NBD by the backtest" in html
-    assert "widened by the backtest" in html and "In the backtest (holdout of" in html
+    assert "was chosen by backtest on a holdout of" in html and "squared error" in html
+    assert "How far the last backtest missed" in html and "against what customers then did over" in html
+    assert "Assumptions behind every value" in html and "default - set it to your own" in html
+    assert 'name="viewport"' in html and 'class="pyramid"' in html
     assert "How to read this." in html and "Normalised Gini" in html and "Decile" in html
     assert "Valuable customers at risk" in html
     assert "¶" not in html  # no anchor pilcrows on headings

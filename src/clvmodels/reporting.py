@@ -104,6 +104,11 @@ class ReportConfig:
         return f"{self.horizon:g}-{self.unit_name[:-1]} CLV"
 
     @property
+    def currency_is_default(self) -> bool:
+        """Whether the currency was not given (the bundled CDNOW data are in US dollars)."""
+        return not self.currency or (not self.input_path and not self.input_table and self.currency == "USD")
+
+    @property
     def money_label(self) -> str:
         return f" ({self.currency})" if self.currency else ""
 
@@ -222,6 +227,8 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
                 f"Parameter 'calibration_end' ({cal.date()}) must be before observation_end ({obs.date()})."
             )
     p["tier_shares"] = _check_shares(p["tier_shares"] or DEFAULT_SHARES)
+    if not p["input_path"] and not p["input_table"] and not p["currency"]:
+        p["currency"] = "USD"  # the bundled CDNOW data are in US dollars
     return ReportConfig(**p)
 
 
@@ -366,66 +373,164 @@ def _money(v: float, currency: str = "") -> str:
     return f"{md_escape(currency)} {text}" if currency else text
 
 
+def _h(text: Any) -> str:
+    """Text for HTML, inert (user text never becomes markup)."""
+    import html as _html
+
+    return _html.escape(str(text), quote=True)
+
+
+def _tile(label: str, big: str, small: str) -> str:
+    return (f'<div class="tile"><div class="tile-label">{_h(label)}</div><div class="tile-big">{_h(big)}</div>'
+            f'<div class="tile-small">{_h(small)}</div></div>')
+
+
+def first_screen(analysis: Any) -> str:
+    """The answer in 30 seconds (HTML): four headline figures in plain words and the customer
+    pyramid. Model names and statistical terms stay in the method section."""
+    cfg = analysis.config
+    cur = cfg.currency
+    t = analysis.tier_table
+    total, top = t.loc["Total"], t.loc["Platinum"]
+    horizon = f"{cfg.horizon:g} {cfg.unit_name}"
+    value_small = ""
+    if "total_clv_lower" in t.columns:
+        value_small = (f"likely between {_money_text(total['total_clv_lower'], cur)} and "
+                       f"{_money_text(total['total_clv_upper'], cur)} ({cfg.interval_level:.0%} range)")
+    err = analysis.backtest_error
+    if err is not None:
+        e = err.loc["Total"]
+        miss = (f"{e['purchases_pct_error']:+.1f}%", f"purchases, against what customers then did over "
+                f"{_holdout_words(analysis)} (revenue {e['revenue_pct_error']:+.1f}%); per tier typically "
+                f"{100 * err.attrs['sigma_revenue']:.0f}%")
+    else:
+        miss = ("not measured", "this run had no backtest: too little history before the forecast date")
+    tiles = [
+        _tile(f"Value of the customers over the next {horizon}", _money_text(total["total_clv"], cur), value_small),
+        _tile(f"Customers expected to leave in the next {horizon}", f"{total['expected_to_leave']:,.0f}",
+              f"of the {total['expected_active_now']:,.0f} still active ({total['share_of_active_leaving']:.0%}); "
+              f"another {total['expected_gone_now']:,.0f} have probably left already"),
+        _tile("Platinum customers' share of that value", f"{top['share_of_clv']:.0%}",
+              f"from the top {top['share_of_customers']:.0%} of customers ({int(top['customers']):,})"),
+        _tile("How far the last backtest missed", *miss),
+    ]
+    widths = {"Platinum": 46, "Gold": 62, "Iron": 80, "Lead": 100}
+    bands = []
+    for tier in ("Platinum", "Gold", "Iron", "Lead"):
+        row = t.loc[tier]
+        share = "" if pd.isna(row["share_of_clv"]) else f" &middot; {row['share_of_clv']:.0%} of value"
+        bands.append(f'<div class="band band-{tier.lower()}" style="width:{widths[tier]}%">'
+                     f'<b>{tier}</b> &middot; {int(row["customers"]):,} customers{share}</div>')
+    pyramid = ('<div class="pyramid" role="img" aria-label="The customer pyramid: customers per tier and their '
+               'share of value">' + "".join(bands) + "</div>")
+    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid}'
+
+
+def _holdout_words(analysis: Any) -> str:
+    sc = analysis.scorecard
+    if sc is None:
+        return "the holdout"
+    return f"{sc.info['holdout_length']:g} {UNIT_NAMES[sc.info['time_unit']]}"
+
+
+def _money_text(v: float, currency: str = "") -> str:
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{currency} {text}" if currency else text
+
+
+def plain_notes(analysis: Any) -> list[str]:
+    """Caveats a manager needs, in plain words (the statistical detail is in the method section)."""
+    notes = []
+    model = analysis.model
+    info = getattr(model, "fit_info_", None) or {}
+    for text in info.get("limits", []):
+        if "No dropout" in text:
+            notes.append("The data show no sign of customers leaving: nearly every customer counts as active.")
+        elif "Dropout barely differs" in text or "Dropout rates barely differ" in text:
+            notes.append("Customers seem to leave at much the same rate: churn is estimated for the customer base "
+                         "as a whole more than for each customer.")
+    weak = model.poorly_identified_ if hasattr(model, "poorly_identified_") else []
+    if set(weak) & _DROPOUT_PARAMS:
+        notes.append("Churn figures are rough: the data say little about how customers leave.")
+    elif weak:
+        notes.append("Purchase figures are rough: the data say little about how often customers buy.")
+    trunc = getattr(analysis, "left_truncation", None)
+    if trunc is not None and trunc.detected:
+        notes.append(trunc.describe())
+    return notes
+
+
 def executive_summary(analysis: Any) -> str:
-    """The report's opening sentences (Markdown): horizon and unit in words, value with its
-    interval and the backtest's error beside it, churn, purchases, budget and the model used."""
+    """The sentences under the headline figures (Markdown): the horizon in words, purchases and
+    revenue, the acquisition budget, what a purchase is, and plain caveats."""
     cfg = analysis.config
     cur = cfg.currency
     tier_table, budget = analysis.tier_table, analysis.budget
     total = tier_table.loc["Total"]
-    top = tier_table.loc["Platinum"]
-    lvl = f"{cfg.interval_level:.0%}"
-    err = analysis.backtest_error
-    rng = ""
-    if "total_clv_lower" in tier_table.columns:
-        rng = f" ({lvl} interval {_money(total['total_clv_lower'], cur)} to {_money(total['total_clv_upper'], cur)}"
-        rng += ", widened by the backtest's error)" if err is not None else ", model uncertainty only)"
-    backtest = ""
-    if err is not None:
-        e = err.loc["Total"]
-        backtest = (f" In the backtest ({err.attrs['holdout']}) the same model predicted "
-                    f"{e['predicted_purchases']:,.0f} purchases against {e['actual_purchases']:,.0f} actual "
-                    f"({e['purchases_pct_error']:+.1f}%) and revenue {e['revenue_pct_error']:+.1f}% off; "
-                    f"per tier it missed by a typical {100 * err.attrs['sigma_revenue']:.0f}% on revenue.")
-    if analysis.selection is not None:
-        model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, chosen among "
-                      f"{', '.join(analysis.selection.table.index)} by the backtest (lowest squared error per "
-                      "customer, the rule made for expected values); Gamma-Gamma for spend.")
-    else:
-        model_line = (f"* **Model**: {analysis.model_name} for purchases and dropout, Gamma-Gamma for spend. "
-                      "There was no backtest in this run (no calibration window), so the intervals do not "
-                      "include the model's own error.")
-    notes = identification_notes(analysis.model)
-    if notes:
-        model_line += " " + " ".join(notes)
     trunc = getattr(analysis, "left_truncation", None)
     budget_note = ""
-    if trunc is not None and trunc.detected:
-        model_line += f"\n* **Customers from before the log**: {trunc.describe()}"
-        if not trunc.usable_cohort:
-            budget_note = " (not reliable here: the log holds no cohort of genuinely new customers, see below)"
+    if trunc is not None and trunc.detected and not trunc.usable_cohort:
+        budget_note = " (not reliable here: the log holds no cohort of genuinely new customers)"
     lines = [
-        f"**Forecast horizon: the next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, "
-        f"for {analysis.customers:,} customers; all times are in {cfg.unit_name}. Values are "
-        f"margin ({cfg.margin:.0%}) on expected spend, discounted at {cfg.discount_rate:.0%} a year"
-        + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active" if cfg.cost_to_serve else "")
-        + ".",
+        f"**The next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, for "
+        f"{analysis.customers:,} customers. Value is margin ({cfg.margin:.0%}) on expected spend, discounted at "
+        f"{cfg.discount_rate:.0%} a year"
+        + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active"
+           if cfg.cost_to_serve else "") + ".",
         "",
-        f"* **Total customer value** over the next {cfg.horizon:g} {cfg.unit_name} ({cfg.clv_label}): {_money(total['total_clv'], cur)}{rng}.{backtest}",
-        f"* **Platinum** customers ({top['share_of_customers']:.0%} of customers) hold "
-        f"{top['share_of_clv']:.0%} of that value.",
-        f"* **Churn**: about {total['expected_gone_now']:,.0f} customers "
-        f"({total['mean_churn_probability']:.0%}) are probably gone already; of the "
-        f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} "
-        f"({total['share_of_active_leaving']:.0%}) are expected to leave during the horizon - the ones "
-        "a retention effort can still reach.",
-        f"* **Expected purchases** in the horizon: {total['expected_purchases']:,.0f}, worth "
-        f"{_money(total['expected_revenue'], cur)} in revenue.",
+        f"* **Expected purchases**: {total['expected_purchases']:,.0f}, worth "
+        f"{_money(total['expected_revenue'], cur)} in revenue. A purchase is a customer's buying day: "
+        "everything a customer bought on one calendar day counts as one purchase.",
+        f"* **Churn**: about {total['expected_gone_now']:,.0f} customers are probably gone already; of the "
+        f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} are expected to "
+        "leave during the horizon - the ones a retention effort can still reach.",
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
         f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}.",
-        model_line,
     ]
+    notes = plain_notes(analysis)
+    if notes:
+        lines.append("* **Read with care**: " + " ".join(notes))
+    if trunc is not None and trunc.detected:
+        lines.append("* **Customers from before the log**: see the note above.")
     return "\n".join(lines)
+
+
+def assumptions_box(cfg: Any) -> str:
+    """The settings behind every value (HTML), each marked when it is a default rather than the
+    user's choice."""
+    defaults = {f.name: f.default for f in ReportConfig.__dataclass_fields__.values()}
+    unit = cfg.unit_name
+    rows = [
+        ("Horizon", f"{cfg.horizon:g} {unit}", cfg.horizon == defaults["horizon"]),
+        ("Margin (share of revenue that is profit)", f"{cfg.margin:.0%}", cfg.margin == defaults["margin"]),
+        ("Discount rate", f"{cfg.discount_rate:.0%} a year", cfg.discount_rate == defaults["discount_rate"]),
+        ("Cost to serve", f"{cfg.cost_to_serve:g} per {unit[:-1]} while active" if cfg.cost_to_serve else "none",
+         cfg.cost_to_serve == defaults["cost_to_serve"]),
+        ("Currency", cfg.currency or "not given", cfg.currency_is_default),
+        ("Time unit", unit, cfg.time_unit == defaults["time_unit"]),
+    ]
+    body = "".join(
+        f"<tr><th scope=\"row\">{_h(name)}</th><td>{_h(value)}</td><td>"
+        + ('<span class="default">default - set it to your own</span>' if is_default else "yours")
+        + "</td></tr>" for name, value, is_default in rows)
+    return ('<div class="assumptions"><table><caption>Assumptions behind every value</caption>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def format_tier_overview(tier_table: pd.DataFrame, *, clv: str = "CLV", money: str = ""):
+    """The short tier table of the first screen: customers, value and its share, purchases and churn."""
+    t = tier_table
+    out = pd.DataFrame({
+        "Customers": t["customers"].to_numpy(), f"Value ({clv}){money}": t["total_clv"].to_numpy(),
+        "Share of value": t["share_of_clv"].to_numpy(), "Expected purchases": t["expected_purchases"].to_numpy(),
+        "Probably gone now": t["expected_gone_now"].to_numpy(),
+        "Expected to leave": t["expected_to_leave"].to_numpy(),
+    }, index=t.index.astype(str).rename(None))
+    out.columns.name = "Tier"
+    return _inert(out.style).format({"Customers": "{:,.0f}", f"Value ({clv}){money}": "{:,.0f}",
+                                     "Share of value": "{:.0%}", "Expected purchases": "{:,.0f}",
+                                     "Probably gone now": "{:,.0f}", "Expected to leave": "{:,.0f}"},
+                                    na_rep="", escape="html")
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
@@ -473,8 +578,13 @@ def identification_notes(model: Any) -> list[str]:
 def model_paragraph(analysis: Any) -> str:
     """Which purchase model the forecast uses, why, and its reference (Markdown)."""
     model = analysis.model
-    text = (f"Purchases and dropout follow the **{model._long_name}** model ({model._reference.rstrip('.')}); spend per "
-            "purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
+    if analysis.selection is None:
+        lead = ("There was no backtest in this run (no calibration window), so the model is BG/NBD and the "
+                "intervals do not include the model's own error. ")
+    else:
+        lead = ""
+    text = lead + (f"Purchases and dropout follow the **{model._long_name}** model ({model._reference.rstrip('.')}); "
+                   "spend per purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
     if analysis.selection is not None:
         text += analysis.selection.reason + " "
     notes = identification_notes(model)
@@ -776,6 +886,19 @@ img { max-width: 100%; height: auto; }
 table.sortable th { cursor: pointer; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
+.tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 1em 0; }
+.tile { flex: 1 1 220px; border: 1px solid #d8dee8; border-radius: 8px; padding: 12px 16px; background: #f8fafc; }
+.tile-label { font-size: 13px; color: #4a5568; }
+.tile-big { font-size: 28px; font-weight: 600; margin: .15em 0; white-space: nowrap; }
+.tile-small { font-size: 13px; color: #4a5568; }
+.pyramid { margin: 1.2em auto; max-width: 720px; }
+.pyramid .band { margin: 4px auto; padding: 7px 6px; text-align: center; color: #fff; border-radius: 4px;
+                 font-size: 14px; box-sizing: border-box; }
+.band-platinum { background: #7f8c8d; } .band-gold { background: #c9a100; }
+.band-iron { background: #5d6d7e; } .band-lead { background: #2c3e50; }
+.assumptions table { font-size: 13px; } .assumptions caption { text-align: left; font-weight: 600; }
+.assumptions th { text-align: left; background: none; } .assumptions td { text-align: left; }
+.default { color: #9a5b00; font-style: italic; }
 input.table-filter { margin: .4em 0; padding: 4px 8px; font-size: 14px; width: 18em; max-width: 90%; }
 @media (max-width: 640px) {
   body { margin: 1em auto; padding: 0 .7em; font-size: 15px; }
@@ -787,7 +910,20 @@ input.table-filter { margin: .4em 0; padding: 4px 8px; font-size: 14px; width: 1
   .jp-OutputArea-output, .output_html { overflow: visible; }
   table { font-size: 10px; page-break-inside: auto; }
   tr, img { page-break-inside: avoid; }
-  input.table-filter { display: none; }
+  .tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 1em 0; }
+.tile { flex: 1 1 220px; border: 1px solid #d8dee8; border-radius: 8px; padding: 12px 16px; background: #f8fafc; }
+.tile-label { font-size: 13px; color: #4a5568; }
+.tile-big { font-size: 28px; font-weight: 600; margin: .15em 0; white-space: nowrap; }
+.tile-small { font-size: 13px; color: #4a5568; }
+.pyramid { margin: 1.2em auto; max-width: 720px; }
+.pyramid .band { margin: 4px auto; padding: 7px 6px; text-align: center; color: #fff; border-radius: 4px;
+                 font-size: 14px; box-sizing: border-box; }
+.band-platinum { background: #7f8c8d; } .band-gold { background: #c9a100; }
+.band-iron { background: #5d6d7e; } .band-lead { background: #2c3e50; }
+.assumptions table { font-size: 13px; } .assumptions caption { text-align: left; font-weight: 600; }
+.assumptions th { text-align: left; background: none; } .assumptions td { text-align: left; }
+.default { color: #9a5b00; font-style: italic; }
+input.table-filter { display: none; }
 }
 .jp-OutputArea-output pre, pre { background: #f7f7f9; padding: .5em; overflow-x: auto; }
 .jp-InputPrompt, .jp-OutputPrompt { display: none; }
