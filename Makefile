@@ -19,6 +19,7 @@ lint: setup
 
 # nbval runs copies of the clean templates with their reference outputs filled in (build/nbval)
 test: lint
+	@java -version > /dev/null 2>&1 || { echo "make test needs Java 17 or newer for the Spark tests (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(BIN)/python scripts/notebook_references.py build
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
 

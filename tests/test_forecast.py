@@ -181,3 +181,20 @@ def test_delta_method_agrees_with_parameter_draws(monkeypatch, master_cal):
             for end in ("lower", "upper"):
                 off = (t_delta[f"{col}_{end}"] - t_draws[f"{col}_{end}"]).abs() / width
                 assert (off < 0.2).all(), (cls.__name__, col, end)
+
+
+def test_short_horizon_on_a_day_table_says_it_is_days(cdnow_sample):
+    """Issue 16: forecast(horizon=52) on a day table is 52 days; it says so (a warning naming
+    the fix) unless the unit is given explicitly."""
+    from clvmodels.exceptions import ClvModelsWarning
+
+    rfm = clvmodels.rfm_summary(cdnow_sample, time_unit="D")
+    bg, gg = clvmodels.BetaGeoModel().fit(rfm), clvmodels.GammaGammaModel().fit(rfm)
+    with pytest.warns(ClvModelsWarning, match=r"horizon=52 is in days.*pass horizon=364"):
+        clvmodels.forecast(bg, gg, rfm, horizon=52)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClvModelsWarning)
+        clvmodels.forecast(bg, gg, rfm, horizon=52, time_unit="D")
+        clvmodels.forecast(bg, gg, rfm, horizon=364)

@@ -255,3 +255,19 @@ def test_report_kernel_does_not_import_from_the_callers_folder(tmp_path, monkeyp
     folder = reporting.run_report(output_dir=tmp_path / "out", parameters={
         "input_path": "log.csv", "n_draws": 20, "horizon": 26}, progress=False, log=lambda m: None)
     assert (folder / "report.html").exists()
+
+
+def test_cli_help_lists_every_parameter_with_its_default():
+    """Issue 16: `clvmodels report --help` lists every template parameter with its default."""
+    from clvmodels.reporting import template_parameters
+
+    out = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "--help"], capture_output=True,
+                         text=True, timeout=120).stdout
+    for name, default in template_parameters("clv_report").items():
+        line = next((ln for ln in out.splitlines() if ln.strip().startswith(name + " ")), None)
+        assert line is not None, name
+        shown = line.split(None, 1)[1]
+        if isinstance(default, dict):
+            assert all(f'"{k}"' in shown for k in default), (name, line)
+        else:
+            assert shown.startswith(f'"{default}"' if isinstance(default, str) else str(default)), (name, line)

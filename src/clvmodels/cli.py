@@ -130,6 +130,27 @@ def score(args: argparse.Namespace) -> Any:
     return out
 
 
+def _parameter_help() -> str:
+    """Every parameter of the main template with its default and its comment, for --help."""
+    try:
+        import json
+
+        from clvmodels.reporting import template_path
+
+        nb = json.loads(template_path("clv_report").read_text())
+        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    except Exception:  # noqa: BLE001 - help text must never fail
+        return ""
+    lines = ["template parameters of clv_report (set with -p NAME VALUE; default, then meaning):"]
+    for line in "".join(cell["source"]).splitlines():
+        if "=" not in line or line.lstrip().startswith("#"):
+            continue
+        assign, _, comment = line.partition("#")
+        name, _, default = assign.partition("=")
+        lines.append(f"  {name.strip():<18} {default.strip():<24} {comment.strip()}")
+    return "\n".join(lines)
+
+
 def parse_settings(items: list[str]) -> dict[str, str]:
     """``KEY=VALUE`` items (``--spark-conf``) as a mapping."""
     settings = {}
@@ -166,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     rep = sub.add_parser(
         "report", help="run a report template into a new folder under --output",
         description="Run a report template with papermill and publish HTML, tables and models into a "
-                    "new folder under --output.")
+                    "new folder under --output.",
+        epilog=_parameter_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     rep.add_argument("--dataset", choices=["cdnow-sample", "cdnow-master"], help="bundled data to use without --input")
     rep.add_argument("--currency", help="label for money amounts in the report, e.g. USD")
     rep.add_argument("--previous", metavar="REPORT_FOLDER",

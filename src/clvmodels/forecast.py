@@ -113,6 +113,15 @@ def _settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, di
         )
     unit = check_time_unit(units.pop())
     check_horizon(h, unit)
+    if unit == "D" and h < 90 and time_unit is None:
+        import warnings
+
+        from clvmodels.exceptions import ClvModelsWarning
+
+        warnings.warn(
+            f"horizon={h:g} is in days, the unit of the RFM table and model: a {h:g}-day forecast. For "
+            f"{h:g} weeks pass horizon={7 * h:g} (or build the RFM table with time_unit='W').",
+            ClvModelsWarning, stacklevel=3)
     return Settings(h, unit, float(discount_rate), float(margin), float(cost_to_serve))
 
 

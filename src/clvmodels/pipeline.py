@@ -19,7 +19,7 @@ from clvmodels.cohorts import MIN_COHORT, detect_left_truncation
 from clvmodels.exceptions import DataValidationError
 from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
 
-__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "BACKTEST_CUSTOMERS",
+__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
            "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS"]
 
 #: customers the backtest (model choice, scorecard, error for the intervals) uses at most; with
@@ -82,11 +82,28 @@ class Analysis:
         if self.overview is None:
             self.overview = data_overview(self.rfm)
         if self.frequency_fit is None:
-            self.frequency_fit = self.model.expected_customers_by_frequency(self.rfm)
+            self.frequency_fit = self.model.expected_customers_by_frequency(
+                self.rfm, max_frequency=frequency_bins(self.rfm["frequency"].to_numpy(float)))
+
+    @property
+    def frequency_range(self) -> int:
+        """Repeat purchases the probability maps span: the 95th percentile (20 to 200)."""
+        f = self.rfm["frequency"].to_numpy(float)
+        return int(min(max(20, np.ceil(np.quantile(f, 0.95))), 200)) if len(f) else 20
 
     @property
     def model_name(self) -> str:
         return self.model._long_name
+
+
+def frequency_bins(frequency: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """Where the observed-vs-expected chart's last ("n+") bin starts: at the 90th percentile of
+    repeat purchases (at least 7, at most 40), so frequent buyers are not all in one bar."""
+    w = np.ones_like(frequency) if weights is None else weights
+    order = np.argsort(frequency)
+    cum = np.cumsum(w[order]) / w.sum()
+    p90 = float(frequency[order][np.searchsorted(cum, 0.9)]) if len(frequency) else 7.0
+    return int(min(max(7, np.ceil(p90)), 40))
 
 
 def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | None]:
@@ -322,7 +339,9 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     fc = figures[list(FORECAST_COLUMNS)]
     tiers = figures["tier"].astype(pd.CategoricalDtype(list(TIERS), ordered=True)).rename("tier")
     overview = scoring.engine_overview(scores, cfg.time_unit, obs_end)
-    freq_fit = model.expected_customers_by_frequency(stats.purchases, weights=stats.purchases["weight"].to_numpy())
+    w = stats.purchases["weight"].to_numpy(float)
+    freq_fit = model.expected_customers_by_frequency(
+        stats.purchases, max_frequency=frequency_bins(stats.purchases["frequency"].to_numpy(float), w), weights=w)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc, tiers,
                         tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
                         customers=n, overview=overview, frequency_fit=freq_fit,
@@ -348,6 +367,16 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
 
 
 def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
+    """See :func:`_run_analysis`; the report states its time unit in words, so the API's
+    reminder that a short horizon on a day table is in days is not repeated here."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"horizon=.* is in days")
+        return _run_analysis(cfg, transactions)
+
+
+def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     """Run the report's whole analysis for validated parameters (:func:`reporting.validate_parameters`).
 
     With a backtest (``calibration_end`` given or derived; on at most :data:`BACKTEST_CUSTOMERS`

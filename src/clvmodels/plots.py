@@ -84,7 +84,9 @@ def plot_tier_churn(tier_table: pd.DataFrame, ax=None, **kwargs):
         "probability": list(t["mean_churn_probability"]) + list(t["mean_churn_by_horizon"]),
     })
     sns.barplot(data=long, x="tier", y="probability", hue="when", ax=ax, **kwargs)
-    ax.set_ylim(0, 1)
+    # the axis from the data: on frequent buyers churn is small and a 0-1 axis hides the bars
+    top = float(np.nanmax(long["probability"])) if len(long) else 1.0
+    ax.set_ylim(0, min(1.0, max(top * 1.15, 0.02)))
     ax.set_ylabel("Mean churn probability")
     ax.set_xlabel("")
     ax.set_title("Churn by tier")

@@ -469,7 +469,8 @@ def load_transactions(
     if missing:
         raise DataValidationError(
             f"Missing column(s) {', '.join(missing)}; the input has columns {present}. "
-            "Map your column names with customer_id=..., date=..., amount=...."
+            "Map your column names with customer_id=..., date=..., amount=... (command line: --customer-col, "
+            "--date-col, --amount-col)."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
     if backend_name(raw) == "pyspark" and _is_csv(source) and raw[customer_id].type().is_string():
