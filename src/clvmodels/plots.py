@@ -177,6 +177,15 @@ def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
     ax = _ax(ax, (7, 5))
     sns.lineplot(data=calibration, x="mean_predicted", y="observed_share", hue="model", marker="o", ax=ax, **kwargs)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    if "customers" in calibration.columns and len(calibration):
+        # how many customers stand behind each point of the first model (a jagged line on a
+        # handful of customers is noise, not miscalibration)
+        first = calibration[calibration["model"] == calibration["model"].iloc[0]]
+        for _, row in first.iterrows():
+            ax.annotate(f"{int(row['customers']):,}", (row["mean_predicted"], row["observed_share"]), fontsize=7,
+                        color="grey", xytext=(4, -9), textcoords="offset points")
+        ax.text(0.99, 0.02, f"numbers: customers per point ({first['model'].iloc[0]})", transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=8, color="grey")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("Predicted P(any purchase in holdout)")

@@ -617,6 +617,14 @@ def backtest_reading(analysis: Any) -> str:
         "report are widened by errors of that size, so they are as wide as the model's own track record says "
         "they should be.",
     ]
+    if "spearman" in m.columns and "naive rate" in m.index and pd.notna(m.loc["naive rate", "spearman"]):
+        mine, naive = float(row["spearman"]), float(m.loc["naive rate", "spearman"])
+        if naive >= mine - 0.01:
+            lines.append(
+                f"**Ranking customers**: a naive rate model (each customer's own past purchase rate) ranks customers "
+                f"as well as this model or better (Spearman {naive:.3f} against {mine:.3f}). The model's strength is "
+                "in the totals, churn and value per tier; for ordering individual customers, treat its ranking as "
+                "no better than their past rate.")
     for note in sc.info.get("notes", []):
         lines.append(f"*{md_escape(note)}*")
     return "\n\n".join(lines)
