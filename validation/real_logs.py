@@ -22,7 +22,6 @@ Writes ``validation/real_logs.csv`` and the table in ``validation/README.md``.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import traceback
@@ -38,6 +37,7 @@ from clvmodels.tiers import TIERS
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _readme import write_section  # noqa: E402
 from worlds import worlds  # noqa: E402
 
 CDNOW_END = "1998-06-30"
@@ -166,14 +166,7 @@ def main() -> None:
              f"tiers 5/15/50/30%, 90% intervals) and the horizon running to the end of the data; the errors "
              f"are 100 (forecast - actual) / actual per tier. Generated worlds: {args.customers:,} customers "
              f"each (`validation/worlds.py`). Run time {time.perf_counter() - start:.0f} s.\n\n" + to_markdown(table))
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    new = f"<!-- real-logs:start -->\n{block}\n<!-- real-logs:end -->"
-    if "<!-- real-logs:start -->" in text:
-        text = re.sub(r"<!-- real-logs:start -->.*<!-- real-logs:end -->", lambda _: new, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + new + "\n"
-    readme.write_text(text)
+    write_section("real-logs", block)
 
 
 if __name__ == "__main__":

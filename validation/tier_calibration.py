@@ -19,7 +19,6 @@ intervals by the backtest error instead.
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ from clvmodels.tiers import TIERS, assign_tiers
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _readme import write_section  # noqa: E402
 from real_logs import logs  # noqa: E402
 
 
@@ -75,14 +75,7 @@ def main() -> None:
     block = ("### Tier calibration from backtests (`validation/tier_calibration.py`)\n\n"
              "Mean absolute per-tier error of forward purchases, model alone and corrected by backtests at "
              "one or two origins. Not applied in the report (see the script's docstring).\n\n" + "\n".join(md))
-    readme = HERE / "README.md"
-    text = readme.read_text()
-    new = f"<!-- calibration:start -->\n{block}\n<!-- calibration:end -->"
-    if "<!-- calibration:start -->" in text:
-        text = re.sub(r"<!-- calibration:start -->.*<!-- calibration:end -->", lambda _: new, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + new + "\n"
-    readme.write_text(text)
+    write_section("calibration", block)
 
 
 if __name__ == "__main__":

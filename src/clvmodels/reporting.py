@@ -918,20 +918,7 @@ input.table-filter { margin: .4em 0; padding: 4px 8px; font-size: 14px; width: 1
   .jp-OutputArea-output, .output_html { overflow: visible; }
   table { font-size: 10px; page-break-inside: auto; }
   tr, img { page-break-inside: avoid; }
-  .tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 1em 0; }
-.tile { flex: 1 1 220px; border: 1px solid #d8dee8; border-radius: 8px; padding: 12px 16px; background: #f8fafc; }
-.tile-label { font-size: 13px; color: #4a5568; }
-.tile-big { font-size: 28px; font-weight: 600; margin: .15em 0; white-space: nowrap; }
-.tile-small { font-size: 13px; color: #4a5568; }
-.pyramid { margin: 1.2em auto; max-width: 720px; }
-.pyramid .band { margin: 4px auto; padding: 7px 6px; text-align: center; color: #fff; border-radius: 4px;
-                 font-size: 14px; box-sizing: border-box; }
-.band-platinum { background: #7f8c8d; } .band-gold { background: #c9a100; }
-.band-iron { background: #5d6d7e; } .band-lead { background: #2c3e50; }
-.assumptions table { font-size: 13px; } .assumptions caption { text-align: left; font-weight: 600; }
-.assumptions th { text-align: left; background: none; } .assumptions td { text-align: left; }
-.default { color: #9a5b00; font-style: italic; }
-input.table-filter { display: none; }
+  input.table-filter { display: none; }
 }
 .jp-OutputArea-output pre, pre { background: #f7f7f9; padding: .5em; overflow-x: auto; }
 .jp-InputPrompt, .jp-OutputPrompt { display: none; }
