@@ -296,3 +296,20 @@ def test_engines_agree_on_offsets_and_encodings(spark, tmp_path, engine):
     (tmp_path / "latin.csv").write_bytes(b"customer_id,date,amount\nJos\xe9,2024-01-01,1\nJos\xe8,2024-01-02,2\n")
     with pytest.raises(DataValidationError, match="is not valid UTF-8"):
         clvmodels.load_transactions(tmp_path / "latin.csv", engine=engine).execute()
+
+
+def test_bad_spark_settings_and_mixed_folders_are_one_clear_line(tmp_path, cdnow_sample):
+    """Issue 15: a JVM that refuses --spark-conf, and a folder whose files disagree on their
+    columns, end in one line naming the problem and what to do (no traceback)."""
+    cdnow_sample[["customer_id", "date", "amount"]].to_csv(tmp_path / "log.csv", index=False)
+    proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "score", "--input", "log.csv", "--output", "out",
+                           "--engine", "spark", "--spark-conf", "spark.driver.memory=abc"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "Spark did not start" in proc.stderr and "--spark-conf" in proc.stderr
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    pd.DataFrame({"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1.0]}).to_parquet(folder / "p1.parquet")
+    pd.DataFrame({"customer_id": ["b"], "date": ["2024-01-02"]}).to_parquet(folder / "p2.parquet")
+    with pytest.raises(DataValidationError, match="Check that every file has the columns"):
+        clvmodels.load_transactions(folder)

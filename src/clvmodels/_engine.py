@@ -124,7 +124,17 @@ def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> An
             settings = {"spark.ui.showConsoleProgress": "false", **{k: str(v) for k, v in (conf or {}).items()}}
             for key, value in settings.items():
                 builder = builder.config(key, value)
-            session = builder.getOrCreate()
+            try:
+                session = builder.getOrCreate()
+            except Exception as exc:  # the JVM refused to start or the master is out of reach
+                from clvmodels.exceptions import ParameterError
+
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ParameterError(
+                    f"Spark did not start (master {master or 'local[*]'!r}, settings "
+                    f"{ {k: v for k, v in settings.items() if k != 'spark.ui.showConsoleProgress'} }): {text}. "
+                    "Check --spark-master (reachable, e.g. spark://host:7077 or local[2]) and the values of "
+                    "--spark-conf (e.g. spark.driver.memory=8g), and that Java 17+ is installed.") from None
             session.sparkContext.setLogLevel("ERROR")
         if _spark_backend is None or _spark_backend._session is not session:
             with quiet_engine():

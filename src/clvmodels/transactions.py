@@ -526,7 +526,13 @@ def load_transactions(
              "same day's purchases (command line: --refunds drop or --refunds net).")
         )
     counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(checks)}
-    stats = execute(raw.aggregate(n=raw.count(), **counts)).iloc[0]
+    try:
+        stats = execute(raw.aggregate(n=raw.count(), **counts)).iloc[0]
+    except Exception as exc:  # the engine reads files lazily: a bad file shows up here
+        raise DataValidationError(
+            f"Could not read the transaction log {str(source) if not isinstance(source, pd.DataFrame) else 'DataFrame'!r}: "
+            f"{_first_line(exc).rstrip('.')}. Check that every file has the columns {sorted(set(wanted.values()))} with one "
+            "type each.") from None
     n_rows = int(stats["n"])
     if n_rows == 0:
         raise DataValidationError(
