@@ -228,7 +228,7 @@ def test_failure_handler_survives_a_full_disk(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(reporting, "_export_html", full)
+    monkeypatch.setattr(reporting.runner, "_export_html", full)
     real_write = Path.write_text
 
     def write_text(self, *args, **kwargs):

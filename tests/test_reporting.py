@@ -183,7 +183,7 @@ def test_large_forecast_is_partitioned_and_csv_optional(tmp_path, monkeypatch, s
     fc = clvmodels.forecast(bg, gg, sample_rfm, horizon=52)
     tiers = clvmodels.assign_tiers(fc)
     table = clvmodels.tier_summary(fc, tiers)
-    monkeypatch.setattr(reporting, "LARGE_FORECAST", 1000)  # the sample's 2,357 customers count as large
+    monkeypatch.setattr(reporting.files, "LARGE_FORECAST", 1000)  # the sample's 2,357 customers count as large
     written = reporting.save_artifacts(tmp_path / "a", forecast=fc, tiers=tiers, tier_table=table,
                                        models={"m": bg}, config=validate_parameters({}))
     assert (tmp_path / "a" / "forecast.parquet").is_dir() and not (tmp_path / "a" / "forecast.csv").exists()

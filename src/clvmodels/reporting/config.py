@@ -1,0 +1,238 @@
+"""The report's parameters: what a run may be asked, checked in one place, and the log it
+reads. Below both the pipeline and the notebook runner, so neither imports the other for them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clvmodels._validation import (
+    UNIT_NAMES,
+    check_choice,
+    check_number,
+    check_time_unit,
+    check_timestamp,
+)
+from clvmodels.exceptions import DataValidationError, ParameterError
+
+DATASETS = ("cdnow-sample", "cdnow-master")
+TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
+             "explore": "explore.ipynb"}
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The validated parameters of a report run (see the template's parameters cell)."""
+
+    input_path: str = ""
+    dataset: str = "cdnow-sample"
+    customer_col: str = "customer_id"
+    date_col: str = "date"
+    amount_col: str = "amount"
+    date_format: str = ""
+    time_unit: str = "W"
+    observation_end: str = ""
+    calibration_end: str = ""
+    horizon: float = 52.0
+    discount_rate: float = 0.10
+    margin: float = 0.30
+    cost_to_serve: float = 0.0
+    tier_shares: dict[str, float] = field(default_factory=dict)
+    dropout_reduction: float = 0.10
+    interval_level: float = 0.90
+    n_draws: int = 100
+    title: str = "Customer lifetime value report"
+    output_dir: str = ""
+    refunds: str = "error"
+    currency: str = ""
+    forecast_csv: str = "auto"
+    engine: str = "duckdb"
+    input_table: str = ""
+    spark_master: str = ""
+    spark_conf: dict[str, Any] = field(default_factory=dict)
+    scoring: str = "auto"
+    left_truncation: str = "auto"
+    previous: str = "auto"
+
+    @property
+    def unit_name(self) -> str:
+        return UNIT_NAMES[self.time_unit]
+
+    @property
+    def clv_label(self) -> str:
+        """CLV named with its horizon, e.g. "52-week CLV"."""
+        return f"{self.horizon:g}-{self.unit_name[:-1]} CLV"
+
+    @property
+    def currency_is_default(self) -> bool:
+        """Whether the currency was not given (the bundled CDNOW data are in US dollars)."""
+        return not self.currency or (not self.input_path and not self.input_table and self.currency == "USD")
+
+    @property
+    def money_label(self) -> str:
+        return f" ({self.currency})" if self.currency else ""
+
+    @property
+    def columns(self) -> dict[str, str]:
+        return {"customer_id": self.customer_col, "date": self.date_col, "amount": self.amount_col}
+
+    @property
+    def data_label(self) -> str:
+        where = " (on Spark)" if self.engine == "spark" else ""
+        if self.input_table:
+            return f"Spark table {self.input_table}"
+        return (self.input_path or f"bundled {self.dataset} data") + where
+
+
+def _text(name: str, value: Any, *, allow_empty: bool = True) -> str:
+    if not isinstance(value, str):
+        raise ParameterError(f"Parameter {name!r} must be text, got {value!r} ({type(value).__name__}).")
+    if not allow_empty and not value.strip():
+        raise ParameterError(f"Parameter {name!r} must not be empty.")
+    return value
+
+
+def parameters_from(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The report parameters found in ``namespace`` (a template's ``globals()``), by the names
+    :class:`ReportConfig` declares: the one list of parameters, kept in one place."""
+    return {name: namespace[name] for name in ReportConfig.__dataclass_fields__ if name in namespace}
+
+
+def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
+    """Check every report parameter; raise :class:`ParameterError` naming the first bad one.
+
+    Unknown names are refused with the list of known ones.
+    """
+    from clvmodels.tiers import DEFAULT_SHARES, _check_shares
+
+    known = {f for f in ReportConfig.__dataclass_fields__}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ParameterError(f"Unknown report parameter(s) {unknown}; known parameters: {sorted(known)}.")
+    p = {**asdict(ReportConfig()), **dict(params)}
+    for name in ("input_path", "date_format", "observation_end", "calibration_end", "output_dir"):
+        _text(name, p[name])
+    for name in ("customer_col", "date_col", "amount_col", "title"):
+        _text(name, p[name], allow_empty=False)
+    _text("currency", p["currency"])
+    if len(p["currency"]) > 12:
+        raise ParameterError(f"Parameter 'currency' is a label such as 'USD' or 'EUR' (at most 12 characters), got {p['currency']!r}.")
+    from clvmodels.transactions import REFUND_POLICIES
+
+    check_choice("refunds", p["refunds"], REFUND_POLICIES)
+    check_choice("forecast_csv", p["forecast_csv"], ("auto", "yes", "no"))
+    from clvmodels._engine import ENGINES, spark_available
+
+    check_choice("engine", p["engine"], ENGINES)
+    check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
+    check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
+    _text("previous", p["previous"])
+    if p["previous"] not in ("auto", "none", "") and not (Path(p["previous"]) / "run.json").is_file():
+        raise ParameterError(
+            f"Parameter 'previous' ({p['previous']!r}) is not a report folder (no run.json in it); give an earlier "
+            "report's folder, 'auto' (the latest earlier run of the same title) or 'none' (command line: --previous).")
+    if p["engine"] == "spark" and not spark_available():
+        raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
+                             "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
+    for name in ("input_table", "spark_master"):
+        _text(name, p[name])
+    if p["engine"] != "spark" and (p["input_table"] or p["spark_master"] or p["spark_conf"]):
+        given = [n for n in ("input_table", "spark_master", "spark_conf") if p[n]]
+        raise ParameterError(f"Parameter(s) {given} need engine='spark' (got engine={p['engine']!r}).")
+    if p["input_table"] and p["input_path"]:
+        raise ParameterError(
+            f"Give input_path ({p['input_path']!r}) or input_table ({p['input_table']!r}), not both.")
+    if not isinstance(p["spark_conf"], dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int, float, bool)) for k, v in p["spark_conf"].items()):
+        raise ParameterError(
+            "Parameter 'spark_conf' is a mapping of Spark settings to values, e.g. "
+            f"{{'spark.executor.memory': '8g'}}; got {p['spark_conf']!r}.")
+    check_choice("dataset", p["dataset"], DATASETS)
+    try:
+        check_time_unit(p["time_unit"])
+    except ParameterError as exc:
+        raise ParameterError(f"Parameter 'time_unit': {exc}") from None
+    checks: list[tuple[str, dict[str, Any]]] = [
+        ("horizon", {"minimum": 0.0, "min_inclusive": False}),
+        ("discount_rate", {"minimum": 0.0, "maximum": 10.0}),
+        ("margin", {"minimum": 0.0, "min_inclusive": False, "maximum": 1.0}),
+        ("cost_to_serve", {"minimum": 0.0}),
+        ("dropout_reduction", {"minimum": 0.0, "maximum": 1.0, "max_inclusive": False}),
+        ("interval_level", {"minimum": 0.0, "maximum": 1.0, "min_inclusive": False, "max_inclusive": False}),
+        ("n_draws", {"minimum": 10, "maximum": 100_000, "integer": True}),
+    ]
+    for name, kw in checks:
+        try:
+            p[name] = check_number(name, p[name], **kw)
+        except ParameterError as exc:
+            raise ParameterError(f"Parameter {exc}") from None
+    from clvmodels.forecast import check_horizon
+
+    try:
+        check_horizon(p["horizon"], p["time_unit"])
+    except ParameterError as exc:
+        raise ParameterError(f"Parameter {exc}") from None
+    from clvmodels.transactions import is_remote
+
+    remote = bool(p["input_path"]) and is_remote(p["input_path"])
+    if remote and p["engine"] != "spark":
+        raise ParameterError(f"Parameter 'input_path' ({p['input_path']!r}) is a remote address; it needs engine 'spark'.")
+    if p["input_path"] and not remote and not Path(p["input_path"]).exists():
+        raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
+    obs = check_timestamp("observation_end", p["observation_end"]) if p["observation_end"] else None
+    if p["calibration_end"] and p["calibration_end"].strip().lower() != "none":
+        cal = check_timestamp("calibration_end", p["calibration_end"])
+        if obs is not None and cal >= obs:
+            raise ParameterError(
+                f"Parameter 'calibration_end' ({cal.date()}) must be before observation_end ({obs.date()})."
+            )
+    p["tier_shares"] = _check_shares(p["tier_shares"] or DEFAULT_SHARES)
+    if not p["input_path"] and not p["input_table"] and not p["currency"]:
+        p["currency"] = "USD"  # the bundled CDNOW data are in US dollars
+    return ReportConfig(**p)
+
+
+def load_report_transactions(cfg: ReportConfig):
+    """The transaction log a report runs on: ``input_path``, ``input_table`` (Spark) or the
+    bundled CDNOW data, on ``cfg.engine``."""
+    from clvmodels.datasets import load_cdnow
+    from clvmodels.transactions import load_transactions
+
+    options = dict(date_format=cfg.date_format or None, refunds=cfg.refunds, engine=cfg.engine, **cfg.columns)
+    if cfg.engine == "spark":
+        from clvmodels._engine import spark_connection
+
+        spark_connection(cfg.spark_master, cfg.spark_conf)
+        if cfg.input_table:
+            return load_transactions(spark_table(cfg.input_table), **options)
+    if cfg.input_path:
+        return load_transactions(cfg.input_path, **options)
+    return load_transactions(load_cdnow(cfg.dataset.split("-")[1]), engine=cfg.engine)
+
+
+def spark_table(name: str) -> Any:
+    """A table of the Spark catalog (``table``, ``db.table`` or ``catalog.db.table``) as an Ibis
+    table; :class:`DataValidationError` naming the tables there when it does not exist."""
+
+    from clvmodels._engine import spark_connection, spark_view
+
+    part = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
+    if not isinstance(name, str) or not re.fullmatch(rf"{part}(?:\.{part}){{0,2}}", name.strip()):
+        raise DataValidationError(
+            f"--table {name!r} is not a table name: give 'table', 'database.table' or 'catalog.database.table' "
+            "(letters, digits and _; quote other names in backticks).")
+    session = spark_connection()._session
+    if not session.catalog.tableExists(name):
+        try:
+            known = sorted(t.name for t in session.catalog.listTables())[:20]
+        except Exception:
+            known = []
+        raise DataValidationError(
+            f"Spark table {name!r} does not exist (current database {session.catalog.currentDatabase()!r}, "
+            f"tables there: {known}). Give 'database.table' or a table of that database.")
+    return spark_view(session.table(name))
+
+

@@ -1,0 +1,482 @@
+"""The text and tables of the report: headline figures, sentences, caveats and formatted tables,
+with every piece of user text inert (escaped for HTML and Markdown)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pandas as pd
+
+from clvmodels._validation import (
+    UNIT_NAMES,
+)
+from clvmodels.reporting.config import ReportConfig
+
+
+def _money(v: float, currency: str = "") -> str:
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{md_escape(currency)} {text}" if currency else text
+
+
+def _h(text: Any) -> str:
+    """Text for HTML, inert (user text never becomes markup)."""
+    import html as _html
+
+    return _html.escape(str(text), quote=True)
+
+
+def _tile(label: str, big: str, small: str) -> str:
+    return (f'<div class="tile"><div class="tile-label">{_h(label)}</div><div class="tile-big">{_h(big)}</div>'
+            f'<div class="tile-small">{_h(small)}</div></div>')
+
+
+def first_screen(analysis: Any) -> str:
+    """The answer in 30 seconds (HTML): four headline figures in plain words and the customer
+    pyramid. Model names and statistical terms stay in the method section."""
+    cfg = analysis.config
+    cur = cfg.currency
+    t = analysis.tier_table
+    total, top = t.loc["Total"], t.loc["Platinum"]
+    horizon = f"{cfg.horizon:g} {cfg.unit_name}"
+    value_small = ""
+    if "total_clv_lower" in t.columns:
+        value_small = (f"likely between {_money_text(total['total_clv_lower'], cur)} and "
+                       f"{_money_text(total['total_clv_upper'], cur)} ({cfg.interval_level:.0%} range)")
+    err = analysis.backtest_error
+    if err is not None:
+        e = err.loc["Total"]
+        miss = (f"{e['purchases_pct_error']:+.1f}%", f"purchases, against what customers then did over "
+                f"{_holdout_words(analysis)} (revenue {e['revenue_pct_error']:+.1f}%); per tier typically "
+                f"{100 * err.attrs['sigma_revenue']:.0f}%")
+    else:
+        miss = ("not measured", "this run had no backtest: too little history before the forecast date")
+    tiles = [
+        _tile(f"Value of the customers over the next {horizon}", _money_text(total["total_clv"], cur), value_small),
+        _tile(f"Customers expected to leave in the next {horizon}", f"{total['expected_to_leave']:,.0f}",
+              f"of the {total['expected_active_now']:,.0f} still active ({total['share_of_active_leaving']:.0%}); "
+              f"another {total['expected_gone_now']:,.0f} have probably left already"),
+        _tile("Platinum customers' share of that value", f"{top['share_of_clv']:.0%}",
+              f"from the top {top['share_of_customers']:.0%} of customers ({int(top['customers']):,})"),
+        _tile("How far the last backtest missed", *miss),
+    ]
+    widths = {"Platinum": 46, "Gold": 62, "Iron": 80, "Lead": 100}
+    bands = []
+    for tier in ("Platinum", "Gold", "Iron", "Lead"):
+        row = t.loc[tier]
+        share = "" if pd.isna(row["share_of_clv"]) else f" &middot; {row['share_of_clv']:.0%} of value"
+        bands.append(f'<div class="band band-{tier.lower()}" style="width:{widths[tier]}%">'
+                     f'<b>{tier}</b> &middot; {int(row["customers"]):,} customers{share}</div>')
+    pyramid = ('<div class="pyramid" role="img" aria-label="The customer pyramid: customers per tier and their '
+               'share of value">' + "".join(bands) + "</div>")
+    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid}'
+
+
+def _holdout_words(analysis: Any) -> str:
+    sc = analysis.scorecard
+    if sc is None:
+        return "the holdout"
+    return f"{sc.info['holdout_length']:g} {UNIT_NAMES[sc.info['time_unit']]}"
+
+
+def _money_text(v: float, currency: str = "") -> str:
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{currency} {text}" if currency else text
+
+
+def plain_notes(analysis: Any) -> list[str]:
+    """Caveats a manager needs, in plain words (the statistical detail is in the method section)."""
+    notes = []
+    model = analysis.model
+    info = getattr(model, "fit_info_", None) or {}
+    for text in info.get("limits", []):
+        if "No dropout" in text:
+            notes.append("The data show no sign of customers leaving: nearly every customer counts as active.")
+        elif "Dropout barely differs" in text or "Dropout rates barely differ" in text:
+            notes.append("Customers seem to leave at much the same rate: churn is estimated for the customer base "
+                         "as a whole more than for each customer.")
+    weak = model.poorly_identified_ if hasattr(model, "poorly_identified_") else []
+    if set(weak) & _DROPOUT_PARAMS:
+        notes.append("Churn figures are rough: the data say little about how customers leave.")
+    elif weak:
+        notes.append("Purchase figures are rough: the data say little about how often customers buy.")
+    trunc = getattr(analysis, "left_truncation", None)
+    if trunc is not None and trunc.detected:
+        notes.append(trunc.describe())
+    return notes
+
+
+def executive_summary(analysis: Any) -> str:
+    """The sentences under the headline figures (Markdown): the horizon in words, purchases and
+    revenue, the acquisition budget, what a purchase is, and plain caveats."""
+    cfg = analysis.config
+    cur = cfg.currency
+    tier_table, budget = analysis.tier_table, analysis.budget
+    total = tier_table.loc["Total"]
+    trunc = getattr(analysis, "left_truncation", None)
+    budget_note = ""
+    if trunc is not None and trunc.detected and not trunc.usable_cohort:
+        budget_note = " (not reliable here: the log holds no cohort of genuinely new customers)"
+    lines = [
+        f"**The next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, for "
+        f"{analysis.customers:,} customers. Value is margin ({cfg.margin:.0%}) on expected spend, discounted at "
+        f"{cfg.discount_rate:.0%} a year"
+        + (f", net of a cost to serve of {cfg.cost_to_serve:g} per {cfg.unit_name[:-1]} while active"
+           if cfg.cost_to_serve else "") + ".",
+        "",
+        f"* **Expected purchases**: {total['expected_purchases']:,.0f}, worth "
+        f"{_money(total['expected_revenue'], cur)} in revenue. A purchase is a customer's buying day: "
+        "everything a customer bought on one calendar day counts as one purchase.",
+        f"* **Churn**: about {total['expected_gone_now']:,.0f} customers are probably gone already; of the "
+        f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} are expected to "
+        "leave during the horizon - the ones a retention effort can still reach.",
+        f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
+        f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}.",
+    ]
+    notes = plain_notes(analysis)
+    if notes:
+        lines.append("* **Read with care**: " + " ".join(notes))
+    if trunc is not None and trunc.detected:
+        lines.append("* **Customers from before the log**: see the note above.")
+    return "\n".join(lines)
+
+
+def assumptions_box(cfg: Any) -> str:
+    """The settings behind every value (HTML), each marked when it is a default rather than the
+    user's choice."""
+    defaults = {f.name: f.default for f in ReportConfig.__dataclass_fields__.values()}
+    unit = cfg.unit_name
+    rows = [
+        ("Horizon", f"{cfg.horizon:g} {unit}", cfg.horizon == defaults["horizon"]),
+        ("Margin (share of revenue that is profit)", f"{cfg.margin:.0%}", cfg.margin == defaults["margin"]),
+        ("Discount rate", f"{cfg.discount_rate:.0%} a year", cfg.discount_rate == defaults["discount_rate"]),
+        ("Cost to serve", f"{cfg.cost_to_serve:g} per {unit[:-1]} while active" if cfg.cost_to_serve else "none",
+         cfg.cost_to_serve == defaults["cost_to_serve"]),
+        ("Currency", cfg.currency or "not given", cfg.currency_is_default),
+        ("Time unit", unit, cfg.time_unit == defaults["time_unit"]),
+    ]
+    body = "".join(
+        f"<tr><th scope=\"row\">{_h(name)}</th><td>{_h(value)}</td><td>"
+        + ('<span class="default">default - set it to your own</span>' if is_default else "yours")
+        + "</td></tr>" for name, value, is_default in rows)
+    return ('<div class="assumptions"><table><caption>Assumptions behind every value</caption>'
+            f"<tbody>{body}</tbody></table></div>")
+
+
+def format_tier_overview(tier_table: pd.DataFrame, *, clv: str = "CLV", money: str = ""):
+    """The short tier table of the first screen: customers, value and its share, purchases and churn."""
+    t = tier_table
+    out = pd.DataFrame({
+        "Customers": t["customers"].to_numpy(), f"Value ({clv}){money}": t["total_clv"].to_numpy(),
+        "Share of value": t["share_of_clv"].to_numpy(), "Expected purchases": t["expected_purchases"].to_numpy(),
+        "Probably gone now": t["expected_gone_now"].to_numpy(),
+        "Expected to leave": t["expected_to_leave"].to_numpy(),
+    }, index=t.index.astype(str).rename(None))
+    out.columns.name = "Tier"
+    return _inert(out.style).format({"Customers": "{:,.0f}", f"Value ({clv}){money}": "{:,.0f}",
+                                     "Share of value": "{:.0%}", "Expected purchases": "{:,.0f}",
+                                     "Probably gone now": "{:,.0f}", "Expected to leave": "{:,.0f}"},
+                                    na_rep="", escape="html")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+
+
+def md_escape(text: Any) -> str:
+    """User text made inert inside Markdown: HTML escaped (no tags, no scripts) and Markdown's
+    own syntax characters backslash-escaped (no links, images or emphasis)."""
+    import html as _html
+
+    escaped = _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=True))
+    # a bare address ("https://...", "www.") would be turned into a live link by the Markdown
+    # renderer; as character references the colon and the dot read the same but link nothing
+    return escaped.replace(":", "&#58;").replace("www\\.", "www&#46;").replace("@", "&#64;")
+
+
+def report_heading(cfg: ReportConfig) -> str:
+    """The report's title and data source (Markdown), with user text escaped."""
+    return f"# {md_escape(cfg.title)}\n\nData: {md_escape(cfg.data_label)}."
+
+
+#: the parameters of each family that carry dropout (churn)
+_DROPOUT_PARAMS = {"a", "b", "s", "beta"}
+
+
+def identification_notes(model: Any) -> list[str]:
+    """Plain sentences on what the data could not pin down: a fit that ran to a limiting model
+    (said as that model), and parameters with standard errors so large that the figures
+    resting on them are uncertain (churn, when they are the dropout parameters)."""
+    info = getattr(model, "fit_info_", None) or {}
+    notes = [str(t) for t in info.get("limits", [])]
+    weak = model.poorly_identified_ if hasattr(model, "poorly_identified_") else []
+    if weak:
+        names = ", ".join(weak)
+        what = ("the churn figures rest on them" if set(weak) & _DROPOUT_PARAMS
+                else "the purchase-rate figures rest on them")
+        notes.append(f"The data pin down {names} only poorly (standard errors larger than the estimates "
+                     f"themselves); {what}, so read them as rough.")
+    if info.get("flat_ridge"):
+        notes.append("The fit ended on a flat ridge of the likelihood: other parameter values fit the data "
+                     "equally well.")
+    return notes
+
+
+def model_paragraph(analysis: Any) -> str:
+    """Which purchase model the forecast uses, why, and its reference (Markdown)."""
+    model = analysis.model
+    if analysis.selection is None:
+        lead = ("There was no backtest in this run (no calibration window), so the model is BG/NBD and the "
+                "intervals do not include the model's own error. ")
+    else:
+        lead = ""
+    text = lead + (f"Purchases and dropout follow the **{model._long_name}** model ({model._reference.rstrip('.')}); "
+                   "spend per purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
+    if analysis.selection is not None:
+        text += analysis.selection.reason + " "
+    notes = identification_notes(model)
+    if notes:
+        text += " ".join(notes) + " "
+    return text + "Parameter intervals below are 95% and computed on the log scale."
+
+
+def backtest_reading(analysis: Any) -> str:
+    """The backtest in plain words (Markdown): what was predicted, what happened, which way the
+    model erred, and what that means for the forecast."""
+    sc, err = analysis.scorecard, analysis.backtest_error
+    m = sc.metrics
+    name = sc.info.get("model", m.index[0])
+    row = m.loc[name]
+    t = err.loc["Total"]
+    direction = "fewer" if row["aggregate_pct_error"] < 0 else "more"
+    lines = [
+        f"**How to read this.** The model was fitted to the data up to {md_escape(analysis.calibration_end)} "
+        f"and asked to predict the {sc.info['holdout_length']:g} {UNIT_NAMES[sc.info['time_unit']]} "
+        f"that followed. It predicted {row['predicted_purchases']:,.0f} purchases; customers made "
+        f"{row['actual_purchases']:,.0f}, so it predicted {abs(row['aggregate_pct_error']):.1f}% {direction} "
+        f"than happened (revenue: {t['revenue_pct_error']:+.1f}%).",
+        f"Customer by customer it was off by {row['mae']:.2f} purchases on average, against "
+        f"{m.loc['naive rate', 'mae']:.2f} for a naive rate model"
+        + (f" and {m.loc['gradient boosting', 'mae']:.2f} for gradient boosting" if "gradient boosting" in m.index else "")
+        + f". Ranking customers by its predictions puts {sc.deciles.query('model == @name and decile == 1')['share_of_actual'].iloc[0]:.0%} "
+        "of the actual purchases in the top tenth (the decile table at the end of this section).",
+        f"Per tier its revenue was off by a typical {100 * err.attrs['sigma_revenue']:.0f}%; the intervals in this "
+        "report are widened by errors of that size, so they are as wide as the model's own track record says "
+        "they should be.",
+    ]
+    if "spearman" in m.columns and "naive rate" in m.index and pd.notna(m.loc["naive rate", "spearman"]):
+        mine, naive = float(row["spearman"]), float(m.loc["naive rate", "spearman"])
+        if naive >= mine - 0.01:
+            lines.append(
+                f"**Ranking customers**: a naive rate model (each customer's own past purchase rate) ranks customers "
+                f"as well as this model or better (Spearman {naive:.3f} against {mine:.3f}). The model's strength is "
+                "in the totals, churn and value per tier; for ordering individual customers, treat its ranking as "
+                "no better than their past rate.")
+    for note in sc.info.get("notes", []):
+        lines.append(f"*{md_escape(note)}*")
+    return "\n\n".join(lines)
+
+
+_METRIC_LABELS = {
+    "predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+    "aggregate_pct_error": "Total error %", "mse": "MSE per customer", "mae": "MAE per customer", "rmse": "RMSE per customer",
+    "auc": "AUC (any purchase)", "brier": "Brier score", "gini": "Normalised Gini", "spearman": "Spearman",
+    "spend_mae": "Spend MAE (buyers)", "log_likelihood": "Log-likelihood", "bic": "BIC",
+    "fit_seconds": "Fit time (s)", "chosen": "Chosen",
+}
+
+
+def _labelled(df: pd.DataFrame, index_label: str) -> pd.DataFrame:
+    out = df.rename(columns=_METRIC_LABELS)
+    out.index = out.index.astype(str)
+    out.index.name = None
+    out.columns.name = index_label
+    return out
+
+
+def _inert(styler: Any) -> Any:
+    """A Styler whose row and column labels are shown as text: customer ids, currency labels and
+    other user text never become markup (pandas' Styler does not escape by default)."""
+    return styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+
+
+def format_selection(selection: Any):
+    """The model comparison of the backtest as a formatted table."""
+    t = selection.table.drop(columns=[c for c in ("fit_seconds",) if c in selection.table.columns])
+    t = _labelled(t, "Model")
+    t["Chosen"] = t["Chosen"].map({True: "yes", False: ""})
+    return _inert(t.style).set_caption("Purchase models compared on the backtest holdout").format({"MSE per customer": "{:.4f}", "MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
+                           "Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}",
+                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="", escape="html")
+
+
+def format_scorecard(scorecard: Any):
+    """The backtest metrics of the model and the baselines as a formatted table."""
+    t = _labelled(scorecard.metrics, "Model")
+    fmt = {c: "{:.3f}" for c in t.columns}
+    fmt.update({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Total error %": "{:+.1f}",
+                "Spend MAE (buyers)": "{:,.2f}"})
+    return _inert(t.style).set_caption("The chosen model against the baselines on the backtest holdout").format(fmt, na_rep="n/a", escape="html")
+
+
+def format_backtest_tiers(error: pd.DataFrame):
+    """Predicted vs actual purchases and revenue per tier in the backtest."""
+    t = error[["predicted_purchases", "actual_purchases", "purchases_pct_error", "predicted_revenue",
+               "actual_revenue", "revenue_pct_error"]].rename(columns={
+        "predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+        "purchases_pct_error": "Purchases error %", "predicted_revenue": "Predicted revenue",
+        "actual_revenue": "Actual revenue", "revenue_pct_error": "Revenue error %"})
+    t.index.name = None
+    t.columns.name = "Tier"
+    return _inert(t.style).set_caption("Backtest by tier: what the model predicted and what happened").format({"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
+                           "Predicted revenue": "{:,.0f}", "Actual revenue": "{:,.0f}", "Revenue error %": "{:+.1f}"},
+                          na_rep="n/a", escape="html")
+
+
+def format_deciles(deciles: pd.DataFrame):
+    """Decile table: customers in ten groups by predicted purchases, per model."""
+    wide = deciles.pivot(index="decile", columns="model", values=["mean_predicted", "mean_actual", "share_of_actual"])
+    wide.columns = [f"{m}: " + {"mean_predicted": "predicted", "mean_actual": "actual",
+                                "share_of_actual": "share of actual"}[q] for q, m in wide.columns]
+    wide.index.name = None
+    wide.columns.name = "Decile (1 = highest predicted)"
+    return _inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases: mean predicted and actual "
+                                  "purchases, and each group's share of all actual purchases").format(
+        {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns}, escape="html")
+
+
+def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks", money: str = ""):
+    """The at-risk list as a formatted table, sortable by any column and filterable in the page
+    (by the report page's own script; no external one)."""
+    since = f"{unit.capitalize()} since last purchase"
+    spend = "Spend so far" + money
+    t = at_risk.head(top).rename(columns={
+        "tier": "Tier", "last_purchase": "Last purchase", "time_since_last_purchase": since,
+        "purchases_so_far": "Purchases so far", "spend_so_far": spend, "p_alive": "Chance still active",
+        "p_leave_in_horizon_if_active": "Chance of leaving in the horizon", "clv": "Expected value" + money,
+        "value_if_retained": "Value if retained" + money, "value_at_stake": "Value at stake" + money})
+    t.index = t.index.astype(str)
+    t.columns.name = "Customer"
+    t.index.name = None
+    fmt = {since: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}", "Chance still active": "{:.0%}",
+           "Chance of leaving in the horizon": "{:.0%}", "Expected value" + money: "{:,.2f}",
+           "Value if retained" + money: "{:,.2f}", "Value at stake" + money: "{:,.2f}"}
+    styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html")
+    return styler.set_table_attributes('class="sortable filterable"')
+
+
+def md_since(since: Any) -> str:
+    """The since-the-last-run section's text (Markdown)."""
+    if since is None:
+        return "No comparison with an earlier run."
+    return since.summary()
+
+
+def format_migration(migration: pd.DataFrame):
+    """Customers by tier then (rows) and tier now (columns)."""
+    t = migration.copy()
+    t.index = [str(i) for i in t.index]
+    t.columns = [str(c) for c in t.columns]
+    t.index.name, t.columns.name = None, "Tier then / now"
+    return _inert(t.style).set_caption("Tier migration: customers by their tier in the earlier run (rows) and now "
+                                       "(columns); 'new' = first seen since").format("{:,.0f}", escape="html")
+
+
+def format_since_accuracy(accuracy: pd.DataFrame):
+    """The earlier run's forecast for the elapsed period against what happened, per earlier tier."""
+    t = accuracy.rename(columns={"predicted_purchases": "Predicted purchases", "actual_purchases": "Actual purchases",
+                                 "purchases_pct_error": "Purchases error %", "predicted_revenue": "Predicted revenue",
+                                 "actual_revenue": "Actual revenue", "revenue_pct_error": "Revenue error %"})
+    t.index = [str(i) for i in t.index]
+    t.index.name, t.columns.name = None, "Tier then"
+    return _inert(t.style).set_caption("The earlier run's forecast for the time since, against what happened").format(
+        {"Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}", "Purchases error %": "{:+.1f}",
+         "Predicted revenue": "{:,.0f}", "Actual revenue": "{:,.0f}", "Revenue error %": "{:+.1f}"}, escape="html")
+
+
+def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str = "CLV", money: str = ""):
+    """The tier table as a readable, formatted table for the report (a pandas Styler).
+
+    ``clv`` names the value with its horizon (e.g. "52-week CLV"), ``money`` labels amounts
+    (e.g. " (USD)").
+    """
+    t = tier_table.copy()
+    total, mean = f"Total {clv}{money}", f"Mean {clv}{money}"
+    revenue = f"Expected revenue{money}"
+    cols = {
+        "customers": "Customers", "share_of_customers": "Share of customers",
+        "total_clv": total, "share_of_clv": "Share of value", "mean_clv": mean,
+        "expected_purchases": "Expected purchases", "expected_revenue": revenue,
+        "mean_churn_probability": "Gone now (mean P)", "mean_churn_by_horizon": "Gone by horizon end (mean P)",
+        "expected_gone_now": "Probably gone now", "expected_to_leave": "Expected to leave in horizon",
+        "share_of_active_leaving": "Of the active, leaving",
+    }
+    out = pd.DataFrame(index=t.index.astype(str).rename(None))
+    out.columns.name = "Tier"
+    for key, label in cols.items():
+        out[label] = t[key].to_numpy()
+    pct = f"{level:.0%}"
+    if "total_clv_lower" in t.columns:
+        for label, col in ((f"Total {clv} {pct} interval", "total_clv"), (f"Purchases {pct} interval", "expected_purchases"),
+                           (f"Revenue {pct} interval", "expected_revenue")):
+            out[label] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(t[f"{col}_lower"], t[f"{col}_upper"], strict=True)]
+    fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", total: "{:,.0f}", "Share of value": "{:.1%}",
+           mean: "{:,.2f}", "Expected purchases": "{:,.0f}", revenue: "{:,.0f}",
+           "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}",
+           "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}"}
+    return _inert(out.style).format(fmt, escape="html")
+
+
+def format_what_if(what_if: pd.DataFrame):
+    """The retention what-if as a formatted table."""
+    out = pd.DataFrame(index=what_if.index.astype(str).rename(None), data={
+        "CLV now": what_if["clv"].to_numpy(), "CLV if dropout fell": what_if["clv_what_if"].to_numpy(),
+        "Change": what_if["change"].to_numpy(), "Change %": what_if["change_pct"].to_numpy() / 100,
+        "Purchases now": what_if["expected_purchases"].to_numpy(),
+        "Purchases if dropout fell": what_if["expected_purchases_what_if"].to_numpy(),
+    })
+    out.columns.name = "Tier"
+    return _inert(out.style).format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
+                             "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"}, escape="html")
+
+
+def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:
+    """A few facts about the customer base in the RFM table."""
+    repeat = rfm["frequency"] > 0
+    return overview_table(rfm.attrs.get("time_unit", ""), rfm.attrs.get("observation_end", "n/a"), len(rfm),
+                          int(repeat.sum()), int(rfm["frequency"].sum()), float(rfm["T"].mean()),
+                          float(rfm["frequency"].mean()),
+                          float(rfm.loc[repeat, "monetary_value"].mean()) if repeat.any() else None)
+
+
+def scoring_note(analysis: Any) -> str:
+    """One sentence (Markdown) when the customer table stayed in the engine; empty otherwise."""
+    if getattr(analysis, "scoring", "memory") != "engine":
+        return ""
+    where = "Spark" if analysis.config.engine == "spark" else "DuckDB"
+    shown = (f"figures of individual customers show a random sample of {len(analysis.rfm):,}"
+             if len(analysis.rfm) < analysis.customers else "figures of individual customers show all of them")
+    return (f"The {analysis.customers:,} customers were scored inside {where} (the customer table never came "
+            f"into this process): the tables above and below cover everyone; {shown}. The per-customer "
+            "forecast is in `forecast.parquet/` beside this report, without per-customer intervals.")
+
+
+def overview_table(time_unit: str, observation_end: str, customers: int, repeat_buyers: int,
+                   repeat_purchases: int, mean_T: float, mean_frequency: float,
+                   mean_spend: float | None) -> pd.DataFrame:
+    """The data overview's table from its numbers (in memory or aggregated by an engine)."""
+    unit = UNIT_NAMES.get(time_unit, "time units")
+    facts = {
+        "Customers": f"{customers:,}",
+        "Observation ends": observation_end,
+        "Repeat buyers": f"{repeat_buyers:,} ({repeat_buyers / customers:.0%})",
+        "Repeat purchases": f"{repeat_purchases:,}",
+        f"Mean time observed ({unit})": f"{mean_T:.1f}",
+        "Mean repeat purchases per customer": f"{mean_frequency:.2f}",
+        "Mean spend per repeat purchase (repeat buyers)": f"{mean_spend:,.2f}" if mean_spend is not None else "n/a",
+    }
+    out = pd.DataFrame({"Value": list(facts.values())}, index=pd.Index(list(facts), name=None))
+    out.columns.name = "Fact"
+    return out
+
+
+# ------------------------------------------------------------------ running templates
