@@ -173,3 +173,26 @@ def test_backtest_reading_says_when_the_naive_model_ranks_as_well(cdnow_master):
     naive_as_good = m.loc["naive rate", "spearman"] >= m.loc[a.scorecard.info.get("model", m.index[0]), "spearman"] - 0.01
     assert ("ranks customers as well as this model" in text) == naive_as_good
     assert naive_as_good  # what was measured on this cut
+
+
+def test_charts_adapt_to_frequent_buyers():
+    """Issue 16: on a frequent-buyer log the observed-vs-expected chart does not put nearly everyone
+    in one "7+" bar, the probability maps reach the frequencies customers have, and the churn axis
+    follows the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from clvmodels import plots
+    from clvmodels.datasets import simulate_transactions
+
+    log = simulate_transactions(1500, r=4.0, alpha=5.0, a=0.3, b=30.0, seed=3).transactions
+    cfg = reporting.validate_parameters({"n_draws": 10, "scoring": "memory", "calibration_end": "none"})
+    an = pipeline.run_analysis(cfg, clvmodels.load_transactions(log))
+    fit = an.frequency_fit
+    assert fit["observed"].iloc[-1] <= 0.15 * fit["observed"].sum()  # the last "n+" bin is a tail, not the bulk
+    assert an.frequency_range >= an.rfm["frequency"].median()
+    ax = plots.plot_frequency_fit(fit)
+    assert len(ax.get_xticklabels()) <= 24
+    ax = plots.plot_tier_churn(an.tier_table)
+    top = float(an.tier_table.loc[list(clvmodels.tiers.TIERS), ["mean_churn_probability", "mean_churn_by_horizon"]].max().max())
+    assert ax.get_ylim()[1] == pytest.approx(min(1.0, max(top * 1.15, 0.02)))

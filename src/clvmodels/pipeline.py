@@ -98,12 +98,13 @@ class Analysis:
 
 def frequency_bins(frequency: np.ndarray, weights: np.ndarray | None = None) -> int:
     """Where the observed-vs-expected chart's last ("n+") bin starts: at the 90th percentile of
-    repeat purchases (at least 7, at most 40), so frequent buyers are not all in one bar."""
+    repeat purchases (at least 7, at most 120), so frequent buyers are not all in one bar (the
+    chart groups the counts into ranges when there are many)."""
     w = np.ones_like(frequency) if weights is None else weights
     order = np.argsort(frequency)
     cum = np.cumsum(w[order]) / w.sum()
     p90 = float(frequency[order][np.searchsorted(cum, 0.9)]) if len(frequency) else 7.0
-    return int(min(max(7, np.ceil(p90)), 40))
+    return int(min(max(7, np.ceil(p90)), 120))
 
 
 def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | None]:

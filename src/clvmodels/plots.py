@@ -97,11 +97,30 @@ def plot_frequency_fit(table: pd.DataFrame, ax=None, **kwargs):
     """Observed vs expected customers by repeat purchases (from
     :meth:`BetaGeoModel.expected_customers_by_frequency`)."""
     ax = _ax(ax)
+    table = _grouped_counts(table)
     long = table.reset_index().melt(id_vars=table.index.name or "index", var_name="", value_name="customers")
     sns.barplot(data=long, x=table.index.name or "index", y="customers", hue="", ax=ax, **kwargs)
     ax.set_xlabel("Repeat purchases in the calibration period")
     ax.set_title("Model fit: observed vs expected customers")
     return ax
+
+
+def _grouped_counts(table: pd.DataFrame, most: int = 24) -> pd.DataFrame:
+    """Rows "0", "1", ... "k+" grouped into at most ``most`` ranges ("0-4", "5-9", ... "k+") when
+    there are more, so a frequent-buyer log still reads as a chart."""
+    if len(table) <= most:
+        return table
+    body, last = table.iloc[:-1], table.iloc[[-1]]
+    width = int(np.ceil(len(body) / (most - 1)))
+    groups = np.arange(len(body)) // width
+    summed = body.groupby(groups).sum()
+    def label(g: int) -> str:
+        first, last_in = body.index[g * width], body.index[min((g + 1) * width, len(body)) - 1]
+        return str(first) if first == last_in else f"{first}-{last_in}"
+
+    labels = [label(g) for g in summed.index]
+    summed.index = pd.Index(labels, name=table.index.name)
+    return pd.concat([summed, last])
 
 
 def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.0,
