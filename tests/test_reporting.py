@@ -272,3 +272,14 @@ def test_cli_help_lists_every_parameter_with_its_default():
             assert all(f'"{k}"' in shown for k in default), (name, line)
         else:
             assert shown.startswith(f'"{default}"' if isinstance(default, str) else str(default)), (name, line)
+
+
+def test_explore_template_shows_its_code_and_the_report_does_not(tmp_path, finished):
+    """Issue 16: the explore template teaches (its HTML shows the code, prose, a figure and the
+    model comparison); the main report shows no code."""
+    folder = run_report("explore", {}, tmp_path, progress=False)
+    page = (folder / "report.html").read_text()
+    # code is shown (syntax-highlighted: names sit in their own spans)
+    assert "rfm_summary" in page and "select_model" in page and 'class="highlight' in page and "<img" in page
+    assert "Which model? Ask a holdout" in page
+    assert "pipeline.run_analysis" not in (finished[1] / "report.html").read_text()

@@ -160,7 +160,7 @@ _SCRIPT = """
 
 
 def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") -> None:
-    """Export without code and without any external resource: nbconvert's ``basic`` template
+    """Export without code (unless the notebook asks to show it) and without any external resource: nbconvert's ``basic`` template
     (body only; the full templates load require.js, MathJax and mermaid from CDNs) inside our
     own page with inline CSS; figures are already base64 PNG in the notebook."""
     import html as _html
@@ -171,15 +171,17 @@ def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") ->
 
     from clvmodels import __version__
 
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    # a teaching notebook (metadata clvmodels.show_code, e.g. the explore template) keeps its code
+    show_code = bool(nb.metadata.get("clvmodels", {}).get("show_code", False))
     c = Config()
     c.TagRemovePreprocessor.enabled = True
     c.TagRemovePreprocessor.remove_cell_tags = {"hide", "parameters", "injected-parameters"}
-    c.HTMLExporter.exclude_input = True
+    c.HTMLExporter.exclude_input = not show_code
     c.HTMLExporter.exclude_input_prompt = True
     c.HTMLExporter.exclude_output_prompt = True
     c.HTMLExporter.anchor_link_text = ""  # no pilcrow after every heading
     exporter = HTMLExporter(config=c, template_name="basic")
-    nb = nbformat.read(str(notebook_path), as_version=4)
     body, _ = exporter.from_notebook_node(nb)
     body = _strip_external(body)
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
