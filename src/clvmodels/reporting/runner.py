@@ -103,7 +103,8 @@ input.table-filter { margin: .4em 0; padding: 4px 8px; font-size: 14px; width: 1
 @media print {
   body { max-width: none; margin: 0; }
   .jp-OutputArea-output, .output_html { overflow: visible; }
-  table { font-size: 10px; page-break-inside: auto; }
+  table { font-size: 8px; page-break-inside: auto; }
+  th, td { white-space: normal; padding: 2px 4px; }  /* wide tables wrap to the page, never cut */
   tr, img { page-break-inside: avoid; }
   input.table-filter { display: none; }
 }
