@@ -265,12 +265,13 @@ def _guarded(action: Any, unpublished: str, log_folder: Any = None) -> int:
 def _write_traceback(folder: Any) -> str:
     """The current exception's traceback in a new log file; its path (or why there is none)."""
     import datetime as dt
+    import os
     import tempfile
     import traceback
     from pathlib import Path
 
     text = traceback.format_exc()
-    name = f"clvmodels-error-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{__import__('os').getpid()}.log"
+    name = f"clvmodels-error-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     for place in (folder, tempfile.gettempdir()):
         if place is None:
             continue

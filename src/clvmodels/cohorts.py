@@ -109,16 +109,15 @@ def detect_left_truncation(T: np.ndarray, weights: np.ndarray | None = None, *, 
     w = np.ones_like(T) if weights is None else np.asarray(weights, float)
     n = float(w.sum())
     weeks_per_unit = DAYS_PER_UNIT[time_unit] / 7.0
-    # weeks from the log's start (the earliest first purchase) to each first purchase, and to
-    # the end of observation
-    u = (T.max() - T) * weeks_per_unit if len(T) else T
+    # weeks from the log's start (the earliest first purchase) to the end of observation
     span = float(T.max()) * weeks_per_unit if len(T) else 0.0
     if span < 12:
         return LeftTruncation(False, n, reason="The log is too short (under 12 weeks) to tell new customers from "
                                                "existing ones.")
-    edges = np.arange(0.0, np.floor(span) + 1.0)
-    counts = np.bincount(np.minimum(u.astype(np.int64), len(edges) - 1), weights=w, minlength=len(edges))
-    counts = counts[: int(np.floor(span))]  # whole weeks only (the last one is partial)
+    # first purchases per whole week since the start (the last, partial week left out)
+    weeks = int(np.floor(span))
+    u = (T.max() - T) * weeks_per_unit
+    counts = np.bincount(np.minimum(u.astype(np.int64), weeks), weights=w, minlength=weeks + 1)[:weeks]
     last_third = counts[int(len(counts) * 2 / 3):]
     steady = float(np.median(last_third)) if len(last_third) else 0.0
     if steady <= 0:
@@ -133,7 +132,7 @@ def detect_left_truncation(T: np.ndarray, weights: np.ndarray | None = None, *, 
     excess = np.cumsum(counts) - steady * np.arange(1, len(counts) + 1)
     peak = float(excess.max())
     cut_week = int(np.argmax(excess >= 0.9 * peak)) + 1
-    cutoff_T = (T.max() - cut_week / weeks_per_unit) if len(T) else 0.0
+    cutoff_T = T.max() - cut_week / weeks_per_unit
     cohort = float(w[T < cutoff_T].sum())
     return LeftTruncation(True, n, pre_existing=peak, cohort=cohort, cutoff_T=float(cutoff_T),
                           cutoff_weeks=float(cut_week), steady_per_week=steady)

@@ -335,8 +335,9 @@ def forecast_intervals(
     """Per-customer predictive intervals: what each customer may do over the horizon.
 
     Unlike :func:`parameter_intervals` (how well the *expected* values are known) these include
-    the randomness of the purchase and dropout process and of spend, so a customer expected to
-    make 46.1 purchases gets an interval of roughly 35 to 58, not 46.0 to 46.5. For each customer
+    the randomness of the purchase and dropout process and of spend, so a frequent buyer's interval
+    is at least as wide as the Poisson spread of their count (tested), not the narrow band of
+    parameter uncertainty alone. For each customer
     ``n_sims`` futures are drawn, ``n_sims / n_param_draws`` for each of ``n_param_draws`` draws of
     the parameters (their uncertainty included): active now with probability P(alive), then
     purchases from the model's posterior given active (:meth:`PurchaseModel._simulate`), spend
@@ -353,7 +354,7 @@ def forecast_intervals(
     DataFrame
         ``purchases_lower/upper``, ``revenue_lower/upper``, ``clv_lower/upper`` indexed like ``rfm``.
     """
-    from clvmodels.tiers import _parameter_draws
+    from clvmodels.tiers import _draw_models, _parameter_draws
 
     _check_models(transaction_model, spend_model)
     s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
@@ -372,12 +373,10 @@ def forecast_intervals(
         disc = np.where(parts["purchases"] > 0, parts["discounted_purchases"] / parts["purchases"], 1.0)
     cost = s.cost_to_serve * parts["discounted_active"]
     tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_param_draws, seed)
-    models = []
-    for i in range(n_param_draws):
-        try:
-            models.append((type(transaction_model).from_params(tm_draws.iloc[i]), sm_draws.iloc[i]))
-        except ParameterError:  # a draw far along a poorly identified direction
-            models.append((transaction_model, spend_model.params_))
+    # a draw that is not a valid parameter set (far along a poorly identified direction) is
+    # replaced by the estimates
+    models = [(transaction_model, spend_model.params_) if tm is None else (tm, sm_draws.iloc[i])
+              for i, tm in enumerate(_draw_models(transaction_model, tm_draws))]
     rng = np.random.default_rng(seed)
     qs = [(1 - level) / 2, 1 - (1 - level) / 2]
     out = {k: np.empty(n) for k in ("purchases_lower", "purchases_upper", "revenue_lower", "revenue_upper",
@@ -530,16 +529,12 @@ def parameter_intervals(
         return _delta_intervals(transaction_model, spend_model, rfm, s, level, n_draws, groups, x, m, chunk_size)
     order = np.argsort(inv, kind="stable")  # customers sorted by group
     bounds = np.searchsorted(inv[order], np.arange(len(gx) + 1))  # customers of group g: order[bounds[g]:bounds[g+1]]
-    from clvmodels.tiers import _parameter_draws
+    from clvmodels.tiers import _draw_models, _parameter_draws
 
     tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_draws, seed)
-    models, keep = [], []
-    for i in range(n_draws):
-        try:
-            models.append(type(transaction_model).from_params(tm_draws.iloc[i]))
-            keep.append(i)
-        except ParameterError:  # a draw far out along a poorly identified direction
-            continue
+    drawn = _draw_models(transaction_model, tm_draws)
+    keep = [i for i, tm in enumerate(drawn) if tm is not None]  # invalid draws are left out
+    models = [drawn[i] for i in keep]
     sm_draws = sm_draws.iloc[keep]
     n_draws = len(keep)
     p_s = sm_draws["p"].to_numpy()[:, None]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT
-from clvmodels.cohorts import MIN_COHORT, detect_left_truncation
+from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
 from clvmodels.exceptions import DataValidationError
 from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
 
@@ -262,8 +262,6 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
 
 def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:
     """Left truncation as the parameter says: detected from the data ("auto") or not checked ("no")."""
-    from clvmodels.cohorts import LeftTruncation
-
     if cfg.left_truncation == "no":
         return LeftTruncation(False, float(len(T) if weights is None else weights.sum()),
                               reason="Left truncation was not checked (left_truncation 'no').")
@@ -304,11 +302,9 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
     selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap)
-    model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel())
-    if trunc.usable_cohort:
-        # the dynamics of a real cohort: customers first seen after the pile-up
-        cohort_rows = rows[rows["T"] < trunc.cutoff_T]
-        model = model_cls().fit(cohort_rows, weights=cohort_rows["weight"].to_numpy(float))
+    # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
+    model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
+                             below_T=trunc.cutoff_T if trunc.usable_cohort else None)
     lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
                     cost_to_serve=cfg.cost_to_serve)

@@ -59,9 +59,12 @@ class CompressedRFM:
     spend_sample: float = 1.0
     """Share of repeat buyers in ``spend`` (1.0 = all; below when there were more than :data:`MAX_SPEND_ROWS`)."""
 
-    def fit(self, purchase_model: Any, spend_model: Any = None) -> tuple[Any, Any]:
-        """Fit ``purchase_model`` (and ``spend_model``) on the distinct rows; returns both."""
-        purchase_model.fit(self.purchases, weights=self.purchases["weight"].to_numpy(float))
+    def fit(self, purchase_model: Any, spend_model: Any = None, *, below_T: float | None = None) -> tuple[Any, Any]:
+        """Fit ``purchase_model`` (and ``spend_model``) on the distinct rows; returns both.
+        ``below_T``: the purchase model learns only from rows with ``T`` below it (the customers
+        first seen after a left-truncated log's pile-up, :mod:`clvmodels.cohorts`)."""
+        rows = self.purchases if below_T is None else self.purchases[self.purchases["T"] < below_T]
+        purchase_model.fit(rows, weights=rows["weight"].to_numpy(float))
         if spend_model is not None:
             spend_model.fit(self.spend, weights=self.spend["weight"].to_numpy(float))
         return purchase_model, spend_model

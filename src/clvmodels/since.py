@@ -175,19 +175,18 @@ def compare_runs(previous: str | Path, *, log: Any, forecast: pd.DataFrame, tier
     lost = gone.groupby("tier").agg(customers=("clv", "size"), value_then=("clv", "sum")).reindex(
         ["Platinum", "Gold"], fill_value=0)
 
-    # the earlier forecast for the elapsed period, recomputed on the histories as they were
-    rfm_then = clvmodels.rfm_summary(log, time_unit=unit, observation_end=prev_end)
-    rfm_then.index = rfm_then.index.astype(str)
-    keep = rfm_then.index.intersection(then.index)
-    rfm_then = rfm_then.loc[keep]
+    # the earlier forecast for the elapsed period, recomputed on the histories as they were; one
+    # calibration/holdout table gives those histories and what each customer did since
     horizon = min(elapsed, float(record.get("horizon") or elapsed))
-    expected = model.expected_purchases(rfm_then, horizon)
-    revenue = expected * spend.expected_spend(rfm_then)
-    actual = _actual(log, prev_end, str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit]))
-                                        .date())).reindex(keep, fill_value=0.0)
-    table = pd.DataFrame({"tier": then.loc[keep, "tier"], "predicted_purchases": expected,
-                          "actual_purchases": actual["purchases"], "predicted_revenue": revenue,
-                          "actual_revenue": actual["revenue"]})
+    end = str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit])).date())
+    cal = clvmodels.calibration_holdout(log, calibration_end=prev_end, observation_end=end, time_unit=unit)
+    cal.index = cal.index.astype(str)
+    cal = cal.loc[cal.index.intersection(then.index)]
+    expected = model.expected_purchases(cal, horizon)
+    table = pd.DataFrame({"tier": then.loc[cal.index, "tier"], "predicted_purchases": expected,
+                          "actual_purchases": cal["frequency_holdout"].astype(float),
+                          "predicted_revenue": expected * spend.expected_spend(cal),
+                          "actual_revenue": cal["revenue_holdout"].astype(float)})
     acc = table.groupby("tier").sum().reindex(list(TIERS), fill_value=0.0)
     acc.loc["Total"] = acc.sum()
     for q in ("purchases", "revenue"):
@@ -198,15 +197,3 @@ def compare_runs(previous: str | Path, *, log: Any, forecast: pd.DataFrame, tier
                         time_unit=unit, migration=migration, lost=lost, accuracy=acc,
                         value_then=float(then["clv"].sum()), value_now=float(forecast["clv"].sum()))
 
-
-def _actual(log: Any, start: str, end: str) -> pd.DataFrame:
-    """Per customer: purchase days and revenue in ``(start, end]``, asked of the log's engine."""
-    import ibis
-
-    from clvmodels._engine import execute
-
-    t = log.filter((log.date > ibis.date(start)) & (log.date <= ibis.date(end)))
-    days = t.group_by(["customer_id", "date"]).aggregate(amount=t.amount.sum())
-    per = execute(days.group_by("customer_id").aggregate(purchases=days.count(), revenue=days.amount.sum()))
-    per["customer_id"] = per["customer_id"].astype(str)
-    return per.set_index("customer_id")[["purchases", "revenue"]].astype(float)

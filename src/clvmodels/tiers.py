@@ -327,12 +327,11 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
     if n > DELTA_METHOD_ABOVE:
         _delta_tier_draws(transaction_model, spend_model, s, rng, tm_draws, sm_draws, g, pairs, s_buyers, scale, k,
                           purchases, revenue, clv)
-    for i in range(n_draws if n <= DELTA_METHOD_ABOVE else 0):
+    models = _draw_models(transaction_model, tm_draws) if n <= DELTA_METHOD_ABOVE else []
+    for i, tm in enumerate(models):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
-        try:
-            tm = type(transaction_model).from_params(tm_draws.iloc[i])
-        except ParameterError:  # a draw so far out that it is not a number any more
+        if tm is None:
             purchases[i] = revenue[i] = clv[i] = np.nan
             continue
         # exact expected totals per group (a draw far along a poorly identified direction may
@@ -384,6 +383,18 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
                           "included" if valid.all() else
                           f"included; {int((~valid).sum())} of {n_draws} parameter draws could not be "
                           "evaluated and were left out")})
+    return out
+
+
+def _draw_models(tm: Any, draws: pd.DataFrame) -> list[Any]:
+    """A model of ``tm``'s class per row of parameter draws; None where a draw is not a valid
+    parameter set (so far along a poorly identified direction that it overflowed)."""
+    out = []
+    for i in range(len(draws)):
+        try:
+            out.append(type(tm).from_params(draws.iloc[i]))
+        except ParameterError:
+            out.append(None)
     return out
 
 

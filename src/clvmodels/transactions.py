@@ -188,7 +188,9 @@ def literal_paths(paths: list[Path]) -> list[str]:
     folder = Path(tempfile.mkdtemp(dir=_link_dirs[0].name))
     out = []
     for i, p in enumerate(paths):
-        link = folder / f"f{i}{''.join(p.suffixes[-2:]) if len(''.join(p.suffixes[-2:])) < 16 else p.suffix}"
+        # the link keeps the file's suffixes (".csv.gz" tells DuckDB the compression), never a pattern character
+        suffix = "".join(c for c in "".join(Path(p).suffixes[-2:]) if c not in _GLOB_CHARS)
+        link = folder / f"f{i}{suffix}"
         link.symlink_to(Path(p).resolve())
         out.append(str(link))
     return out
@@ -473,13 +475,6 @@ def load_transactions(
             "--date-col, --amount-col)."
         )
     cid_raw, date_raw, amount_raw = raw[customer_id], raw[date], raw[amount]
-    if backend_name(raw) == "pyspark" and _is_csv(source) and raw[customer_id].type().is_string():
-        # Spark decodes invalid UTF-8 bytes as U+FFFD without a word (José and Josè would become
-        # one customer); DuckDB refuses such a file: refuse it here too
-        bad = int(execute(raw.filter(cid_raw.contains("\ufffd")).count()))
-        if bad:
-            raise DataValidationError(_NOT_UTF8.format(path=source, detail=f" ({bad:,} customer ids hold bytes that "
-                                                                           "do not decode)"))
     cid_type = cid_raw.type()
     if not (cid_type.is_string() or cid_type.is_integer() or cid_type.is_floating() or cid_type.is_decimal()
             or cid_type.is_uuid()):
@@ -519,6 +514,14 @@ def load_transactions(
         (amount, infinite.fill_null(False), amount_raw, "have infinite amounts",
          "Amounts must be finite numbers."),
     ]
+    if backend_name(raw) == "pyspark" and _is_csv(source) and cid_type.is_string():
+        # Spark decodes invalid UTF-8 bytes as U+FFFD without a word (José and Josè would become
+        # one customer); DuckDB refuses such a file: refuse it here too, in the same pass
+        checks.append(
+            (customer_id, cid_raw.contains("\ufffd").fill_null(False), cid_raw,
+             "hold text that is not valid UTF-8 (bytes that do not decode)",
+             "Save the file as UTF-8, or give its encoding: csv_options={'encoding': 'latin-1'}.")
+        )
     if refunds == "error":
         checks.append(
             (amount, negative.fill_null(False), amount_raw, "have negative amounts (refunds?)",

@@ -47,8 +47,9 @@ def subsample_weights(weights: np.ndarray, seed: int = 0) -> np.ndarray | None:
 #: |log parameter| beyond which an estimate has run off to 0 or infinity (e^16 ~ 9e6): the
 #: likelihood is flat in that direction and the data do not identify the parameter
 _RUNAWAY = 16.0
-#: where a pair of parameters that ran off to infinity is placed (e^13.8 ~ 1e6): at the limit
-#: to about one part in a million, and still inside what the formulas evaluate
+#: where a pair of parameters that ran off to infinity is placed (e^13.8 ~ 1e6): close enough to
+#: the limit that forecasts agree with the limit's to about 1e-4 (tests/models/test_limits.py),
+#: and still inside what the formulas evaluate
 _LIMIT_LOG = float(np.log(1e6))
 #: a pair's larger parameter above this (1e4) is described as the limiting model
 _NEAR_LIMIT_LOG = float(np.log(1e4))
@@ -361,12 +362,10 @@ class BaseModel:
         scale (a 95% interval wider than a factor of 50), or no standard error at all from a
         fit; parameters placed at a limit are reported through ``fit_info_['limits']``."""
         self._check_fitted()
-        if self.log_likelihood_ is None and getattr(self, "covariance_log_", None) is None:
-            return []
-        at_limit = set((self.fit_info_ or {}).get("at_limit", []))
         cov = self.covariance_log_
         if cov is None:
             return []
+        at_limit = set((self.fit_info_ or {}).get("at_limit", []))
         se = np.sqrt(np.abs(np.diag(np.asarray(cov, float))))
         return [n for n, v in zip(self._param_names, se, strict=True)
                 if n not in at_limit and (not np.isfinite(v) or v > WEAK_SE_LOG)]

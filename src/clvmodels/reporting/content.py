@@ -15,8 +15,8 @@ from clvmodels.reporting.config import ReportConfig
 
 
 def _money(v: float, currency: str = "") -> str:
-    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
-    return f"{md_escape(currency)} {text}" if currency else text
+    """An amount for Markdown, the currency label escaped."""
+    return _money_text(v, md_escape(currency))
 
 
 def _h(text: Any) -> str:
@@ -80,6 +80,7 @@ def _holdout_words(analysis: Any) -> str:
 
 
 def _money_text(v: float, currency: str = "") -> str:
+    """An amount as plain text (escape it for where it goes)."""
     text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
     return f"{currency} {text}" if currency else text
 
