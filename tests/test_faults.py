@@ -282,18 +282,53 @@ def test_ctrl_c_gives_a_short_message_and_no_hidden_folder(tmp_path):
     assert not [p for p in tmp_path.iterdir() if (p / "report.html").exists()]
 
 
-def test_cli_output_under_a_file_is_one_line_with_a_log(tmp_path):
-    """Issue 15: an OSError (output path under a file) is one line naming the path, not a
-    traceback; the traceback goes to a log file whose path the line gives."""
+def test_cli_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, monkeypatch):
+    """Issue 15: an output under a file, a broken link, a read-only or full disk: one line naming
+    --output, the path, what is wrong and what to do - said before the log is read."""
+    import errno
+    import tempfile
+
+    from clvmodels.cli import check_output_folder
+
     blocker = tmp_path / "afile"
     blocker.write_text("not a folder")
-    proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "--dataset", "cdnow-sample",
-                           "--output", str(blocker / "sub"), "--no-progress"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("clvmodels: error:")][0]
-    assert str(blocker / "sub") in line and "no report was published" in line
+    for command in (["report", "--dataset", "cdnow-sample"], ["score", "--input", "nosuch.csv", "--model", "bgnbd"]):
+        proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", *command,
+                               "--output", str(blocker / "sub"), "--no-progress"][: None if command[0] == "report" else -1],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert (f"--output {str(blocker / 'sub')!r} cannot be an output folder: {str(blocker)!r} is a file, "
+                "not a folder") in proc.stderr
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(ParameterError, match=r"--output '.*dangling' cannot be an output folder \(it is a broken link\)"):
+        check_output_folder(tmp_path / "dangling", "--output")
+    check_output_folder(tmp_path / "new" / "deeper", "--output")  # a new folder under a writable one is fine
+    assert not list(tmp_path.glob(".clvmodels-write-check-*"))
+    for code, words in ((errno.EROFS, "the file system is read-only"), (errno.ENOSPC, "the disk is full"),
+                        (errno.EACCES, "permission denied")):
+        def refuse(*args, _code=code, **kwargs):
+            raise OSError(_code, os.strerror(_code))
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+        with pytest.raises(ParameterError, match=rf"--output '.*reports' cannot be written \('.*': {words}"):
+            check_output_folder(tmp_path / "reports", "--output")
+        monkeypatch.undo()
+
+
+def test_cli_file_system_errors_during_a_run_are_one_line_with_a_log(tmp_path, monkeypatch, capsys):
+    """An OSError the pre-checks could not see (the disk fills during the run) is one line naming the
+    file and the cause; the traceback goes to a log file whose path the line gives."""
+    import errno
+
+    from clvmodels import cli
+
+    def fill():
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.parquet"))
+
+    assert cli._guarded(fill, "no report was published", tmp_path) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("clvmodels: error: No space left on device (") and "- the disk is full" in line
+    assert "no report was published" in line
     log = Path(line.rsplit("Full traceback: ", 1)[1])
     assert "Traceback" in log.read_text()
 

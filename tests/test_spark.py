@@ -238,6 +238,50 @@ def test_remote_addresses_go_to_spark_only():
 def test_unreachable_remote_log_is_a_clear_error(spark):
     with pytest.raises(DataValidationError, match=r"Could not read transaction log 'nosuchfs://x/y' with Spark"):
         clvmodels.load_transactions("nosuchfs://x/y", engine="spark")
+    # the Java cause is kept (not "An error occurred while calling o32.parquet.") with what to do
+    with pytest.raises(DataValidationError, match=r"S3AFileSystem not found \(Spark needs the hadoop-aws jars"):
+        clvmodels.load_transactions("s3a://bucket/x.parquet", engine="spark")
+
+
+def test_spark_settings_are_checked_before_a_jvm_starts():
+    """Issue 15: an unreachable --spark-master is one line after one connection attempt (Spark
+    itself retried for 69 s, then printed 192 lines); a memory setting that is not a size is named."""
+    import socket
+
+    from clvmodels._engine import check_spark_settings
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(ParameterError, match=rf"--spark-master 'spark://127.0.0.1:{port}': nothing answers at "
+                                             rf"127.0.0.1:{port} \(.*\)\. Start the Spark master"):
+        check_spark_settings(f"spark://127.0.0.1:{port}", {}, timeout=2)
+    with pytest.raises(ParameterError, match=r"'spark://nohostport': 'nohostport' is not host:port"):
+        check_spark_settings("spark://nohostport", {})
+    with socket.socket() as server:  # a listening master passes
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        check_spark_settings(f"spark://127.0.0.1:{server.getsockname()[1]}", {"spark.driver.memory": "8g"})
+    for bad in ("abc", "8 gigs", "-1g", ""):
+        with pytest.raises(ParameterError, match=r"--spark-conf spark.executor.memory=.* is not a memory size"):
+            check_spark_settings("local[2]", {"spark.executor.memory": bad})
+    check_spark_settings("local[2]", {"spark.executor.memory": "512m", "spark.driver.maxResultSize": "2g",
+                                      "spark.sql.shuffle.partitions": "abc"})  # only sizes are checked here
+
+
+def test_java_errors_are_said_by_their_cause():
+    from clvmodels._engine import engine_error_text
+
+    wrapped = Exception("An error occurred while calling o32.parquet.\n: java.lang.RuntimeException: "
+                        "java.lang.ClassNotFoundException: Class org.apache.hadoop.fs.s3a.S3AFileSystem not found\n"
+                        "\tat org.apache.hadoop.conf.Configuration.getClass(Configuration.java:2737)\n")
+    assert engine_error_text(wrapped).startswith(
+        "java.lang.ClassNotFoundException: Class org.apache.hadoop.fs.s3a.S3AFileSystem not found (Spark needs")
+    caused = Exception("An error occurred while calling o1.load.\n: org.apache.spark.SparkException: outer\n"
+                       "\tat x.y(Z.java:1)\nCaused by: java.io.FileNotFoundException: /data/x.parquet\n")
+    assert engine_error_text(caused) == "java.io.FileNotFoundException: /data/x.parquet"
+    assert engine_error_text(ValueError("Plain message.\nmore")) == "Plain message"
+    assert engine_error_text(ValueError()) == "ValueError"
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "spark"])
@@ -306,7 +350,7 @@ def test_bad_spark_settings_and_mixed_folders_are_one_clear_line(tmp_path, cdnow
                            "--engine", "spark", "--spark-conf", "spark.driver.memory=abc"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert "Spark did not start" in proc.stderr and "--spark-conf" in proc.stderr
+    assert "--spark-conf spark.driver.memory='abc' is not a memory size" in proc.stderr
     folder = tmp_path / "mixed"
     folder.mkdir()
     pd.DataFrame({"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1.0]}).to_parquet(folder / "p1.parquet")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -121,6 +122,7 @@ def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> An
                 builder = builder.master(master)
             elif not _master_given_to_spark_submit():
                 builder = builder.master("local[*]")
+            check_spark_settings(master, conf or {})
             settings = {"spark.ui.showConsoleProgress": "false", **{k: str(v) for k, v in (conf or {}).items()}}
             for key, value in settings.items():
                 builder = builder.config(key, value)
@@ -129,7 +131,7 @@ def spark_connection(master: str = "", conf: dict[str, Any] | None = None) -> An
             except Exception as exc:  # the JVM refused to start or the master is out of reach
                 from clvmodels.exceptions import ParameterError
 
-                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                text = engine_error_text(exc)
                 raise ParameterError(
                     f"Spark did not start (master {master or 'local[*]'!r}, settings "
                     f"{ {k: v for k, v in settings.items() if k != 'spark.ui.showConsoleProgress'} }): {text}. "
@@ -173,3 +175,71 @@ def backend_name(table: Any) -> str:
     except Exception:
         return "duckdb"
     return getattr(backend, "name", "duckdb") if backend is not None else "duckdb"
+
+
+_MEMORY_SIZE = re.compile(r"^[0-9]+\s*([kmgtp]b?|b)?$", re.IGNORECASE)
+_MEMORY_KEYS = re.compile(r"^spark\.(driver|executor)\.(memory|memoryOverhead)$|^spark\.driver\.maxResultSize$")
+
+
+def check_spark_settings(master: str, conf: dict[str, Any], *, timeout: float = 5.0) -> None:
+    """Refuse in one line, before a JVM starts, what would fail slowly or obscurely inside Spark.
+
+    * a memory setting that is not a size (``spark.driver.memory=abc``: the JVM would exit with
+      "Could not create the Java Virtual Machine");
+    * a ``spark://host:port`` master where nothing answers (Spark would retry for over a
+      minute, then fail with pages of Java stack): the port is tried with a ``timeout``-second
+      TCP connection, each host of a ``spark://h1:7077,h2:7077`` list in turn.
+    """
+    import socket
+
+    from clvmodels.exceptions import ParameterError
+
+    for key, value in conf.items():
+        if _MEMORY_KEYS.match(str(key)) and not _MEMORY_SIZE.match(str(value).strip()):
+            raise ParameterError(
+                f"--spark-conf {key}={value!r} is not a memory size; give a number with a unit, "
+                f"e.g. {key}=8g (k, m, g, t).")
+    if not master.startswith("spark://"):
+        return
+    failures = []
+    for address in master[len("spark://"):].split(","):
+        host, sep, port = address.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ParameterError(f"--spark-master {master!r}: {address!r} is not host:port; "
+                                 "give e.g. spark://host:7077.")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return
+        except OSError as exc:
+            failures.append(f"{host}:{port} ({exc.strerror or type(exc).__name__})")
+    raise ParameterError(
+        f"--spark-master {master!r}: nothing answers at {', '.join(failures)}. Start the Spark master there, "
+        "check the host name and port (the master's web page shows its spark:// address), or use "
+        "local[2] to run on this machine.")
+
+
+def engine_error_text(exc: BaseException) -> str:
+    """One line saying why an engine call failed: for a Java error raised through Spark, its
+    innermost cause ("java.lang.ClassNotFoundException: Class ...S3AFileSystem not found"),
+    not the Py4J wrapper ("An error occurred while calling o32.parquet."); with a hint for
+    the common causes."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("at ")]
+    reason = lines[0]
+    if reason.startswith("An error occurred while calling") and len(lines) > 1:
+        causes = [ln[len("Caused by:"):].strip() for ln in lines if ln.startswith("Caused by:")]
+        reason = causes[-1] if causes else lines[1].lstrip(": ")
+        # "java.lang.RuntimeException: java.lang.ClassNotFoundException: ..." -> the inner one
+        parts = reason.split(": ")
+        while len(parts) > 2 and re.match(r"^[a-z]+(\.[a-zA-Z_$]+)+$", parts[1]):
+            parts = parts[1:]
+        reason = ": ".join(parts)
+    reason = reason.rstrip(".")
+    if "S3AFileSystem" in reason or 'scheme "s3' in reason:
+        reason += (" (Spark needs the hadoop-aws jars for s3a:// paths: e.g. --spark-conf "
+                   "spark.jars.packages=org.apache.hadoop:hadoop-aws:<your Hadoop version>)")
+    elif "No FileSystem for scheme" in reason:
+        reason += " (this Spark has no connector for that kind of address; add its jars with spark.jars.packages)"
+    return reason

@@ -62,6 +62,7 @@ def score(args: argparse.Namespace) -> Any:
     out = Path(args.output)
     if os.path.lexists(out):
         raise ParameterError(f"--output {str(out)!r} already exists; give a new folder.")
+    check_output_folder(out, "--output")
     settings: dict[str, Any] = {"horizon": 52.0, "discount_rate": 0.10, "margin": 0.30, "cost_to_serve": 0.0,
                                 "time_unit": None, "tier_shares": None}
     models = None
@@ -252,8 +253,13 @@ def _guarded(action: Any, unpublished: str, log_folder: Any = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a command-line run
         log = _write_traceback(log_folder)
         if isinstance(exc, OSError):
+            import errno
+
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            what = f"{exc.strerror or exc}{where}"
+            hint = {errno.ENOSPC: " - the disk is full", errno.EDQUOT: " - the disk quota is used up",
+                    errno.EROFS: " - read-only file system", errno.EACCES: " - no permission to write there"
+                    }.get(exc.errno, "")
+            what = f"{exc.strerror or exc}{where}{hint}"
         else:
             what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         print(f"clvmodels: error: {what}; {unpublished}. Full traceback: {log}", file=sys.stderr)
@@ -304,7 +310,39 @@ def report(args: argparse.Namespace) -> Any:
             if name not in defaults:
                 raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
             params[name] = parse_parameter(name, text, defaults[name])
+    check_output_folder(args.output, "--output")
     return run_report(args.template, params, args.output, progress=not args.no_progress)
+
+
+def check_output_folder(folder: Any, flag: str) -> None:
+    """Refuse, before any work, an output folder that cannot be written: one under a file, or
+    on a read-only, full or forbidden file system (found by writing a small file there).
+    The message names ``flag``, the path, what is wrong and what to do."""
+    import errno
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(folder)
+    existing = path
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if os.path.lexists(existing) and not existing.is_dir():
+        what = "is a file" if existing.exists() else "is a broken link"
+        where = "" if existing == path else f": {str(existing)!r} {what}, not a folder"
+        raise ParameterError(f"{flag} {str(path)!r} cannot be an output folder{where or ' (it ' + what + ')'}; "
+                             "give a folder (new or existing) or a path under one.")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".clvmodels-write-check-"):
+            pass
+    except OSError as exc:
+        hint = {errno.ENOSPC: "the disk is full: free space or choose another folder",
+                errno.EDQUOT: "the disk quota is used up: free space or choose another folder",
+                errno.EROFS: "the file system is read-only: choose a folder you can write to",
+                errno.EACCES: "permission denied: choose a folder you can write to",
+                errno.EPERM: "not permitted: choose a folder you can write to"}.get(
+            exc.errno, f"{exc.strerror or exc}: choose another folder")
+        raise ParameterError(f"{flag} {str(path)!r} cannot be written ({str(existing)!r}: {hint}).") from None
 
 
 if __name__ == "__main__":

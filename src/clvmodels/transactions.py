@@ -227,8 +227,9 @@ def is_remote(location: str) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    from clvmodels._engine import engine_error_text
+
+    return engine_error_text(exc)
 
 
 def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] | None,
