@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -60,3 +61,55 @@ def test_previous_must_be_a_report_folder(tmp_path):
 
     with pytest.raises(ParameterError, match="Parameter 'previous'.*not a report folder"):
         validate_parameters({"previous": str(tmp_path)})
+
+
+@pytest.fixture(scope="module")
+def two_engine_runs(tmp_path_factory):
+    """The same two runs scored inside the engine (forecast.parquet partitioned by tier)."""
+    root = tmp_path_factory.mktemp("since_engine")
+    common = {"dataset": "cdnow-sample", "n_draws": 10, "horizon": 26, "title": "Monthly CLV", "scoring": "engine"}
+    first = run_report("clv_report", {**common, "observation_end": FIRST}, root, progress=False)
+    second = run_report("clv_report", common, root, progress=False)
+    return first, second
+
+
+def test_engine_path_compares_the_same_as_memory(two_runs, two_engine_runs):
+    """Issue 16: since the last run on the engine path (was: "made when the customer table is in
+    memory"), worked out in the engine, equal to the in-memory path's comparison."""
+    _, memory = two_runs
+    first, engine = two_engine_runs
+    assert (first / "forecast.parquet").is_dir()  # the engine's partitioned dataset
+    page = (engine / "report.html").read_text()
+    assert f"Compared with the run as of <strong>{FIRST}</strong>" in page
+    for name in ("since_last_run_migration.csv", "since_last_run_accuracy.csv"):
+        a = pd.read_csv(memory / name, index_col=0)
+        b = pd.read_csv(engine / name, index_col=0)
+        assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
+        np.testing.assert_allclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_since_last_run_on_spark_equals_duckdb(two_runs, two_engine_runs, tmp_path):
+    """The comparison reads the earlier forecast (one file or a partitioned folder) and the log on
+    Spark as on DuckDB, with the same numbers."""
+    import clvmodels
+    from clvmodels._engine import spark_view
+    from clvmodels.since import compare_runs
+
+    session = clvmodels.spark_connection("local[2]", {"spark.sql.shuffle.partitions": "4"})._session
+    log = load_cdnow("sample")[["customer_id", "date", "amount"]].assign(customer_id=lambda d: d["customer_id"].astype(str))
+    log.to_parquet(tmp_path / "log.parquet")
+    for first, second in (two_runs, two_engine_runs):
+        now = pd.read_parquet(second / "forecast.parquet", columns=["customer_id", "tier", "p_alive", "clv"])
+        now["tier"] = now["tier"].astype(str)
+        now.to_parquet(tmp_path / "now.parquet")
+        spark_log = clvmodels.load_transactions(tmp_path / "log.parquet", engine="spark")
+        spark_scores = spark_view(session.read.parquet(str(tmp_path / "now.parquet")), like=spark_log)
+        on_spark = compare_runs(first, log=spark_log, scores=spark_scores, observation_end=SECOND)
+        fc = now.set_index("customer_id")
+        on_duckdb = compare_runs(first, log=tmp_path / "log.parquet", forecast=fc, tiers=fc["tier"],
+                                 observation_end=SECOND)
+        assert on_spark.available and on_duckdb.available
+        pd.testing.assert_frame_equal(on_spark.migration, on_duckdb.migration)
+        pd.testing.assert_frame_equal(on_spark.lost, on_duckdb.lost, check_dtype=False)
+        pd.testing.assert_frame_equal(on_spark.accuracy, on_duckdb.accuracy, rtol=1e-9)
+        assert on_spark.value_then == pytest.approx(on_duckdb.value_then, rel=1e-12)

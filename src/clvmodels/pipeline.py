@@ -345,6 +345,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
                         max_T=float(stats.purchases["T"].max()), left_truncation=trunc)
     scoring.release()  # the engine's customer table: the scores are written, it is not needed again
     lap("sample for the figures")
+    analysis.since = _since_last_run(cfg, log, obs_end, scores=scores)
     if scratch is not None:
         weakref.finalize(analysis, shutil.rmtree, scratch, True)
     else:
@@ -352,13 +353,9 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
 
         save_artifacts(out, forecast=None, tiers=None, tier_table=tier_table,
                        models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
-                       extra_tables={"at_risk_customers": at_risk,
+                       extra_tables={"at_risk_customers": at_risk, **_since_tables(analysis.since),
                                      **({"model_selection": selection.table} if selection is not None else {})})
         _record_run(cfg, analysis)
-    from clvmodels.since import SinceLastRun
-
-    analysis.since = SinceLastRun(False, "The comparison with the last run is made when the customer table is in "
-                                         "memory (scoring 'memory'); this run kept it in the engine.")
     lap("write files")
     return analysis
 
@@ -444,11 +441,9 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
                         left_truncation=trunc)
-    analysis.since = _since_last_run(cfg, log, fc, tiers, obs_end)
-    extra = {"at_risk_customers": at_risk, **({"model_selection": selection.table} if selection is not None else {})}
-    if analysis.since.available:
-        extra.update({"since_last_run_migration": analysis.since.migration,
-                      "since_last_run_accuracy": analysis.since.accuracy})
+    analysis.since = _since_last_run(cfg, log, obs_end, fc, tiers)
+    extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since),
+             **({"model_selection": selection.table} if selection is not None else {})}
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
                    models={"purchase_model": model, "gamma_gamma": spend}, config=cfg, extra_tables=extra)
     _record_run(cfg, analysis)
@@ -456,7 +451,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     return analysis
 
 
-def _since_last_run(cfg: ReportConfig, log: Any, fc: pd.DataFrame, tiers: pd.Series, obs_end: str) -> Any:
+def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, fc: pd.DataFrame | None = None,
+                    tiers: pd.Series | None = None, scores: Any = None) -> Any:
     """The comparison with the earlier run ``cfg.previous`` names ("auto": the latest earlier run
     of the same title beside this run's output folder)."""
     from pathlib import Path
@@ -473,7 +469,14 @@ def _since_last_run(cfg: ReportConfig, log: Any, fc: pd.DataFrame, tiers: pd.Ser
                                        "will show what changed since this one.")
     else:
         folder = Path(choice)
-    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, observation_end=obs_end)
+    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, scores=scores, observation_end=obs_end)
+
+
+def _since_tables(since: Any) -> dict[str, pd.DataFrame]:
+    """The comparison's tables as files of the run (none when there was no comparison)."""
+    if not since.available:
+        return {}
+    return {"since_last_run_migration": since.migration, "since_last_run_accuracy": since.accuracy}
 
 
 def _record_run(cfg: ReportConfig, analysis: Analysis) -> None:

@@ -123,17 +123,26 @@ def _read_record(folder: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and "observation_end" in record else None
 
 
-def compare_runs(previous: str | Path, *, log: Any, forecast: pd.DataFrame, tiers: pd.Series,
-                 observation_end: str) -> SinceLastRun:
-    """Compare this run (``forecast``, ``tiers`` as of ``observation_end`` on ``log``) with the
-    report folder ``previous``.
+def compare_runs(previous: str | Path, *, log: Any, observation_end: str, forecast: pd.DataFrame | None = None,
+                 tiers: pd.Series | None = None, scores: Any = None) -> SinceLastRun:
+    """Compare this run with the report folder ``previous``.
+
+    This run is either ``forecast`` and ``tiers`` (in memory, indexed by customer) or ``scores``
+    (an engine table with ``customer_id, tier, p_alive, clv``, as :func:`clvmodels.scoring.read_scores`
+    gives); ``log`` is its transaction log (an Ibis table or anything
+    :func:`clvmodels.load_transactions` reads). The work is done in the log's engine (DuckDB
+    or Spark): only the counts and a table of distinct histories come back, so it holds for a
+    customer base of any size.
 
     Returns the tier migration matrix (earlier tier x tier now, with "new" customers), the
     Platinum and Gold customers of then who are probably gone now (P(alive) < 0.5) with the value
     the earlier run gave them, the earlier run's forecast of purchases and revenue for the elapsed
     period per earlier tier against what happened, and total value then and now.
     """
+    import ibis.expr.types as ir
+
     import clvmodels
+    from clvmodels._engine import execute
     from clvmodels.models import load_model
 
     folder = Path(previous)
@@ -146,54 +155,112 @@ def compare_runs(previous: str | Path, *, log: Any, forecast: pd.DataFrame, tier
     if days <= 0:
         return SinceLastRun(False, f"The earlier run '{folder.name}' is as of {prev_end}, not before this one "
                                    f"({observation_end}); no comparison.", previous=folder.name)
+    if not isinstance(log, ir.Table):
+        log = clvmodels.load_transactions(log)
+    if scores is None:
+        if forecast is None or tiers is None:
+            raise TypeError("compare_runs needs this run's forecast and tiers, or its scores table")
+        from clvmodels.scoring import _upload
+
+        scores = _upload(pd.DataFrame({"customer_id": forecast.index.astype(str), "tier": tiers.astype(str).to_numpy(),
+                                       "p_alive": forecast["p_alive"].to_numpy(float),
+                                       "clv": forecast["clv"].to_numpy(float)}), log)
     try:
-        then = pd.read_parquet(folder / "forecast.parquet", columns=["customer_id", "tier", "clv", "p_alive"])
+        then = _forecast_table(folder / "forecast.parquet", like=log)
         model = load_model(folder / "purchase_model.json")
         spend = load_model(folder / "gamma_gamma.json")
     except Exception as exc:  # noqa: BLE001 - a damaged earlier run is a note, not a failure
         return SinceLastRun(False, f"The earlier run '{folder.name}' could not be read ({type(exc).__name__}); "
                                    "no comparison.", previous=folder.name)
-    then = then.assign(customer_id=then["customer_id"].astype(str)).set_index("customer_id")
-    then["tier"] = then["tier"].astype(str)
-    now_tier = tiers.astype(str)
-    now_tier.index = now_tier.index.astype(str)
-    p_alive_now = forecast["p_alive"].copy()
-    p_alive_now.index = p_alive_now.index.astype(str)
+    now = scores.select(customer_id=scores.customer_id.cast("string"), tier_now=scores.tier.cast("string"),
+                        p_alive=scores.p_alive, clv_now=scores.clv)
     elapsed = days / DAYS_PER_UNIT[unit]
 
     # tier migration (earlier tier x tier now), customers new since then in their own row
-    both = pd.DataFrame({"then": then["tier"]}).join(now_tier.rename("now"), how="outer")
-    both["then"] = both["then"].fillna("new")
-    both = both.dropna(subset=["now"])
-    migration = pd.crosstab(both["then"], both["now"]).reindex(index=[*TIERS, "new"], columns=list(TIERS),
-                                                              fill_value=0)
+    j = now.left_join(then, "customer_id")
+    moves = execute(j.group_by(tier_then=j.tier.fill_null("new"), tier_now=j.tier_now).aggregate(n=j.count()))
+    migration = moves.pivot_table(index="tier_then", columns="tier_now", values="n", aggfunc="sum").reindex(
+        index=[*TIERS, "new"], columns=list(TIERS)).fillna(0).astype(int)
     migration.index.name, migration.columns.name = "tier then", "tier now"
 
-    # valuable customers of then who are probably gone now
-    valuable = then[then["tier"].isin(["Platinum", "Gold"])]
-    gone = valuable[p_alive_now.reindex(valuable.index).fillna(0.0) < LOST_BELOW]
-    lost = gone.groupby("tier").agg(customers=("clv", "size"), value_then=("clv", "sum")).reindex(
-        ["Platinum", "Gold"], fill_value=0)
+    # valuable customers of then who are probably gone now (not in this run: gone)
+    valuable = then.filter(then.tier.isin(["Platinum", "Gold"]))
+    v = valuable.left_join(now, "customer_id")
+    gone = v.filter(v.p_alive.fill_null(0.0) < LOST_BELOW)
+    lost = execute(gone.group_by("tier").aggregate(customers=gone.count(), value_then=gone.clv.sum()))
+    lost = lost.set_index("tier").reindex(["Platinum", "Gold"], fill_value=0)
+    values = execute(then.aggregate(v=then.clv.sum())).iloc[0, 0], execute(now.aggregate(v=now.clv_now.sum())).iloc[0, 0]
 
-    # the earlier forecast for the elapsed period, recomputed on the histories as they were; one
-    # calibration/holdout table gives those histories and what each customer did since
+    # the earlier forecast for the elapsed period, recomputed on the histories as they were at its
+    # end, grouped by earlier tier and distinct history in the engine
     horizon = min(elapsed, float(record.get("horizon") or elapsed))
     end = str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit])).date())
-    cal = clvmodels.calibration_holdout(log, calibration_end=prev_end, observation_end=end, time_unit=unit)
-    cal.index = cal.index.astype(str)
-    cal = cal.loc[cal.index.intersection(then.index)]
-    expected = model.expected_purchases(cal, horizon)
-    table = pd.DataFrame({"tier": then.loc[cal.index, "tier"], "predicted_purchases": expected,
-                          "actual_purchases": cal["frequency_holdout"].astype(float),
-                          "predicted_revenue": expected * spend.expected_spend(cal),
-                          "actual_revenue": cal["revenue_holdout"].astype(float)})
-    acc = table.groupby("tier").sum().reindex(list(TIERS), fill_value=0.0)
-    acc.loc["Total"] = acc.sum()
-    for q in ("purchases", "revenue"):
-        act = acc[f"actual_{q}"].where(acc[f"actual_{q}"] != 0)
-        acc[f"{q}_pct_error"] = (100 * (acc[f"predicted_{q}"] - acc[f"actual_{q}"]) / act).fillna(0.0)
-    acc.index.name = "tier then"
+    acc = _accuracy(log, then, model, spend, prev_end, end, unit, horizon)
     return SinceLastRun(True, previous=folder.name, previous_end=prev_end, elapsed=round(horizon, 2),
                         time_unit=unit, migration=migration, lost=lost, accuracy=acc,
-                        value_then=float(then["clv"].sum()), value_now=float(forecast["clv"].sum()))
+                        value_then=float(values[0] or 0.0), value_now=float(values[1] or 0.0))
 
+
+def _forecast_table(path: Path, *, like: Any) -> Any:
+    """An earlier run's ``forecast.parquet`` (one file, or a folder partitioned by tier) as a
+    table of the engine of ``like``: ``customer_id`` (text), ``tier`` (text), ``clv``."""
+    from clvmodels._engine import backend_name, duckdb_connection, quiet_engine, spark_view
+    from clvmodels.transactions import literal_paths, spark_literal
+
+    if not path.exists():
+        raise FileNotFoundError(path)
+    if backend_name(like) == "pyspark":
+        table = spark_view(like._find_backend()._session.read.parquet(spark_literal(str(path))), like=like)
+    else:
+        place = literal_paths([path])[0]  # brackets in a folder name are not a pattern
+        with quiet_engine():
+            table = duckdb_connection().read_parquet(
+                str(Path(place) / "**" / "*.parquet") if path.is_dir() else place, hive_partitioning=path.is_dir())
+    return table.select(customer_id=table.customer_id.cast("string"), tier=table.tier.cast("string"),
+                        clv=table.clv.cast("float64"))
+
+
+def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: str, unit: str,
+              horizon: float) -> pd.DataFrame:
+    """Per earlier tier: the earlier models' expected purchases and revenue for ``horizon`` after
+    ``prev_end`` against what the customers did up to ``end``. The engine returns one row per
+    (tier, distinct history, whether there is a spend to condition on) with the customers' count,
+    the sum of their mean spends and what they did; expected purchases depend only on the
+    history and Gamma-Gamma's conditional spend is linear in the mean spend, so the sums are
+    exact."""
+    from clvmodels._engine import execute
+    from clvmodels.rfm import _date_literal, _per_customer_days
+
+    cal_lit, end_lit = _date_literal(pd.Timestamp(prev_end)), _date_literal(pd.Timestamp(end))
+    cal = _per_customer_days(log.filter(log.date <= cal_lit), pd.Timestamp(prev_end))
+    cal = cal.mutate(customer_id=cal.customer_id.cast("string"))
+    hold = log.filter((log.date > cal_lit) & (log.date <= end_lit))
+    hold = hold.mutate(customer_id=hold.customer_id.cast("string"))
+    after = hold.group_by("customer_id").aggregate(purchases=hold.date.nunique(), revenue=hold.amount.sum())
+    j = cal.inner_join(then, "customer_id").left_join(after, "customer_id")
+    j = j.mutate(has_m=(j.frequency > 0) & (j.monetary_value > 0))
+    g = execute(j.group_by(["tier", "frequency", "recency_days", "T_days", "has_m"]).aggregate(
+        n=j.count(), m_sum=j.monetary_value.sum(), actual_purchases=j.purchases.fill_null(0).sum(),
+        actual_revenue=j.revenue.fill_null(0.0).sum()))
+    days = DAYS_PER_UNIT[unit]
+    hist = pd.DataFrame({"frequency": g["frequency"].to_numpy(float), "recency": g["recency_days"].to_numpy(float) / days,
+                         "T": g["T_days"].to_numpy(float) / days})
+    per_customer = model.expected_purchases(hist, horizon).to_numpy(float)
+    n = g["n"].to_numpy(float)
+    x = g["frequency"].to_numpy(float)
+    from clvmodels.models.gamma_gamma import conditional_spend
+
+    # linear in the mean spend: the group's sum is its count times the spend at the group's mean
+    mean_m = np.where(g["has_m"].to_numpy(bool), g["m_sum"].to_numpy(float) / n, 0.0)
+    spend_sum = n * conditional_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), x, mean_m)
+    table = pd.DataFrame({"tier": g["tier"].astype(str).to_numpy(), "predicted_purchases": per_customer * n,
+                          "actual_purchases": g["actual_purchases"].to_numpy(float),
+                          "predicted_revenue": per_customer * spend_sum,
+                          "actual_revenue": g["actual_revenue"].to_numpy(float)})
+    acc = table.groupby("tier").sum().reindex(list(TIERS), fill_value=0.0)
+    acc.loc["Total"] = acc.sum()
+    for q_ in ("purchases", "revenue"):
+        act = acc[f"actual_{q_}"].where(acc[f"actual_{q_}"] != 0)
+        acc[f"{q_}_pct_error"] = (100 * (acc[f"predicted_{q_}"] - acc[f"actual_{q_}"]) / act).fillna(0.0)
+    acc.index.name = "tier then"
+    return acc
