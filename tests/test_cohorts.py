@@ -57,3 +57,25 @@ def test_report_learns_from_the_cohort_and_says_so(truncated):
     assert "Customers from before the log" in reporting.executive_summary(an)
     off = pipeline.run_analysis(reporting.validate_parameters({**cfg.__dict__, "left_truncation": "no"}), log)
     assert not off.left_truncation.detected and off.model.n_customers_ == len(off.rfm)
+
+
+def test_both_paths_choose_the_model_on_the_cohort():
+    """Issue 14 item 5: the engine path's backtest, like the in-memory one, chooses the model on
+    the customers first seen after the pile-up (their actual purchases in the holdout)."""
+    truncated = [w for w in worlds(4000) if w.name == "left-truncated"][0]  # a cohort of >= MIN_COHORT in the backtest
+    log = clvmodels.load_transactions(truncated.log[truncated.log["date"] <= pd.Timestamp(truncated.cut)])
+    runs = {}
+    for scoring in ("memory", "engine"):
+        cfg = reporting.validate_parameters({"observation_end": truncated.cut, "n_draws": 10, "scoring": scoring})
+        runs[scoring] = pipeline.run_analysis(cfg, log)
+    memory, engine = runs["memory"], runs["engine"]
+    assert engine.left_truncation.detected and engine.model.n_customers_ == memory.model.n_customers_
+    cal = clvmodels.calibration_holdout(log, calibration_end=memory.calibration_end,
+                                        observation_end=memory.observation_end, time_unit="W")
+    cohort = cal[cal["T"] + cal["duration_holdout"] < memory.left_truncation.cutoff_T]
+    assert MIN_COHORT <= len(cohort) < len(cal)
+    for an in (memory, engine):
+        table = an.selection.table
+        assert table["actual_purchases"].iloc[0] == cohort["frequency_holdout"].sum()
+    pd.testing.assert_frame_equal(memory.selection.table.drop(columns="fit_seconds"),
+                                  engine.selection.table.drop(columns="fit_seconds"))

@@ -227,11 +227,12 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
-              sample: Any, lap: Any, cohort: Any = None) -> tuple[Any, Any, Any, type]:
+              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, type]:
     """Model choice, scorecard and tier errors on the calibration window (BG/NBD and no
     backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers.
-    ``cohort``: ids of the customers the models learn from (a left-truncated log's real
-    cohort); the model choice then uses only them."""
+    ``cohort_below_T``: the models learn from the customers whose age at the observation end is
+    below this (a left-truncated log's real cohort); the model choice then uses only them (their
+    age at the end is their age at the calibration end plus the holdout)."""
     import clvmodels
     from clvmodels.tiers import backtest_error
 
@@ -243,8 +244,8 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit)
     choose_on = cal
-    if cohort is not None:
-        in_cohort = cal[cal.index.isin(cohort)]
+    if cohort_below_T is not None:
+        in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() < cohort_below_T - 1e-9]
         if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
             choose_on = in_cohort
             choose_on.attrs.update(cal.attrs)
@@ -301,7 +302,8 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     rows = stats.purchases
     trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
-    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap)
+    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
+                                                       trunc.cutoff_T if trunc.usable_cohort else None)
     # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
     model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
                              below_T=trunc.cutoff_T if trunc.usable_cohort else None)
@@ -412,7 +414,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     trunc = _truncation(cfg, rfm["T"].to_numpy(float))
     cohort = rfm.index[rfm["T"].to_numpy() < trunc.cutoff_T] if trunc.usable_cohort else None
-    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap, cohort)
+    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap,
+                                                       trunc.cutoff_T if cohort is not None else None)
     # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
     model = model_cls().fit(rfm if cohort is None else rfm.loc[cohort])
     spend = clvmodels.GammaGammaModel().fit(rfm)
