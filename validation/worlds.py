@@ -21,6 +21,9 @@ world               what breaks
 ``trending``        purchase rates fall 45% over the 2.5 years of the log
 ``heavy-tailed``    spend per purchase is log-normal with a heavy tail (not Gamma-Gamma)
 ``weakly identified`` 400 customers acquired in two weeks, observed 20 weeks
+``regular buyers``  inter-purchase times are Erlang-3, not exponential (MBG/CNBD-k's world,
+                    :func:`simulate_regular`: a customer silent for three of their usual
+                    gaps is probably gone)
 =================== ===================================================================
 """
 
@@ -82,6 +85,40 @@ def _simulate(n: int, *, acquisition: tuple[float, float], span: float, r: float
     })
 
 
+def simulate_regular(n: int, *, k: int = 3, r: float = 2.0, alpha: float = 4.0, a: float = 0.6, b: float = 8.0,
+                     acquisition: tuple[float, float] = (0.0, 26.0), span: float = 130.0,
+                     seed: int = 0) -> pd.DataFrame:
+    """Purchase times (weeks, continuous) under MBG/CNBD-k (Platzer & Reutterer 2016): the first
+    purchase at acquisition, then Erlang-k gaps of rate ``lambda ~ Gamma(r, alpha)`` (a mean
+    gap of ``k/lambda``); right after every purchase, the first included, the customer leaves
+    with probability ``p ~ Beta(a, b)``. Returns ``customer, time, amount`` rows up to ``span``."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    p = rng.beta(a, b, n)
+    nu = rng.gamma(3.74, 1.0 / 15.44, n)
+    now = rng.uniform(*acquisition, n)
+    ids, times = [np.arange(n)], [now.copy()]
+    active = np.ones(n, bool)
+    while True:
+        active &= rng.random(n) >= p  # the coin after the purchase just made
+        now = now + rng.gamma(k, 1.0 / lam)
+        active &= now <= span
+        if not active.any():
+            break
+        ids.append(np.flatnonzero(active))
+        times.append(now[active])
+    cust = np.concatenate(ids)
+    return pd.DataFrame({"customer": cust, "time": np.concatenate(times),
+                         "amount": np.round(rng.gamma(6.25, 1.0 / nu[cust]), 2)})
+
+
+def _regular_log(n: int, seed: int) -> pd.DataFrame:
+    purchases = simulate_regular(n, seed=seed)
+    return pd.DataFrame({"customer_id": purchases["customer"].astype(str),
+                         "date": (START + pd.to_timedelta(purchases["time"] * 7, unit="D")).dt.normalize(),
+                         "amount": purchases["amount"]})
+
+
 def _date(weeks: float) -> str:
     return str((START + pd.Timedelta(days=7 * weeks)).date())
 
@@ -108,5 +145,7 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
               _date(cut), _date(span), "log-normal spend, customer means spread over a factor of 50"),
         World("weakly identified", _simulate(400, acquisition=(0.0, 2.0), span=46.0, seed=seed + 6),
               _date(20.0), _date(46.0), "400 customers, 20 weeks"),
+        World("regular buyers", _regular_log(n, seed + 7), _date(cut), _date(span),
+              "Erlang-3 inter-purchase times (MBG/CNBD-k)"),
     ]
     return out

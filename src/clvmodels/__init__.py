@@ -15,7 +15,13 @@ from clvmodels.exceptions import (
     ParameterError,
 )
 from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals, parameter_intervals
-from clvmodels.models import BetaGeoModel, GammaGammaModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clvmodels.models import (
+    BetaGeoModel,
+    GammaGammaModel,
+    MBGCNBDModel,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+)
 from clvmodels.rfm import calibration_holdout, rfm_summary
 from clvmodels.selection import ModelSelection, select_model
 from clvmodels.tiers import (
@@ -34,6 +40,7 @@ __all__ = [
     "spark_connection",
     "BetaGeoModel",
     "ModifiedBetaGeoModel",
+    "MBGCNBDModel",
     "ParetoNBDModel",
     "GammaGammaModel",
     "forecast",

@@ -156,28 +156,48 @@ def _check_models(transaction_model: Any, spend_model: Any) -> None:
     spend_model._check_fitted()
 
 
+def history_groups(tm: PurchaseModel, x, tx, T) -> Any:
+    """The distinct histories a model's forecasts given active depend on: ``(x, T)`` for the
+    NBD family (given active, the posterior forgets when the last purchase was), ``(x, T, t_x)``
+    for MBG/CNBD-k (the time since the last purchase tells how far the next one is). The
+    result's ``columns`` are in that order, ``inverse`` maps each row to its group."""
+    x = np.asarray(x, float).astype(np.int64)
+    if getattr(tm, "_uses_recency_given_alive", False):
+        return compress(x, np.asarray(T, float), np.asarray(tx, float))
+    return compress(x, np.asarray(T, float))
+
+
+def _group_horizon_terms(tm: PurchaseModel, groups: Any, s: Settings, dropout_scale: float = 1.0):
+    """:func:`_horizon_terms` of the groups of :func:`history_groups`."""
+    cols = groups.columns
+    return _horizon_terms(tm, cols[0].astype(float), cols[1], s, dropout_scale, cols[2] if len(cols) > 2 else None)
+
+
 def _horizon_terms(model: PurchaseModel, x: np.ndarray, T: np.ndarray, s: Settings,
-                   dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
-    """Per distinct (x, T), given alive now: purchases, survival, discounted sums over periods."""
+                   dropout_scale: float = 1.0, tx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per distinct (x, T) (and t_x, for a model whose forecasts given active use it), given
+    alive now: purchases, survival, discounted sums over periods."""
+    one = {} if tx is None else {"tx": tx}
+    two = {} if tx is None else {"tx": tx[:, None]}
     n_steps = int(np.ceil(s.horizon - 1e-12))
     ends = np.minimum(np.arange(1, n_steps + 1, dtype=float), s.horizon)
     starts = np.concatenate([[0.0], ends[:-1]])
     length = ends - starts
     disc = np.exp(-np.log1p(s.per_period_rate) * ends)
     xx, TT = x[:, None], T[:, None]
-    cum = model._expected_if_alive(ends[None, :], xx, TT, dropout_scale)
+    cum = model._expected_if_alive(ends[None, :], xx, TT, dropout_scale, **two)
     incr = np.diff(cum, axis=1, prepend=0.0)
     out = {
         "purchases": cum[:, -1],
         "discounted_purchases": (incr * disc[None, :]).sum(axis=1),
-        "survival": model._survival_if_alive(s.horizon, x, T, dropout_scale),
-        "any": model._any_if_alive(s.horizon, x, T, dropout_scale),
+        "survival": model._survival_if_alive(s.horizon, x, T, dropout_scale, **one),
+        "any": model._any_if_alive(s.horizon, x, T, dropout_scale, **one),
     }
     if s.cost_to_serve > 0:
         # cost of each period for customers active at its start, paid at its end
         surv = np.ones((len(x), n_steps))
         if n_steps > 1:
-            surv[:, 1:] = model._survival_if_alive(starts[None, 1:], xx, TT, dropout_scale)
+            surv[:, 1:] = model._survival_if_alive(starts[None, 1:], xx, TT, dropout_scale, **two)
         out["discounted_active"] = (surv * (length * disc)[None, :]).sum(axis=1)
     else:
         out["discounted_active"] = np.zeros(len(x))
@@ -189,11 +209,16 @@ def _purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: fl
     P(alive), and the horizon's purchases, discounted purchases, discounted active time,
     survival and P(any purchase), each already multiplied by P(alive)."""
     p_alive = tm._p_alive(x, tx, T)
-    pairs = compress(x.astype(np.int64), T)
-    terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s, dropout_scale)
+    pairs = history_groups(tm, x, tx, T)
+    terms = _group_horizon_terms(tm, pairs, s, dropout_scale)
     return {"p_alive": p_alive,
             **{name: p_alive * terms[name][pairs.inverse]
                for name in ("purchases", "discounted_purchases", "discounted_active", "survival", "any")}}
+
+
+def _recency(tm: PurchaseModel, tx) -> dict[str, Any]:
+    """``tx`` for the hooks of a model whose posterior given active uses it (else nothing)."""
+    return {"tx": tx} if getattr(tm, "_uses_recency_given_alive", False) else {}
 
 
 def _combine(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
@@ -397,7 +422,7 @@ def forecast_intervals(
             rate = v_s + np.where(bc, xc * mc, 0.0)
             for _ in range(per_draw):
                 alive = rng.random(len(xc)) < p_alive
-                cnt = tm._simulate(rng, xc, Tc, s.horizon, alive).astype(float)
+                cnt = tm._simulate(rng, xc, Tc, s.horizon, alive, **_recency(tm, txc)).astype(float)
                 nu = rng.gamma(shape, 1.0 / rate)
                 rev = np.zeros(len(xc))
                 pos = cnt > 0
@@ -423,6 +448,13 @@ def forecast_intervals(
 #: customers) the two already agree within a tenth of the interval width (tested)
 DELTA_METHOD_ABOVE = 1_000_000
 
+
+def _use_delta_method(tm: PurchaseModel, customers: int) -> bool:
+    """Whether intervals linearise in the parameters instead of recomputing every draw: above
+    :data:`DELTA_METHOD_ABOVE` customers, or always for a model whose forecasts are sums of
+    many terms (MBG/CNBD-k: nine evaluations instead of one per draw)."""
+    return customers > DELTA_METHOD_ABOVE or bool(getattr(tm, "_costly_forecasts", False))
+
 _STEP = 1e-5  # finite-difference step in the log-parameters
 
 
@@ -430,7 +462,7 @@ def _group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_sca
     """Per distinct history, per customer: expected purchases, discounted purchases and
     discounted active time over the horizon, and P(alive) (rows of the result, in that order)."""
     p_alive = tm._p_alive(gx, gtx, gT)
-    terms = _horizon_terms(tm, pairs.columns[0].astype(float), pairs.columns[1], s, dropout_scale)
+    terms = _group_horizon_terms(tm, pairs, s, dropout_scale)
     return np.vstack([p_alive * terms["purchases"][pairs.inverse],
                       p_alive * terms["discounted_purchases"][pairs.inverse],
                       p_alive * terms["discounted_active"][pairs.inverse],
@@ -446,8 +478,8 @@ def _purchase_jacobian(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs) -> tu
     for j in range(len(theta)):
         step = np.zeros_like(theta)
         step[j] = _STEP
-        up = type(tm).from_params(dict(zip(tm.params_.index, np.exp(theta + step), strict=True)))
-        down = type(tm).from_params(dict(zip(tm.params_.index, np.exp(theta - step), strict=True)))
+        up = tm._with_params(dict(zip(tm.params_.index, np.exp(theta + step), strict=True)))
+        down = tm._with_params(dict(zip(tm.params_.index, np.exp(theta - step), strict=True)))
         jac[j] = (_group_terms(up, s, gx, gtx, gT, pairs) - _group_terms(down, s, gx, gtx, gT, pairs)) / (2 * _STEP)
     return base, jac
 
@@ -525,7 +557,7 @@ def parameter_intervals(
     groups = compress(x, tx, T)
     gx, gtx, gT = groups.columns
     inv = groups.inverse
-    if n > DELTA_METHOD_ABOVE:
+    if _use_delta_method(transaction_model, n):
         return _delta_intervals(transaction_model, spend_model, rfm, s, level, n_draws, groups, x, m, chunk_size)
     order = np.argsort(inv, kind="stable")  # customers sorted by group
     bounds = np.searchsorted(inv[order], np.arange(len(gx) + 1))  # customers of group g: order[bounds[g]:bounds[g+1]]
@@ -548,7 +580,7 @@ def parameter_intervals(
         # as many whole groups as fit in a chunk of customers (at least one group)
         g1 = max(int(np.searchsorted(bounds, bounds[g0] + chunk_size, side="right")) - 1, g0 + 1)
         cx, ctx, cT = gx[g0:g1], gtx[g0:g1], gT[g0:g1]
-        pairs = compress(cx.astype(np.int64), cT)
+        pairs = history_groups(transaction_model, cx, ctx, cT)
         purch = np.empty((n_draws, g1 - g0))
         disc = np.empty_like(purch)
         cost = np.empty_like(purch)
@@ -584,7 +616,7 @@ def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, group
 
     cov_tm, cov_sm = _covariances(tm, sm)
     gx, gtx, gT = groups.columns
-    pairs = compress(gx.astype(np.int64), gT)
+    pairs = history_groups(tm, gx, gtx, gT)
     base, jac = _purchase_jacobian(tm, s, gx, gtx, gT, pairs)
     z = float(stats.norm.ppf(0.5 + level / 2))
     sd_purch_g = np.sqrt(_quadratic_form(jac[:, 0, :], cov_tm))

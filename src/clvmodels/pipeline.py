@@ -227,7 +227,7 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
-              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, type]:
+              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, Any]:
     """Model choice, scorecard and tier errors on the calibration window (BG/NBD and no
     backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers.
     ``cohort_below_T``: the models learn from the customers whose age at the observation end is
@@ -242,7 +242,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     # customers, not everyone: at 36M customers it saves most of its time and memory
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
-                                        time_unit=cfg.time_unit)
+                                        time_unit=cfg.time_unit, regularity=True)
     choose_on = cal
     if cohort_below_T is not None:
         in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() < cohort_below_T - 1e-9]
@@ -258,7 +258,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
             f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
-    return selection, scorecard, error, selection.model_class
+    return selection, scorecard, error, selection.new_model
 
 
 def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:

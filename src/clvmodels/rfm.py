@@ -86,6 +86,19 @@ def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
     ).order_by("customer_id")
 
 
+def _with_regularity(per: ir.Table, t: ir.Table, unit: str) -> ir.Table:
+    """``per`` with ``litt``: each customer's sum of the logs of the times between consecutive
+    purchase days, in ``unit`` (0 with fewer than two purchase days), as MBG/CNBD-k needs to
+    choose its regularity (Platzer & Reutterer 2016; BTYDplus calls it ``litt``)."""
+    days = t.select("customer_id", "date").distinct()
+    prev = days.date.lag().over(ibis.window(group_by="customer_id", order_by="date"))
+    gaps = days.mutate(prev=prev)
+    gaps = gaps.filter(gaps.prev.notnull())
+    gaps = gaps.mutate(lg=(gaps.date.delta(gaps.prev, unit="day").cast("float64") / DAYS_PER_UNIT[unit]).ln())
+    litt = gaps.group_by("customer_id").aggregate(litt=gaps.lg.sum())
+    return per.left_join(litt, "customer_id").select(per, litt=litt.litt.fill_null(0.0))
+
+
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     out = df.set_index("customer_id")
     if not out.index.is_monotonic_increasing:  # a backend that ignores the ordering
@@ -99,6 +112,7 @@ def rfm_summary(
     time_unit: TimeUnit = "D",
     observation_end: Any = None,
     columns: dict[str, str] | None = None,
+    regularity: bool = False,
 ) -> pd.DataFrame:
     """One row per customer: frequency, recency, T and monetary value.
 
@@ -115,12 +129,15 @@ def rfm_summary(
     columns : dict, optional
         Column mapping passed to :func:`load_transactions`, e.g.
         ``{"customer_id": "cust", "date": "day", "amount": "value"}``.
+    regularity : bool, default False
+        Add ``litt``: the sum of the logs of each customer's times between purchase days (in
+        ``time_unit``), which :class:`clvmodels.MBGCNBDModel` uses to choose its regularity.
 
     Returns
     -------
     pandas.DataFrame
         Indexed by ``customer_id`` (sorted) with ``frequency`` (int), ``recency``, ``T`` and
-        ``monetary_value``. ``attrs`` records ``time_unit`` and ``observation_end``.
+        ``monetary_value`` (and ``litt``). ``attrs`` records ``time_unit`` and ``observation_end``.
 
     Raises
     ------
@@ -147,7 +164,10 @@ def rfm_summary(
     else:
         end = check_timestamp("observation_end", observation_end)
         t = t.filter(t.date <= _date_literal(end))
-    df = execute(_per_customer(t, end, unit))
+    per = _per_customer(t, end, unit)
+    if regularity:
+        per = _with_regularity(per, t, unit).order_by("customer_id")
+    df = execute(per)
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
@@ -165,6 +185,7 @@ def calibration_holdout(
     observation_end: Any = None,
     time_unit: TimeUnit = "D",
     columns: dict[str, str] | None = None,
+    regularity: bool = False,
 ) -> pd.DataFrame:
     """RFM of a calibration window plus what each customer did in the holdout window after it.
 
@@ -180,6 +201,8 @@ def calibration_holdout(
         Unit of ``recency``, ``T`` and ``duration_holdout``.
     columns : dict, optional
         Column mapping passed to :func:`load_transactions`.
+    regularity : bool, default False
+        Add ``litt`` of the calibration window (see :func:`rfm_summary`).
 
     Returns
     -------
@@ -215,6 +238,8 @@ def calibration_holdout(
         )
     cal_lit, obs_lit = _date_literal(cal_end), _date_literal(obs_end)
     cal = _per_customer(t.filter(t.date <= cal_lit), cal_end, unit)
+    if regularity:
+        cal = _with_regularity(cal, t.filter(t.date <= cal_lit), unit)
     hold = t.filter((t.date > cal_lit) & (t.date <= obs_lit))
     hold_cust = hold.group_by("customer_id").aggregate(
         frequency_holdout=hold.date.nunique(),

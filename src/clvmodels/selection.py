@@ -25,10 +25,10 @@ import pandas as pd
 
 from clvmodels._validation import UNIT_NAMES, check_number
 from clvmodels.exceptions import ClvModelsError, DataValidationError, ParameterError
-from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clvmodels.models import BetaGeoModel, MBGCNBDModel, ModifiedBetaGeoModel, ParetoNBDModel
 from clvmodels.models._purchase import PurchaseModel
 
-__all__ = ["select_model", "ModelSelection", "CANDIDATES"]
+__all__ = ["select_model", "ModelSelection", "CANDIDATES", "REGULARITY_CANDIDATES"]
 
 #: purchase models tried by default, by their name in the papers
 CANDIDATES: dict[str, type[PurchaseModel]] = {
@@ -36,6 +36,10 @@ CANDIDATES: dict[str, type[PurchaseModel]] = {
     "MBG/NBD": ModifiedBetaGeoModel,
     "Pareto/NBD": ParetoNBDModel,
 }
+
+#: tried as well when the calibration table has each customer's ``litt`` (regularity), which it
+#: needs to choose its k: ``calibration_holdout(..., regularity=True)``
+REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = {"MBG/CNBD-k": MBGCNBDModel}
 
 RULE = ("lowest holdout mean squared error of purchases per customer (the scoring rule made for "
         "an expected-value forecast); models within {tol:.1%} of the best count as tied, and the tie "
@@ -75,9 +79,15 @@ class ModelSelection:
         """The chosen model as fitted on the calibration window."""
         return self.models[self.chosen]
 
+    def new_model(self, **init: Any) -> PurchaseModel:
+        """An unfitted model like the chosen one, with what defines it kept (MBG/CNBD-k's
+        regularity ``k`` as chosen on the calibration window)."""
+        chosen = self.models[self.chosen]
+        return self.model_class(**{**chosen._defining(), **init})
+
     def refit(self, rfm: pd.DataFrame, **init: Any) -> PurchaseModel:
         """The chosen model fitted afresh on ``rfm`` (typically all data to the observation end)."""
-        return self.model_class(**init).fit(rfm)
+        return self.new_model(**init).fit(rfm)
 
     def _repr_html_(self) -> str:
         return f"<p>{self.reason}</p>" + self.table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
@@ -100,7 +110,8 @@ def select_model(
         From :func:`clvmodels.calibration_holdout` (calibration RFM plus ``frequency_holdout``
         and ``duration_holdout``).
     candidates : dict, optional
-        Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD).
+        Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD), plus
+        MBG/CNBD-k (:data:`REGULARITY_CANDIDATES`) when ``cal`` has a ``litt`` column.
     tolerance : float, default 0.005
         Relative MSE difference under which two models count as tied.
 
@@ -124,7 +135,10 @@ def select_model(
 
     _check_cal(cal)
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
-    cands = dict(CANDIDATES if candidates is None else candidates)
+    if candidates is None:
+        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}
+    else:
+        cands = dict(candidates)
     if not cands:
         raise ParameterError("candidates must name at least one model.")
     for name, cls in cands.items():

@@ -307,8 +307,7 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
                            level: float = 0.90, n_draws: int = 200, seed: int | None = 0,
                            rng: np.random.Generator | None = None, _fixed_params: bool = False) -> pd.DataFrame:
     """:func:`tier_intervals` from :class:`TierGroups` and forecast settings (``s``)."""
-    from clvmodels._compress import compress
-    from clvmodels.forecast import DELTA_METHOD_ABOVE, _group_terms
+    from clvmodels.forecast import _group_terms, _use_delta_method, history_groups
 
     level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
     n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
@@ -316,7 +315,7 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
     k = len(TIERS)
     n = g.customers
     tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_draws, seed, _fixed_params)
-    pairs = compress(g.x.astype(np.int64), g.T)
+    pairs = history_groups(transaction_model, g.x, g.tx, g.T)
     s_buyers = (g.sim_x > 0) & (g.sim_m > 0)
     n_sim_tier = np.bincount(g.sim_code, minlength=k).astype(float)
     scale = np.sqrt(np.divide(g.n_tier, n_sim_tier, out=np.zeros(k), where=n_sim_tier > 0))
@@ -324,10 +323,11 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
     purchases = np.zeros((n_draws, k + 1))
     revenue = np.zeros((n_draws, k + 1))
     clv = np.zeros((n_draws, k + 1))
-    if n > DELTA_METHOD_ABOVE:
+    delta = _use_delta_method(transaction_model, n)
+    if delta:
         _delta_tier_draws(transaction_model, spend_model, s, rng, tm_draws, sm_draws, g, pairs, s_buyers, scale, k,
                           purchases, revenue, clv)
-    models = _draw_models(transaction_model, tm_draws) if n <= DELTA_METHOD_ABOVE else []
+    models = [] if delta else _draw_models(transaction_model, tm_draws)
     for i, tm in enumerate(models):
         p_s, q_s, v_s = sm_draws.iloc[i]
         q_s = max(q_s, 1.0 + 1e-6)
@@ -351,7 +351,8 @@ def grouped_tier_intervals(transaction_model: Any, spend_model: Any, g: TierGrou
         s_spend = conditional_spend(p_s, q_s, v_s, g.sim_x, g.sim_m)
         s_exp = e_purch[sg]
         dev_purch, dev_rev = _simulated_deviations(rng, tm, s.horizon, p_alive[sg], g.sim_x, g.sim_T, g.sim_m,
-                                                   s_buyers, (p_s, q_s, v_s), s_exp, s_spend, g.sim_code, k)
+                                                   s_buyers, (p_s, q_s, v_s), s_exp, s_spend, g.sim_code, k,
+                                                   g.tx[g.sim_group])
         purchases[i, :k] = exp_purch + scale * dev_purch
         revenue[i, :k] = exp_rev + scale * dev_rev
     for arr2 in (purchases, revenue, clv):
@@ -392,7 +393,7 @@ def _draw_models(tm: Any, draws: pd.DataFrame) -> list[Any]:
     out = []
     for i in range(len(draws)):
         try:
-            out.append(type(tm).from_params(draws.iloc[i]))
+            out.append(tm._with_params(draws.iloc[i]))
         except ParameterError:
             out.append(None)
     return out
@@ -424,14 +425,17 @@ def _group_spend(p, q, v, g_n, g_valid, gx, g_sum_m):
     return (g_n - g_valid) * p * v / (q - 1) + p * (v * g_valid + gx * g_sum_m) / (p * gx + q - 1)
 
 
-def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_params, expected, spend, codes, k):
+def _simulated_deviations(rng, tm, horizon, p_alive, x, T, m, buyers, spend_params, expected, spend, codes, k,
+                          tx=None):
     """One posterior draw of the simulated customers' purchases and revenue over the horizon,
     minus their expectations, summed per tier: active with probability ``p_alive``, purchases
     from the model's posterior given active, spend rate ``nu ~ Gamma(q + p x, v + x zbar)`` and
     revenue ``Gamma(p N, nu)`` (Gamma-Gamma)."""
     p, q, v = spend_params
     alive = rng.random(len(x)) < p_alive
-    counts = tm._simulate(rng, x, T, horizon, alive)
+    from clvmodels.forecast import _recency
+
+    counts = tm._simulate(rng, x, T, horizon, alive, **_recency(tm, tx))
     nu = rng.gamma(q + np.where(buyers, p * x, 0.0), 1.0 / (v + np.where(buyers, x * m, 0.0)))
     rev = np.zeros(len(x))
     pos = counts > 0
@@ -473,7 +477,7 @@ def _delta_tier_draws(tm0, sm0, s, rng, tm_draws, sm_draws, g: TierGroups, pairs
     s_spend = conditional_spend(p, q, v, sx, s_m)
     for i in range(len(d_tm)):
         dev_purch, dev_rev = _simulated_deviations(rng, tm0, s.horizon, p_alive, sx, sT, s_m, s_buyers, (p, q, v),
-                                                   s_exp, s_spend, scode, k)
+                                                   s_exp, s_spend, scode, k, g.tx[gi])
         purchases[i, :k] = e_purch + d_tm[i] @ j_purch + scale * dev_purch
         revenue[i, :k] = e_rev + d_tm[i] @ j_rev_tm + d_sm[i] @ j_rev_sm + scale * dev_rev
         clv[i, :k] = e_clv + d_tm[i] @ j_clv_tm + d_sm[i] @ j_clv_sm
@@ -515,12 +519,11 @@ def retention_what_if(
 
 def grouped_what_if(transaction_model: Any, spend_model: Any, g: TierGroups, s: Any, f: float) -> pd.DataFrame:
     """:func:`retention_what_if` from :class:`TierGroups` and forecast settings (``s``)."""
-    from clvmodels._compress import compress
-    from clvmodels.forecast import _group_terms
+    from clvmodels.forecast import _group_terms, history_groups
 
     # customers with one history and tier share every purchase term; spend enters as a sum
     g_spend = g.spend_sums(*spend_model._p())
-    pairs = compress(g.x.astype(np.int64), g.T)
+    pairs = history_groups(transaction_model, g.x, g.tx, g.T)
     k = len(TIERS)
     columns = {}
     for label, scale in (("", 1.0), ("_what_if", 1.0 - f)):

@@ -2,12 +2,13 @@
 
 from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
+from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
 from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihood
 
 __all__ = [
-    "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "GammaGammaModel",
-    "bgnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
+    "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
+    "bgnbd_log_likelihood", "mbgcnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
 ]
 
 
@@ -19,8 +20,8 @@ def load_model(path):
     from clvmodels.exceptions import ModelFileError
     from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel
 
-    classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, GammaGammaModel,
-                                       BetaGeoBetaBinomModel)}
+    classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
+                                       GammaGammaModel, BetaGeoBetaBinomModel)}
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:

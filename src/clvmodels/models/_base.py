@@ -174,6 +174,15 @@ class BaseModel:
     def _after_params_set(self) -> None:
         """Hook for models that validate their parameters beyond positivity."""
 
+    def _defining(self) -> dict[str, Any]:
+        """Settings that are part of the fitted model, not of how it is fitted (MBG/CNBD-k's
+        regularity ``k``): kept when a model is rebuilt from other parameters."""
+        return {}
+
+    def _with_params(self, params: Mapping[str, float]) -> BaseModel:
+        """The same model with other parameters (a draw, a perturbation for derivatives)."""
+        return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining())
+
     @staticmethod
     def _fit_weights(weights: object, n: int) -> np.ndarray | None:
         """``weights`` as floats, checked: one finite non-negative number per row, or None."""
