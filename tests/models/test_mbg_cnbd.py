@@ -23,7 +23,7 @@ from clvmodels.models import load_model
 from clvmodels.models.mbg_cnbd import _total, mbgcnbd_log_likelihood
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "validation"))
-from worlds import simulate_regular  # noqa: E402
+from worlds import simulate_regular, worlds  # noqa: E402
 
 CUT, END = 52.0, 104.0
 
@@ -160,3 +160,20 @@ def test_regularity_column_and_model_choice(cdnow_sample):
     assert "MBG/CNBD-k" in selection.table.index
     assert selection.models["MBG/CNBD-k"].k_ == 1
     assert "MBG/CNBD-k" not in clvmodels.select_model(cal.drop(columns="litt")).table.index
+
+
+def test_report_chooses_it_for_regular_buyers_on_both_paths():
+    """The report's backtest tries MBG/CNBD-k (it computes litt) and picks it on a log of regular
+    buyers; every figure of the forecast and the tier table is finite, in memory and in the engine."""
+    from clvmodels import pipeline, reporting
+
+    world = [w for w in worlds(1500) if w.name == "regular buyers"][0]
+    log = clvmodels.load_transactions(world.log[world.log["date"] <= world.cut])
+    for scoring in ("memory", "engine"):
+        cfg = reporting.validate_parameters({"observation_end": world.cut, "n_draws": 10, "scoring": scoring})
+        an = pipeline.run_analysis(cfg, log)
+        assert an.model_name.startswith("MBG/CNBD-") and an.model_name != "MBG/CNBD-1"
+        assert an.selection.chosen == "MBG/CNBD-k"
+        assert np.isfinite(an.forecast.to_numpy(float)).all()
+        assert np.isfinite(an.tier_table.select_dtypes("number").to_numpy(float)).all()
+        assert an.model.k_ == an.selection.models["MBG/CNBD-k"].k_  # the refit keeps the chosen k

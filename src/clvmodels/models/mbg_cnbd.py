@@ -26,7 +26,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.models._base import _SHAPE_LOG, penalized_objective
+from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
 
 __all__ = ["MBGCNBDModel", "mbgcnbd_log_likelihood"]
@@ -251,8 +251,11 @@ class MBGCNBDModel(PurchaseModel):
             rows, best = [], None
             for k in range(1, int(self.max_k) + 1):
                 trial = MBGCNBDModel(k, penalizer_coef=self.penalizer_coef, tol=self.tol, max_iter=self.max_iter)
+                # the rate of phases grows with k: start from the last fit with alpha scaled to match
+                start = None if best is None else np.log(best[1].params_.to_numpy()) + np.log(
+                    [1.0, (k - 1) / k, 1.0, 1.0])
                 try:
-                    trial._fit_k(k, x, tx, T, w, n)
+                    trial._fit_k(k, x, tx, T, w, n, start)
                 except Exception as exc:  # noqa: BLE001 - a k that cannot be fitted is reported, not fatal
                     rows.append({"k": k, "log_likelihood": np.nan, "error": f"{type(exc).__name__}: {exc}"[:200]})
                     continue
@@ -274,18 +277,28 @@ class MBGCNBDModel(PurchaseModel):
         self.time_unit_ = rfm.attrs.get("time_unit")
         return self
 
-    def _fit_k(self, k: int, x, tx, T, w, n: float) -> None:
+    def _fit_k(self, k: int, x, tx, T, w, n: float, start: np.ndarray | None = None) -> None:
+        """Fit with regularity ``k``; ``start``: log-parameters to try first (the fit at k-1)."""
         penalizer = float(self.penalizer_coef)
         self.k_ = k
 
-        def objective(theta):
-            return penalized_objective(lambda p: _total(p, k, x, tx, T, w, grad=True), theta, n, penalizer)
+        def objective_on(xs, txs, Ts, ws, total):
+            return lambda theta: penalized_objective(lambda p: _total(p, k, xs, txs, Ts, ws, grad=True), theta,
+                                                     total, penalizer)
 
         mean_x = float((w * x).sum() / n)
         mean_T = float((w * T).sum() / n)
         alpha0 = max(mean_T / max(k * mean_x, 1e-3), 1e-3)
         starts = [np.log([1.0, alpha0, 1.0, 1.0]), np.zeros(4), np.log([0.1, alpha0 * 0.1, 0.5, 5.0])]
-        self._maximise(objective, starts, n)
+        if start is not None:
+            starts.insert(0, np.asarray(start, float))
+        # as BG/NBD: a fit on a random subsample of customers gives the start and the curvature
+        warm = None
+        ws = subsample_weights(w)
+        if ws is not None:
+            keep = ws > 0
+            warm = objective_on(x[keep], tx[keep], T[keep], ws[keep], float(ws.sum()))
+        self._maximise(objective_on(x, tx, T, w, n), starts, n, warm)
         self.k_ = k  # (_maximise forgets what an earlier fit set)
         self.log_likelihood_ = _total(self._p(), k, x, tx, T, w, grad=False)[0]
 
