@@ -16,11 +16,14 @@ from clvmodels.exceptions import (
 )
 from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals, parameter_intervals
 from clvmodels.models import (
+    BetaDiscreteWeibullModel,
     BetaGeoModel,
     GammaGammaModel,
     MBGCNBDModel,
     ModifiedBetaGeoModel,
     ParetoNBDModel,
+    ShiftedBetaGeometricModel,
+    subscription_periods,
 )
 from clvmodels.rfm import calibration_holdout, rfm_summary
 from clvmodels.selection import ModelSelection, select_model
@@ -41,6 +44,9 @@ __all__ = [
     "BetaGeoModel",
     "ModifiedBetaGeoModel",
     "MBGCNBDModel",
+    "ShiftedBetaGeometricModel",
+    "BetaDiscreteWeibullModel",
+    "subscription_periods",
     "ParetoNBDModel",
     "GammaGammaModel",
     "forecast",

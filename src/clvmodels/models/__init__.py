@@ -1,6 +1,11 @@
 """Probabilistic "buy till you die" models."""
 
 from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
+from clvmodels.models.contractual import (
+    BetaDiscreteWeibullModel,
+    ShiftedBetaGeometricModel,
+    subscription_periods,
+)
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
@@ -8,6 +13,7 @@ from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihoo
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
+    "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgcnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
 ]
 
@@ -21,7 +27,8 @@ def load_model(path):
     from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel
 
     classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
-                                       GammaGammaModel, BetaGeoBetaBinomModel)}
+                                       GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
+                                       BetaDiscreteWeibullModel)}
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
