@@ -182,7 +182,9 @@ def select_model(
     ok = table.loc[list(models)]
     best = float(ok["mse"].min())
     tied = ok[ok["mse"] <= best * (1 + tol)]
-    order = tied.assign(abs_agg=tied["aggregate_pct_error"].abs()).sort_values(["abs_agg", "bic"])
+    # stable: on a full tie the earlier candidate wins (MBG/NBD over an identical MBG/CNBD-1)
+    keys = tied.assign(abs_agg=tied["aggregate_pct_error"].abs().round(6), bic_=tied["bic"].round(6))
+    order = keys.sort_values(["abs_agg", "bic_"], kind="stable")
     chosen = str(order.index[0])
     table["chosen"] = table.index == chosen
     for col in ("mse", "mae", "rmse", "aggregate_pct_error", "predicted_purchases", "actual_purchases",

@@ -122,3 +122,35 @@ def test_predictions_and_bad_input():
         ShiftedBetaGeometricModel().fit(np.array([3, 4]), np.array([False, False]))
     with pytest.raises(DataValidationError, match="falling series"):
         ShiftedBetaGeometricModel().fit_survival([100, 120, 90])
+
+
+def test_subscriber_forecast_tiers_and_table():
+    """Per subscriber: churn by the horizon, renewals, DERL and CLV from the tenure; tiers from
+    the CLV; the per-tier table adds up."""
+    import clvmodels
+    from clvmodels.models.contractual import subscriber_forecast, subscriber_tier_table
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    start = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 36 * 30, n), unit="D")
+    theta = rng.beta(0.7, 1.2, n)
+    months = np.minimum(rng.geometric(theta), 600)  # at most 50 years: the log ends in 2023 anyway
+    end = start + pd.to_timedelta(months * 30.4375, unit="D")
+    log = pd.DataFrame({"customer_id": [f"s{i}" for i in range(n)], "start": start,
+                        "end": end.where(end <= pd.Timestamp("2023-12-31")),
+                        "amount": rng.choice([10.0, 25.0, 60.0], n)})
+    subs = subscription_periods(log, period="month", observation_end="2023-12-31")
+    model = ShiftedBetaGeometricModel().fit(subs)
+    assert model.params_["alpha"] == pytest.approx(0.7, rel=0.25) and model.params_["beta"] == pytest.approx(1.2, rel=0.3)
+    fc = subscriber_forecast(model, subs, horizon=12, discount_rate=0.01, margin=0.5)
+    active = fc[fc["active"]]
+    one = active.index[0]
+    nn = int(subs.loc[one, "periods"])
+    assert active.loc[one, "churn_probability_during_horizon"] == pytest.approx(1 - model.survival_after(nn, 12))
+    assert active.loc[one, "clv"] == pytest.approx(0.5 * subs.loc[one, "amount"] * model.derl(nn, 0.01))
+    assert (fc.loc[~fc["active"], ["clv", "expected_renewals"]] == 0).all().all()
+    tiers = clvmodels.assign_tiers(active)
+    table = subscriber_tier_table(fc, tiers)
+    assert table.loc["Total", "subscribers"] == len(active)
+    assert table.loc[["Platinum", "Gold", "Iron", "Lead"], "total_clv"].sum() == pytest.approx(active["clv"].sum())
+    assert table.loc["Platinum", "mean_clv"] > table.loc["Gold", "mean_clv"] > table.loc["Iron", "mean_clv"]

@@ -177,3 +177,11 @@ def test_report_chooses_it_for_regular_buyers_on_both_paths():
         assert np.isfinite(an.forecast.to_numpy(float)).all()
         assert np.isfinite(an.tier_table.select_dtypes("number").to_numpy(float)).all()
         assert an.model.k_ == an.selection.models["MBG/CNBD-k"].k_  # the refit keeps the chosen k
+
+
+def test_a_full_tie_goes_to_mbgnbd(cdnow_sample):
+    """On CDNOW MBG/CNBD-k chooses k = 1, which is MBG/NBD itself: the choice then names MBG/NBD."""
+    cal = clvmodels.calibration_holdout(cdnow_sample, calibration_end="1997-09-30", observation_end="1998-06-30",
+                                        time_unit="W", regularity=True)
+    candidates = {"MBG/NBD": ModifiedBetaGeoModel, "MBG/CNBD-k": MBGCNBDModel}
+    assert clvmodels.select_model(cal, candidates=candidates).chosen == "MBG/NBD"
