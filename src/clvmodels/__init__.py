@@ -17,12 +17,14 @@ from clvmodels.exceptions import (
 from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals, parameter_intervals
 from clvmodels.models import (
     BetaDiscreteWeibullModel,
+    BetaGeoBetaBinomModel,
     BetaGeoModel,
     GammaGammaModel,
     MBGCNBDModel,
     ModifiedBetaGeoModel,
     ParetoNBDModel,
     ShiftedBetaGeometricModel,
+    discrete_rfm,
     subscription_periods,
 )
 from clvmodels.rfm import calibration_holdout, rfm_summary
@@ -44,6 +46,8 @@ __all__ = [
     "BetaGeoModel",
     "ModifiedBetaGeoModel",
     "MBGCNBDModel",
+    "BetaGeoBetaBinomModel",
+    "discrete_rfm",
     "ShiftedBetaGeometricModel",
     "BetaDiscreteWeibullModel",
     "subscription_periods",

@@ -1,6 +1,11 @@
 """Probabilistic "buy till you die" models."""
 
 from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
+from clvmodels.models.beta_geo_beta_binom import (
+    BetaGeoBetaBinomModel,
+    bgbb_log_likelihood,
+    discrete_rfm,
+)
 from clvmodels.models.contractual import (
     BetaDiscreteWeibullModel,
     ShiftedBetaGeometricModel,
@@ -8,13 +13,15 @@ from clvmodels.models.contractual import (
 )
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
-from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
+from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
 from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihood
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
+    "BetaGeoBetaBinomModel", "discrete_rfm",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
-    "bgnbd_log_likelihood", "mbgcnbd_log_likelihood", "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
+    "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",
+    "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
 ]
 
 
@@ -24,8 +31,6 @@ def load_model(path):
     from pathlib import Path
 
     from clvmodels.exceptions import ModelFileError
-    from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel
-
     classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
                                        GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
                                        BetaDiscreteWeibullModel)}

@@ -58,19 +58,41 @@ class PurchaseModel(BaseModel):
         return (rfm["frequency"].to_numpy(float), rfm["recency"].to_numpy(float),
                 rfm["T"].to_numpy(float))
 
-    def _per_customer(self, rfm: pd.DataFrame, t: float | None, term: str, name: str) -> pd.Series:
-        """P(alive) per row (cheap, elementwise) times a horizon term that depends on
-        (frequency, T) only, evaluated once per distinct pair and joined back."""
+    def _per_customer(self, rfm: pd.DataFrame, t: Any, term: str, name: str) -> pd.Series:
+        """P(alive) per row (cheap, elementwise) times a horizon term given active, evaluated once
+        per distinct (frequency, T) - with t_x for a model whose posterior given active uses it,
+        and with the horizon when each customer has their own - and joined back."""
         x, tx, T = self._rows(rfm)
         p_alive = self._p_alive(x, tx, T)
         if term == "p_alive":
             return pd.Series(p_alive, index=rfm.index, name=name)
-        pairs = compress(x.astype(np.int64), T)
-        ux, uT = pairs.columns[0].astype(float), pairs.columns[1]
+        t = _horizon(t, len(x))
+        recency = getattr(self, "_uses_recency_given_alive", False)
+        cols = [x.astype(np.int64), T] + ([tx] if recency else []) + ([t] if np.ndim(t) else [])
+        groups = compress(*cols)
+        g = groups.columns
         fn = {"expected": self._expected_if_alive, "survival": self._survival_if_alive,
               "any": self._any_if_alive}[term]
-        values = p_alive * fn(t, ux, uT)[pairs.inverse]
+        extra = {"tx": g[2]} if recency else {}
+        values = p_alive * fn(g[-1] if np.ndim(t) else t, g[0].astype(float), g[1], **extra)[groups.inverse]
         return pd.Series(values, index=rfm.index, name=name)
+
+    def conditional_probability_purchases(self, rfm: pd.DataFrame, n: int, t: Any) -> pd.Series:
+        """P(exactly ``n`` purchases in the next ``t`` | x, t_x, T) per customer.
+
+        ``P(alive) P(n | active) + (1 - P(alive)) 1{n = 0}``: a customer who is gone buys
+        nothing; given active, the posterior of the rates is the prior updated by the history,
+        and the count follows the model's own distribution from there (each model's
+        ``_pmf_if_alive``). Summed over ``n`` it is 1 and ``sum n P(n)`` is
+        :meth:`expected_purchases` (tested). ``t``: one horizon, or one per customer.
+        """
+        n = check_number("n", n, minimum=0, integer=True)
+        x, tx, T = self._rows(rfm)
+        t = _horizon(t, len(x))
+        p_alive = self._p_alive(x, tx, T)
+        given = self._pmf_if_alive(int(n), np.broadcast_to(np.asarray(t, float), x.shape), x, T, tx)
+        out = p_alive * given + (1.0 - p_alive) * (n == 0)
+        return pd.Series(out, index=rfm.index, name="p_purchases")
 
     def probability_alive(self, rfm: pd.DataFrame) -> pd.Series:
         """P(customer still active at T | x, t_x, T).
@@ -80,16 +102,16 @@ class PurchaseModel(BaseModel):
         """
         return self._per_customer(rfm, None, "p_alive", "p_alive")
 
-    def expected_purchases(self, rfm: pd.DataFrame, t: float) -> pd.Series:
-        """Expected purchases in the next ``t`` time units, given each customer's history.
+    def expected_purchases(self, rfm: pd.DataFrame, t: Any) -> pd.Series:
+        """Expected purchases in the next ``t`` time units (one horizon, or one per customer),
+        given each customer's history.
 
         BG/NBD, FHL 2005 eq. 10: ``E[Y(t) | x, t_x, T] = (a+b+x-1)/(a-1) [1 - ((alpha+T)/(alpha+T+t))^(r+x)
         2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t))] / (1 + 1{x>0} a/(b+x-1) ((alpha+T)/(alpha+t_x))^(r+x))``.
         """
-        t = check_number("t", t, minimum=0.0)
         return self._per_customer(rfm, t, "expected", "expected_purchases")
 
-    def probability_alive_after(self, rfm: pd.DataFrame, t: float) -> pd.Series:
+    def probability_alive_after(self, rfm: pd.DataFrame, t: Any) -> pd.Series:
         """P(still active at ``T + t`` | x, t_x, T): survival to the end of a horizon.
 
         Notes
@@ -108,17 +130,15 @@ class PurchaseModel(BaseModel):
         probability by the horizon's end is one minus this. Checked against simulation in the
         tests.
         """
-        t = check_number("t", t, minimum=0.0)
         return self._per_customer(rfm, t, "survival", "p_alive_after")
 
-    def probability_any_purchase(self, rfm: pd.DataFrame, t: float) -> pd.Series:
+    def probability_any_purchase(self, rfm: pd.DataFrame, t: Any) -> pd.Series:
         """P(at least one purchase in the next ``t`` | x, t_x, T).
 
         BG/NBD: ``P(alive) * (1 - ((alpha+T)/(alpha+T+t))^(r+x))``: a customer who is gone buys nothing,
         an active one buys unless the Poisson process is silent for ``t`` (the posterior rate is
         Gamma(r+x, alpha+T)).
         """
-        t = check_number("t", t, minimum=0.0)
         return self._per_customer(rfm, t, "any", "p_any_purchase")
 
     def expected_purchases_new_customer(self, t: float | np.ndarray) -> float | np.ndarray:
@@ -156,3 +176,13 @@ class PurchaseModel(BaseModel):
         labels = [str(k) for k in ks] + [f"{max_frequency}+"]
         return pd.DataFrame({"observed": observed, "expected": expected},
                             index=pd.Index(labels, name="repeat_purchases"))
+
+
+def _horizon(t: Any, n: int) -> float | np.ndarray:
+    """A horizon: one number >= 0, or one per customer (an array of ``n`` such numbers)."""
+    if np.ndim(t) == 0:
+        return check_number("t", t, minimum=0.0)
+    arr = np.asarray(t, float)
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise DataValidationError(f"t must be one number >= 0 or {n} of them (one per customer), got shape {arr.shape}.")
+    return arr

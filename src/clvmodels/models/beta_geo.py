@@ -158,6 +158,25 @@ def _eq10(r, alpha, a, b, t, x, T, k):
     return (a + b + x - 1) / ((a - 1) * k) * bracket
 
 
+def _bg_pmf(n: np.ndarray, t: np.ndarray, r, alpha, a, b) -> np.ndarray:
+    """P(X(t) = n) for a BG/NBD customer active at 0 with rate ``Gamma(r, alpha)`` and dropout
+    ``Beta(a, b)`` (FHL 2005, eq. 8); every argument broadcasts (e.g. posterior parameters per
+    customer)."""
+    from scipy import stats  # heavy import, only here
+
+    n, t, r, alpha, a, b = np.broadcast_arrays(*(np.asarray(v, float) for v in (n, t, r, alpha, a, b)))
+    lnB_ab = special.betaln(a, b)
+    log_q = np.log(alpha) - np.log(alpha + t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_1mq = np.where(t > 0, np.log(t) - np.log(alpha + t), -np.inf)
+        term1 = np.exp(special.betaln(a, b + n) - lnB_ab + special.gammaln(r + n) - special.gammaln(r)
+                       - special.gammaln(n + 1) + r * log_q + np.where(n > 0, n * log_1mq, 0.0))
+        # 1 - sum_{j<n} NB(j; r, q): the chance of at least n events, had the customer not died
+        tail = stats.nbinom.sf(n - 1, r, np.exp(log_q))
+        term2 = np.where(n > 0, np.exp(special.betaln(a + 1, np.maximum(b + n - 1, 1e-300)) - lnB_ab) * tail, 0.0)
+    return term1 + term2
+
+
 class BetaGeoModel(PurchaseModel):
     """BG/NBD model of purchase counts and dropout (Fader, Hardie & Lee 2005).
 
@@ -368,28 +387,16 @@ class BetaGeoModel(PurchaseModel):
 
     def probability_purchases(self, n: int | np.ndarray, t: float) -> float | np.ndarray:
         """P(X(t) = n): probability a new customer makes ``n`` repeat purchases in ``t`` (eq. 8)."""
-        from scipy import stats  # heavy import, only here
-
         r, alpha, a, b = self._p()
         t = check_number("t", t, minimum=0.0)
         nn = np.asarray(n)
         if np.any(nn < 0) or np.any(nn != np.floor(nn)):
             raise DataValidationError(f"n must be whole numbers >= 0, got {n!r}.")
-        nn = nn.astype(float)
-        lnB_ab = special.betaln(a, b)
-        log_q = np.log(alpha) - np.log(alpha + t)
-        log_1mq = np.log(t) - np.log(alpha + t) if t > 0 else -np.inf
-        with np.errstate(invalid="ignore"):
-            term1 = np.exp(
-                special.betaln(a, b + nn) - lnB_ab + special.gammaln(r + nn) - special.gammaln(r)
-                - special.gammaln(nn + 1) + r * log_q + np.where(nn > 0, nn * log_1mq, 0.0)
-            )
-            # 1 - sum_{j<n} NB(j; r, q): the chance of at least n events, had the customer not died
-            tail = stats.nbinom.sf(nn - 1, r, np.exp(log_q))
-            term2 = np.where(
-                nn > 0,
-                np.exp(special.betaln(a + 1, np.maximum(b + nn - 1, 1e-300)) - lnB_ab) * tail,
-                0.0,
-            )
-        out = term1 + term2
+        out = _bg_pmf(nn.astype(float), t, r, alpha, a, b)
         return float(out) if np.ndim(n) == 0 else out
+
+    def _pmf_if_alive(self, n: int, t, x, T, tx):
+        """Given active at T the posterior is ``Gamma(r+x, alpha+T)``, ``Beta(a, b+x)`` (MBG/NBD:
+        ``b+x+1``) and the next coin comes after the next purchase: eq. 8 with those parameters."""
+        r, alpha, a, b = self._p()
+        return _bg_pmf(float(n), t, r + x, alpha + T, a, b + x + self._shift)

@@ -198,23 +198,29 @@ class BetaGeoBetaBinomModel(BaseModel):
         return special.logsumexp(_log_terms(self._p(), x, tx, n)[0], axis=1)
 
     def probability_alive(self, data: pd.DataFrame, n_future: int = 1) -> pd.Series:
-        """P(active at opportunity n + ``n_future`` | x, t_x, n) (FHS 2010, eq. 11 for
-        ``n_future = 1``); one minus it is the churn probability by that opportunity.
+        """P(active at opportunity n + 1 | x, t_x, n) (FHS 2010, eq. 11); ``n_future`` > 1 is
+        :meth:`probability_alive_after` (kept for earlier callers)."""
+        return self.probability_alive_after(data, n_future)
 
-        Given the history, surviving ``n_future`` more dropout coins multiplies the alive term of
-        the likelihood by ``B(gamma, delta+n+n_future) / B(gamma, delta+n)``.
+    def probability_alive_after(self, data: pd.DataFrame, t: int) -> pd.Series:
+        """P(still active at opportunity n + ``t`` | x, t_x, n): one minus it is the churn
+        probability by then (the same name and meaning as the continuous-time models', with
+        opportunities for time).
+
+        Given the history, surviving ``t`` more dropout coins multiplies the alive term of the
+        likelihood by ``B(gamma, delta+n+t) / B(gamma, delta+n)``.
         """
         alpha, beta, gamma, delta = self._p()
-        k = check_number("n_future", n_future, minimum=1, integer=True)
+        k = check_number("t", t, minimum=1, integer=True)
         x, tx, n = self._arrays(data)
         num = (special.betaln(alpha + x, beta + n - x) - special.betaln(alpha, beta)
                + special.betaln(gamma, delta + n + k) - special.betaln(gamma, delta))
         return pd.Series(np.exp(num - self._log_likelihood_rows(x, tx, n)), index=data.index, name="p_alive")
 
-    def expected_purchases(self, data: pd.DataFrame, n_future: int) -> pd.Series:
-        """Expected transactions in the next ``n_future`` opportunities (FHS 2010, eq. 13)."""
+    def expected_purchases(self, data: pd.DataFrame, t: int) -> pd.Series:
+        """Expected transactions in the next ``t`` opportunities (FHS 2010, eq. 13)."""
         alpha, beta, gamma, delta = self._p()
-        k = check_number("n_future", n_future, minimum=0, integer=True)
+        k = check_number("t", t, minimum=0, integer=True)
         x, tx, n = self._arrays(data)
         if gamma == 1:
             raise DataValidationError("expected_purchases needs gamma != 1 (the closed form divides by gamma - 1).")
@@ -226,30 +232,39 @@ class BetaGeoBetaBinomModel(BaseModel):
         g2 = special.gammaln(1 + delta + n + k) - special.gammaln(gamma + delta + n + k)
         return pd.Series(np.exp(lead) * delta * (np.exp(g1) - np.exp(g2)) / (gamma - 1), index=data.index, name="expected_purchases")
 
-    def expected_purchases_new_customer(self, n: int | np.ndarray) -> float | np.ndarray:
-        """E[X(n)]: expected transactions of a new customer over ``n`` opportunities (eq. 7)."""
+    def expected_purchases_new_customer(self, t: int | np.ndarray) -> float | np.ndarray:
+        """E[X(t)]: expected transactions of a new customer over ``t`` opportunities (eq. 7)."""
         alpha, beta, gamma, delta = self._p()
-        nn = np.asarray(n, float)
+        nn = np.asarray(t, float)
         out = alpha / (alpha + beta) * delta / (gamma - 1) * (
             1 - np.exp(special.gammaln(gamma + delta) - special.gammaln(1 + delta)
                        + special.gammaln(1 + delta + nn) - special.gammaln(gamma + delta + nn)))
-        return float(out) if np.ndim(n) == 0 else out
+        return float(out) if np.ndim(t) == 0 else out
 
-    def probability_purchases(self, x: int | np.ndarray, n: int) -> float | np.ndarray:
-        """P(X(n) = x) for a new customer (FHS 2010, eq. 6)."""
+    def probability_purchases(self, n: int | np.ndarray, t: int) -> float | np.ndarray:
+        """P(X(t) = n): a new customer makes ``n`` transactions in ``t`` opportunities (FHS 2010,
+        eq. 6) - count first, then the window, as in every model of the package."""
         alpha, beta, gamma, delta = self._p()
-        n = check_number("n", n, minimum=0, integer=True)
-        xx = np.atleast_1d(np.asarray(x, float))
-        lb_ab, lb_gd = special.betaln(alpha, beta), special.betaln(gamma, delta)
-        out = np.exp(special.betaln(alpha + xx, beta + n - xx) - lb_ab
-                     + special.betaln(gamma, delta + n) - lb_gd) * special.comb(n, xx)
-        for i in range(n):
-            # inactive just before opportunity i+1, with x transactions in the first i
-            ok = xx <= i
-            out += np.where(ok, special.comb(i, xx) * np.exp(
-                special.betaln(alpha + xx, beta + i - xx) - lb_ab
-                + special.betaln(gamma + 1, delta + i) - lb_gd), 0.0)
-        return float(out[0]) if np.ndim(x) == 0 else out
+        t = check_number("t", t, minimum=0, integer=True)
+        out = _bgbb_pmf(np.atleast_1d(np.asarray(n, float)), int(t), alpha, beta, gamma, delta)
+        return float(out[0]) if np.ndim(n) == 0 else out
+
+    def conditional_probability_purchases(self, data: pd.DataFrame, n: int, t: int) -> pd.Series:
+        """P(exactly ``n`` transactions in the next ``t`` opportunities | x, t_x, n_periods).
+
+        Active at the last opportunity with probability ``B(alpha+x, beta+n-x) B(gamma, delta+n)
+        / (B(alpha, beta) B(gamma, delta) L)``; from there the customer is a new one with the
+        posterior ``p ~ Beta(alpha+x, beta+n-x)``, ``theta ~ Beta(gamma, delta+n)`` (eq. 6 with
+        those); one who is gone makes none."""
+        alpha, beta, gamma, delta = self._p()
+        k = int(check_number("n", n, minimum=0, integer=True))
+        t = int(check_number("t", t, minimum=0, integer=True))
+        x, tx, m = self._arrays(data)
+        alive = np.exp(special.betaln(alpha + x, beta + m - x) - special.betaln(alpha, beta)
+                       + special.betaln(gamma, delta + m) - special.betaln(gamma, delta)
+                       - self._log_likelihood_rows(x, tx, m))
+        given = _bgbb_pmf(np.full(len(x), float(k)), t, alpha + x, beta + m - x, gamma, delta + m)
+        return pd.Series(alive * given + (1 - alive) * (k == 0), index=data.index, name="p_purchases")
 
     def expected_discounted_residual_purchases(self, data: pd.DataFrame, discount_rate: float) -> pd.Series:
         """DERT per customer at a discount rate per opportunity (FHS 2010, eq. 14)."""
@@ -263,6 +278,23 @@ class BetaGeoBetaBinomModel(BaseModel):
                - self._log_likelihood_rows(x, tx, n))
         f = hyp2f1(1.0, delta + n + 1, gamma + delta + n + 1, 1.0 / (1.0 + dr))
         return pd.Series(np.exp(log) * f, index=data.index, name="dert")
+
+
+def _bgbb_pmf(x: np.ndarray, n: int, alpha, beta, gamma, delta) -> np.ndarray:
+    """P(X(n) = x) for a BG/BB customer active at opportunity 0 (FHS 2010, eq. 6); the
+    parameters broadcast against ``x`` (e.g. posterior parameters per customer)."""
+    x, alpha, beta, gamma, delta = np.broadcast_arrays(*(np.asarray(v, float) for v in (x, alpha, beta, gamma, delta)))
+    lb_ab, lb_gd = special.betaln(alpha, beta), special.betaln(gamma, delta)
+    with np.errstate(invalid="ignore"):
+        out = np.where(x <= n, np.exp(special.betaln(alpha + x, beta + np.maximum(n - x, 0)) - lb_ab
+                                      + special.betaln(gamma, delta + n) - lb_gd) * special.comb(n, x), 0.0)
+        for i in range(n):
+            # inactive just before opportunity i+1, with x transactions in the first i
+            ok = x <= i
+            out = out + np.where(ok, special.comb(i, x) * np.exp(
+                special.betaln(alpha + x, beta + np.maximum(i - x, 0)) - lb_ab
+                + special.betaln(gamma + 1, delta + i) - lb_gd), 0.0)
+    return out
 
 
 def discrete_rfm(transactions: pd.DataFrame, *, period: str = "Y", start: Any = None,

@@ -319,17 +319,6 @@ class MBGCNBDModel(PurchaseModel):
                                    np.asarray(T, float))
         return special.expit(lA - lD)
 
-    def _per_customer(self, rfm: pd.DataFrame, t: float | None, term: str, name: str) -> pd.Series:
-        x, tx, T = self._rows(rfm)
-        p_alive = self._p_alive(x, tx, T)
-        if term == "p_alive":
-            return pd.Series(p_alive, index=rfm.index, name=name)
-        c = compress(x, tx, T)
-        ux, utx, uT = c.columns
-        fn = {"expected": self._expected_if_alive, "survival": self._survival_if_alive,
-              "any": self._any_if_alive}[term]
-        return pd.Series(p_alive * fn(t, ux, uT, tx=utx)[c.inverse], index=rfm.index, name=name)
-
     def _window_sums(self, t, x, T, tx, dropout_scale: float, what: str):
         """Sums over future purchases j >= 1 of P(S_j <= t) times a function of j, given active:
         ``what`` "expected" (survived the j-1 coins before) or "dropped" (dropped at coin j).
@@ -448,6 +437,31 @@ class MBGCNBDModel(PurchaseModel):
         i = np.arange(k, dtype=float)
         z = (t / (t + alpha + T))[..., None]
         return (wi * special.betainc(k - i, (r + k * x)[..., None] + i, z)).sum(axis=-1)
+
+    def _pmf_if_alive(self, n: int, t, x, T, tx):
+        """P(n purchases in the next t | active): purchases 1..n fall in the window and the
+        customer then either drops at coin n or survives it with purchase n+1 beyond the window:
+        ``E[p(1-p)^(n-1)] P(S_n <= t) + E[(1-p)^n] (P(S_n <= t) - P(S_{n+1} <= t))`` per phase."""
+        r, alpha, a, b = self._p()
+        k = self.k_
+        _, _, wi = _history_terms(self._p(), k, x, tx, T)
+        z = t / (t + alpha + T)
+        bb = b + x + 1
+        lnB = special.betaln(a, bb)
+        out = np.zeros(len(x))
+        for i in range(k):
+            shape = r + k * x + i
+
+            def reach(j, shape=shape, i=i):  # P(S_j <= t | phase i)
+                return special.betainc(k * j - i, shape, z) if j > 0 else np.ones_like(z)
+
+            if n == 0:
+                out += wi[:, i] * (1.0 - reach(1))
+                continue
+            dropped = np.exp(special.betaln(a + 1, bb + n - 1) - lnB)
+            survived = np.exp(special.betaln(a, bb + n) - lnB)
+            out += wi[:, i] * (dropped * reach(n) + survived * (reach(n) - reach(n + 1)))
+        return out
 
     def _new_customer_alive(self) -> float:
         """P(active right after the first purchase) = E[1 - p] = b/(a+b) (the MBG coin)."""

@@ -14,6 +14,7 @@ customer's lifetime is exponential with rate ``mu ~ Gamma(s, beta)``, independen
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,6 +166,27 @@ def _one_minus_power_over(s: float, log_base: np.ndarray) -> np.ndarray:
     if abs(s - 1.0) < 1e-12:
         return log_base
     return -np.expm1(-(s - 1.0) * log_base) / (s - 1.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _legendre_nodes(k: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(k)
+
+
+def _pnbd_pmf(n, t, r, alpha, s, beta) -> np.ndarray:
+    """P(X(t) = n) for a Pareto/NBD customer active at 0 (see
+    :meth:`ParetoNBDModel.probability_purchases`); ``n`` broadcasts against the other arguments,
+    which broadcast together (e.g. posterior parameters per customer)."""
+    from scipy import stats  # heavy import, only here
+
+    n = np.asarray(n, float)
+    t, r, alpha, s, beta = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, r, alpha, s, beta)))
+    alive = np.exp(-s * np.log1p(t / beta)) * stats.nbinom.pmf(n, r, alpha / (alpha + t))
+    z, wz = _legendre_nodes()
+    u = t[..., None] * (z + 1) / 2
+    dens = (s / beta)[..., None] * np.exp(-(s + 1)[..., None] * np.log1p(u / beta[..., None])) * wz * t[..., None] / 2
+    pmf = stats.nbinom.pmf(n[..., None], r[..., None], (alpha / 1.0)[..., None] / (alpha[..., None] + u))
+    return alive + (pmf * dens).sum(axis=-1)
 
 
 class ParetoNBDModel(PurchaseModel):
@@ -326,27 +348,22 @@ class ParetoNBDModel(PurchaseModel):
         Alive throughout with probability ``(beta/(beta+t))^s`` and then negative binomial, or
         dead at ``u < t`` (density ``s/beta (beta/(beta+u))^(s+1)``) with a negative binomial
         count over ``u``; the second part is integrated by Gauss-Legendre quadrature on
-        ``[0, t]`` (256 nodes; the integrand is smooth).
+        ``[0, t]`` (256 nodes, computed once; the integrand is smooth).
         """
-        from scipy import stats  # heavy import, only here
-
         r, alpha, s, beta = self._p()
         t = check_number("t", t, minimum=0.0)
         nn = np.asarray(n)
         if np.any(nn < 0) or np.any(nn != np.floor(nn)):
             raise DataValidationError(f"n must be whole numbers >= 0, got {n!r}.")
-        nn = nn.astype(float)
-        alive = np.exp(-s * np.log1p(t / beta)) * stats.nbinom.pmf(nn, r, alpha / (alpha + t))
-        if t == 0:
-            dead = np.zeros_like(alive)
-        else:
-            z, wz = np.polynomial.legendre.leggauss(256)
-            u = t * (z + 1) / 2
-            dens = s / beta * np.exp(-(s + 1) * np.log1p(u / beta)) * wz * t / 2
-            pmf = stats.nbinom.pmf(np.asarray(nn)[..., None], r, alpha / (alpha + u))
-            dead = (pmf * dens).sum(axis=-1)
-        out = alive + dead
+        out = _pnbd_pmf(nn.astype(float), t, r, alpha, s, beta)
         return float(out) if np.ndim(n) == 0 else out
+
+    def _pmf_if_alive(self, n: int, t, x, T, tx):
+        """Given active at T the posterior is ``lambda ~ Gamma(r+x, alpha+T)``,
+        ``mu ~ Gamma(s, beta+T)`` and lifetimes are memoryless: the new-customer distribution
+        with those parameters."""
+        r, alpha, s, beta = self._p()
+        return _pnbd_pmf(float(n), t, r + x, alpha + T, s, beta + T)
 
     def expected_discounted_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> pd.Series:
         """DERT: discounted expected residual transactions (Fader, Hardie & Lee 2005, JMR eq. 2).
