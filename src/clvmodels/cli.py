@@ -132,24 +132,26 @@ def score(args: argparse.Namespace) -> Any:
 
 
 def _parameter_help() -> str:
-    """Every parameter of the main template with its default and its comment, for --help."""
-    try:
-        import json
+    """Every parameter of the report templates with its default and its comment, for --help."""
+    import json
 
-        from clvmodels.reporting import template_path
+    from clvmodels.reporting import template_path
 
-        nb = json.loads(template_path("clv_report").read_text())
-        cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
-    except Exception:  # noqa: BLE001 - help text must never fail
-        return ""
-    lines = ["template parameters of clv_report (set with -p NAME VALUE; default, then meaning):"]
-    for line in "".join(cell["source"]).splitlines():
-        if "=" not in line or line.lstrip().startswith("#"):
+    lines = []
+    for template, kind in (("clv_report", "--kind transactions"), ("subscription_report", "--kind subscription")):
+        try:
+            nb = json.loads(template_path(template).read_text())
+            cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        except Exception:  # noqa: BLE001 - help text must never fail
             continue
-        assign, _, comment = line.partition("#")
-        name, _, default = assign.partition("=")
-        lines.append(f"  {name.strip():<18} {default.strip():<24} {comment.strip()}")
-    return "\n".join(lines)
+        lines += ["", f"template parameters of {template} ({kind}; set with -p NAME VALUE; default, then meaning):"]
+        for line in "".join(cell["source"]).splitlines():
+            if "=" not in line or line.lstrip().startswith("#"):
+                continue
+            assign, _, comment = line.partition("#")
+            name, _, default = assign.partition("=")
+            lines.append(f"  {name.strip():<18} {default.strip():<24} {comment.strip()}")
+    return "\n".join(lines).lstrip("\n")
 
 
 def parse_settings(items: list[str]) -> dict[str, str]:
@@ -196,9 +198,18 @@ def main(argv: list[str] | None = None) -> int:
                      help="an earlier report folder to compare with (since the last run); default: the latest "
                           "earlier run of the same title in --output; 'none' for no comparison")
     _source_arguments(rep)
-    rep.add_argument("--template", default="clv_report",
-                     help="clv_report, model_validation or explore (installed with clvmodels), or the path "
-                          "of a notebook - a path RUNS THAT NOTEBOOK'S CODE: only give templates you trust")
+    rep.add_argument("--kind", choices=["transactions", "subscription"], default="transactions",
+                     help="transactions (default): a purchase log (customer, date, amount); subscription: a "
+                          "subscription log, one row per subscriber (customer, start, end - empty while active - "
+                          "and amount per period), reported with the subscription_report template")
+    rep.add_argument("--start-col", help="with --kind subscription: column of start dates (default start)")
+    rep.add_argument("--end-col", help="with --kind subscription: column of end dates, empty while active (default end)")
+    rep.add_argument("--period", choices=["week", "month", "quarter", "year"],
+                     help="with --kind subscription: the renewal period (default month)")
+    rep.add_argument("--template", default=None,
+                     help="clv_report (default), subscription_report, model_validation or explore (installed with "
+                          "clvmodels), or the path of a notebook - a path RUNS THAT NOTEBOOK'S CODE: only give "
+                          "templates you trust")
     rep.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                      help="set a template parameter; the value is read as the parameter's type "
                           "(text as typed, numbers, YAML for mappings)")
@@ -294,6 +305,13 @@ def report(args: argparse.Namespace) -> Any:
     """The ``report`` command: parameters from the flags, then :func:`clvmodels.reporting.run_report`."""
     from clvmodels.reporting import run_report, template_parameters
 
+    if args.kind == "subscription":
+        return _subscription_report(args)
+    for flag in ("start_col", "end_col", "period"):
+        if getattr(args, flag) is not None:
+            raise ParameterError(f"--{flag.replace('_', '-')} is for --kind subscription; a transaction log has "
+                                 "--customer-col, --date-col and --amount-col.")
+    args.template = args.template or "clv_report"
     params: dict[str, Any] = {}
     for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
                        ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
@@ -312,6 +330,33 @@ def report(args: argparse.Namespace) -> Any:
             params[name] = parse_parameter(name, text, defaults[name])
     check_output_folder(args.output, "--output")
     return run_report(args.template, params, args.output, progress=not args.no_progress)
+
+
+def _subscription_report(args: argparse.Namespace) -> Any:
+    """``report --kind subscription``: the subscription_report template on a subscription log."""
+    from clvmodels.reporting import run_report, template_parameters
+
+    template = args.template or "subscription_report"
+    wrong = [f"--{flag.replace('_', '-')}" for flag in ("dataset", "date_col", "date_format", "refunds", "engine",
+                                                        "table", "spark_master")
+             if getattr(args, flag) is not None] + (["--spark-conf"] if args.spark_conf else [])
+    if wrong:
+        raise ParameterError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for transaction logs; "
+                             "--kind subscription reads a subscription "
+                             "log with --input, --customer-col, --start-col, --end-col, --amount-col and --period.")
+    params: dict[str, Any] = {}
+    for flag, name in (("input", "input_path"), ("customer_col", "customer_col"), ("start_col", "start_col"),
+                       ("end_col", "end_col"), ("amount_col", "amount_col"), ("period", "period"),
+                       ("currency", "currency"), ("previous", "previous")):
+        if getattr(args, flag) is not None:
+            params[name] = getattr(args, flag)
+    defaults = template_parameters(template)
+    for name, text in args.parameter:
+        if name not in defaults:
+            raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
+        params[name] = parse_parameter(name, text, defaults[name])
+    check_output_folder(args.output, "--output")
+    return run_report(template, params, args.output, progress=not args.no_progress)
 
 
 def check_output_folder(folder: Any, flag: str) -> None:

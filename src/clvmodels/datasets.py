@@ -17,7 +17,7 @@ from clvmodels._validation import (
     check_time_unit,
 )
 
-__all__ = ["load_cdnow", "cdnow_path", "load_donations", "simulate_transactions", "SimulatedData",
+__all__ = ["load_cdnow", "cdnow_path", "load_donations", "simulate_transactions", "SimulatedData", "example_subscriptions",
            "CDNOW_PURCHASE_PARAMS", "CDNOW_SPEND_PARAMS"]
 
 #: BG/NBD estimates on the CDNOW sample, weeks (Fader, Hardie & Lee 2005, section 5)
@@ -203,3 +203,36 @@ def simulate_transactions(
     )
     truth.attrs.update({"time_unit": unit, "observation_end": str((origin + pd.Timedelta(days=period * DAYS_PER_UNIT[unit])).date())})
     return SimulatedData(transactions, truth)
+
+
+def example_subscriptions(per_month: int = 60, *, months: int = 48, start: str = "2021-01-01",
+                          seed: int = 0) -> pd.DataFrame:
+    """A generated subscription log for trying the subscription report: two plans, ``per_month``
+    new subscribers each per month for ``months`` months, monthly renewals, churn from the
+    shifted-beta-geometric model with Fader & Hardie (2007)'s estimates - "regular" (alpha 0.704,
+    beta 1.182, 30 a month) and "high end" (alpha 0.668, beta 3.806, 80 a month) - read per
+    month. The log ends on the last day of the last month; subscriptions still running then have
+    no ``end``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``customer_id``, ``plan``, ``start``, ``end`` (NaT while active), ``amount`` (per month).
+    """
+    rng = np.random.default_rng(seed)
+    first = pd.Timestamp(start)
+    last = (first + pd.DateOffset(months=months)) - pd.Timedelta(days=1)
+    frames = []
+    for plan, (alpha, beta, amount) in {"regular": (0.704, 1.182, 30.0), "high end": (0.668, 3.806, 80.0)}.items():
+        n = per_month * months
+        month = np.repeat(np.arange(months), per_month)
+        starts = pd.DatetimeIndex([first + pd.DateOffset(months=int(m)) for m in range(months)])[month]
+        starts = starts + pd.to_timedelta(rng.integers(0, 28, n), unit="D")
+        theta = rng.beta(alpha, beta, n)
+        stay = np.minimum(rng.geometric(np.clip(theta, 1e-9, 1.0)), 12 * 100)  # months paid
+        ends = pd.DatetimeIndex([s + pd.DateOffset(months=int(k)) for s, k in zip(starts, stay, strict=True)])
+        frames.append(pd.DataFrame({"plan": plan, "start": starts, "end": ends.where(ends <= last),
+                                    "amount": amount}))
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "customer_id", [f"S{i:05d}" for i in range(len(out))])
+    return out

@@ -261,3 +261,20 @@ def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, *, 
     ax.set_xlabel("")
     ax.set_title("CLV per customer by tier")
     return ax
+
+
+def plot_retention(retention: pd.DataFrame, ax=None, *, period: str = "period", **kwargs):
+    """Observed retention at each renewal (pooled over cohorts; marker size shows how many
+    subscribers it rests on) against the model's."""
+    ax = _ax(ax)
+    t = retention.index.to_numpy()
+    sizes = 10 + 80 * retention["at_risk"].to_numpy() / max(float(retention["at_risk"].max()), 1.0)
+    ax.scatter(t, retention["observed"], s=sizes, color="#4C72B0", label="observed (size: subscribers)", **kwargs)
+    ax.plot(t, retention["model"], color="black", label="model")
+    lo = float(min(retention["observed"].min(), retention["model"].min()))
+    ax.set_ylim(max(0.0, lo - 0.05), 1.0)
+    ax.set_xlabel(f"renewal ({period}s of tenure)")
+    ax.set_ylabel("share who renewed")
+    ax.set_title("Retention by tenure: observed and model")
+    ax.legend(loc="lower right")
+    return ax

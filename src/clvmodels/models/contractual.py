@@ -36,7 +36,8 @@ from clvmodels.models._base import BaseModel, penalized_objective
 __all__ = ["ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods", "subscriber_forecast",
            "subscriber_tier_table", "PERIODS"]
 
-#: renewal periods in days (a month is a twelfth of an average year)
+#: renewal periods, with their average length in days (to turn an annual discount rate into one
+#: per period); periods themselves are counted on the calendar
 PERIODS = {"week": 7.0, "month": 365.25 / 12, "quarter": 365.25 / 4, "year": 365.25}
 
 #: renewals summed in DERL: beyond them the discount factor is below 1e-12 for any rate >= 1%
@@ -134,6 +135,7 @@ class BetaDiscreteWeibullModel(BaseModel):
             Subscribers each row stands for.
         """
         self._check_init_params()
+        period = periods.attrs.get("period") if isinstance(periods, pd.DataFrame) else None
         if isinstance(periods, pd.DataFrame):
             if churned is not None or not {"periods", "churned"} <= set(periods.columns):
                 raise DataValidationError("Give a table with columns 'periods' and 'churned' (subscription_periods), "
@@ -180,7 +182,13 @@ class BetaDiscreteWeibullModel(BaseModel):
         self.log_likelihood_ = _terms(self._p(), c_free, t, ch, w, grad=False)[0]
         self.n_customers_ = int(round(n))
         self.time_unit_ = None
+        if period:
+            self.fit_info_["period"] = period
         return self
+
+    def _unit_text(self) -> str:
+        period = (getattr(self, "fit_info_", None) or {}).get("period")
+        return f"renewal every {period}" if period else "discrete renewal periods"
 
     def fit_survival(self, alive: Any) -> BetaDiscreteWeibullModel:
         """Fit on the number of subscribers of one cohort still active at the start and after
@@ -305,6 +313,9 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
                          amount: str | None = "amount") -> pd.DataFrame:
     """Per subscriber, what the contractual models need, from a subscription log.
 
+    Periods are calendar periods from each subscriber's start (a monthly subscription started on
+    31 January renews on 28 or 29 February, 31 March, ...).
+
     Parameters
     ----------
     subscriptions : DataFrame
@@ -313,14 +324,16 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
     period : {"week", "month", "quarter", "year"}
         Renewal period.
     observation_end : date-like, optional
-        The date the log describes (default: the latest start or end date).
+        The date the log describes (default: the latest start or end date). Subscriptions that
+        began later are left out and ends after it count as not yet known (active), so a log
+        can be read as of a past date.
 
     Returns
     -------
     DataFrame indexed by customer: ``cohort`` (the calendar period the subscriber started in, as
     its first day),
-    ``periods`` (periods paid for, for one who left: ``ceil((end - start) / period)``, at least 1;
-    periods completed so far, for one who is active), ``churned`` and ``amount`` when given.
+    ``periods`` (for one who left, the periods paid for: those that began before the end date, at
+    least 1; for one who is active, the periods completed by ``observation_end``), ``churned`` and ``amount`` when given.
     """
     if period not in PERIODS:
         raise ParameterError(f"period must be one of {sorted(PERIODS)}, got {period!r}.")
@@ -330,7 +343,9 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
     missing = [c for c in (customer_id, start, end) if c not in subscriptions.columns]
     if missing:
         raise DataValidationError(f"subscriptions lacks column(s) {missing}; it has {list(subscriptions.columns)}. "
-                                  "Needed: one row per subscriber with its start and end (empty if active).")
+                                  "Needed: one row per subscriber with its start and end (empty if active); name "
+                                  "your columns with customer_id=, start=, end= (report parameters customer_col, "
+                                  "start_col, end_col; command line --customer-col, --start-col, --end-col).")
     df = subscriptions[need].copy()
     if df[customer_id].isna().any():
         raise DataValidationError(f"Column {customer_id!r} has missing ids in {int(df[customer_id].isna().sum())} rows.")
@@ -349,12 +364,16 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
     obs = pd.Timestamp(observation_end) if observation_end is not None else max(df[start].max(), df[end].max())
     if (df[end] < df[start]).any():
         raise DataValidationError(f"{int((df[end] < df[start]).sum())} subscription(s) end before they start.")
-    if (df[start] > obs).any():
-        raise DataValidationError(f"{int((df[start] > obs).sum())} subscription(s) start after observation_end {obs.date()}.")
-    days = PERIODS[period]
+    # as of a past date: the subscriptions that began by then, ends after it not yet known
+    df = df[df[start] <= obs]
+    if len(df) == 0:
+        raise DataValidationError(f"No subscription began on or before observation_end {obs.date()}.")
     churned = df[end].notna() & (df[end] <= obs)
-    length = ((df[end].where(churned, obs) - df[start]).dt.days).to_numpy(float) / days
-    periods = np.where(churned, np.maximum(np.ceil(length - 1e-9), 1.0), np.floor(length + 1e-9))
+    # a subscriber who left paid for every period that began before their end date; an active
+    # one has renewed at the end of every period completed by the observation end
+    paid = _completed(df[start], df[end].where(churned, df[start]) - pd.Timedelta(days=1), period) + 1
+    renewed = _completed(df[start], pd.Series(obs, index=df.index), period)
+    periods = np.where(churned, np.maximum(paid, 1), renewed)
     calendar = {"week": "W", "month": "M", "quarter": "Q", "year": "Y"}[period]
     out = pd.DataFrame({
         "cohort": df[start].dt.to_period(calendar).dt.start_time.to_numpy(),
@@ -430,3 +449,19 @@ def subscriber_tier_table(forecast: pd.DataFrame, tiers: pd.Series) -> pd.DataFr
     table["share_leaving"] = (table["expected_to_leave"] / table["subscribers"].where(table["subscribers"] > 0)).fillna(0.0)
     table.index.name = "tier"
     return table
+
+
+def _completed(start: pd.Series, until: pd.Series, period: str) -> np.ndarray:
+    """Whole calendar periods from ``start`` completed by ``until`` (0 if ``until`` is earlier):
+    ``start + k periods <= until`` for the largest such k (month ends clipped as pandas does:
+    31 January + 1 month = 28/29 February)."""
+    s, u = pd.DatetimeIndex(start), pd.DatetimeIndex(until)
+    if period == "week":
+        out = np.floor((u - s).days.to_numpy(float) / 7.0)
+    else:
+        months = (u.year - s.year).to_numpy() * 12 + (u.month - s.month).to_numpy()
+        # the anniversary in until's month falls on start's day, or that month's last day
+        anniversary = np.minimum(s.day.to_numpy(), u.days_in_month.to_numpy())
+        months = months - (u.day.to_numpy() < anniversary)
+        out = np.floor(months / {"month": 1, "quarter": 3, "year": 12}[period])
+    return np.maximum(out, 0).astype(np.int64)

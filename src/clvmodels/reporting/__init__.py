@@ -8,11 +8,11 @@ runner with publishing and cleanup). Every name stays importable from ``clvmodel
 
 from __future__ import annotations
 
-from clvmodels.reporting import config, content, files, runner
+from clvmodels.reporting import config, content, files, runner, subscription
 
 # one namespace for templates, scripts and the command line (private helpers included, which the
 # command line and pipeline share)
-for _module in (config, files, content, runner):
+for _module in (config, files, content, runner, subscription):
     globals().update({k: v for k, v in vars(_module).items()
                       if not k.startswith("__") and k not in ("annotations",)})
 del _module

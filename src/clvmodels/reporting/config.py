@@ -20,7 +20,7 @@ from clvmodels.exceptions import DataValidationError, ParameterError
 
 DATASETS = ("cdnow-sample", "cdnow-master")
 TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
-             "explore": "explore.ipynb"}
+             "explore": "explore.ipynb", "subscription_report": "subscription_report.ipynb"}
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,9 @@ def md_escape(text: Any) -> str:
     own syntax characters backslash-escaped (no links, images or emphasis)."""
     import html as _html
 
-    escaped = _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=True))
+    # quotes need no escaping in Markdown text (no attribute to break out of); escaped, their
+    # "&#x27;" would be shown as such once its "#" is backslash-escaped below
+    escaped = _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=False))
     # a bare address ("https://...", "www.") would be turned into a live link by the Markdown
     # renderer; as character references the colon and the dot read the same but link nothing
     return escaped.replace(":", "&#58;").replace("www\\.", "www&#46;").replace("@", "&#64;")

@@ -1,0 +1,355 @@
+"""The subscription report's analysis: a subscription log in, subscribers' churn and value out.
+
+For subscribers, churn is observed (a subscription ends), so the models are contractual: sBG
+(Fader & Hardie 2007) and BdW (Fader, Hardie, Liu, Davin & Steenburgh 2018), chosen by a
+backtest that holds out the last renewal periods: both are fitted on the log as it was then and
+asked which of the subscribers active then would still be active now, scored by the holdout
+log-loss (a proper scoring rule for probabilities) with the error in the number of survivors
+beside it. The chosen model, refitted on all data, gives each active subscriber's churn by the
+horizon, expected renewals, discounted expected residual lifetime and value (:func:`
+clvmodels.models.contractual.subscriber_forecast`); the pyramid ranks them by that value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels._validation import check_number
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.models.contractual import (
+    PERIODS,
+    BetaDiscreteWeibullModel,
+    ShiftedBetaGeometricModel,
+    subscriber_forecast,
+    subscriber_tier_table,
+    subscription_periods,
+)
+from clvmodels.tiers import DEFAULT_SHARES, TIERS, _check_shares
+
+__all__ = ["SubscriptionConfig", "validate_subscription_parameters", "run_subscription_analysis",
+           "SubscriptionAnalysis", "CANDIDATES"]
+
+CANDIDATES = {"sBG": ShiftedBetaGeometricModel, "BdW": BetaDiscreteWeibullModel}
+
+
+@dataclass
+class SubscriptionConfig:
+    """The subscription report's parameters (the template's parameters cell, checked)."""
+
+    input_path: str = ""
+    customer_col: str = "customer_id"
+    start_col: str = "start"
+    end_col: str = "end"
+    amount_col: str = "amount"
+    period: str = "month"
+    observation_end: str = ""
+    horizon: int = 12
+    holdout_periods: int = 6
+    model: str = "auto"
+    discount_rate: float = 0.10
+    margin: float = 0.30
+    title: str = "Subscriber value"
+    currency: str = ""
+    tier_shares: dict = field(default_factory=lambda: dict(DEFAULT_SHARES))
+    interval_level: float = 0.90
+    n_draws: int = 200
+    previous: str = "auto"
+    output_dir: str = ""
+
+    @property
+    def per_period_discount(self) -> float:
+        """The annual discount rate turned into one per renewal period (exactly, compounding)."""
+        return float((1.0 + self.discount_rate) ** (PERIODS[self.period] / 365.25) - 1.0)
+
+
+def validate_subscription_parameters(params: dict[str, Any]) -> SubscriptionConfig:
+    """A :class:`SubscriptionConfig` from the template's parameters; each bad value named."""
+    known = set(SubscriptionConfig.__dataclass_fields__)
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ParameterError(f"Unknown parameter(s) {unknown}; the subscription report takes {sorted(known)}.")
+    cfg = SubscriptionConfig(**params)
+    if cfg.period not in PERIODS:
+        raise ParameterError(f"Parameter 'period' must be one of {sorted(PERIODS)}, got {cfg.period!r}.")
+    cfg.horizon = int(check_number("horizon", cfg.horizon, minimum=1, maximum=600, integer=True))
+    cfg.holdout_periods = int(check_number("holdout_periods", cfg.holdout_periods, minimum=0, maximum=600, integer=True))
+    if cfg.model not in ("auto", "sbg", "bdw"):
+        raise ParameterError(f"Parameter 'model' must be 'auto', 'sbg' or 'bdw', got {cfg.model!r}.")
+    cfg.discount_rate = check_number("discount_rate", cfg.discount_rate, minimum=0.0, maximum=1.0, min_inclusive=False)
+    cfg.margin = check_number("margin", cfg.margin, minimum=0.0, maximum=1.0, min_inclusive=False)
+    cfg.interval_level = check_number("interval_level", cfg.interval_level, minimum=0.5, maximum=0.999)
+    cfg.n_draws = int(check_number("n_draws", cfg.n_draws, minimum=20, maximum=10_000, integer=True))
+    cfg.tier_shares = _check_shares(cfg.tier_shares)
+    for name in ("title", "currency", "customer_col", "start_col", "end_col", "amount_col", "previous"):
+        if not isinstance(getattr(cfg, name), str):
+            raise ParameterError(f"Parameter {name!r} must be text, got {getattr(cfg, name)!r}.")
+    if cfg.observation_end:
+        try:
+            pd.Timestamp(cfg.observation_end)
+        except (ValueError, TypeError):
+            raise ParameterError(f"Parameter 'observation_end' must be a date like 2024-12-31, "
+                                 f"got {cfg.observation_end!r}.") from None
+    if cfg.input_path and not Path(cfg.input_path).exists():
+        raise ParameterError(f"Parameter 'input_path': {cfg.input_path!r} does not exist.")
+    return cfg
+
+
+@dataclass
+class SubscriptionAnalysis:
+    config: SubscriptionConfig
+    subscribers: pd.DataFrame
+    model: Any
+    forecast: pd.DataFrame
+    tiers: pd.Series
+    tier_table: pd.DataFrame
+    backtest: pd.DataFrame | None
+    backtest_error: float | None
+    retention: pd.DataFrame
+    since: dict | None
+    observation_end: str
+    notes: list[str]
+
+    @property
+    def model_name(self) -> str:
+        return self.model._long_name
+
+
+def load_subscriptions(cfg: SubscriptionConfig) -> pd.DataFrame:
+    """The subscription log the parameters name (CSV or Parquet), or the generated example."""
+    if not cfg.input_path:
+        from clvmodels.datasets import example_subscriptions
+
+        return example_subscriptions()
+    path = Path(cfg.input_path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={cfg.customer_col: str}, keep_default_na=True)
+    except Exception as exc:  # noqa: BLE001 - the reader's own words are the useful part
+        raise DataValidationError(f"Could not read subscription log '{path}': {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}. Give a CSV or Parquet file with "
+                                  f"one row per subscriber.") from None
+
+
+def _table(log: pd.DataFrame, cfg: SubscriptionConfig, observation_end: Any) -> pd.DataFrame:
+    amount = cfg.amount_col if cfg.amount_col in log.columns else None
+    return subscription_periods(log, period=cfg.period, observation_end=observation_end or None,
+                                customer_id=cfg.customer_col, start=cfg.start_col, end=cfg.end_col, amount=amount)
+
+
+def _backtest(log: pd.DataFrame, cfg: SubscriptionConfig, obs_end: pd.Timestamp) -> tuple[pd.DataFrame | None, str]:
+    """Each candidate fitted on the log as of ``holdout_periods`` periods earlier, scored on
+    whether the subscribers active then were still active at the observation end."""
+    h = cfg.holdout_periods
+    if h == 0:
+        return None, "No backtest was asked for (holdout_periods 0)."
+    offset = {"week": pd.DateOffset(weeks=h), "month": pd.DateOffset(months=h),
+              "quarter": pd.DateOffset(months=3 * h), "year": pd.DateOffset(years=h)}[cfg.period]
+    cal_end = obs_end - offset
+    starts = pd.to_datetime(log[cfg.start_col], errors="coerce")
+    before = log[starts <= cal_end]
+    if len(before) < 100:
+        return None, (f"No backtest: only {len(before)} subscriptions began before {cal_end.date()} "
+                      f"({h} {cfg.period}s before the end).")
+    then = _table(before, cfg, cal_end)
+    now = _table(log, cfg, obs_end).reindex(then.index)
+    active_then = ~then["churned"]
+    if active_then.sum() == 0 or (then["churned"].sum() == 0):
+        return None, "No backtest: nobody was active, or nobody had left, by the backtest's date."
+    n_then = then.loc[active_then, "periods"].to_numpy(float)
+    survived = (~now.loc[active_then, "churned"]).to_numpy(bool)
+    rows = {}
+    for name, cls in CANDIDATES.items():
+        try:
+            model = cls().fit(then)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be fitted is a row, not a crash
+            rows[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+            continue
+        p = np.clip(model.survival_after(n_then, h), 1e-12, 1 - 1e-12)
+        rows[name] = {
+            "log_loss": float(-np.mean(np.where(survived, np.log(p), np.log1p(-p)))),
+            "predicted_survivors": float(p.sum()),
+            "actual_survivors": float(survived.sum()),
+            "survivors_pct_error": float(100 * (p.sum() - survived.sum()) / max(survived.sum(), 1)),
+            "log_likelihood": float(model.log_likelihood_),
+            "bic": float(model.bic),
+        }
+    table = pd.DataFrame(rows).T
+    table.index.name = "model"
+    table.attrs.update({"calibration_end": str(cal_end.date()), "subscribers": int(active_then.sum()),
+                        "holdout_periods": h})
+    return table, ""
+
+
+def _retention_table(subs: pd.DataFrame, model: Any, max_t: int = 36) -> pd.DataFrame:
+    """Observed retention by tenure (of those who reached period t-1, the share who renewed at t,
+    pooled over cohorts) beside the model's, with how many subscribers each is observed on."""
+    n = subs["periods"].to_numpy()
+    left = subs["churned"].to_numpy(bool)
+    top = int(min(max_t, n.max() if len(n) else 1))
+    rows = []
+    for t in range(1, top + 1):
+        # at risk at renewal t: those who paid period t (left after t or more periods, or active with
+        # t or more renewals); renewed: left later than t, or active with t or more renewals
+        at_risk = ((left & (n >= t)) | (~left & (n >= t))).sum()
+        renewed = ((left & (n > t)) | (~left & (n >= t))).sum()
+        if at_risk == 0:
+            break
+        rows.append({"period": t, "at_risk": int(at_risk), "observed": renewed / at_risk,
+                     "model": float(model.retention_rate(t))})
+    return pd.DataFrame(rows).set_index("period")
+
+
+def _intervals(model: Any, subs: pd.DataFrame, tiers: pd.Series, cfg: SubscriptionConfig) -> pd.DataFrame:
+    """Per tier: ranges of value, renewals and leavers over parameter draws (the estimates'
+    uncertainty), leavers also with the chance of who leaves (binomial, normal approximation)."""
+    from scipy import stats
+
+    draws = model.sample_params(cfg.n_draws, seed=0)
+    keys = ["total_clv", "expected_renewals", "expected_to_leave"]
+    values = {k: np.full((len(draws), len(TIERS) + 1), np.nan) for k in keys}
+    for i in range(len(draws)):
+        try:
+            m = model._with_params(draws.iloc[i])
+        except ParameterError:
+            continue
+        fc = subscriber_forecast(m, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
+        table = subscriber_tier_table(fc, tiers)
+        for k in keys:
+            values[k][i] = table[k].reindex([*TIERS, "Total"]).to_numpy(float)
+    q = [(1 - cfg.interval_level) / 2, 1 - (1 - cfg.interval_level) / 2]
+    out = {}
+    fc0 = subscriber_forecast(model, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
+    active = fc0[fc0["active"]]
+    p_leave = active["churn_probability_during_horizon"]
+    noise = p_leave.groupby(tiers.reindex(active.index).astype(str)).apply(lambda v: float((v * (1 - v)).sum()))
+    noise = noise.reindex(list(TIERS), fill_value=0.0)
+    noise.loc["Total"] = float(noise.sum())
+    z = float(stats.norm.ppf(q[1]))
+    for k in keys:
+        lo, hi = np.nanquantile(values[k], q, axis=0)
+        if k == "expected_to_leave":
+            par_sd = (hi - lo) / (2 * z)
+            sd = np.sqrt(par_sd**2 + noise.to_numpy(float))
+            mid = np.nanmedian(values[k], axis=0)
+            lo, hi = np.maximum(mid - z * sd, 0.0), mid + z * sd
+        out[f"{k}_lower"], out[f"{k}_upper"] = lo, hi
+    return pd.DataFrame(out, index=pd.Index([*TIERS, "Total"], name="tier"))
+
+
+def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None = None) -> SubscriptionAnalysis:
+    """The whole subscription analysis (see the module docstring); writes the run's files into
+    ``cfg.output_dir`` when it is set."""
+    log = load_subscriptions(cfg) if log is None else log
+    subs = _table(log, cfg, cfg.observation_end)
+    obs_end = pd.Timestamp(subs.attrs["observation_end"])
+    notes = []
+    backtest, why = _backtest(log, cfg, obs_end)
+    if why:
+        notes.append(why)
+    if cfg.model != "auto":
+        chosen = {"sbg": "sBG", "bdw": "BdW"}[cfg.model]
+    elif backtest is not None and "log_loss" in backtest and backtest["log_loss"].notna().any():
+        chosen = str(backtest["log_loss"].astype(float).idxmin())
+    else:
+        chosen = "sBG"
+    if backtest is not None:
+        backtest["chosen"] = backtest.index == chosen
+    model = CANDIDATES[chosen]().fit(subs)
+    fc = subscriber_forecast(model, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
+    from clvmodels.tiers import assign_tiers
+
+    active = fc[fc["active"]]
+    if len(active) == 0:
+        raise DataValidationError("No subscriber is active at the observation end: there is nobody to value.")
+    tiers = assign_tiers(active, shares=cfg.tier_shares)
+    table = subscriber_tier_table(fc, tiers).join(_intervals(model, subs, tiers, cfg))
+    error = None
+    if backtest is not None and chosen in backtest.index and "survivors_pct_error" in backtest:
+        error = float(backtest.loc[chosen, "survivors_pct_error"])
+    analysis = SubscriptionAnalysis(cfg, subs, model, fc, tiers, table, backtest, error,
+                                    _retention_table(subs, model), None, str(obs_end.date()), notes)
+    analysis.since = _since_last_run(cfg, analysis)
+    if cfg.output_dir:
+        _save(cfg, analysis)
+    return analysis
+
+
+def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> dict | None:
+    """Against the latest earlier run of this title (or ``previous``): tier moves, Platinum and
+    Gold subscribers who left since, the earlier run's expected leavers for the elapsed periods
+    against who left, and the change in value."""
+    from clvmodels.models import load_model
+    from clvmodels.since import _read_record, find_previous_run
+
+    choice = (cfg.previous or "none").strip()
+    if choice == "none":
+        return {"available": False, "reason": "No comparison with an earlier run was asked for (previous 'none')."}
+    folder = (find_previous_run(Path(cfg.output_dir).parent, cfg.title) if cfg.output_dir else None) \
+        if choice == "auto" else Path(choice)
+    if folder is None:
+        return {"available": False, "reason": "This is the first run of this report in its output folder: the "
+                                              "next run will show what changed since this one."}
+    record = _read_record(folder)
+    try:
+        then = pd.read_parquet(folder / "forecast.parquet")
+        earlier = load_model(folder / "subscription_model.json")
+    except Exception as exc:  # noqa: BLE001 - a damaged earlier run is a note, not a failure
+        return {"available": False, "reason": f"The earlier run '{folder.name}' could not be read ({type(exc).__name__})."}
+    if record is None or str(record.get("observation_end")) >= analysis.observation_end:
+        return {"available": False, "reason": f"The earlier run '{folder.name}' is not from before this one."}
+    then = then.set_index(then.columns[0]) if "customer_id" in then.columns else then
+    then.index = then.index.astype(str)
+    now_tier = analysis.tiers.astype(str)
+    now_tier.index = now_tier.index.astype(str)
+    was_active = then[then["active"]]
+    both = pd.DataFrame({"then": was_active["tier"].astype(str)}).join(now_tier.rename("now"), how="outer")
+    both["then"] = both["then"].fillna("new")
+    both["now"] = both["now"].fillna("left")
+    migration = pd.crosstab(both["then"], both["now"]).reindex(index=[*TIERS, "new"], columns=[*TIERS, "left"],
+                                                              fill_value=0)
+    subs = analysis.subscribers.copy()
+    subs.index = subs.index.astype(str)
+    left_now = subs["churned"].reindex(was_active.index).fillna(False).astype(bool)
+    valuable = was_active["tier"].astype(str).isin(["Platinum", "Gold"])
+    lost = was_active[valuable & left_now]
+    # the earlier model's expected leavers for the periods elapsed, against who left
+    n_then = was_active["periods"].to_numpy(float)
+    n_now = subs["periods"].reindex(was_active.index).to_numpy(float)
+    # periods elapsed: renewals the still-active subscribers have made since (the same for all of
+    # them up to where the dates fall within a period)
+    gap = np.where(left_now.to_numpy(), np.nan, n_now - n_then)
+    elapsed = int(np.nanmedian(gap)) if np.isfinite(gap).any() else 0
+    predicted = float((1 - earlier.survival_after(n_then, max(elapsed, 0))).sum()) if elapsed > 0 else 0.0
+    return {
+        "available": True, "previous": folder.name, "previous_end": str(record.get("observation_end")),
+        "elapsed": elapsed, "migration": migration,
+        "lost": {"customers": int(len(lost)), "value": float(lost["clv"].sum())},
+        "predicted_leavers": predicted, "actual_leavers": int(left_now.sum()),
+        "value_then": float(was_active["clv"].sum()), "value_now": float(analysis.forecast["clv"].sum()),
+    }
+
+
+def _save(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> None:
+    from clvmodels.reporting.files import write_csv
+    from clvmodels.since import write_run_record
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fc = analysis.forecast.join(analysis.subscribers[["cohort"]]).assign(
+        tier=analysis.tiers.reindex(analysis.forecast.index).astype("object").fillna("left").astype(str))
+    fc.reset_index().to_parquet(out / "forecast.parquet")
+    write_csv(fc, out / "forecast.csv")
+    write_csv(analysis.tier_table, out / "tier_table.csv")
+    if analysis.backtest is not None:
+        write_csv(analysis.backtest, out / "backtest.csv")
+    analysis.model.save(out / "subscription_model.json")
+    (out / "parameters.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
+    write_run_record(out, observation_end=analysis.observation_end, calibration_end=None, time_unit=cfg.period,
+                     horizon=cfg.horizon, title=cfg.title, model=analysis.model_name)
