@@ -1,0 +1,378 @@
+"""Time-invariant covariates in BG/NBD and MBG/NBD (issue 17, item 1).
+
+Fader, P. S. & Hardie, B. G. S. (2007), "Incorporating time-invariant covariates into the
+Pareto/NBD and BG/NBD models" (note at brucehardie.com), after Gupta (1991): a customer's
+covariates ``z`` (acquisition channel, region, plan, ...) scale the mixing distributions,
+
+* purchase rate: ``alpha_i = alpha_0 exp(-gamma_p' z_i)`` - the mean rate ``r / alpha_i`` is
+  ``exp(gamma_p' z_i)`` times the reference customers';
+* dropout: ``a_i = a_0 exp(gamma_a' z_i)``, ``b_i = b_0 exp(gamma_b' z_i)``;
+
+with separate covariate sets for the purchase and the dropout process. Given ``z`` the
+model is BG/NBD (MBG/NBD) with those parameters, so the likelihood is the usual closed form
+evaluated per row; it is fitted on compressed statistics - one row per distinct (history,
+covariate row) - by maximum likelihood with an analytic gradient, optionally with an L2
+penalty on the coefficients. Categorical covariates are one-hot encoded against a stated
+reference level (the most frequent). Predictions reuse the plain models: each distinct covariate
+row is a BG/NBD with its own parameters (:meth:`CovariateBetaGeoModel.submodels`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from clvmodels._compress import compress
+from clvmodels._validation import check_number, check_rfm
+from clvmodels.exceptions import ConvergenceError, DataValidationError, ParameterError
+
+__all__ = ["CovariateBetaGeoModel", "design_matrix", "likelihood_ratio_test"]
+
+
+@dataclass
+class Design:
+    """Covariates as numbers: the matrix, its column names, and how categories were coded."""
+
+    matrix: np.ndarray
+    names: list[str]
+    reference: dict[str, str]
+
+
+def design_matrix(covariates: pd.DataFrame, columns: list[str], reference: dict[str, str] | None = None,
+                  levels: dict[str, list[str]] | None = None) -> tuple[Design, dict[str, list[str]]]:
+    """Numeric columns as they are; a text, category or boolean column one-hot encoded with its
+    most frequent level as the reference (or the one ``reference`` names). Returns the design
+    and the levels of each categorical column (to encode new data the same way)."""
+    if not isinstance(covariates, pd.DataFrame):
+        raise DataValidationError(f"covariates must be a pandas DataFrame, got {type(covariates).__name__}.")
+    missing = [c for c in columns if c not in covariates.columns]
+    if missing:
+        raise DataValidationError(f"covariates lack column(s) {missing}; they have {list(covariates.columns)}.")
+    blocks, names = [], []
+    ref_out: dict[str, str] = {}
+    levels_out: dict[str, list[str]] = {}
+    for col in columns:
+        v = covariates[col]
+        if v.isna().any():
+            raise DataValidationError(f"Covariate {col!r} is missing for {int(v.isna().sum())} customer(s); fill or "
+                                      "drop them (a missing value is not a level).")
+        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            x = v.to_numpy(float)
+            if not np.all(np.isfinite(x)):
+                raise DataValidationError(f"Covariate {col!r} has values that are not finite.")
+            blocks.append(x[:, None])
+            names.append(col)
+            continue
+        text = v.astype(str)
+        lv = (levels or {}).get(col) or sorted(text.unique().tolist(), key=lambda s: (-int((text == s).sum()), s))
+        ref = (reference or {}).get(col, lv[0])
+        if ref not in lv:
+            raise ParameterError(f"Reference level {ref!r} of covariate {col!r} is not among its levels {lv}.")
+        unseen = sorted(set(text.unique()) - set(lv))
+        if unseen:
+            raise DataValidationError(f"Covariate {col!r} has level(s) {unseen} the model was not fitted with "
+                                      f"(known: {lv}).")
+        others = [s for s in lv if s != ref]
+        for level in others:
+            blocks.append((text == level).to_numpy(float)[:, None])
+            names.append(f"{col}={level}")
+        ref_out[col] = ref
+        levels_out[col] = lv
+    matrix = np.hstack(blocks) if blocks else np.zeros((len(covariates), 0))
+    return Design(matrix, names, ref_out), levels_out
+
+
+def _rows(theta: np.ndarray, kp: int, kd: int, Zp, Zd):
+    """Per-row (r, alpha, a, b) from the parameter vector: 4 log-parameters, then gamma_p,
+    gamma_a, gamma_b."""
+    r, alpha0, a0, b0 = np.exp(theta[:4])
+    gp, ga, gb = theta[4:4 + kp], theta[4 + kp:4 + kp + kd], theta[4 + kp + kd:4 + kp + 2 * kd]
+    alpha = alpha0 * np.exp(-(Zp @ gp))
+    a = a0 * np.exp(Zd @ ga)
+    b = b0 * np.exp(Zd @ gb)
+    return r, alpha, a, b
+
+
+def _loglik(theta, x, tx, T, w, Zp, Zd, shift: int, grad: bool):
+    """Weighted log-likelihood of BG/NBD (shift 0) or MBG/NBD (shift 1) with per-row alpha, a,
+    b, and its gradient in the parameter vector."""
+    kp, kd = Zp.shape[1], Zd.shape[1]
+    r, alpha, a, b = _rows(theta, kp, kd, Zp, Zd)
+    lnB = special.betaln(a, b)
+    A2 = special.betaln(a, b + x + shift) - lnB - (r + x) * np.log(alpha + T)
+    has3 = (x > 0) | (shift > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        A3 = np.where(has3, special.betaln(a + 1, np.maximum(b + x - 1 + shift, 1e-300)) - lnB
+                      - (r + x) * np.log(alpha + tx), -np.inf)
+    both = np.logaddexp(A2, A3)
+    ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + both
+    total = float((w * ll).sum())
+    if not grad:
+        return total, None
+    w3 = np.exp(A3 - both)
+    w2 = 1.0 - w3
+    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + x + shift)
+    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + tx)
+    d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + tx))
+    d_a = w2 * (psi_ab - psi_abx) + w3 * (special.digamma(a + 1) - special.digamma(a) + psi_ab - psi_abx)
+    with np.errstate(invalid="ignore"):
+        db3 = np.where(has3, special.digamma(np.maximum(b + x - 1 + shift, 1e-300)), 0.0)
+    d_b = (w2 * special.digamma(b + x + shift) + w3 * db3 - special.digamma(b) + psi_ab - psi_abx)
+    # chain rule: log r, log alpha_0 (alpha_i proportional), gamma_p (alpha_i falls with z) ...
+    g = [float((w * d_r).sum()) * r,
+         float((w * d_alpha * alpha).sum()),
+         float((w * d_a * a).sum()),
+         float((w * d_b * b).sum())]
+    g += list(-(Zp.T @ (w * d_alpha * alpha)))
+    g += list(Zd.T @ (w * d_a * a))
+    g += list(Zd.T @ (w * d_b * b))
+    return total, np.array(g)
+
+
+class CovariateBetaGeoModel:
+    """BG/NBD or MBG/NBD with time-invariant covariates of the purchase and the dropout process.
+
+    Parameters
+    ----------
+    purchase : list of str
+        Covariates of the purchase rate (columns of the covariate table).
+    dropout : list of str
+        Covariates of dropout (they enter ``a`` and ``b``).
+    modified : bool, default False
+        MBG/NBD (dropout possible right after the first purchase too) instead of BG/NBD.
+    penalizer_coef : float, default 0
+        L2 penalty on the coefficients (not on r, alpha_0, a_0, b_0), added to the mean negative
+        log-likelihood.
+    reference : dict, optional
+        Reference level per categorical covariate (default: its most frequent level).
+
+    Attributes
+    ----------
+    params_ : pandas.Series
+        ``r, alpha, a, b`` (the reference customers': every covariate 0 or at its reference level),
+        then ``purchase: NAME``, ``dropout a: NAME``, ``dropout b: NAME`` coefficients.
+    standard_errors_ : pandas.Series
+        From the observed information (log scale for the four base parameters).
+    log_likelihood_ : float
+    """
+
+    def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *, modified: bool = False,
+                 penalizer_coef: float = 0.0, reference: dict[str, str] | None = None):
+        self.purchase = list(purchase or [])
+        self.dropout = list(dropout or [])
+        self.modified = bool(modified)
+        self.penalizer_coef = penalizer_coef
+        self.reference = dict(reference or {})
+
+    @property
+    def _long_name(self) -> str:
+        return ("MBG/NBD" if self.modified else "BG/NBD") + " with covariates"
+
+    # ---------------------------------------------------------------- fitting
+    def _designs(self, covariates: pd.DataFrame):
+        levels = getattr(self, "levels_", None)
+        dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
+        dd, ld = design_matrix(covariates, self.dropout, self.reference, levels)
+        return dp, dd, {**lp, **ld}
+
+    def fit(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> CovariateBetaGeoModel:
+        """Fit on an RFM table and a covariate table indexed like it (one row per customer)."""
+        check_rfm(rfm)
+        pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
+        if not covariates.index.equals(rfm.index):
+            try:
+                covariates = covariates.loc[rfm.index]
+            except KeyError:
+                raise DataValidationError("covariates must have a row for every customer of rfm (same index).") from None
+        for name in self.purchase + self.dropout:
+            if name not in covariates.columns:
+                raise DataValidationError(f"Covariate {name!r} is not a column of covariates {list(covariates.columns)}.")
+        self.levels_ = None
+        dp, dd, levels = self._designs(covariates)
+        # compressed: one row per distinct (history, covariate row)
+        Z = np.hstack([dp.matrix, dd.matrix])
+        zcode = pd.factorize(pd.MultiIndex.from_arrays(Z.T) if Z.shape[1] else np.zeros(len(rfm)))[0] \
+            if Z.shape[1] else np.zeros(len(rfm), np.int64)
+        x, tx, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        c = compress(x, tx, T, zcode.astype(np.int64))
+        ux, utx, uT, ucode = c.columns
+        first = pd.Series(np.arange(len(zcode))).groupby(zcode).first().to_numpy()
+        Zp, Zd = dp.matrix[first][ucode.astype(np.int64)], dd.matrix[first][ucode.astype(np.int64)]
+        w = c.weights
+        n = float(w.sum())
+        if float(w[ux > 0].sum()) == 0:
+            raise DataValidationError("No customer made a repeat purchase: nothing to learn rates or dropout from.")
+        kp, kd = Zp.shape[1], Zd.shape[1]
+        shift = int(self.modified)
+
+        def objective(theta):
+            total, g = _loglik(theta, ux, utx, uT, w, Zp, Zd, shift, grad=True)
+            coef = theta[4:]
+            value = -total / n + pen * float((coef**2).sum())
+            grad = -g / n
+            grad[4:] += 2 * pen * coef
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return 1e300, np.zeros_like(theta)
+            return value, grad
+
+        mean_x, mean_T = float((w * ux).sum() / n), float((w * uT).sum() / n)
+        # start at the plain model's estimates (no covariate effect)
+        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
+
+        base = (ModifiedBetaGeoModel if self.modified else BetaGeoModel)().fit(
+            pd.DataFrame({"frequency": ux, "recency": utx, "T": uT}), weights=w)
+        starts = [np.concatenate([np.log(base.params_.to_numpy()), np.zeros(kp + 2 * kd)]),
+                  np.concatenate([np.log([1.0, max(mean_T / max(mean_x, 1e-3), 1e-3), 1.0, 1.0]), np.zeros(kp + 2 * kd)])]
+        best = None
+        for s0 in starts:
+            res = optimize.minimize(objective, s0, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+            if best is None or res.fun < best.fun:
+                best = res
+            if np.linalg.norm(res.jac) < 1e-5:
+                break
+        if best is None or not np.isfinite(best.fun) or np.linalg.norm(best.jac) > 1e-3:
+            raise ConvergenceError(f"{self._long_name} did not converge (gradient norm "
+                                   f"{np.linalg.norm(best.jac):.2g}); add a small penalizer_coef or fewer covariates.")
+        theta = best.x
+        names = (["r", "alpha", "a", "b"] + [f"purchase: {v}" for v in dp.names]
+                 + [f"dropout a: {v}" for v in dd.names] + [f"dropout b: {v}" for v in dd.names])
+        self.theta_ = theta
+        self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
+        self.log_likelihood_ = _loglik(theta, ux, utx, uT, w, Zp, Zd, shift, grad=False)[0]
+        self.n_customers_ = int(round(n))
+        self.n_params_ = len(theta)
+        self.levels_ = levels
+        self.reference_ = {**dp.reference, **dd.reference}
+        self.purchase_names_, self.dropout_names_ = dp.names, dd.names
+        self.time_unit_ = rfm.attrs.get("time_unit")
+        # observed information by central differences of the analytic gradient (total, not mean)
+        k = len(theta)
+        hess = np.empty((k, k))
+        for j in range(k):
+            e = np.zeros(k)
+            e[j] = 1e-5
+            hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
+        hess = (hess + hess.T) / 2
+        try:
+            cov = np.linalg.inv(hess)
+            se = np.sqrt(np.clip(np.diag(cov), 0, None))
+        except np.linalg.LinAlgError:
+            cov, se = None, np.full(k, np.nan)
+        self.covariance_ = cov
+        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
+        return self
+
+    # ---------------------------------------------------------------- reading
+    def _check(self):
+        if not hasattr(self, "params_"):
+            from clvmodels.exceptions import NotFittedError
+
+            raise NotFittedError("This CovariateBetaGeoModel is not fitted yet; call fit(rfm, covariates) first.")
+
+    def effects(self, level: float = 0.95) -> pd.DataFrame:
+        """Each covariate's effect in words and numbers: the purchase-rate multiplier
+        ``exp(gamma_p)`` with its interval, and the dropout probability per purchase
+        ``a/(a+b)`` for a customer with the covariate against the reference customer."""
+        self._check()
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        r, alpha, a, b = self.params_.iloc[:4]
+        rows = []
+        for name in self.purchase_names_:
+            g, se = self.params_[f"purchase: {name}"], self.standard_errors_[f"purchase: {name}"]
+            lo, hi = np.exp(g - z * se), np.exp(g + z * se)
+            rows.append({"covariate": name, "process": "purchase rate", "estimate": np.exp(g), "lower": lo,
+                         "upper": hi, "words": f"customers with {name} buy {np.exp(g):.2f}x as often "
+                                               f"({level:.0%} interval {lo:.2f}-{hi:.2f})"})
+        base = a / (a + b)
+        for name in self.dropout_names_:
+            ga, gb = self.params_[f"dropout a: {name}"], self.params_[f"dropout b: {name}"]
+            aa, bb = a * np.exp(ga), b * np.exp(gb)
+            p = aa / (aa + bb)
+            rows.append({"covariate": name, "process": "dropout", "estimate": p / base, "lower": np.nan,
+                         "upper": np.nan, "words": f"customers with {name} leave after a purchase with probability "
+                                                   f"{p:.3f} against {base:.3f} for the reference ({p / base:.2f}x)"})
+        out = pd.DataFrame(rows)
+        out.attrs["reference"] = dict(self.reference_)
+        return out
+
+    def submodels(self, covariates: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
+        """Each customer's plain model: codes of the distinct covariate rows and one BG/NBD (or
+        MBG/NBD) per code with that row's ``alpha``, ``a``, ``b`` - every prediction of the
+        plain models then applies."""
+        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
+
+        self._check()
+        dp, dd, _ = self._designs(covariates)
+        Z = np.hstack([dp.matrix, dd.matrix])
+        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays(Z.T)) if Z.shape[1] else (
+            np.zeros(len(covariates), np.int64), [()])
+        first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
+        r, alpha, a, b = _rows(self.theta_, len(self.purchase_names_), len(self.dropout_names_),
+                               dp.matrix[first], dd.matrix[first])
+        cls = ModifiedBetaGeoModel if self.modified else BetaGeoModel
+        models = [cls.from_params({"r": r, "alpha": float(alpha[i]), "a": float(a[i]), "b": float(b[i])},
+                                  time_unit=self.time_unit_) for i in range(len(first))]
+        return np.asarray(codes), models
+
+    def predict(self, method: str, rfm: pd.DataFrame, covariates: pd.DataFrame, *args: Any) -> pd.Series:
+        """A plain model's prediction (``"probability_alive"``, ``"expected_purchases"``,
+        ``"probability_alive_after"``, ...) per customer, each with their covariates' model."""
+        codes, models = self.submodels(covariates.loc[rfm.index])
+        parts = [getattr(m, method)(rfm[codes == i], *args) for i, m in enumerate(models)]
+        return pd.concat(parts).reindex(rfm.index)
+
+    def forecast(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, **settings: Any) -> pd.DataFrame:
+        """:func:`clvmodels.forecast` per covariate group, joined back in the order of ``rfm``."""
+        import clvmodels
+
+        codes, models = self.submodels(covariates.loc[rfm.index])
+        parts = [clvmodels.forecast(m, spend_model, rfm[codes == i], **settings) for i, m in enumerate(models)]
+        return pd.concat(parts).reindex(rfm.index)
+
+    def what_if(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, dropout_like: dict[str, Any],
+                **settings: Any) -> pd.DataFrame:
+        """CLV as forecast and if the dropout covariates were as ``dropout_like`` says (e.g.
+        ``{"channel": "A"}``: channel B customers dropping out like channel A's), purchases
+        unchanged."""
+        import clvmodels
+        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
+
+        self._check()
+        cov = covariates.loc[rfm.index]
+        changed = cov.copy()
+        for k, v in dropout_like.items():
+            if k not in self.dropout:
+                raise ParameterError(f"{k!r} is not a dropout covariate of this model ({self.dropout}).")
+            changed[k] = v
+        dp, _, _ = self._designs(cov)
+        _, dd2, _ = self._designs(changed)
+        r, alpha, a, b = _rows(self.theta_, len(self.purchase_names_), len(self.dropout_names_), dp.matrix, dd2.matrix)
+        groups = pd.DataFrame({"alpha": alpha, "a": a, "b": b}).round(12)
+        codes, uniq = pd.factorize(pd.MultiIndex.from_frame(groups))
+        cls = ModifiedBetaGeoModel if self.modified else BetaGeoModel
+        parts = []
+        for i, (al, aa, bb) in enumerate(uniq):
+            m = cls.from_params({"r": r, "alpha": al, "a": aa, "b": bb}, time_unit=self.time_unit_)
+            parts.append(clvmodels.forecast(m, spend_model, rfm[codes == i], **settings))
+        after = pd.concat(parts).reindex(rfm.index)
+        before = self.forecast(spend_model, rfm, covariates, **settings)
+        return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
+                             "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)
+
+
+def likelihood_ratio_test(restricted: Any, full: Any) -> dict[str, float]:
+    """Likelihood-ratio test of a model against a larger one it is nested in (e.g. without and
+    with a covariate): ``2 (LL_full - LL_restricted)`` against chi-squared with the difference in
+    parameters as degrees of freedom."""
+    def n_params(m):
+        return getattr(m, "n_params_", None) or len(m.params_)
+
+    df = n_params(full) - n_params(restricted)
+    if df <= 0:
+        raise ParameterError("The full model must have more parameters than the restricted one.")
+    stat = 2.0 * (float(full.log_likelihood_) - float(restricted.log_likelihood_))
+    return {"statistic": stat, "df": float(df), "p_value": float(stats.chi2.sf(max(stat, 0.0), df))}

@@ -1,0 +1,99 @@
+"""Time-invariant covariates in BG/NBD and MBG/NBD (issue 17, item 1): Fader & Hardie's note on
+covariates, fitted on compressed statistics with an analytic gradient."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize
+
+import clvmodels
+from clvmodels.datasets import simulate_transactions
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.models.covariates import CovariateBetaGeoModel, _loglik, likelihood_ratio_test
+
+# per channel: (alpha, a, b); r = 0.5. B buys 1.9x as often and leaves more, C buys less, leaves less
+SPEC = {"A": (5.0, 0.8, 2.5), "B": (5.0 / 1.9, 1.2, 2.5), "C": (6.5, 0.8, 5.0)}
+
+
+@pytest.fixture(scope="module")
+def channels():
+    logs = []
+    for i, (ch, (alpha, a, b)) in enumerate(SPEC.items()):
+        sim = simulate_transactions(6000 if ch != "C" else 4000, r=0.5, alpha=alpha, a=a, b=b, seed=10 + i)
+        logs.append(sim.transactions.assign(customer_id=ch + sim.transactions["customer_id"].astype(str)))
+    rfm = clvmodels.rfm_summary(pd.concat(logs), time_unit="W")
+    covs = pd.DataFrame({"channel": rfm.index.str[0], "score": (rfm.index.str.len() % 3).astype(float)},
+                        index=rfm.index)
+    return rfm, covs
+
+
+def test_gradient_is_the_derivative(channels):
+    rfm, covs = channels
+    sub = rfm.iloc[::37]
+    x, tx, T = (sub[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    Zp = np.c_[(covs.loc[sub.index, "channel"] == "B").to_numpy(float), covs.loc[sub.index, "score"].to_numpy()]
+    Zd = (covs.loc[sub.index, "channel"] == "C").to_numpy(float)[:, None]
+    w = np.ones_like(x)
+    theta = np.array([np.log(0.6), np.log(4.0), np.log(0.9), np.log(2.0), 0.3, -0.1, 0.2, -0.4])
+    for shift in (0, 1):
+        numeric = optimize.approx_fprime(theta, lambda th, s=shift: _loglik(th, x, tx, T, w, Zp, Zd, s, False)[0], 1e-7)
+        np.testing.assert_allclose(_loglik(theta, x, tx, T, w, Zp, Zd, shift, True)[1], numeric, rtol=2e-4, atol=1e-3)
+
+
+def test_without_covariates_it_is_the_plain_model(sample_rfm):
+    empty = pd.DataFrame(index=sample_rfm.index)
+    for modified, plain in ((False, clvmodels.BetaGeoModel), (True, clvmodels.ModifiedBetaGeoModel)):
+        m = CovariateBetaGeoModel(modified=modified).fit(sample_rfm, empty)
+        p = plain().fit(sample_rfm)
+        np.testing.assert_allclose(m.params_.to_numpy(), p.params_.to_numpy(), rtol=1e-4)
+        assert m.log_likelihood_ == pytest.approx(p.log_likelihood_, rel=1e-9)
+
+
+def test_recovers_the_effects_and_says_them(channels):
+    rfm, covs = channels
+    m = CovariateBetaGeoModel(purchase=["channel"], dropout=["channel"]).fit(rfm, covs)
+    assert m.reference_ == {"channel": "A"}  # the most frequent level (A and B tie; A first by name)
+    est = m.params_
+    assert np.exp(est["purchase: channel=B"]) == pytest.approx(1.9, rel=0.1)
+    assert np.exp(est["purchase: channel=C"]) == pytest.approx(5.0 / 6.5, rel=0.1)
+    eff = m.effects().set_index("covariate")
+    b_rate = eff[eff["process"] == "purchase rate"].loc["channel=B"]
+    assert b_rate["lower"] < 1.9 < b_rate["upper"]
+    assert "customers with channel=B buy 1." in b_rate["words"] and "95% interval" in b_rate["words"]
+    drop = eff[eff["process"] == "dropout"]
+    # dropout per purchase a/(a+b): B 0.32, C 0.14, reference 0.24
+    assert drop.loc["channel=B", "estimate"] > 1.15 and drop.loc["channel=C", "estimate"] < 0.8
+    plain = clvmodels.BetaGeoModel().fit(rfm)
+    lr = likelihood_ratio_test(plain, m)
+    assert lr["df"] == 6 and lr["p_value"] < 1e-10
+    # predictions per customer are those of the plain model with the customer's parameters
+    codes, models = m.submodels(covs)
+    one = rfm.index[codes == 1][:5]
+    np.testing.assert_allclose(m.predict("expected_purchases", rfm, covs, 26).loc[one],
+                               models[1].expected_purchases(rfm.loc[one], 26))
+    spend = clvmodels.GammaGammaModel().fit(rfm)
+    wi = m.what_if(spend, rfm, covs, {"channel": "A"}, horizon=26)
+    a_customers = covs["channel"] == "A"
+    np.testing.assert_allclose(wi.loc[a_customers, "clv_what_if"], wi.loc[a_customers, "clv"])
+    b = covs["channel"] == "B"
+    assert wi.loc[b, "clv_what_if"].sum() > wi.loc[b, "clv"].sum()  # B customers dropping out like A's
+
+
+def test_penalty_reference_and_bad_covariates(channels):
+    rfm, covs = channels
+    free = CovariateBetaGeoModel(purchase=["channel"]).fit(rfm, covs)
+    shrunk = CovariateBetaGeoModel(purchase=["channel"], penalizer_coef=0.5).fit(rfm, covs)
+    assert abs(shrunk.params_["purchase: channel=B"]) < abs(free.params_["purchase: channel=B"])
+    other = CovariateBetaGeoModel(purchase=["channel"], reference={"channel": "C"}).fit(rfm, covs)
+    assert "purchase: channel=A" in other.params_.index and "purchase: channel=C" not in other.params_.index
+    assert other.log_likelihood_ == pytest.approx(free.log_likelihood_, rel=1e-7)  # the same model, recoded
+    with pytest.raises(DataValidationError, match="Covariate 'region' is not a column"):
+        CovariateBetaGeoModel(purchase=["region"]).fit(rfm, covs)
+    with pytest.raises(DataValidationError, match="missing for 1 customer"):
+        CovariateBetaGeoModel(purchase=["channel"]).fit(rfm, covs.assign(channel=[None] + list(covs["channel"][1:])))
+    with pytest.raises(DataValidationError, match="level\\(s\\) \\['Z'\\] the model was not fitted with"):
+        free.predict("probability_alive", rfm.iloc[:3], covs.iloc[:3].assign(channel="Z"))
+    with pytest.raises(ParameterError, match="Reference level 'Q'"):
+        CovariateBetaGeoModel(purchase=["channel"], reference={"channel": "Q"}).fit(rfm, covs)
