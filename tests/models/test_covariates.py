@@ -97,3 +97,36 @@ def test_penalty_reference_and_bad_covariates(channels):
         free.predict("probability_alive", rfm.iloc[:3], covs.iloc[:3].assign(channel="Z"))
     with pytest.raises(ParameterError, match="Reference level 'Q'"):
         CovariateBetaGeoModel(purchase=["channel"], reference={"channel": "Q"}).fit(rfm, covs)
+
+
+def test_gamma_gamma_with_covariates():
+    """Spend per purchase scaled by exp(gamma z) (v_i = v_0 exp(gamma z)): the multiplier is
+    recovered, no covariate is plain Gamma-Gamma, and the gradient is the derivative."""
+    from clvmodels.models.covariates import CovariateGammaGammaModel, _gg_loglik
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    vip = rng.random(n) < 0.3
+    x = rng.integers(1, 12, n).astype(float)
+    p, q, v0 = 6.0, 4.0, 15.0
+    nu = rng.gamma(q, 1.0 / (v0 * np.where(vip, 1.8, 1.0)))  # rate: VIPs' spend scale 1.8x
+    mbar = rng.gamma(p * x, 1.0 / (nu * x))
+    rfm = pd.DataFrame({"frequency": x, "recency": x, "T": 50.0, "monetary_value": mbar},
+                       index=pd.Index([f"c{i}" for i in range(n)], name="customer_id"))
+    covs = pd.DataFrame({"segment": np.where(vip, "vip", "standard")}, index=rfm.index)
+    m = CovariateGammaGammaModel(spend=["segment"]).fit(rfm, covs)
+    assert m.reference_ == {"segment": "standard"}
+    assert np.exp(m.params_["spend: segment=vip"]) == pytest.approx(1.8, rel=0.06)
+    eff = m.effects().iloc[0]
+    assert eff["lower"] < 1.8 < eff["upper"] and "spend 1." in eff["words"]
+    plain = clvmodels.GammaGammaModel().fit(rfm)
+    none = CovariateGammaGammaModel().fit(rfm, covs)
+    np.testing.assert_allclose(none.params_.to_numpy(), plain.params_.to_numpy(), rtol=1e-4)
+    assert likelihood_ratio_test(none, m)["p_value"] < 1e-10
+    spend = m.expected_spend(rfm, covs)
+    assert spend[vip].mean() > 1.5 * spend[~vip].mean()
+    theta = np.array([np.log(5.0), np.log(3.0), np.log(12.0), 0.4])
+    Z = vip[:300, None].astype(float)
+    f = lambda th: _gg_loglik(th, x[:300], mbar[:300], np.ones(300), Z, False)[0]  # noqa: E731
+    np.testing.assert_allclose(_gg_loglik(theta, x[:300], mbar[:300], np.ones(300), Z, True)[1],
+                               optimize.approx_fprime(theta, f, 1e-7), rtol=1e-4)

@@ -11,7 +11,7 @@ from clvmodels.models.contractual import (
     ShiftedBetaGeometricModel,
     subscription_periods,
 )
-from clvmodels.models.covariates import CovariateBetaGeoModel, likelihood_ratio_test
+from clvmodels.models.covariates import CovariateBetaGeoModel, CovariateGammaGammaModel, likelihood_ratio_test
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
@@ -19,7 +19,8 @@ from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihoo
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
-    "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "likelihood_ratio_test",
+    "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "CovariateGammaGammaModel",
+    "likelihood_ratio_test",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",
     "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
