@@ -11,7 +11,11 @@ from clvmodels.models.contractual import (
     ShiftedBetaGeometricModel,
     subscription_periods,
 )
-from clvmodels.models.covariates import CovariateBetaGeoModel, CovariateGammaGammaModel, likelihood_ratio_test
+from clvmodels.models.covariates import (
+    CovariateBetaGeoModel,
+    CovariateGammaGammaModel,
+    likelihood_ratio_test,
+)
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
