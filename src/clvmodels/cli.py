@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="an earlier report folder to compare with (since the last run); default: the latest "
                           "earlier run of the same title in --output; 'none' for no comparison")
     _source_arguments(rep)
+    rep.add_argument("--customers", metavar="CUSTOMERS_FILE",
+                     help="a customer table (CSV or Parquet, one row per customer, joined on the customer id): "
+                          "with -p covariates [channel, region] the report measures their effects, with "
+                          "-p segment_col region it summarises the forecast per segment")
     rep.add_argument("--kind", choices=["transactions", "subscription"], default="transactions",
                      help="transactions (default): a purchase log (customer, date, amount); subscription: a "
                           "subscription log, one row per subscriber (customer, start, end - empty while active - "
@@ -316,7 +320,8 @@ def report(args: argparse.Namespace) -> Any:
     for flag, name in (("input", "input_path"), ("dataset", "dataset"), ("customer_col", "customer_col"),
                        ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
                        ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
-                       ("table", "input_table"), ("spark_master", "spark_master"), ("previous", "previous")):
+                       ("table", "input_table"), ("spark_master", "spark_master"), ("previous", "previous"),
+                       ("customers", "customers_path")):
         value = getattr(args, flag)
         if value is not None:
             params[name] = value
@@ -338,7 +343,7 @@ def _subscription_report(args: argparse.Namespace) -> Any:
 
     template = args.template or "subscription_report"
     wrong = [f"--{flag.replace('_', '-')}" for flag in ("dataset", "date_col", "date_format", "refunds", "engine",
-                                                        "table", "spark_master")
+                                                        "table", "spark_master", "customers")
              if getattr(args, flag) is not None] + (["--spark-conf"] if args.spark_conf else [])
     if wrong:
         raise ParameterError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for transaction logs; "

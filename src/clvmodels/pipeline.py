@@ -73,6 +73,8 @@ class Analysis:
     """What :func:`clvmodels.cohorts.detect_left_truncation` found (None: not checked)."""
     since: Any = None
     """The comparison with the previous run (:class:`clvmodels.since.SinceLastRun`)."""
+    attributes: Any = None
+    """What the customer table says (:class:`clvmodels.attributes.CustomerAttributes`; None without one)."""
 
     def __post_init__(self) -> None:
         from clvmodels.reporting import data_overview
@@ -296,6 +298,13 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     from clvmodels.forecast import FORECAST_COLUMNS, _settings
     from clvmodels.tiers import TIERS, grouped_tier_intervals, grouped_what_if, widen_intervals
 
+    if cfg.customers_path:
+        from clvmodels.exceptions import ParameterError
+
+        raise ParameterError("A customer table (customers_path, --customers) is used with the customer table in "
+                             "memory; this log is scored in the engine (Spark, or more than "
+                             f"{ENGINE_SCORING_ABOVE:,} customers). Leave the customer table out, or use "
+                             "scoring 'memory' on a machine that holds the customers.")
     stats = scoring.compressed_rfm(log, time_unit=cfg.time_unit, observation_end=obs_end)
     lap("load and RFM")
     n = stats.customers
@@ -445,7 +454,14 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
                         left_truncation=trunc)
     analysis.since = _since_last_run(cfg, log, obs_end, fc, tiers)
-    extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since),
+    if cfg.customers_path:
+        from clvmodels.attributes import customer_attributes
+
+        cal = (clvmodels.calibration_holdout(log, calibration_end=cal_end, observation_end=obs_end,
+                                             time_unit=cfg.time_unit) if cal_end else None)
+        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model, cal, selection)
+        lap("customer table")
+    extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since), **_attribute_tables(analysis.attributes),
              **({"model_selection": selection.table} if selection is not None else {})}
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
                    models={"purchase_model": model, "gamma_gamma": spend}, config=cfg, extra_tables=extra)
@@ -473,6 +489,18 @@ def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, fc: pd.DataFrame 
     else:
         folder = Path(choice)
     return compare_runs(folder, log=log, forecast=fc, tiers=tiers, scores=scores, observation_end=obs_end)
+
+
+def _attribute_tables(attributes: Any) -> dict[str, pd.DataFrame]:
+    """The customer table's results as files of the run."""
+    if attributes is None:
+        return {}
+    out = {}
+    if attributes.effects is not None:
+        out["covariate_effects"] = attributes.effects
+    if attributes.segments is not None:
+        out["segments"] = attributes.segments
+    return out
 
 
 def _since_tables(since: Any) -> dict[str, pd.DataFrame]:

@@ -56,6 +56,9 @@ class ReportConfig:
     scoring: str = "auto"
     left_truncation: str = "auto"
     previous: str = "auto"
+    customers_path: str = ""
+    covariates: list[str] = field(default_factory=list)
+    segment_col: str = ""
 
     @property
     def unit_name(self) -> str:
@@ -137,8 +140,20 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     if p["engine"] == "spark" and not spark_available():
         raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
                              "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
-    for name in ("input_table", "spark_master"):
+    for name in ("input_table", "spark_master", "customers_path", "segment_col"):
         _text(name, p[name])
+    if not isinstance(p["covariates"], list) or not all(isinstance(c, str) and c for c in p["covariates"]):
+        raise ParameterError(f"Parameter 'covariates' is a list of column names of the customer table, e.g. "
+                             f"[channel, region]; got {p['covariates']!r}.")
+    if (p["covariates"] or p["segment_col"]) and not p["customers_path"]:
+        raise ParameterError("Parameters 'covariates' and 'segment_col' name columns of the customer table: give it "
+                             "with customers_path (command line: --customers customers.csv).")
+    if p["customers_path"] and not Path(p["customers_path"]).exists():
+        raise ParameterError(f"Parameter 'customers_path': {p['customers_path']!r} does not exist "
+                             "(command line: --customers).")
+    if p["customers_path"] and p["scoring"] == "engine":
+        raise ParameterError("A customer table (customers_path) is used with the customer table in memory; "
+                             "set scoring to 'memory' or 'auto'.")
     if p["engine"] != "spark" and (p["input_table"] or p["spark_master"] or p["spark_conf"]):
         given = [n for n in ("input_table", "spark_master", "spark_conf") if p[n]]
         raise ParameterError(f"Parameter(s) {given} need engine='spark' (got engine={p['engine']!r}).")

@@ -483,3 +483,48 @@ def overview_table(time_unit: str, observation_end: str, customers: int, repeat_
 
 
 # ------------------------------------------------------------------ running templates
+
+
+def md_customer_table(attributes: Any) -> str:
+    """The customer table's section in sentences (Markdown); user text escaped."""
+    if attributes is None:
+        return ("No customer table was given. With one (`--customers customers.csv`, one row per customer), "
+                "`-p covariates [channel, region]` measures how attributes change purchasing, dropout and spend, "
+                "and `-p segment_col region` summarises the forecast per segment.")
+    lines = []
+    if attributes.effects is not None and len(attributes.effects):
+        ref = attributes.effects.attrs.get("reference", {})
+        if ref:
+            lines.append("Effects are against the reference customers: "
+                         + ", ".join(f"{md_escape(k)} = {md_escape(v)}" for k, v in ref.items()) + ".")
+        lines += [f"* {md_escape(w)}" for w in attributes.effects["words"]]
+    if attributes.tests is not None:
+        for process, row in attributes.tests.iterrows():
+            verdict = "matter" if row["p_value"] < 0.05 else "do not clearly matter"
+            lines.append(f"* For {md_escape(process)} the attributes {verdict} (likelihood-ratio test: "
+                         f"statistic {row['statistic']:.1f} on {row['df']:.0f} degrees of freedom, p = {row['p_value']:.2g}).")
+    if attributes.backtest:
+        b = attributes.backtest
+        better = "better" if b["mse"] < b["chosen_mse"] else "no better"
+        lines.append(f"* On the backtest, {md_escape(b['model'])} forecast the holdout {better} than the chosen "
+                     f"{md_escape(b['chosen'])} (mean squared error {b['mse']:.4g} against {b['chosen_mse']:.4g}; "
+                     f"total {b['aggregate_pct_error']:+.1f}%). The forecasts in this report come from "
+                     f"{md_escape(b['chosen'])} without the attributes.")
+    lines += [f"* {md_escape(n)}" for n in attributes.notes]
+    return "\n".join(lines) if lines else "The customer table was read; no covariates or segment were named."
+
+
+def format_segments(segments: pd.DataFrame, *, clv: str = "CLV", money: str = ""):
+    """The forecast per segment of the customer table."""
+    out = pd.DataFrame({
+        "Customers": segments["customers"], f"Value ({clv}){money}": segments["total_clv"],
+        "Share of value": segments["share_of_clv"], "Mean value": segments["mean_clv"],
+        "Expected purchases": segments["expected_purchases"], "Expected to leave": segments["expected_to_leave"],
+        "Platinum or Gold": segments["share_platinum_or_gold"],
+    })
+    out.index = out.index.astype(str).rename(None)
+    out.columns.name = "Segment"
+    return _inert(out.style).format({"Customers": "{:,.0f}", f"Value ({clv}){money}": "{:,.0f}",
+                                     "Share of value": "{:.0%}", "Mean value": "{:,.2f}",
+                                     "Expected purchases": "{:,.0f}", "Expected to leave": "{:,.0f}",
+                                     "Platinum or Gold": "{:.0%}"}, escape="html")

@@ -1,0 +1,152 @@
+"""What a customer table says beside the transaction log (issue 17, item 5).
+
+A customer table (``--customers customers.csv``: one row per customer, joined on the id) adds
+attributes such as the acquisition channel or the region. This module reads it, fits the
+covariate models of :mod:`clvmodels.models.covariates` on the named attributes (purchase rate
+and dropout: BG/NBD or MBG/NBD with covariates; spend: Gamma-Gamma with covariates), tests each
+against the model without them (likelihood ratio), checks on the report's own backtest whether
+the covariates would have forecast the holdout better, and summarises the forecast per segment.
+The report's forecasts themselves come from the model the backtest chose; the report says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clvmodels.exceptions import ClvModelsError, DataValidationError
+
+__all__ = ["CustomerAttributes", "read_customer_table", "customer_attributes", "segment_table"]
+
+
+@dataclass
+class CustomerAttributes:
+    effects: pd.DataFrame | None = None
+    tests: pd.DataFrame | None = None
+    backtest: dict | None = None
+    segments: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_customer_table(path: str | Path, id_col: str, ids: pd.Index) -> pd.DataFrame:
+    """The customer table at ``path`` (CSV or Parquet), indexed by ``id_col`` as text and
+    aligned to ``ids``; every customer of the log needs a row."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype={id_col: str})
+    except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
+        raise DataValidationError(f"Could not read the customer table '{path}': {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    if id_col not in table.columns:
+        raise DataValidationError(f"The customer table '{path}' has no column {id_col!r} (the customer id column of "
+                                  f"the log); it has {list(table.columns)}.")
+    table[id_col] = table[id_col].astype(str)
+    if table[id_col].duplicated().any():
+        dup = table.loc[table[id_col].duplicated(), id_col].head(3).tolist()
+        raise DataValidationError(f"The customer table '{path}' has more than one row for customer(s) {dup}.")
+    table = table.set_index(id_col)
+    want = ids.astype(str)
+    missing = want.difference(table.index)
+    if len(missing):
+        raise DataValidationError(f"{len(missing):,} customer(s) of the log have no row in the customer table "
+                                  f"'{path}', e.g. {list(missing[:3])}.")
+    out = table.loc[want]
+    out.index = ids
+    return out
+
+
+def segment_table(forecast: pd.DataFrame, tiers: pd.Series, segments: pd.Series) -> pd.DataFrame:
+    """Per segment: customers, value and its share, expected purchases, customers expected to
+    leave during the horizon, and the share of the segment that is Platinum or Gold."""
+    seg = segments.reindex(forecast.index).astype(str)
+    active = forecast["p_alive"]
+    df = pd.DataFrame({"segment": seg.to_numpy(), "clv": forecast["clv"].to_numpy(),
+                       "purchases": forecast["expected_purchases"].to_numpy(),
+                       "leaving": (active * forecast["churn_probability_during_horizon"]).to_numpy()
+                       if "churn_probability_during_horizon" in forecast else np.nan,
+                       "top": tiers.reindex(forecast.index).astype(str).isin(["Platinum", "Gold"]).to_numpy()})
+    g = df.groupby("segment")
+    out = pd.DataFrame({"customers": g.size(), "total_clv": g["clv"].sum(), "mean_clv": g["clv"].mean(),
+                        "expected_purchases": g["purchases"].sum(), "expected_to_leave": g["leaving"].sum(),
+                        "share_platinum_or_gold": g["top"].mean()})
+    out["share_of_clv"] = out["total_clv"] / out["total_clv"].sum() if out["total_clv"].sum() else np.nan
+    out = out.sort_values("total_clv", ascending=False)
+    out.index.name = "segment"
+    return out
+
+
+def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tiers: pd.Series, model: Any,
+                        cal: pd.DataFrame | None = None, selection: Any = None) -> CustomerAttributes | None:
+    """The customer table's section of the report (None without a customer table); ``cal`` and
+    ``selection``: the report's backtest table and model choice, to score the covariates there."""
+    if not cfg.customers_path:
+        return None
+    import clvmodels
+    from clvmodels.models.covariates import (
+        CovariateBetaGeoModel,
+        CovariateGammaGammaModel,
+        likelihood_ratio_test,
+    )
+
+    table = read_customer_table(cfg.customers_path, cfg.customer_col, rfm.index)
+    for col in [*cfg.covariates, *([cfg.segment_col] if cfg.segment_col else [])]:
+        if col not in table.columns:
+            raise DataValidationError(f"The customer table has no column {col!r} (named in covariates or "
+                                      f"segment_col); it has {list(table.columns)}.")
+    out = CustomerAttributes()
+    if cfg.segment_col:
+        out.segments = segment_table(forecast, tiers, table[cfg.segment_col])
+    if not cfg.covariates:
+        return out
+    modified = type(model).__name__ in ("ModifiedBetaGeoModel", "MBGCNBDModel")
+    family = "MBG/NBD" if modified else "BG/NBD"
+    if type(model).__name__ not in ("BetaGeoModel", "ModifiedBetaGeoModel"):
+        out.notes.append(f"Covariates are modelled in BG/NBD and MBG/NBD; the forecasts use {model._long_name}, so "
+                         f"the effects below are those of {family} with covariates.")
+    try:
+        with_cov = CovariateBetaGeoModel(purchase=cfg.covariates, dropout=cfg.covariates, modified=modified).fit(
+            rfm, table)
+        plain = (clvmodels.ModifiedBetaGeoModel if modified else clvmodels.BetaGeoModel)().fit(rfm)
+        spend_cov = CovariateGammaGammaModel(spend=cfg.covariates).fit(rfm, table)
+        plain_spend = CovariateGammaGammaModel().fit(rfm, table)
+    except ClvModelsError as exc:
+        out.notes.append(f"The covariate models could not be fitted: {str(exc).splitlines()[0]}")
+        return out
+    out.effects = pd.concat([with_cov.effects(), spend_cov.effects()], ignore_index=True)
+    out.effects.attrs["reference"] = {**with_cov.reference_, **spend_cov.reference_}
+    rows = []
+    for what, restricted, full in ((f"purchases and dropout ({family})", plain, with_cov),
+                                   ("spend (Gamma-Gamma)", plain_spend, spend_cov)):
+        lr = likelihood_ratio_test(restricted, full)
+        rows.append({"process": what, **lr})
+    out.tests = pd.DataFrame(rows).set_index("process")
+    # the report's own backtest: would the covariates have forecast the holdout better?
+    if cal is not None and selection is not None:
+        try:
+            out.backtest = covariate_backtest(cal, table, cfg.covariates, modified,
+                                              float(selection.table.loc[selection.chosen, "mse"]), selection.chosen)
+        except ClvModelsError as exc:
+            out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
+    return out
+
+
+def covariate_backtest(cal: pd.DataFrame, table: pd.DataFrame, covariates: list[str], modified: bool,
+                       chosen_mse: float, chosen_name: str) -> dict:
+    """Holdout mean squared error of BG/NBD (MBG/NBD) with covariates on the report's backtest,
+    beside the chosen model's."""
+    from clvmodels.models.covariates import CovariateBetaGeoModel
+
+    tab = table.loc[cal.index]
+    m = CovariateBetaGeoModel(purchase=covariates, dropout=covariates, modified=modified).fit(cal, tab)
+    pred = m.predict("expected_purchases", cal, tab, float(cal["duration_holdout"].iloc[0]))
+    mse = float(((pred - cal["frequency_holdout"]) ** 2).mean())
+    return {"model": m._long_name, "mse": mse, "chosen": chosen_name, "chosen_mse": float(chosen_mse),
+            "aggregate_pct_error": float(100 * (pred.sum() - cal["frequency_holdout"].sum())
+                                         / cal["frequency_holdout"].sum())}
