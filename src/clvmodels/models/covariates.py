@@ -97,39 +97,107 @@ def _rows(theta: np.ndarray, kp: int, kd: int, Zp, Zd):
     return r, alpha, a, b
 
 
+@dataclass
+class _Prepared:
+    """Rows (distinct history x covariate row) with weights, the distinct covariate rows, and
+    each row's index into the distinct (x, row), (T, row) and (t_x, row) pairs: the gamma, beta
+    and log terms are evaluated once per pair, not per row."""
+
+    x: np.ndarray
+    w: np.ndarray
+    code: np.ndarray
+    Zp: np.ndarray
+    Zd: np.ndarray
+    xs: np.ndarray
+    xs_code: np.ndarray
+    ix: np.ndarray
+    Ts: np.ndarray
+    Ts_code: np.ndarray
+    iT: np.ndarray
+    txs: np.ndarray
+    txs_code: np.ndarray
+    itx: np.ndarray
+
+
+def _pairs(values: np.ndarray, code: np.ndarray):
+    inverse, uniques = pd.factorize(pd.MultiIndex.from_arrays([values, code]))
+    arr = np.asarray(uniques.tolist(), float).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1].astype(np.int64), inverse
+
+
+def _prepare(x, tx, T, w, code, Zp_rows, Zd_rows) -> _Prepared:
+    """``Zp_rows``/``Zd_rows``: the design of each distinct covariate row (indexed by ``code``)."""
+    code = np.asarray(code, np.int64)
+    xs, xs_code, ix = _pairs(np.asarray(x, float), code)
+    Ts, Ts_code, iT = _pairs(np.asarray(T, float), code)
+    txs, txs_code, itx = _pairs(np.asarray(tx, float), code)
+    return _Prepared(np.asarray(x, float), np.asarray(w, float), code, Zp_rows, Zd_rows, xs, xs_code, ix,
+                     Ts, Ts_code, iT, txs, txs_code, itx)
+
+
 def _loglik(theta, x, tx, T, w, Zp, Zd, shift: int, grad: bool):
-    """Weighted log-likelihood of BG/NBD (shift 0) or MBG/NBD (shift 1) with per-row alpha, a,
-    b, and its gradient in the parameter vector."""
-    kp, kd = Zp.shape[1], Zd.shape[1]
-    r, alpha, a, b = _rows(theta, kp, kd, Zp, Zd)
-    lnB = special.betaln(a, b)
-    A2 = special.betaln(a, b + x + shift) - lnB - (r + x) * np.log(alpha + T)
-    has3 = (x > 0) | (shift > 0)
+    """:func:`_loglik_prepared` on per-row designs (each row its own covariate row)."""
+    Z = np.hstack([Zp, Zd])
+    code = pd.factorize(pd.MultiIndex.from_arrays(Z.T))[0] if Z.shape[1] else np.zeros(len(x), np.int64)
+    first = pd.Series(np.arange(len(code))).groupby(code).first().to_numpy()
+    return _loglik_prepared(theta, _prepare(x, tx, T, w, code, Zp[first], Zd[first]), shift, grad)
+
+
+def _loglik_prepared(theta, d: _Prepared, shift: int, grad: bool):
+    """Weighted log-likelihood of BG/NBD (shift 0) or MBG/NBD (shift 1) with per-covariate-row
+    alpha, a, b, and its gradient in the parameter vector (4 log-parameters, gamma_p, gamma_a,
+    gamma_b)."""
+    kp, kd = d.Zp.shape[1], d.Zd.shape[1]
+    r, alpha_g, a_g, b_g = _rows(theta, kp, kd, d.Zp, d.Zd)  # per covariate row
+    x, w = d.x, d.w
+    # per (x, row)
+    a_x, b_x, xs = a_g[d.xs_code], b_g[d.xs_code], d.xs
+    lnB = special.betaln(a_x, b_x)
+    lb2 = special.betaln(a_x, b_x + xs + shift) - lnB
+    has3_x = (xs > 0) | (shift > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        A3 = np.where(has3, special.betaln(a + 1, np.maximum(b + x - 1 + shift, 1e-300)) - lnB
-                      - (r + x) * np.log(alpha + tx), -np.inf)
+        lb3 = np.where(has3_x, special.betaln(a_x + 1, np.maximum(b_x + xs - 1 + shift, 1e-300)) - lnB, -np.inf)
+    a1 = special.gammaln(r + xs) - special.gammaln(r) + r * np.log(alpha_g[d.xs_code])
+    # per (T, row) and (t_x, row)
+    lT = np.log(alpha_g[d.Ts_code] + d.Ts)
+    ltx = np.log(alpha_g[d.txs_code] + d.txs)
+    rx = r + x
+    A2 = lb2[d.ix] - rx * lT[d.iT]
+    A3 = lb3[d.ix] - rx * ltx[d.itx]
     both = np.logaddexp(A2, A3)
-    ll = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha) + both
+    ll = a1[d.ix] + both
     total = float((w * ll).sum())
     if not grad:
         return total, None
     w3 = np.exp(A3 - both)
     w2 = 1.0 - w3
-    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + x + shift)
-    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w2 * np.log(alpha + T) - w3 * np.log(alpha + tx)
-    d_alpha = r / alpha - (r + x) * (w2 / (alpha + T) + w3 / (alpha + tx))
-    d_a = w2 * (psi_ab - psi_abx) + w3 * (special.digamma(a + 1) - special.digamma(a) + psi_ab - psi_abx)
+    alpha = alpha_g[d.code]
+    # per (x, row) pieces of the a and b derivatives
+    psi_ab = special.digamma(a_x + b_x)
+    psi_abx = special.digamma(a_x + b_x + xs + shift)
+    da2, da3 = psi_ab - psi_abx, special.digamma(a_x + 1) - special.digamma(a_x) + psi_ab - psi_abx
     with np.errstate(invalid="ignore"):
-        db3 = np.where(has3, special.digamma(np.maximum(b + x - 1 + shift, 1e-300)), 0.0)
-    d_b = (w2 * special.digamma(b + x + shift) + w3 * db3 - special.digamma(b) + psi_ab - psi_abx)
-    # chain rule: log r, log alpha_0 (alpha_i proportional), gamma_p (alpha_i falls with z) ...
-    g = [float((w * d_r).sum()) * r,
-         float((w * d_alpha * alpha).sum()),
-         float((w * d_a * a).sum()),
-         float((w * d_b * b).sum())]
-    g += list(-(Zp.T @ (w * d_alpha * alpha)))
-    g += list(Zd.T @ (w * d_a * a))
-    g += list(Zd.T @ (w * d_b * b))
+        db3 = np.where(has3_x, special.digamma(np.maximum(b_x + xs - 1 + shift, 1e-300)), 0.0)
+    db2 = special.digamma(b_x + xs + shift) - special.digamma(b_x) + psi_ab - psi_abx
+    db3 = db3 - special.digamma(b_x) + psi_ab - psi_abx
+    nx = len(xs)
+    s2 = np.bincount(d.ix, weights=w * w2, minlength=nx)
+    s3 = np.bincount(d.ix, weights=w * w3, minlength=nx)
+    d_a_x = s2 * da2 + s3 * da3      # summed over the rows of each (x, row), times a below
+    d_b_x = s2 * db2 + s3 * db3
+    G = len(alpha_g)
+    d_a_g = np.bincount(d.xs_code, weights=d_a_x, minlength=G) * a_g
+    d_b_g = np.bincount(d.xs_code, weights=d_b_x, minlength=G) * b_g
+    wx_sum = np.bincount(d.ix, weights=w, minlength=nx)
+    d_r = float((wx_sum * (special.digamma(r + xs) - special.digamma(r) + np.log(alpha_g[d.xs_code]))).sum()
+                - (w * (w2 * lT[d.iT] + w3 * ltx[d.itx])).sum())
+    # d ll / d alpha per row, times alpha: r - (r+x) alpha (w2/(alpha+T) + w3/(alpha+tx))
+    row_alpha = w * (r - rx * alpha * (w2 / np.exp(lT[d.iT]) + w3 / np.exp(ltx[d.itx])))
+    d_alpha_g = np.bincount(d.code, weights=row_alpha, minlength=G)
+    g = [d_r * r, float(d_alpha_g.sum()), float(d_a_g.sum()), float(d_b_g.sum())]
+    g += list(-(d.Zp.T @ d_alpha_g))
+    g += list(d.Zd.T @ d_a_g)
+    g += list(d.Zd.T @ d_b_g)
     return total, np.array(g)
 
 
@@ -201,8 +269,9 @@ class CovariateBetaGeoModel:
         c = compress(x, tx, T, zcode.astype(np.int64))
         ux, utx, uT, ucode = c.columns
         first = pd.Series(np.arange(len(zcode))).groupby(zcode).first().to_numpy()
-        Zp, Zd = dp.matrix[first][ucode.astype(np.int64)], dd.matrix[first][ucode.astype(np.int64)]
         w = c.weights
+        data = _prepare(ux, utx, uT, w, ucode, dp.matrix[first], dd.matrix[first])
+        Zp, Zd = data.Zp, data.Zd
         n = float(w.sum())
         if float(w[ux > 0].sum()) == 0:
             raise DataValidationError("No customer made a repeat purchase: nothing to learn rates or dropout from.")
@@ -210,7 +279,7 @@ class CovariateBetaGeoModel:
         shift = int(self.modified)
 
         def objective(theta):
-            total, g = _loglik(theta, ux, utx, uT, w, Zp, Zd, shift, grad=True)
+            total, g = _loglik_prepared(theta, data, shift, grad=True)
             coef = theta[4:]
             value = -total / n + pen * float((coef**2).sum())
             grad = -g / n
@@ -242,7 +311,7 @@ class CovariateBetaGeoModel:
                  + [f"dropout a: {v}" for v in dd.names] + [f"dropout b: {v}" for v in dd.names])
         self.theta_ = theta
         self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
-        self.log_likelihood_ = _loglik(theta, ux, utx, uT, w, Zp, Zd, shift, grad=False)[0]
+        self.log_likelihood_ = _loglik_prepared(theta, data, shift, grad=False)[0]
         self.n_customers_ = int(round(n))
         self.n_params_ = len(theta)
         self.levels_ = levels
