@@ -89,11 +89,7 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
     if not cfg.customers_path:
         return None
     import clvmodels
-    from clvmodels.models.covariates import (
-        CovariateBetaGeoModel,
-        CovariateGammaGammaModel,
-        likelihood_ratio_test,
-    )
+    from clvmodels.models.covariates import CovariateGammaGammaModel, likelihood_ratio_test
 
     table = read_customer_table(cfg.customers_path, cfg.customer_col, rfm.index)
     for col in [*cfg.covariates, *([cfg.segment_col] if cfg.segment_col else [])]:
@@ -105,15 +101,17 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
         out.segments = segment_table(forecast, tiers, table[cfg.segment_col])
     if not cfg.covariates:
         return out
-    modified = type(model).__name__ in ("ModifiedBetaGeoModel", "MBGCNBDModel")
-    family = "MBG/NBD" if modified else "BG/NBD"
-    if type(model).__name__ not in ("BetaGeoModel", "ModifiedBetaGeoModel"):
-        out.notes.append(f"Covariates are modelled in BG/NBD and MBG/NBD; the forecasts use {model._long_name}, so "
-                         f"the effects below are those of {family} with covariates.")
+    name = type(model).__name__
+    modified = name in ("ModifiedBetaGeoModel", "MBGCNBDModel")
+    pareto = name == "ParetoNBDModel"
+    family = "Pareto/NBD" if pareto else ("MBG/NBD" if modified else "BG/NBD")
+    if name == "MBGCNBDModel":
+        out.notes.append(f"Covariates are modelled in BG/NBD, MBG/NBD and Pareto/NBD; the forecasts use "
+                         f"{model._long_name}, so the effects below are those of MBG/NBD with covariates.")
     try:
-        with_cov = CovariateBetaGeoModel(purchase=cfg.covariates, dropout=cfg.covariates, modified=modified).fit(
-            rfm, table)
-        plain = (clvmodels.ModifiedBetaGeoModel if modified else clvmodels.BetaGeoModel)().fit(rfm)
+        with_cov = _purchase_model(cfg.covariates, modified, pareto).fit(rfm, table)
+        plain = (clvmodels.ParetoNBDModel if pareto else
+                 clvmodels.ModifiedBetaGeoModel if modified else clvmodels.BetaGeoModel)().fit(rfm)
         spend_cov = CovariateGammaGammaModel(spend=cfg.covariates).fit(rfm, table)
         plain_spend = CovariateGammaGammaModel().fit(rfm, table)
     except ClvModelsError as exc:
@@ -130,21 +128,27 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
     # the report's own backtest: would the covariates have forecast the holdout better?
     if cal is not None and selection is not None:
         try:
-            out.backtest = covariate_backtest(cal, table, cfg.covariates, modified,
+            out.backtest = covariate_backtest(cal, table, cfg.covariates, modified, pareto,
                                               float(selection.table.loc[selection.chosen, "mse"]), selection.chosen)
         except ClvModelsError as exc:
             out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
     return out
 
 
-def covariate_backtest(cal: pd.DataFrame, table: pd.DataFrame, covariates: list[str], modified: bool,
-                       chosen_mse: float, chosen_name: str) -> dict:
-    """Holdout mean squared error of BG/NBD (MBG/NBD) with covariates on the report's backtest,
-    beside the chosen model's."""
-    from clvmodels.models.covariates import CovariateBetaGeoModel
+def _purchase_model(covariates: list[str], modified: bool, pareto: bool) -> Any:
+    from clvmodels.models.covariates import CovariateBetaGeoModel, CovariateParetoNBDModel
 
+    if pareto:
+        return CovariateParetoNBDModel(purchase=covariates, dropout=covariates)
+    return CovariateBetaGeoModel(purchase=covariates, dropout=covariates, modified=modified)
+
+
+def covariate_backtest(cal: pd.DataFrame, table: pd.DataFrame, covariates: list[str], modified: bool, pareto: bool,
+                       chosen_mse: float, chosen_name: str) -> dict:
+    """Holdout mean squared error of the chosen family with covariates on the report's backtest,
+    beside the chosen model's."""
     tab = table.loc[cal.index]
-    m = CovariateBetaGeoModel(purchase=covariates, dropout=covariates, modified=modified).fit(cal, tab)
+    m = _purchase_model(covariates, modified, pareto).fit(cal, tab)
     pred = m.predict("expected_purchases", cal, tab, float(cal["duration_holdout"].iloc[0]))
     mse = float(((pred - cal["frequency_holdout"]) ** 2).mean())
     return {"model": m._long_name, "mse": mse, "chosen": chosen_name, "chosen_mse": float(chosen_mse),

@@ -130,3 +130,52 @@ def test_gamma_gamma_with_covariates():
     f = lambda th: _gg_loglik(th, x[:300], mbar[:300], np.ones(300), Z, False)[0]  # noqa: E731
     np.testing.assert_allclose(_gg_loglik(theta, x[:300], mbar[:300], np.ones(300), Z, True)[1],
                                optimize.approx_fprime(theta, f, 1e-7), rtol=1e-4)
+
+
+def _pareto_world(n=6000, seed=1):
+    """Pareto/NBD customers in two channels: B buys 1.8x as often and leaves at half the rate."""
+    rng = np.random.default_rng(seed)
+    ch = rng.choice(["A", "B"], n)
+    alpha = np.where(ch == "B", 10.0 / 1.8, 10.0)
+    beta = np.where(ch == "B", 24.0, 12.0)
+    lam, mu = rng.gamma(0.6, 1 / alpha), rng.gamma(0.6, 1 / beta)
+    T = rng.uniform(30, 52, n)
+    life = np.minimum(rng.exponential(1 / mu), T)
+    x = rng.poisson(lam * life).astype(float)
+    tx = np.where(x > 0, life * rng.beta(np.maximum(x, 1), 1), 0.0)  # the last of x uniform times on [0, life]
+    rfm = pd.DataFrame({"frequency": x, "recency": tx, "T": T}, index=pd.Index([f"c{i}" for i in range(n)]))
+    rfm.attrs["time_unit"] = "W"
+    return rfm, pd.DataFrame({"channel": ch}, index=rfm.index)
+
+
+def test_pareto_nbd_with_covariates():
+    from clvmodels.models.covariates import CovariateParetoNBDModel
+
+    rfm, covs = _pareto_world()
+    m = CovariateParetoNBDModel(purchase=["channel"], dropout=["channel"]).fit(rfm, covs)
+    other = "A" if m.reference_["channel"] == "B" else "B"
+    buy, leave = np.exp(m.params_[f"purchase: channel={other}"]), np.exp(m.params_[f"dropout: channel={other}"])
+    expected_buy, expected_leave = (1 / 1.8, 2.0) if other == "A" else (1.8, 0.5)
+    assert buy == pytest.approx(expected_buy, rel=0.12) and leave == pytest.approx(expected_leave, rel=0.3)
+    eff = m.effects()
+    assert set(eff["process"]) == {"purchase rate", "dropout rate"} and eff["words"].str.contains("interval").all()
+    assert likelihood_ratio_test(clvmodels.ParetoNBDModel().fit(rfm), m)["p_value"] < 1e-10
+    # the gradient of the chained likelihood is its derivative
+    from clvmodels.models.pareto_nbd import _prepare
+
+    sub = rfm.iloc[:400]
+    code = (covs["channel"].iloc[:400] == other).to_numpy()
+    groups = [_prepare(*(sub[c].to_numpy(float)[code == g] for c in ("frequency", "recency", "T")))
+              for g in (False, True)]
+    Z = np.array([[0.0], [1.0]])
+    theta = m.theta_ + 0.05
+    f = lambda th: m._total_and_grad(th, groups, Z, Z)[0]  # noqa: E731
+    np.testing.assert_allclose(m._total_and_grad(theta, groups, Z, Z)[1], optimize.approx_fprime(theta, f, 1e-7),
+                               rtol=1e-4)
+    # the same effect on both processes is a nested model with one coefficient fewer
+    same = CovariateParetoNBDModel(purchase=["channel"], dropout=["channel"], same_effect=True).fit(rfm, covs)
+    assert same.n_params_ == m.n_params_ - 1 and same.log_likelihood_ <= m.log_likelihood_ + 1e-6
+    with pytest.raises(ParameterError, match="same_effect needs the same covariates"):
+        CovariateParetoNBDModel(purchase=["channel"], dropout=[], same_effect=True)
+    codes, models = m.submodels(covs)
+    assert isinstance(models[0], clvmodels.ParetoNBDModel) and len(models) == 2

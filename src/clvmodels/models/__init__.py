@@ -14,6 +14,7 @@ from clvmodels.models.contractual import (
 from clvmodels.models.covariates import (
     CovariateBetaGeoModel,
     CovariateGammaGammaModel,
+    CovariateParetoNBDModel,
     likelihood_ratio_test,
 )
 from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likelihood
@@ -24,6 +25,7 @@ from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihoo
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
     "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "CovariateGammaGammaModel",
+    "CovariateParetoNBDModel",
     "likelihood_ratio_test",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",

@@ -30,7 +30,8 @@ from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import ConvergenceError, DataValidationError, ParameterError
 
-__all__ = ["CovariateBetaGeoModel", "CovariateGammaGammaModel", "design_matrix", "likelihood_ratio_test"]
+__all__ = ["CovariateBetaGeoModel", "CovariateParetoNBDModel", "CovariateGammaGammaModel", "design_matrix",
+           "likelihood_ratio_test"]
 
 
 @dataclass
@@ -201,7 +202,77 @@ def _loglik_prepared(theta, d: _Prepared, shift: int, grad: bool):
     return total, np.array(g)
 
 
-class CovariateBetaGeoModel:
+class _PerCovariateRow:
+    """Predictions of a covariate model through the plain model of each distinct covariate row
+    (every prediction of the plain models then applies). Subclasses give ``_plain_cls()`` and
+    ``_plain_params(Zp, Zd)`` (a frame of the plain model's parameters per design row)."""
+
+    def _check(self):
+        if not hasattr(self, "params_"):
+            from clvmodels.exceptions import NotFittedError
+
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(rfm, covariates) first.")
+
+    def _models_for(self, Zp: np.ndarray, Zd: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        params = self._plain_params(Zp, Zd).round(14)
+        codes, uniques = pd.factorize(pd.MultiIndex.from_frame(params))
+        cls = self._plain_cls()
+        models = [cls.from_params(dict(zip(params.columns, row, strict=True)), time_unit=self.time_unit_)
+                  for row in uniques]
+        return np.asarray(codes), models
+
+    def submodels(self, covariates: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
+        """Each customer's plain model: a code per customer and one plain model per code, with
+        the parameters of that covariate row."""
+        self._check()
+        dp, dd, _ = self._designs(covariates)
+        return self._models_for(dp.matrix, dd.matrix)
+
+    def predict(self, method: str, rfm: pd.DataFrame, covariates: pd.DataFrame, *args: Any) -> pd.Series:
+        """A plain model's prediction (``"probability_alive"``, ``"expected_purchases"``,
+        ``"probability_alive_after"``, ...) per customer, each with their covariates' model."""
+        codes, models = self.submodels(covariates.loc[rfm.index])
+        parts = [getattr(m, method)(rfm[codes == i], *args) for i, m in enumerate(models)]
+        return pd.concat(parts).reindex(rfm.index)
+
+    def _forecast_groups(self, codes, models, spend_model, rfm, settings) -> pd.DataFrame:
+        import clvmodels
+
+        parts = [clvmodels.forecast(m, spend_model, rfm[codes == i], **settings) for i, m in enumerate(models)]
+        return pd.concat(parts).reindex(rfm.index)
+
+    def forecast(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, **settings: Any) -> pd.DataFrame:
+        """:func:`clvmodels.forecast` per covariate group, joined back in the order of ``rfm``."""
+        codes, models = self.submodels(covariates.loc[rfm.index])
+        return self._forecast_groups(codes, models, spend_model, rfm, settings)
+
+    def what_if(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, dropout_like: dict[str, Any],
+                **settings: Any) -> pd.DataFrame:
+        """CLV as forecast and if the dropout covariates were as ``dropout_like`` says (e.g.
+        ``{"channel": "A"}``: channel B customers dropping out like channel A's), purchases
+        unchanged."""
+        self._check()
+        cov = covariates.loc[rfm.index]
+        changed = cov.copy()
+        for k, v in dropout_like.items():
+            if k not in self.dropout:
+                raise ParameterError(f"{k!r} is not a dropout covariate of this model ({self.dropout}).")
+            changed[k] = v
+        dp, _, _ = self._designs(cov)
+        _, dd2, _ = self._designs(changed)
+        after = self._forecast_groups(*self._models_for(dp.matrix, dd2.matrix), spend_model, rfm, settings)
+        before = self.forecast(spend_model, rfm, covariates, **settings)
+        return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
+                             "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)
+
+    def _designs(self, covariates: pd.DataFrame):
+        levels = getattr(self, "levels_", None)
+        dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
+        dd, ld = design_matrix(covariates, self.dropout, self.reference, levels)
+        return dp, dd, {**lp, **ld}
+
+
+class CovariateBetaGeoModel(_PerCovariateRow):
     """BG/NBD or MBG/NBD with time-invariant covariates of the purchase and the dropout process.
 
     Parameters
@@ -241,12 +312,6 @@ class CovariateBetaGeoModel:
         return ("MBG/NBD" if self.modified else "BG/NBD") + " with covariates"
 
     # ---------------------------------------------------------------- fitting
-    def _designs(self, covariates: pd.DataFrame):
-        levels = getattr(self, "levels_", None)
-        dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
-        dd, ld = design_matrix(covariates, self.dropout, self.reference, levels)
-        return dp, dd, {**lp, **ld}
-
     def fit(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> CovariateBetaGeoModel:
         """Fit on an RFM table and a covariate table indexed like it (one row per customer)."""
         check_rfm(rfm)
@@ -336,12 +401,6 @@ class CovariateBetaGeoModel:
         return self
 
     # ---------------------------------------------------------------- reading
-    def _check(self):
-        if not hasattr(self, "params_"):
-            from clvmodels.exceptions import NotFittedError
-
-            raise NotFittedError("This CovariateBetaGeoModel is not fitted yet; call fit(rfm, covariates) first.")
-
     def effects(self, level: float = 0.95) -> pd.DataFrame:
         """Each covariate's effect in words and numbers: the purchase-rate multiplier
         ``exp(gamma_p)`` with its interval, and the dropout probability per purchase
@@ -368,69 +427,175 @@ class CovariateBetaGeoModel:
         out.attrs["reference"] = dict(self.reference_)
         return out
 
-    def submodels(self, covariates: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
-        """Each customer's plain model: codes of the distinct covariate rows and one BG/NBD (or
-        MBG/NBD) per code with that row's ``alpha``, ``a``, ``b`` - every prediction of the
-        plain models then applies."""
+    def _plain_cls(self):
         from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
 
-        self._check()
-        dp, dd, _ = self._designs(covariates)
+        return ModifiedBetaGeoModel if self.modified else BetaGeoModel
+
+    def _plain_params(self, Zp: np.ndarray, Zd: np.ndarray) -> pd.DataFrame:
+        r, alpha, a, b = _rows(self.theta_, len(self.purchase_names_), len(self.dropout_names_), Zp, Zd)
+        return pd.DataFrame({"r": r, "alpha": alpha, "a": a, "b": b})
+
+
+class CovariateParetoNBDModel(_PerCovariateRow):
+    """Pareto/NBD with time-invariant covariates (Fader & Hardie's covariates note): the purchase
+    rate's scale ``alpha_i = alpha_0 exp(-gamma_p' z_i)`` and the dropout rate's ``beta_i =
+    beta_0 exp(-gamma_d' z_i)``, so the mean purchase rate ``r/alpha_i`` and the mean dropout rate
+    ``s/beta_i`` are ``exp(gamma' z_i)`` times the reference customers'.
+
+    Parameters
+    ----------
+    purchase, dropout : list of str
+        Covariates of the purchase and of the dropout process.
+    same_effect : bool, default False
+        Constrain each covariate to the same coefficient in both processes (``gamma_p = gamma_d``;
+        ``purchase`` and ``dropout`` must then name the same covariates).
+    penalizer_coef, reference
+        As for :class:`CovariateBetaGeoModel`.
+
+    Notes
+    -----
+    Given its covariates a customer is a Pareto/NBD customer, so the likelihood of each distinct
+    covariate row's customers is the plain model's (its dropout integral included), fitted on
+    compressed histories; the gradient comes from the plain model's analytic one by the chain rule
+    through ``alpha_i`` and ``beta_i``.
+    """
+
+    def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *,
+                 same_effect: bool = False, penalizer_coef: float = 0.0, reference: dict[str, str] | None = None):
+        self.purchase = list(purchase or [])
+        self.dropout = list(dropout or [])
+        self.same_effect = bool(same_effect)
+        self.penalizer_coef = penalizer_coef
+        self.reference = dict(reference or {})
+        if self.same_effect and self.purchase != self.dropout:
+            raise ParameterError("same_effect needs the same covariates for purchase and dropout, got "
+                                 f"{self.purchase} and {self.dropout}.")
+
+    _long_name = "Pareto/NBD with covariates"
+
+    def _plain_cls(self):
+        from clvmodels.models import ParetoNBDModel
+
+        return ParetoNBDModel
+
+    def _split(self, theta):
+        kp = len(self.purchase_names_)
+        gp = theta[4:4 + kp]
+        gd = gp if self.same_effect else theta[4 + kp:]
+        return np.exp(theta[:4]), gp, gd
+
+    def _plain_params(self, Zp: np.ndarray, Zd: np.ndarray) -> pd.DataFrame:
+        (r, alpha0, s, beta0), gp, gd = self._split(self.theta_)
+        return pd.DataFrame({"r": r, "alpha": alpha0 * np.exp(-(Zp @ gp)), "s": s, "beta": beta0 * np.exp(-(Zd @ gd))})
+
+    def _total_and_grad(self, theta, groups, Zp_g, Zd_g):
+        """Log-likelihood over the covariate rows' compressed histories and its gradient: each
+        row's Pareto/NBD terms with its alpha_i, beta_i, chained to alpha_0, beta_0 and gamma."""
+        from clvmodels.models.pareto_nbd import _terms as pnbd_terms
+
+        (r, alpha0, s, beta0), gp, gd = self._split(theta)
+        alpha = alpha0 * np.exp(-(Zp_g @ gp))
+        beta = beta0 * np.exp(-(Zd_g @ gd))
+        total, g_r, g_s = 0.0, 0.0, 0.0
+        d_alpha, d_beta = np.zeros(len(groups)), np.zeros(len(groups))
+        for i, d in enumerate(groups):
+            ll, g = pnbd_terms((r, float(alpha[i]), s, float(beta[i])), d, grad=True)
+            total += float((d.w * ll).sum())
+            g_r += g[0]
+            g_s += g[2]
+            d_alpha[i], d_beta[i] = g[1] * alpha[i], g[3] * beta[i]  # d/d log alpha_i, d/d log beta_i
+        grad = [g_r * r, d_alpha.sum(), g_s * s, d_beta.sum()]
+        if self.same_effect:
+            grad += list(-(Zp_g.T @ d_alpha) - (Zd_g.T @ d_beta))
+        else:
+            grad += list(-(Zp_g.T @ d_alpha)) + list(-(Zd_g.T @ d_beta))
+        return total, np.array(grad)
+
+    def fit(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> CovariateParetoNBDModel:
+        from clvmodels.models import ParetoNBDModel
+        from clvmodels.models.pareto_nbd import _prepare as pnbd_prepare
+
+        check_rfm(rfm)
+        pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
+        covariates = covariates.loc[rfm.index]
+        for name in self.purchase + self.dropout:
+            if name not in covariates.columns:
+                raise DataValidationError(f"Covariate {name!r} is not a column of covariates {list(covariates.columns)}.")
+        self.levels_ = None
+        dp, dd, levels = self._designs(covariates)
+        self.purchase_names_, self.dropout_names_ = dp.names, dd.names
         Z = np.hstack([dp.matrix, dd.matrix])
-        codes, uniques = pd.factorize(pd.MultiIndex.from_arrays(Z.T)) if Z.shape[1] else (
-            np.zeros(len(covariates), np.int64), [()])
-        first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-        r, alpha, a, b = _rows(self.theta_, len(self.purchase_names_), len(self.dropout_names_),
-                               dp.matrix[first], dd.matrix[first])
-        cls = ModifiedBetaGeoModel if self.modified else BetaGeoModel
-        models = [cls.from_params({"r": r, "alpha": float(alpha[i]), "a": float(a[i]), "b": float(b[i])},
-                                  time_unit=self.time_unit_) for i in range(len(first))]
-        return np.asarray(codes), models
+        code = pd.factorize(pd.MultiIndex.from_arrays(Z.T))[0] if Z.shape[1] else np.zeros(len(rfm), np.int64)
+        first = pd.Series(np.arange(len(code))).groupby(code).first().to_numpy()
+        Zp_g, Zd_g = dp.matrix[first], dd.matrix[first]
+        x, tx, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        groups = [pnbd_prepare(x[code == g], tx[code == g], T[code == g]) for g in range(len(first))]
+        n = float(len(rfm))
+        kp = Zp_g.shape[1]
 
-    def predict(self, method: str, rfm: pd.DataFrame, covariates: pd.DataFrame, *args: Any) -> pd.Series:
-        """A plain model's prediction (``"probability_alive"``, ``"expected_purchases"``,
-        ``"probability_alive_after"``, ...) per customer, each with their covariates' model."""
-        codes, models = self.submodels(covariates.loc[rfm.index])
-        parts = [getattr(m, method)(rfm[codes == i], *args) for i, m in enumerate(models)]
-        return pd.concat(parts).reindex(rfm.index)
+        def total_and_grad(theta):
+            return self._total_and_grad(theta, groups, Zp_g, Zd_g)
 
-    def forecast(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, **settings: Any) -> pd.DataFrame:
-        """:func:`clvmodels.forecast` per covariate group, joined back in the order of ``rfm``."""
-        import clvmodels
+        def objective(theta):
+            total, g = total_and_grad(theta)
+            coef = theta[4:]
+            value = -total / n + pen * float((coef**2).sum())
+            grad = -g / n
+            grad[4:] += 2 * pen * coef
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return 1e300, np.zeros_like(theta)
+            return value, grad
 
-        codes, models = self.submodels(covariates.loc[rfm.index])
-        parts = [clvmodels.forecast(m, spend_model, rfm[codes == i], **settings) for i, m in enumerate(models)]
-        return pd.concat(parts).reindex(rfm.index)
+        base = ParetoNBDModel().fit(rfm)
+        k_coef = kp if self.same_effect else kp + Zd_g.shape[1]
+        start = np.concatenate([np.log(base.params_.to_numpy()), np.zeros(k_coef)])
+        res = optimize.minimize(objective, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+        if not np.isfinite(res.fun) or np.linalg.norm(res.jac) > 1e-3:
+            raise ConvergenceError(f"{self._long_name} did not converge (gradient norm {np.linalg.norm(res.jac):.2g}); "
+                                   "add a small penalizer_coef or fewer covariates.")
+        theta = res.x
+        names = ["r", "alpha", "s", "beta"] + [f"purchase: {v}" for v in dp.names]
+        names += ([] if self.same_effect else [f"dropout: {v}" for v in dd.names])
+        self.theta_ = theta
+        self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
+        self.log_likelihood_ = total_and_grad(theta)[0]
+        self.n_customers_ = int(n)
+        self.n_params_ = len(theta)
+        self.levels_ = levels
+        self.reference_ = {**dp.reference, **dd.reference}
+        self.time_unit_ = rfm.attrs.get("time_unit")
+        k = len(theta)
+        hess = np.empty((k, k))
+        for j in range(k):
+            e = np.zeros(k)
+            e[j] = 1e-5
+            hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
+        try:
+            se = np.sqrt(np.clip(np.diag(np.linalg.inv((hess + hess.T) / 2)), 0, None))
+        except np.linalg.LinAlgError:
+            se = np.full(k, np.nan)
+        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
+        return self
 
-    def what_if(self, spend_model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame, dropout_like: dict[str, Any],
-                **settings: Any) -> pd.DataFrame:
-        """CLV as forecast and if the dropout covariates were as ``dropout_like`` says (e.g.
-        ``{"channel": "A"}``: channel B customers dropping out like channel A's), purchases
-        unchanged."""
-        import clvmodels
-        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
-
+    def effects(self, level: float = 0.95) -> pd.DataFrame:
+        """Multipliers of the mean purchase rate and of the mean dropout rate, with intervals."""
         self._check()
-        cov = covariates.loc[rfm.index]
-        changed = cov.copy()
-        for k, v in dropout_like.items():
-            if k not in self.dropout:
-                raise ParameterError(f"{k!r} is not a dropout covariate of this model ({self.dropout}).")
-            changed[k] = v
-        dp, _, _ = self._designs(cov)
-        _, dd2, _ = self._designs(changed)
-        r, alpha, a, b = _rows(self.theta_, len(self.purchase_names_), len(self.dropout_names_), dp.matrix, dd2.matrix)
-        groups = pd.DataFrame({"alpha": alpha, "a": a, "b": b}).round(12)
-        codes, uniq = pd.factorize(pd.MultiIndex.from_frame(groups))
-        cls = ModifiedBetaGeoModel if self.modified else BetaGeoModel
-        parts = []
-        for i, (al, aa, bb) in enumerate(uniq):
-            m = cls.from_params({"r": r, "alpha": al, "a": aa, "b": bb}, time_unit=self.time_unit_)
-            parts.append(clvmodels.forecast(m, spend_model, rfm[codes == i], **settings))
-        after = pd.concat(parts).reindex(rfm.index)
-        before = self.forecast(spend_model, rfm, covariates, **settings)
-        return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
-                             "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        rows = []
+        for process, prefix, verb in (("purchase rate", "purchase", "buy {m:.2f}x as often"),
+                                      ("dropout rate", "dropout" if not self.same_effect else "purchase",
+                                       "leave at {m:.2f}x the rate")):
+            names = self.purchase_names_ if prefix == "purchase" else self.dropout_names_
+            for name in names:
+                g, se = self.params_[f"{prefix}: {name}"], self.standard_errors_[f"{prefix}: {name}"]
+                lo, hi = np.exp(g - z * se), np.exp(g + z * se)
+                rows.append({"covariate": name, "process": process, "estimate": np.exp(g), "lower": lo, "upper": hi,
+                             "words": f"customers with {name} " + verb.format(m=np.exp(g))
+                                      + f" ({level:.0%} interval {lo:.2f}-{hi:.2f})"})
+        out = pd.DataFrame(rows)
+        out.attrs["reference"] = dict(self.reference_)
+        return out
 
 
 def likelihood_ratio_test(restricted: Any, full: Any) -> dict[str, float]:
