@@ -21,11 +21,12 @@ from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likeli
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
 from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihood
+from clvmodels.models.seasonal import SeasonalBetaGeoModel
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
     "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "CovariateGammaGammaModel",
-    "CovariateParetoNBDModel",
+    "CovariateParetoNBDModel", "SeasonalBetaGeoModel",
     "likelihood_ratio_test",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",

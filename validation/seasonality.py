@@ -1,0 +1,82 @@
+"""Does the calendar covariate (seasonal BG/NBD) fix the seasonal and trending logs? Measured.
+
+    .venv/bin/python validation/seasonality.py
+
+For each log of ``validation/real_logs.py`` (CDNOW master cut at three dates and the generated
+worlds), as of its cut with the horizon to its end: plain BG/NBD against
+:class:`clvmodels.models.seasonal.SeasonalBetaGeoModel` (two yearly harmonics; with a trend on
+the trending log), both tiered the same way (expected revenue = expected purchases x
+Gamma-Gamma spend, shares 5/15/50/30). Reports the total error of purchases, the mean absolute
+per-tier error and the holdout mean squared error per customer. Writes its table to
+validation/README.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import clvmodels
+from clvmodels.exceptions import DataValidationError
+from clvmodels.models.seasonal import SeasonalBetaGeoModel
+from clvmodels.tiers import TIERS, assign_tiers
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _readme import write_section  # noqa: E402
+from real_logs import logs  # noqa: E402
+
+
+def errors(pred: pd.Series, actual: pd.Series, spend: pd.Series) -> dict:
+    fc = pd.DataFrame({"clv": pred * spend})
+    tiers = assign_tiers(fc)
+    g = pd.DataFrame({"tier": tiers, "p": pred, "a": actual}).groupby("tier", observed=False).sum().reindex(TIERS)
+    return {"total": 100 * (pred.sum() - actual.sum()) / actual.sum(),
+            "tier": 100 * float(np.mean(np.abs(g["p"] / g["a"] - 1))),
+            "mse": float(((pred - actual) ** 2).mean())}
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    rows = []
+    for name, log, cut, end in logs(4000):
+        log = log.assign(customer_id=log["customer_id"].astype(str))[["customer_id", "date", "amount"]]
+        h = float(np.floor((pd.Timestamp(end) - pd.Timestamp(cut)).days / 7))
+        fwd_end = str((pd.Timestamp(cut) + pd.Timedelta(days=7 * h)).date())
+        cal = clvmodels.calibration_holdout(log, calibration_end=cut, observation_end=fwd_end, time_unit="W")
+        actual = cal["frequency_holdout"].astype(float)
+        spend = clvmodels.GammaGammaModel().fit(cal).expected_spend(cal)
+        plain = clvmodels.BetaGeoModel().fit(cal).expected_purchases(cal, h)
+        try:
+            seasonal = SeasonalBetaGeoModel(harmonics=2, trend=(name == "trending")).fit(
+                log[log["date"] <= pd.Timestamp(cut)], observation_end=cut)
+            pred = seasonal.expected_purchases(h).reindex(cal.index)
+        except DataValidationError as exc:  # less than a year of history: refused, and said so
+            pred, why = None, str(exc).split(";")[0]
+        for label, p in (("BG/NBD", plain), ("seasonal BG/NBD", pred)):
+            if p is None:
+                rows.append({"log": name, "model": label, "refused": why})
+            else:
+                rows.append({"log": name, "model": label, **errors(p, actual, spend)})
+            print(rows[-1], flush=True)
+    md = ["| log | model | total purchases | mean abs tier error | MSE per customer |",
+          "|---|---|---:|---:|---:|"]
+    for r in rows:
+        if "refused" in r:
+            md.append(f"| {r['log']} | {r['model']} | refused: {r['refused']} | | |")
+        else:
+            md.append(f"| {r['log']} | {r['model']} | {r['total']:+.0f}% | {r['tier']:.0f}% | {r['mse']:.3f} |")
+    block = ("### Seasonal purchase rates (`validation/seasonality.py`)\n\n"
+             "Plain BG/NBD against BG/NBD with a calendar covariate (two yearly harmonics, plus a trend on the "
+             "trending log), each fitted as of the cut and checked to the log's end; tiers by expected revenue. "
+             "The calendar model needs a year of history before the cut and refuses less (fitted on six months of "
+             "CDNOW it doubled the forecast; on nine it happened to be right).\n\n" + "\n".join(md))
+    write_section("seasonality", block)
+
+
+if __name__ == "__main__":
+    main()
