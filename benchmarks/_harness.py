@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -64,3 +65,21 @@ def write_section(name: str, markdown: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     README.write_text(text)
+
+
+def against_reference(n: int, prelude: str, tasks: dict[str, str], reference: tuple[str, str], repeats: int,
+                      label: Any = None) -> list[str]:
+    """Run each task and the reference (name, code) in fresh processes after ``prelude``; table
+    rows with time and memory as ratios over the reference. ``label(name, result)`` may add to a
+    row's name (e.g. what the run chose)."""
+    ref_name, ref_code = reference
+    ref = run_child(prelude + ref_code, repeats)
+    results = {name: run_child(prelude + code, repeats) for name, code in tasks.items()}
+    results[ref_name] = ref
+    rows = []
+    for name, r in results.items():
+        shown = name + (label(name, r) if label else "")
+        rows.append(f"| {n:,} | {shown} | {r['seconds']:.2f} | {r['peak_mb']:,.0f} | "
+                    f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_mb'] / ref['peak_mb']:.2f} |")
+        print(rows[-1], flush=True)
+    return rows

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from _harness import DATA, machine_line, run_child, write_section
+from _harness import DATA, against_reference, machine_line, write_section
 
 SPEC = {"A": (5.0, 0.8, 2.5), "B": (5.0 / 1.9, 1.2, 2.5), "C": (6.5, 0.8, 5.0)}
 LOAD = ("import pandas as pd\nd = pd.read_parquet(PATH)\nrfm = d[['frequency', 'recency', 'T', 'monetary_value']]\n"
@@ -70,13 +70,8 @@ def main() -> None:
     rows: list[str] = []
     for n in args.sizes:
         prelude = f"PATH = {make_channels(n)!r}\n" + LOAD
-        ref = run_child(prelude + LIFETIMES, args.repeats)
-        results = {f"clvmodels {task}": run_child(prelude + code, args.repeats) for task, code in TASKS.items()}
-        results["lifetimes BG/NBD fit, no covariates"] = ref
-        for name, r in results.items():
-            rows.append(f"| {n:,} | {name} | {r['seconds']:.2f} | {r['peak_mb']:,.0f} | "
-                        f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_mb'] / ref['peak_mb']:.2f} |")
-            print(rows[-1], flush=True)
+        rows += against_reference(n, prelude, {f"clvmodels {t}": c for t, c in TASKS.items()},
+                                  ("lifetimes BG/NBD fit, no covariates", LIFETIMES), args.repeats)
     table = "\n".join([
         "### Covariates (`benchmarks/bench_covariates.py`)",
         "",

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _harness import DATA, machine_line, run_child, write_section
+from _harness import DATA, against_reference, machine_line, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
 
@@ -69,14 +69,9 @@ def main() -> None:
     rows: list[str] = []
     for n in args.sizes:
         prelude = f"PATH = {make_regular(n)!r}\n" + LOAD
-        ref = run_child(prelude + LIFETIMES, args.repeats)
-        results = {f"clvmodels {task}": run_child(prelude + code, args.repeats) for task, code in TASKS.items()}
-        results["lifetimes MBG/NBD fit"] = ref
-        for name, r in results.items():
-            extra = f" (k = {r['k']})" if r.get("k") else ""
-            rows.append(f"| {n:,} | {name}{extra} | {r['seconds']:.2f} | {r['peak_mb']:,.0f} | "
-                        f"{r['seconds'] / ref['seconds']:.2f} | {r['peak_mb'] / ref['peak_mb']:.2f} |")
-            print(rows[-1], flush=True)
+        rows += against_reference(n, prelude, {f"clvmodels {t}": c for t, c in TASKS.items()},
+                                  ("lifetimes MBG/NBD fit", LIFETIMES), args.repeats,
+                                  label=lambda name, r: f" (k = {r['k']})" if r.get("k") else "")
     table = "\n".join([
         "### MBG/CNBD-k (`benchmarks/bench_regular.py`)",
         "",

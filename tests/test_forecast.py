@@ -198,3 +198,16 @@ def test_short_horizon_on_a_day_table_says_it_is_days(cdnow_sample):
         warnings.simplefilter("error", ClvModelsWarning)
         clvmodels.forecast(bg, gg, rfm, horizon=52, time_unit="D")
         clvmodels.forecast(bg, gg, rfm, horizon=364)
+
+
+def test_discount_rates_per_any_period_round_trip():
+    """Issue 18 item 4: a rate per month (or week, quarter) is turned into the annual rate every
+    forecast takes, and back to the forecast's time unit exactly."""
+    from clvmodels.forecast import period_discount_rate
+
+    annual = clvmodels.annual_discount_rate(0.01, "month")
+    assert annual == pytest.approx(1.01**12 - 1, rel=1e-12)
+    assert period_discount_rate(clvmodels.annual_discount_rate(0.002, "week"), "W") == pytest.approx(0.002, rel=1e-12)
+    assert clvmodels.annual_discount_rate(0.1, "year") == pytest.approx(0.1)
+    with pytest.raises(clvmodels.ParameterError, match="per must be one of"):
+        clvmodels.annual_discount_rate(0.01, "fortnight")

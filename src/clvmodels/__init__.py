@@ -14,7 +14,13 @@ from clvmodels.exceptions import (
     NotFittedError,
     ParameterError,
 )
-from clvmodels.forecast import acquisition_budget, forecast, forecast_intervals, parameter_intervals
+from clvmodels.forecast import (
+    acquisition_budget,
+    annual_discount_rate,
+    forecast,
+    forecast_intervals,
+    parameter_intervals,
+)
 from clvmodels.models import (
     BetaDiscreteWeibullModel,
     BetaGeoBetaBinomModel,
@@ -65,6 +71,7 @@ __all__ = [
     "forecast_intervals",
     "parameter_intervals",
     "acquisition_budget",
+    "annual_discount_rate",
     "assign_tiers",
     "tier_summary",
     "tier_intervals",

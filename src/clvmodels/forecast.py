@@ -33,6 +33,7 @@ __all__ = [
     "parameter_intervals",
     "acquisition_budget",
     "period_discount_rate",
+    "annual_discount_rate",
     "FORECAST_COLUMNS",
 ]
 
@@ -60,6 +61,22 @@ def period_discount_rate(annual_rate: float, time_unit: str) -> float:
     unit = check_time_unit(time_unit)
     rate = check_number("discount_rate", annual_rate, minimum=0.0, maximum=10.0)
     return float(np.expm1(np.log1p(rate) * DAYS_PER_UNIT[unit] / DAYS_PER_YEAR))
+
+
+#: period names for :func:`annual_discount_rate`, in days
+DISCOUNT_PERIODS = {"day": 1.0, "week": 7.0, "month": DAYS_PER_YEAR / 12, "quarter": DAYS_PER_YEAR / 4,
+                    "year": DAYS_PER_YEAR}
+
+
+def annual_discount_rate(rate: float, per: str = "month") -> float:
+    """The annual rate equivalent to ``rate`` per ``per`` (day, week, month, quarter, year):
+    ``(1 + rate) ** (periods in a year) - 1``. Every ``discount_rate`` of the forecasts is
+    annual; a rate known per month (say 1%) goes in as ``annual_discount_rate(0.01, "month")``
+    (12.7%), and :func:`period_discount_rate` takes it back to the forecast's time unit exactly."""
+    if per not in DISCOUNT_PERIODS:
+        raise ParameterError(f"per must be one of {sorted(DISCOUNT_PERIODS)}, got {per!r}.")
+    r = check_number("rate", rate, minimum=0.0, maximum=1.0)
+    return float(np.expm1(np.log1p(r) * DAYS_PER_YEAR / DISCOUNT_PERIODS[per]))
 
 
 @dataclass(frozen=True)
@@ -280,7 +297,7 @@ def forecast(
         Length of the forecast in the table's time unit (e.g. 52 weeks).
     discount_rate : float, default 0.10
         Annual discount rate; converted exactly to the time unit
-        (:func:`period_discount_rate`).
+        (:func:`period_discount_rate`). A rate per month or quarter: :func:`annual_discount_rate`.
     margin : float, default 1.0
         Share of revenue that is profit, in (0, 1].
     cost_to_serve : float, default 0

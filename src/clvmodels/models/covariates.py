@@ -202,6 +202,38 @@ def _loglik_prepared(theta, d: _Prepared, shift: int, grad: bool):
     return total, np.array(g)
 
 
+def _penalized(total_and_grad, n: float, penalizer: float, n_base: int):
+    """Mean negative log-likelihood plus an L2 penalty on the coefficients (the parameters after
+    the first ``n_base``), with its gradient; non-finite values become a wall for the optimiser."""
+    def objective(theta):
+        total, g = total_and_grad(theta)
+        coef = theta[n_base:]
+        value = -total / n + penalizer * float((coef**2).sum())
+        grad = -g / n
+        grad[n_base:] += 2 * penalizer * coef
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(theta)
+        return value, grad
+
+    return objective
+
+
+def _standard_errors(objective, theta: np.ndarray, n: float, names: list[str]) -> pd.Series:
+    """From the observed information: central differences of the analytic gradient (of the mean
+    objective, times the customers), inverted; NaN where it is singular."""
+    k = len(theta)
+    hess = np.empty((k, k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = 1e-5
+        hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
+    try:
+        se = np.sqrt(np.clip(np.diag(np.linalg.inv((hess + hess.T) / 2)), 0, None))
+    except np.linalg.LinAlgError:
+        se = np.full(k, np.nan)
+    return pd.Series(se, index=names, name="std_error")
+
+
 class _PerCovariateRow:
     """Predictions of a covariate model through the plain model of each distinct covariate row
     (every prediction of the plain models then applies). Subclasses give ``_plain_cls()`` and
@@ -343,15 +375,7 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         kp, kd = Zp.shape[1], Zd.shape[1]
         shift = int(self.modified)
 
-        def objective(theta):
-            total, g = _loglik_prepared(theta, data, shift, grad=True)
-            coef = theta[4:]
-            value = -total / n + pen * float((coef**2).sum())
-            grad = -g / n
-            grad[4:] += 2 * pen * coef
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
+        objective = _penalized(lambda th: _loglik_prepared(th, data, shift, grad=True), n, pen, 4)
 
         mean_x, mean_T = float((w * ux).sum() / n), float((w * uT).sum() / n)
         # start at the plain model's estimates (no covariate effect)
@@ -383,21 +407,7 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         self.reference_ = {**dp.reference, **dd.reference}
         self.purchase_names_, self.dropout_names_ = dp.names, dd.names
         self.time_unit_ = rfm.attrs.get("time_unit")
-        # observed information by central differences of the analytic gradient (total, not mean)
-        k = len(theta)
-        hess = np.empty((k, k))
-        for j in range(k):
-            e = np.zeros(k)
-            e[j] = 1e-5
-            hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
-        hess = (hess + hess.T) / 2
-        try:
-            cov = np.linalg.inv(hess)
-            se = np.sqrt(np.clip(np.diag(cov), 0, None))
-        except np.linalg.LinAlgError:
-            cov, se = None, np.full(k, np.nan)
-        self.covariance_ = cov
-        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
+        self.standard_errors_ = _standard_errors(objective, theta, n, names)
         return self
 
     # ---------------------------------------------------------------- reading
@@ -537,15 +547,7 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         def total_and_grad(theta):
             return self._total_and_grad(theta, groups, Zp_g, Zd_g)
 
-        def objective(theta):
-            total, g = total_and_grad(theta)
-            coef = theta[4:]
-            value = -total / n + pen * float((coef**2).sum())
-            grad = -g / n
-            grad[4:] += 2 * pen * coef
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
+        objective = _penalized(total_and_grad, n, pen, 4)
 
         base = ParetoNBDModel().fit(rfm)
         k_coef = kp if self.same_effect else kp + Zd_g.shape[1]
@@ -565,17 +567,7 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         self.levels_ = levels
         self.reference_ = {**dp.reference, **dd.reference}
         self.time_unit_ = rfm.attrs.get("time_unit")
-        k = len(theta)
-        hess = np.empty((k, k))
-        for j in range(k):
-            e = np.zeros(k)
-            e[j] = 1e-5
-            hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
-        try:
-            se = np.sqrt(np.clip(np.diag(np.linalg.inv((hess + hess.T) / 2)), 0, None))
-        except np.linalg.LinAlgError:
-            se = np.full(k, np.nan)
-        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
+        self.standard_errors_ = _standard_errors(objective, theta, n, names)
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
@@ -681,14 +673,7 @@ class CovariateGammaGammaModel:
         w = c.weights
         n = float(w.sum())
 
-        def objective(theta):
-            total, g = _gg_loglik(theta, ux, um, w, Z, grad=True)
-            value = -total / n + pen * float((theta[3:] ** 2).sum())
-            grad = -g / n
-            grad[3:] += 2 * pen * theta[3:]
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
+        objective = _penalized(lambda th: _gg_loglik(th, ux, um, w, Z, grad=True), n, pen, 3)
 
         from clvmodels.models import GammaGammaModel
 
@@ -713,17 +698,7 @@ class CovariateGammaGammaModel:
         self.levels_ = levels
         self.reference_ = design.reference
         self.spend_names_ = design.names
-        kk = len(theta)
-        hess = np.empty((kk, kk))
-        for j in range(kk):
-            e = np.zeros(kk)
-            e[j] = 1e-5
-            hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
-        try:
-            se = np.sqrt(np.clip(np.diag(np.linalg.inv((hess + hess.T) / 2)), 0, None))
-        except np.linalg.LinAlgError:
-            se = np.full(kk, np.nan)
-        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
+        self.standard_errors_ = _standard_errors(objective, theta, n, names)
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
