@@ -44,8 +44,12 @@ def regular():
     return rfm, holdout.astype(float)
 
 
-def test_k1_is_mbgnbd(sample_rfm):
-    """k = 1 is MBG/NBD: the same fit and every forecast equal to 1e-10."""
+def test_k1_is_mbgnbd(sample_rfm, monkeypatch):
+    """k = 1 is MBG/NBD: the same fit and every forecast equal to 1e-10 (every period end
+    evaluated, not the forecast's coarse grid)."""
+    from clvmodels.models import mbg_cnbd
+
+    monkeypatch.setattr(mbg_cnbd, "GRID_STEP", 10_000)
     mbg = ModifiedBetaGeoModel().fit(sample_rfm)
     cnbd = MBGCNBDModel(k=1).fit(sample_rfm)
     np.testing.assert_allclose(cnbd.params_.to_numpy(), mbg.params_.to_numpy(), rtol=1e-6)
@@ -185,3 +189,22 @@ def test_a_full_tie_goes_to_mbgnbd(cdnow_sample):
                                         time_unit="W", regularity=True)
     candidates = {"MBG/NBD": ModifiedBetaGeoModel, "MBG/CNBD-k": MBGCNBDModel}
     assert clvmodels.select_model(cal, candidates=candidates).chosen == "MBG/NBD"
+
+
+def test_forecast_on_a_coarse_grid_of_period_ends(regular, monkeypatch):
+    """The forecast's cumulative purchases at every period end are evaluated at every 4th end
+    and interpolated: the horizon's purchases are exact, the discounted ones within 1e-3."""
+    from clvmodels.models import mbg_cnbd
+
+    rfm, _ = regular
+    sub = rfm.iloc[:300]
+    model = MBGCNBDModel.from_params({"r": 2.0, "alpha": 4.0, "a": 0.6, "b": 8.0}, k=3, time_unit="W")
+    spend = clvmodels.GammaGammaModel.from_params({"p": 6.0, "q": 4.0, "v": 15.0})
+    sub = sub.assign(monetary_value=20.0)
+    coarse = clvmodels.forecast(model, spend, sub, horizon=52, cost_to_serve=1.0)
+    monkeypatch.setattr(mbg_cnbd, "GRID_STEP", 10_000)  # every end evaluated
+    exact = clvmodels.forecast(model, spend, sub, horizon=52, cost_to_serve=1.0)
+    np.testing.assert_allclose(coarse["expected_purchases"], exact["expected_purchases"], rtol=1e-12)
+    # the discounted parts: value before and cost of serving the active (CLV is their difference)
+    np.testing.assert_allclose(coarse["gross_clv"], exact["gross_clv"], rtol=1e-3)
+    np.testing.assert_allclose(coarse["cost_to_serve"], exact["cost_to_serve"], rtol=1e-3)
