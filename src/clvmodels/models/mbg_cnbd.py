@@ -396,6 +396,19 @@ class MBGCNBDModel(PurchaseModel):
         cum = np.concatenate([np.zeros((len(t), 1)), np.cumsum(coin, axis=1)], axis=1)  # C(0..J)
         n = np.arange(1, k * J, dtype=float)
         out = np.empty((len(t), k))
+        if np.all((s + k - 1) * np.log1p(-z) > -600):
+            # every shape in linear space: P for shape s by its ratio recurrence in n, then shape
+            # s+i from shape s+i-1 by P_{s+1}(n) / P_s(n) = (1-z) (n+s) / s, one product per phase
+            pmf = np.empty((len(t), k * J))
+            pmf[:, 0] = np.exp(s * np.log1p(-z))
+            np.cumprod(z[:, None] * (n[None, :] - 1 + s[:, None]) / n[None, :], axis=1, out=pmf[:, 1:])
+            pmf[:, 1:] *= pmf[:, :1]
+            all_n = np.arange(k * J, dtype=float)
+            for i in range(k):
+                if i:
+                    pmf *= (1 - z)[:, None] * (all_n[None, :] + (s + i - 1)[:, None]) / (s + i - 1)[:, None]
+                out[:, i] = (pmf * cum[:, np.minimum((np.arange(k * J) + i) // k, J)]).sum(axis=1)
+            return out
         for i in range(k):
             shape = (s + i)[:, None]
             # P(n phases) by its ratio P(n)/P(n-1) = z (n-1+shape)/n: in logs only where P(0) =
