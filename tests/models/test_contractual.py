@@ -154,3 +154,12 @@ def test_subscriber_forecast_tiers_and_table():
     assert table.loc["Total", "subscribers"] == len(active)
     assert table.loc[["Platinum", "Gold", "Iron", "Lead"], "total_clv"].sum() == pytest.approx(active["clv"].sum())
     assert table.loc["Platinum", "mean_clv"] > table.loc["Gold", "mean_clv"] > table.loc["Iron", "mean_clv"]
+
+
+def test_amounts_must_be_finite_and_not_negative():
+    log = pd.DataFrame({"customer_id": ["a", "b", "c"], "start": ["2024-01-01"] * 3, "end": ["2024-03-01", None, None],
+                        "amount": [10.0, "ten", -5.0]})
+    with pytest.raises(DataValidationError, match="'amount' must be an amount per period >= 0.*2 are not.*'ten', '-5.0'"):
+        subscription_periods(log)
+    ok = subscription_periods(log.assign(amount=[10.0, 12.5, 0.0]))
+    assert ok["amount"].tolist() == [10.0, 12.5, 0.0]

@@ -179,3 +179,13 @@ def test_pareto_nbd_with_covariates():
         CovariateParetoNBDModel(purchase=["channel"], dropout=[], same_effect=True)
     codes, models = m.submodels(covs)
     assert isinstance(models[0], clvmodels.ParetoNBDModel) and len(models) == 2
+
+
+def test_a_covariate_on_a_huge_scale_is_one_clear_error(sample_rfm):
+    from clvmodels.exceptions import ConvergenceError
+
+    cov = pd.DataFrame({"big": np.random.default_rng(0).uniform(0, 1e6, len(sample_rfm))}, index=sample_rfm.index)
+    with pytest.raises(ConvergenceError, match="rescale numeric ones"):
+        CovariateBetaGeoModel(purchase=["big"]).fit(sample_rfm, cov)
+    with pytest.raises(DataValidationError, match="Covariate 'big' has values that are not finite"):
+        CovariateBetaGeoModel(purchase=["big"]).fit(sample_rfm, cov.assign(big=np.inf))

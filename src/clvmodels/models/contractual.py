@@ -381,7 +381,13 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
         "churned": churned.to_numpy(bool),
     }, index=pd.Index(df[customer_id].to_numpy(), name="customer_id"))
     if amount and amount in df.columns:
-        out["amount"] = pd.to_numeric(df[amount], errors="raise").to_numpy(float)
+        values = pd.to_numeric(df[amount], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(values) | (values < 0)
+        if bad.any():
+            examples = df.loc[bad, amount].astype(str).head(3).tolist()
+            raise DataValidationError(f"Column {amount!r} must be an amount per period >= 0 for every subscriber; "
+                                      f"{int(bad.sum())} are not (e.g. {examples}).")
+        out["amount"] = values
     out.attrs.update({"period": period, "observation_end": str(obs.date())})
     return out
 

@@ -206,7 +206,8 @@ def _penalized(total_and_grad, n: float, penalizer: float, n_base: int):
     """Mean negative log-likelihood plus an L2 penalty on the coefficients (the parameters after
     the first ``n_base``), with its gradient; non-finite values become a wall for the optimiser."""
     def objective(theta):
-        total, g = total_and_grad(theta)
+        with np.errstate(all="ignore"):  # a wild step of the optimiser is a wall, not a warning
+            total, g = total_and_grad(theta)
         coef = theta[n_base:]
         value = -total / n + penalizer * float((coef**2).sum())
         grad = -g / n
@@ -394,7 +395,8 @@ class CovariateBetaGeoModel(_PerCovariateRow):
                 break
         if best is None or not np.isfinite(best.fun) or np.linalg.norm(best.jac) > 1e-3:
             raise ConvergenceError(f"{self._long_name} did not converge (gradient norm "
-                                   f"{np.linalg.norm(best.jac):.2g}); add a small penalizer_coef or fewer covariates.")
+                                   f"{np.linalg.norm(best.jac):.2g}); add a small penalizer_coef, use fewer covariates, "
+                                   "or rescale numeric ones (e.g. thousands instead of units).")
         theta = best.x
         names = (["r", "alpha", "a", "b"] + [f"purchase: {v}" for v in dp.names]
                  + [f"dropout a: {v}" for v in dd.names] + [f"dropout b: {v}" for v in dd.names])
@@ -555,7 +557,8 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         res = optimize.minimize(objective, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
         if not np.isfinite(res.fun) or np.linalg.norm(res.jac) > 1e-3:
             raise ConvergenceError(f"{self._long_name} did not converge (gradient norm {np.linalg.norm(res.jac):.2g}); "
-                                   "add a small penalizer_coef or fewer covariates.")
+                                   "add a small penalizer_coef, use fewer covariates, "
+                                   "or rescale numeric ones (e.g. thousands instead of units).")
         theta = res.x
         names = ["r", "alpha", "s", "beta"] + [f"purchase: {v}" for v in dp.names]
         names += ([] if self.same_effect else [f"dropout: {v}" for v in dd.names])
