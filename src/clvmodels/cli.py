@@ -307,7 +307,6 @@ def _write_traceback(folder: Any) -> str:
 
 def report(args: argparse.Namespace) -> Any:
     """The ``report`` command: parameters from the flags, then :func:`clvmodels.reporting.run_report`."""
-    from clvmodels.reporting import run_report, template_parameters
 
     if args.kind == "subscription":
         return _subscription_report(args)
@@ -327,19 +326,26 @@ def report(args: argparse.Namespace) -> Any:
             params[name] = value
     if args.spark_conf:
         params["spark_conf"] = parse_settings(args.spark_conf)
+    return _run_template(args, args.template, params)
+
+
+def _run_template(args: argparse.Namespace, template: str, params: dict[str, Any]) -> Any:
+    """The ``-p NAME VALUE`` parameters read as the template's types on top of ``params``, the
+    output folder checked, then the template run."""
+    from clvmodels.reporting import run_report, template_parameters
+
     if args.parameter:
-        defaults = template_parameters(args.template)
+        defaults = template_parameters(template)
         for name, text in args.parameter:
             if name not in defaults:
                 raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
             params[name] = parse_parameter(name, text, defaults[name])
     check_output_folder(args.output, "--output")
-    return run_report(args.template, params, args.output, progress=not args.no_progress)
+    return run_report(template, params, args.output, progress=not args.no_progress)
 
 
 def _subscription_report(args: argparse.Namespace) -> Any:
     """``report --kind subscription``: the subscription_report template on a subscription log."""
-    from clvmodels.reporting import run_report, template_parameters
 
     template = args.template or "subscription_report"
     wrong = [f"--{flag.replace('_', '-')}" for flag in ("dataset", "date_col", "date_format", "refunds", "engine",
@@ -355,13 +361,7 @@ def _subscription_report(args: argparse.Namespace) -> Any:
                        ("currency", "currency"), ("previous", "previous")):
         if getattr(args, flag) is not None:
             params[name] = getattr(args, flag)
-    defaults = template_parameters(template)
-    for name, text in args.parameter:
-        if name not in defaults:
-            raise ParameterError(f"Unknown parameter {name!r}; the template takes {sorted(defaults)}.")
-        params[name] = parse_parameter(name, text, defaults[name])
-    check_output_folder(args.output, "--output")
-    return run_report(template, params, args.output, progress=not args.no_progress)
+    return _run_template(args, template, params)
 
 
 def check_output_folder(folder: Any, flag: str) -> None:

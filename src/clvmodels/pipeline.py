@@ -229,9 +229,10 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
-              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, Any]:
-    """Model choice, scorecard and tier errors on the calibration window (BG/NBD and no
-    backtest when there is none); ``sample(n)`` returns the log of a random ``n`` customers.
+              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, Any, Any]:
+    """Model choice, scorecard, tier errors, a factory of the chosen model and the calibration
+    table the choice was made on (BG/NBD and no backtest when there is none); ``sample(n)``
+    returns the log of a random ``n`` customers.
     ``cohort_below_T``: the models learn from the customers whose age at the observation end is
     below this (a left-truncated log's real cohort); the model choice then uses only them (their
     age at the end is their age at the calibration end plus the holdout)."""
@@ -239,7 +240,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     from clvmodels.tiers import backtest_error
 
     if cal_end is None:
-        return None, None, None, clvmodels.BetaGeoModel
+        return None, None, None, clvmodels.BetaGeoModel, None
     # the backtest compares models and measures their error on a large random sample of
     # customers, not everyone: at 36M customers it saves most of its time and memory
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
@@ -260,7 +261,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
             f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
-    return selection, scorecard, error, selection.new_model
+    return selection, scorecard, error, selection.new_model, choose_on
 
 
 def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:
@@ -311,8 +312,8 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     rows = stats.purchases
     trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
-    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
-                                                       trunc.cutoff_T if trunc.usable_cohort else None)
+    selection, scorecard, error, model_cls, _ = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
+                                                          trunc.cutoff_T if trunc.usable_cohort else None)
     # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
     model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
                              below_T=trunc.cutoff_T if trunc.usable_cohort else None)
@@ -423,8 +424,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     trunc = _truncation(cfg, rfm["T"].to_numpy(float))
     cohort = rfm.index[rfm["T"].to_numpy() < trunc.cutoff_T] if trunc.usable_cohort else None
-    selection, scorecard, error, model_cls = _backtest(cfg, log, obs_end, cal_end, len(rfm), sample, lap,
-                                                       trunc.cutoff_T if cohort is not None else None)
+    selection, scorecard, error, model_cls, backtest_cal = _backtest(
+        cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None)
     # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
     model = model_cls().fit(rfm if cohort is None else rfm.loc[cohort])
     spend = clvmodels.GammaGammaModel().fit(rfm)
@@ -457,9 +458,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     if cfg.customers_path:
         from clvmodels.attributes import customer_attributes
 
-        cal = (clvmodels.calibration_holdout(log, calibration_end=cal_end, observation_end=obs_end,
-                                             time_unit=cfg.time_unit) if cal_end else None)
-        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model, cal, selection)
+        # the covariates are scored on the customers the model choice was scored on
+        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model, backtest_cal, selection)
         lap("customer table")
     extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since), **_attribute_tables(analysis.attributes),
              **({"model_selection": selection.table} if selection is not None else {})}

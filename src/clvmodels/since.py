@@ -224,10 +224,12 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
               horizon: float) -> pd.DataFrame:
     """Per earlier tier: the earlier models' expected purchases and revenue for ``horizon`` after
     ``prev_end`` against what the customers did up to ``end``. The engine returns one row per
-    (tier, distinct history, whether there is a spend to condition on) with the customers' count,
+    (tier, distinct history) with the customers' count, how many have a spend to condition on,
     the sum of their mean spends and what they did; expected purchases depend only on the
-    history and Gamma-Gamma's conditional spend is linear in the mean spend, so the sums are
-    exact."""
+    history and the group's spend comes from :func:`clvmodels.tiers._group_spend` (Gamma-Gamma's
+    conditional spend is linear in the mean spend), so the sums are exact."""
+    import ibis
+
     from clvmodels._engine import execute
     from clvmodels.rfm import _date_literal, _per_customer_days
 
@@ -238,21 +240,19 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
     hold = hold.mutate(customer_id=hold.customer_id.cast("string"))
     after = hold.group_by("customer_id").aggregate(purchases=hold.date.nunique(), revenue=hold.amount.sum())
     j = cal.inner_join(then, "customer_id").left_join(after, "customer_id")
-    j = j.mutate(has_m=(j.frequency > 0) & (j.monetary_value > 0))
-    g = execute(j.group_by(["tier", "frequency", "recency_days", "T_days", "has_m"]).aggregate(
-        n=j.count(), m_sum=j.monetary_value.sum(), actual_purchases=j.purchases.fill_null(0).sum(),
-        actual_revenue=j.revenue.fill_null(0.0).sum()))
+    has_m = (j.frequency > 0) & (j.monetary_value > 0)
+    g = execute(j.group_by(["tier", "frequency", "recency_days", "T_days"]).aggregate(
+        n=j.count(), n_valid=has_m.cast("int64").sum(), m_sum=ibis.ifelse(has_m, j.monetary_value, 0.0).sum(),
+        actual_purchases=j.purchases.fill_null(0).sum(), actual_revenue=j.revenue.fill_null(0.0).sum()))
     days = DAYS_PER_UNIT[unit]
     hist = pd.DataFrame({"frequency": g["frequency"].to_numpy(float), "recency": g["recency_days"].to_numpy(float) / days,
                          "T": g["T_days"].to_numpy(float) / days})
     per_customer = model.expected_purchases(hist, horizon).to_numpy(float)
     n = g["n"].to_numpy(float)
-    x = g["frequency"].to_numpy(float)
-    from clvmodels.models.gamma_gamma import conditional_spend
+    from clvmodels.tiers import _group_spend
 
-    # linear in the mean spend: the group's sum is its count times the spend at the group's mean
-    mean_m = np.where(g["has_m"].to_numpy(bool), g["m_sum"].to_numpy(float) / n, 0.0)
-    spend_sum = n * conditional_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), x, mean_m)
+    spend_sum = _group_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), n, g["n_valid"].to_numpy(float),
+                             g["frequency"].to_numpy(float), g["m_sum"].to_numpy(float))
     table = pd.DataFrame({"tier": g["tier"].astype(str).to_numpy(), "predicted_purchases": per_customer * n,
                           "actual_purchases": g["actual_purchases"].to_numpy(float),
                           "predicted_revenue": per_customer * spend_sum,

@@ -206,9 +206,11 @@ def _retention_table(subs: pd.DataFrame, model: Any, max_t: int = 36) -> pd.Data
     return pd.DataFrame(rows).set_index("period")
 
 
-def _intervals(model: Any, subs: pd.DataFrame, tiers: pd.Series, cfg: SubscriptionConfig) -> pd.DataFrame:
+def _intervals(model: Any, subs: pd.DataFrame, forecast: pd.DataFrame, tiers: pd.Series,
+               cfg: SubscriptionConfig) -> pd.DataFrame:
     """Per tier: ranges of value, renewals and leavers over parameter draws (the estimates'
-    uncertainty), leavers also with the chance of who leaves (binomial, normal approximation)."""
+    uncertainty), leavers also with the chance of who leaves (binomial around ``forecast``, the
+    estimates' forecast; normal approximation)."""
     from scipy import stats
 
     draws = model.sample_params(cfg.n_draws, seed=0)
@@ -225,8 +227,7 @@ def _intervals(model: Any, subs: pd.DataFrame, tiers: pd.Series, cfg: Subscripti
             values[k][i] = table[k].reindex([*TIERS, "Total"]).to_numpy(float)
     q = [(1 - cfg.interval_level) / 2, 1 - (1 - cfg.interval_level) / 2]
     out = {}
-    fc0 = subscriber_forecast(model, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
-    active = fc0[fc0["active"]]
+    active = forecast[forecast["active"]]
     p_leave = active["churn_probability_during_horizon"]
     noise = p_leave.groupby(tiers.reindex(active.index).astype(str)).apply(lambda v: float((v * (1 - v)).sum()))
     noise = noise.reindex(list(TIERS), fill_value=0.0)
@@ -269,7 +270,7 @@ def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None 
     if len(active) == 0:
         raise DataValidationError("No subscriber is active at the observation end: there is nobody to value.")
     tiers = assign_tiers(active, shares=cfg.tier_shares)
-    table = subscriber_tier_table(fc, tiers).join(_intervals(model, subs, tiers, cfg))
+    table = subscriber_tier_table(fc, tiers).join(_intervals(model, subs, fc, tiers, cfg))
     error = None
     if backtest is not None and chosen in backtest.index and "survivors_pct_error" in backtest:
         error = float(backtest.loc[chosen, "survivors_pct_error"])
@@ -304,7 +305,7 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
         return {"available": False, "reason": f"The earlier run '{folder.name}' could not be read ({type(exc).__name__})."}
     if record is None or str(record.get("observation_end")) >= analysis.observation_end:
         return {"available": False, "reason": f"The earlier run '{folder.name}' is not from before this one."}
-    then = then.set_index(then.columns[0]) if "customer_id" in then.columns else then
+    then = then.set_index("customer_id")  # as _save writes it
     then.index = then.index.astype(str)
     now_tier = analysis.tiers.astype(str)
     now_tier.index = now_tier.index.astype(str)

@@ -235,6 +235,16 @@ def _standard_errors(objective, theta: np.ndarray, n: float, names: list[str]) -
     return pd.Series(se, index=names, name="std_error")
 
 
+def _multiplier_row(model: Any, key: str, name: str, process: str, verb: str, level: float) -> dict:
+    """The coefficient ``key`` of ``model`` as a multiplier ``exp(gamma)`` with its interval, and in
+    words: "customers with NAME " + ``verb`` (formatted with the multiplier ``m``)."""
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    g, se = model.params_[key], model.standard_errors_[key]
+    lo, hi = np.exp(g - z * se), np.exp(g + z * se)
+    return {"covariate": name, "process": process, "estimate": np.exp(g), "lower": lo, "upper": hi,
+            "words": f"customers with {name} {verb.format(m=np.exp(g))} ({level:.0%} interval {lo:.2f}-{hi:.2f})"}
+
+
 class _PerCovariateRow:
     """Predictions of a covariate model through the plain model of each distinct covariate row
     (every prediction of the plain models then applies). Subclasses give ``_plain_cls()`` and
@@ -369,11 +379,10 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         first = pd.Series(np.arange(len(zcode))).groupby(zcode).first().to_numpy()
         w = c.weights
         data = _prepare(ux, utx, uT, w, ucode, dp.matrix[first], dd.matrix[first])
-        Zp, Zd = data.Zp, data.Zd
         n = float(w.sum())
         if float(w[ux > 0].sum()) == 0:
             raise DataValidationError("No customer made a repeat purchase: nothing to learn rates or dropout from.")
-        kp, kd = Zp.shape[1], Zd.shape[1]
+        kp, kd = data.Zp.shape[1], data.Zd.shape[1]
         shift = int(self.modified)
 
         objective = _penalized(lambda th: _loglik_prepared(th, data, shift, grad=True), n, pen, 4)
@@ -418,15 +427,9 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         ``exp(gamma_p)`` with its interval, and the dropout probability per purchase
         ``a/(a+b)`` for a customer with the covariate against the reference customer."""
         self._check()
-        z = float(stats.norm.ppf(0.5 + level / 2))
         r, alpha, a, b = self.params_.iloc[:4]
-        rows = []
-        for name in self.purchase_names_:
-            g, se = self.params_[f"purchase: {name}"], self.standard_errors_[f"purchase: {name}"]
-            lo, hi = np.exp(g - z * se), np.exp(g + z * se)
-            rows.append({"covariate": name, "process": "purchase rate", "estimate": np.exp(g), "lower": lo,
-                         "upper": hi, "words": f"customers with {name} buy {np.exp(g):.2f}x as often "
-                                               f"({level:.0%} interval {lo:.2f}-{hi:.2f})"})
+        rows = [_multiplier_row(self, f"purchase: {name}", name, "purchase rate", "buy {m:.2f}x as often", level)
+                for name in self.purchase_names_]
         base = a / (a + b)
         for name in self.dropout_names_:
             ga, gb = self.params_[f"dropout a: {name}"], self.params_[f"dropout b: {name}"]
@@ -576,18 +579,12 @@ class CovariateParetoNBDModel(_PerCovariateRow):
     def effects(self, level: float = 0.95) -> pd.DataFrame:
         """Multipliers of the mean purchase rate and of the mean dropout rate, with intervals."""
         self._check()
-        z = float(stats.norm.ppf(0.5 + level / 2))
         rows = []
         for process, prefix, verb in (("purchase rate", "purchase", "buy {m:.2f}x as often"),
                                       ("dropout rate", "dropout" if not self.same_effect else "purchase",
                                        "leave at {m:.2f}x the rate")):
             names = self.purchase_names_ if prefix == "purchase" else self.dropout_names_
-            for name in names:
-                g, se = self.params_[f"{prefix}: {name}"], self.standard_errors_[f"{prefix}: {name}"]
-                lo, hi = np.exp(g - z * se), np.exp(g + z * se)
-                rows.append({"covariate": name, "process": process, "estimate": np.exp(g), "lower": lo, "upper": hi,
-                             "words": f"customers with {name} " + verb.format(m=np.exp(g))
-                                      + f" ({level:.0%} interval {lo:.2f}-{hi:.2f})"})
+            rows += [_multiplier_row(self, f"{prefix}: {name}", name, process, verb, level) for name in names]
         out = pd.DataFrame(rows)
         out.attrs["reference"] = dict(self.reference_)
         return out
@@ -706,15 +703,9 @@ class CovariateGammaGammaModel:
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
         """Each covariate's spend multiplier ``exp(gamma)`` with its interval, in words."""
-        z = float(stats.norm.ppf(0.5 + level / 2))
-        rows = []
-        for name in self.spend_names_:
-            g, se = self.params_[f"spend: {name}"], self.standard_errors_[f"spend: {name}"]
-            lo, hi = np.exp(g - z * se), np.exp(g + z * se)
-            rows.append({"covariate": name, "process": "spend per purchase", "estimate": np.exp(g), "lower": lo,
-                         "upper": hi, "words": f"customers with {name} spend {np.exp(g):.2f}x as much per purchase "
-                                               f"({level:.0%} interval {lo:.2f}-{hi:.2f})"})
-        return pd.DataFrame(rows)
+        return pd.DataFrame([_multiplier_row(self, f"spend: {name}", name, "spend per purchase",
+                                             "spend {m:.2f}x as much per purchase", level)
+                             for name in self.spend_names_])
 
     def expected_spend(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> pd.Series:
         """Conditional expected spend per purchase ``p (v_i + x zbar) / (p x + q - 1)`` (the

@@ -60,16 +60,21 @@ def first_screen(analysis: Any) -> str:
               f"from the top {top['share_of_customers']:.0%} of customers ({int(top['customers']):,})"),
         _tile("How far the last backtest missed", *miss),
     ]
+    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid_html(t, "customers")}'
+
+
+def pyramid_html(t: pd.DataFrame, who: str) -> str:
+    """The pyramid graphic (HTML): a band per tier with its count (column ``who``, e.g.
+    "customers" or "subscribers") and share of value."""
     widths = {"Platinum": 46, "Gold": 62, "Iron": 80, "Lead": 100}
     bands = []
     for tier in ("Platinum", "Gold", "Iron", "Lead"):
         row = t.loc[tier]
         share = "" if pd.isna(row["share_of_clv"]) else f" &middot; {row['share_of_clv']:.0%} of value"
         bands.append(f'<div class="band band-{tier.lower()}" style="width:{widths[tier]}%">'
-                     f'<b>{tier}</b> &middot; {int(row["customers"]):,} customers{share}</div>')
-    pyramid = ('<div class="pyramid" role="img" aria-label="The customer pyramid: customers per tier and their '
-               'share of value">' + "".join(bands) + "</div>")
-    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid}'
+                     f'<b>{tier}</b> &middot; {int(row[who]):,} {who}{share}</div>')
+    return (f'<div class="pyramid" role="img" aria-label="The {who[:-1]} pyramid: {who} per tier and their '
+            'share of value">' + "".join(bands) + "</div>")
 
 
 def _holdout_words(analysis: Any) -> str:
@@ -156,6 +161,11 @@ def assumptions_box(cfg: Any) -> str:
         ("Currency", cfg.currency or "not given", cfg.currency_is_default),
         ("Time unit", unit, cfg.time_unit == defaults["time_unit"]),
     ]
+    return assumptions_html(rows)
+
+
+def assumptions_html(rows: list[tuple[str, str, bool]]) -> str:
+    """The assumptions box (HTML) from (setting, value, is it a default) rows, all text inert."""
     body = "".join(
         f"<tr><th scope=\"row\">{_h(name)}</th><td>{_h(value)}</td><td>"
         + ('<span class="default">default - set it to your own</span>' if is_default else "yours")

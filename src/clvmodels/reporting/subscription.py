@@ -7,8 +7,15 @@ from typing import Any
 
 import pandas as pd
 
-from clvmodels.reporting.content import _h, _inert, _money_text, _tile, md_escape
-from clvmodels.tiers import TIERS
+from clvmodels.reporting.content import (
+    _h,
+    _inert,
+    _money_text,
+    _tile,
+    assumptions_html,
+    md_escape,
+    pyramid_html,
+)
 
 __all__ = ["subscription_heading", "subscription_first_screen", "subscription_summary",
            "format_subscription_tiers", "format_subscription_backtest", "subscription_method",
@@ -40,13 +47,7 @@ def subscription_first_screen(an: Any) -> str:
               f"from the top {int(top['subscribers']):,} subscribers"),
         _tile("How far the last backtest missed", *miss),
     ]
-    widths = {"Platinum": 46, "Gold": 62, "Iron": 80, "Lead": 100}
-    bands = "".join(
-        f'<div class="band band-{tier.lower()}" style="width:{widths[tier]}%"><b>{tier}</b> &middot; '
-        f'{int(t.loc[tier, "subscribers"]):,} subscribers &middot; {t.loc[tier, "share_of_clv"]:.0%} of value</div>'
-        for tier in TIERS)
-    return (f'<div class="tiles">{"".join(tiles)}</div><div class="pyramid" role="img" '
-            f'aria-label="The subscriber pyramid: subscribers per tier and their share of value">{bands}</div>')
+    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid_html(t, "subscribers")}'
 
 
 def subscription_summary(an: Any) -> str:
@@ -76,11 +77,7 @@ def subscription_assumptions(cfg: Any) -> str:
              cfg.discount_rate == d["discount_rate"]),
             ("Currency", cfg.currency or "not given", not cfg.currency),
             ("Renewal period", cfg.period, cfg.period == d["period"])]
-    body = "".join(f"<tr><th scope=\"row\">{_h(n)}</th><td>{_h(v)}</td><td>"
-                   + ('<span class="default">default - set it to your own</span>' if is_d else "yours")
-                   + "</td></tr>" for n, v, is_d in rows)
-    return ('<div class="assumptions"><table><caption>Assumptions behind every value</caption>'
-            f"<tbody>{body}</tbody></table></div>")
+    return assumptions_html(rows)
 
 
 def format_subscription_tiers(t: pd.DataFrame, cfg: Any):
