@@ -107,7 +107,7 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
     family = "Pareto/NBD" if pareto else ("MBG/NBD" if modified else "BG/NBD")
     if name == "MBGCNBDModel":
         out.notes.append(f"Covariates are modelled in BG/NBD, MBG/NBD and Pareto/NBD; the forecasts use "
-                         f"{model._long_name}, so the effects below are those of MBG/NBD with covariates.")
+                         f"{model._long_name}, so the effects shown are those of MBG/NBD with covariates.")
     try:
         with_cov = _purchase_model(cfg.covariates, modified, pareto).fit(rfm, table)
         plain = (clvmodels.ParetoNBDModel if pareto else
