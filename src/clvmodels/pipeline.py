@@ -244,8 +244,11 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     # the backtest compares models and measures their error on a large random sample of
     # customers, not everyone: at 36M customers it saves most of its time and memory
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
+    # a season needs a year of calibration history; the calendar describes every customer, so
+    # not when the model learns from a left-truncated log's cohort alone
+    calendar = cohort_below_T is None and _spans_a_year(log, cal_end)
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
-                                        time_unit=cfg.time_unit, regularity=True)
+                                        time_unit=cfg.time_unit, regularity=True, calendar=calendar)
     choose_on = cal
     if cohort_below_T is not None:
         in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() < cohort_below_T - 1e-9]
@@ -262,6 +265,25 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.new_model, choose_on
+
+
+def _spans_a_year(log: Any, end: str) -> bool:
+    """At least a season's history (:data:`clvmodels.models.seasonal.MIN_SPAN_DAYS`) before ``end``."""
+    from clvmodels._engine import execute
+    from clvmodels.models.seasonal import MIN_SPAN_DAYS
+
+    return (pd.Timestamp(end) - pd.Timestamp(execute(log.date.min()))).days >= MIN_SPAN_DAYS
+
+
+def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
+    """``table`` with its purchase calendar when the chosen model needs one (a seasonal model)."""
+    from clvmodels.models.seasonal import SeasonalBetaGeoModel
+    from clvmodels.rfm import purchase_calendar
+
+    probe = model_cls()
+    if isinstance(probe, SeasonalBetaGeoModel):
+        table.attrs["purchase_calendar"] = purchase_calendar(log, observation_end=obs_end)
+    return table
 
 
 def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:
@@ -314,6 +336,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
     selection, scorecard, error, model_cls, _ = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
                                                           trunc.cutoff_T if trunc.usable_cohort else None)
+    _with_calendar(model_cls, stats.purchases, log, obs_end)
     # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
     model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
                              below_T=trunc.cutoff_T if trunc.usable_cohort else None)
@@ -427,7 +450,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     selection, scorecard, error, model_cls, backtest_cal = _backtest(
         cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None)
     # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
-    model = model_cls().fit(rfm if cohort is None else rfm.loc[cohort])
+    model = model_cls().fit(_with_calendar(model_cls, rfm, log, obs_end) if cohort is None else rfm.loc[cohort])
     spend = clvmodels.GammaGammaModel().fit(rfm)
     lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,

@@ -20,10 +20,12 @@ freq_multiplier=7`` is what equals ``time_unit="W"`` here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
 from clvmodels._engine import execute
@@ -31,7 +33,7 @@ from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, chec
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.transactions import load_transactions
 
-__all__ = ["rfm_summary", "calibration_holdout", "HOLDOUT_COLUMNS"]
+__all__ = ["rfm_summary", "calibration_holdout", "purchase_calendar", "PurchaseCalendar", "HOLDOUT_COLUMNS"]
 
 HOLDOUT_COLUMNS = (
     "frequency_holdout", "monetary_value_holdout", "revenue_holdout", "duration_holdout"
@@ -99,6 +101,66 @@ def _with_regularity(per: ir.Table, t: ir.Table, unit: str) -> ir.Table:
     return per.left_join(litt, "customer_id").select(per, litt=litt.litt.fill_null(0.0))
 
 
+@dataclass(frozen=True)
+class PurchaseCalendar:
+    """Repeat purchase days per calendar day, of the customers of one RFM table: what a model
+    with a calendar (:class:`clvmodels.SeasonalBetaGeoModel`) needs beside the table (the
+    likelihood of purchase times on a seasonal clock has a factor per repeat purchase, which
+    depends on its day). A few thousand numbers, whatever the number of customers.
+
+    ``start``: the first day counted (ISO date); ``counts[i]``: repeat purchase days of all
+    customers on day ``start + i``; ``end``: the table's observation end (its "as of" date).
+    Carried in the table's ``attrs["purchase_calendar"]``; immutable (copied by reference).
+    """
+
+    start: str
+    end: str
+    counts: tuple[int, ...]
+
+    def __deepcopy__(self, memo: Any) -> PurchaseCalendar:
+        return self
+
+    @property
+    def total(self) -> int:
+        """Repeat purchase days counted (the table's sum of ``frequency``)."""
+        return int(sum(self.counts))
+
+    def series(self) -> pd.Series:
+        """The counts by date."""
+        idx = pd.date_range(self.start, periods=len(self.counts), freq="D")
+        return pd.Series(self.counts, index=idx, name="repeat_purchases", dtype="int64")
+
+
+def _purchase_calendar(t: ir.Table, end: pd.Timestamp) -> PurchaseCalendar:
+    """Repeat purchase days per date of the purchases of ``t`` (already cut at ``end``)."""
+    daily = t.select("customer_id", "date").distinct()
+    first = daily.date.min().over(ibis.window(group_by="customer_id"))
+    repeat = daily.mutate(first=first)
+    repeat = repeat.filter(repeat.date > repeat.first)
+    per_day = execute(repeat.group_by("date").aggregate(n=repeat.count()))
+    if len(per_day) == 0:
+        return PurchaseCalendar(str(end.date()), str(end.date()), ())
+    dates = pd.to_datetime(per_day["date"])
+    start = dates.min()
+    counts = np.zeros((end - start).days + 1, dtype=np.int64)
+    np.add.at(counts, (dates - start).dt.days.to_numpy(), per_day["n"].to_numpy(np.int64))
+    return PurchaseCalendar(str(start.date()), str(end.date()), tuple(int(c) for c in counts))
+
+
+def purchase_calendar(transactions: Any, *, observation_end: Any = None,
+                      columns: dict[str, str] | None = None) -> PurchaseCalendar:
+    """Repeat purchase days per calendar day up to ``observation_end`` (see
+    :class:`PurchaseCalendar`); :func:`rfm_summary` and :func:`calibration_holdout` attach it
+    with ``calendar=True``."""
+    t = _transactions(transactions, columns)
+    if observation_end is None:
+        end = _max_date(t)
+    else:
+        end = check_timestamp("observation_end", observation_end)
+        t = t.filter(t.date <= _date_literal(end))
+    return _purchase_calendar(t, end)
+
+
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     out = df.set_index("customer_id")
     if not out.index.is_monotonic_increasing:  # a backend that ignores the ordering
@@ -113,6 +175,7 @@ def rfm_summary(
     observation_end: Any = None,
     columns: dict[str, str] | None = None,
     regularity: bool = False,
+    calendar: bool = False,
 ) -> pd.DataFrame:
     """One row per customer: frequency, recency, T and monetary value.
 
@@ -175,6 +238,8 @@ def rfm_summary(
         )
     out = _finish(df)
     out.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
+    if calendar:
+        out.attrs["purchase_calendar"] = _purchase_calendar(t, end)
     return out
 
 
@@ -186,6 +251,7 @@ def calibration_holdout(
     time_unit: TimeUnit = "D",
     columns: dict[str, str] | None = None,
     regularity: bool = False,
+    calendar: bool = False,
 ) -> pd.DataFrame:
     """RFM of a calibration window plus what each customer did in the holdout window after it.
 
@@ -269,4 +335,6 @@ def calibration_holdout(
             "holdout_end": str(obs_end.date()),
         }
     )
+    if calendar:
+        out.attrs["purchase_calendar"] = _purchase_calendar(t.filter(t.date <= cal_lit), cal_end)
     return out

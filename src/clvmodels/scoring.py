@@ -327,6 +327,9 @@ def score_customers(
     days = DAYS_PER_UNIT[unit]
     hist = _histories(per, end)
     n = int(hist.pop("weight").sum())
+    from clvmodels.models.seasonal import as_of
+
+    transaction_model = as_of(transaction_model, end)  # a seasonal clock counts back from this log's end
     x = hist["frequency"].to_numpy(float)
     parts = _purchase_arrays(transaction_model, x, hist["recency_days"].to_numpy(float) / days,
                              hist["T_days"].to_numpy(float) / days, s)

@@ -25,10 +25,16 @@ import pandas as pd
 
 from clvmodels._validation import UNIT_NAMES, check_number
 from clvmodels.exceptions import ClvModelsError, DataValidationError, ParameterError
-from clvmodels.models import BetaGeoModel, MBGCNBDModel, ModifiedBetaGeoModel, ParetoNBDModel
+from clvmodels.models import (
+    BetaGeoModel,
+    MBGCNBDModel,
+    ModifiedBetaGeoModel,
+    ParetoNBDModel,
+    SeasonalBetaGeoModel,
+)
 from clvmodels.models._purchase import PurchaseModel
 
-__all__ = ["select_model", "ModelSelection", "CANDIDATES", "REGULARITY_CANDIDATES"]
+__all__ = ["select_model", "ModelSelection", "CANDIDATES", "REGULARITY_CANDIDATES", "CALENDAR_CANDIDATES"]
 
 #: purchase models tried by default, by their name in the papers
 CANDIDATES: dict[str, type[PurchaseModel]] = {
@@ -40,6 +46,10 @@ CANDIDATES: dict[str, type[PurchaseModel]] = {
 #: tried as well when the calibration table has each customer's ``litt`` (regularity), which it
 #: needs to choose its k: ``calibration_holdout(..., regularity=True)``
 REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = {"MBG/CNBD-k": MBGCNBDModel}
+
+#: tried as well when the calibration table carries its repeat purchases per calendar day
+#: (``calibration_holdout(..., calendar=True)``) and spans at least a year: BG/NBD with a yearly season
+CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": SeasonalBetaGeoModel}
 
 RULE = ("lowest holdout mean squared error of purchases per customer (the scoring rule made for "
         "an expected-value forecast); models within {tol:.1%} of the best count as tied, and the tie "
@@ -96,6 +106,16 @@ class ModelSelection:
         return f"ModelSelection(chosen={self.chosen!r})\n" + self.table.to_string(float_format=lambda v: f"{v:.4g}")
 
 
+def _spans_a_year(cal: pd.DataFrame) -> bool:
+    """The table carries its purchase calendar and a year of history for a season."""
+    from clvmodels._validation import DAYS_PER_UNIT
+    from clvmodels.models.seasonal import MIN_SPAN_DAYS
+
+    unit = DAYS_PER_UNIT.get(cal.attrs.get("time_unit", ""), 0.0)
+    return (cal.attrs.get("purchase_calendar") is not None and len(cal) > 0
+            and float(cal["T"].max()) * unit >= MIN_SPAN_DAYS)
+
+
 def select_model(
     cal: pd.DataFrame,
     *,
@@ -111,7 +131,9 @@ def select_model(
         and ``duration_holdout``).
     candidates : dict, optional
         Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD), plus
-        MBG/CNBD-k (:data:`REGULARITY_CANDIDATES`) when ``cal`` has a ``litt`` column.
+        MBG/CNBD-k (:data:`REGULARITY_CANDIDATES`) when ``cal`` has a ``litt`` column, plus
+        BG/NBD with a yearly season (:data:`CALENDAR_CANDIDATES`) when ``cal`` carries its
+        purchase calendar and at least :data:`clvmodels.models.seasonal.MIN_SPAN_DAYS` of history.
     tolerance : float, default 0.005
         Relative MSE difference under which two models count as tied.
 
@@ -136,7 +158,8 @@ def select_model(
     _check_cal(cal)
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
     if candidates is None:
-        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}
+        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {}),
+                 **(CALENDAR_CANDIDATES if _spans_a_year(cal) else {})}
     else:
         cands = dict(candidates)
     if not cands:

@@ -41,7 +41,7 @@ def load_model(path):
 
     from clvmodels.exceptions import ModelFileError
     classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
-                                       GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
+                                       SeasonalBetaGeoModel, GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
                                        BetaDiscreteWeibullModel)}
     try:
         data = json.loads(Path(path).read_text())

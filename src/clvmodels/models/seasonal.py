@@ -2,12 +2,13 @@
 
 While active, a customer buys as a Poisson process of rate ``lambda m(t)``: ``lambda ~
 Gamma(r, alpha)`` as in BG/NBD and ``m(t) = exp(gamma' z(t))`` a calendar multiplier shared by
-everyone - ``z(t)`` the Fourier terms of the day of the year, ``sin(2 pi k d / 365.25)`` and
-``cos(...)`` for ``k = 1 .. harmonics`` (a smooth yearly pattern), optionally plus a linear
-trend in years. Dropout happens right after purchases with probability ``p ~ Beta(a, b)``.
+everyone - ``z(t)`` the Fourier terms of the calendar, ``sin(2 pi k d / 365.25)`` and
+``cos(...)`` for ``k = 1 .. harmonics`` with ``d`` the day number (a smooth yearly pattern),
+optionally plus a linear trend in years. Dropout happens right after purchases with
+probability ``p ~ Beta(a, b)``.
 
 By the time-change theorem a Poisson process of rate ``lambda m(t)`` is a Poisson process of
-rate ``lambda`` on the operational clock ``tau(t) = int_0^t m(u) du``; and since BG/NBD's dropout
+rate ``lambda`` on the operational clock ``tau(t) = int m(u) du``; and since BG/NBD's dropout
 only happens at purchases, the whole customer is a BG/NBD customer on that clock. So the
 likelihood of a customer's purchase times is BG/NBD's at ``(x, tau(t_x) - tau(t_0), tau(T) -
 tau(t_0))`` times the Jacobian ``prod_j m(t_j)`` over the repeat purchases; forecasts are BG/NBD's
@@ -15,34 +16,53 @@ on the operational clock (a horizon of ``h`` calendar weeks is ``tau(T+h) - tau(
 weeks, the same for every customer). This is the dynamic-covariate idea of Bachmann, Meierer &
 Naef (2021, "The role of time-varying contextual factors in latent attrition models for customer
 base analysis", Marketing Science 40(4)) for Pareto/NBD, applied to BG/NBD where it is exact with
-purchase-tied dropout: contextual covariates in the purchase process only. Fitted by maximum
-likelihood on distinct (x, first day, last day) rows; the calendar coefficients' gradient by
-central differences.
+purchase-tied dropout: contextual covariates in the purchase process only.
+
+Fitted on compressed statistics like the other models: the RFM table (distinct ``(x, t_x, T)``
+rows, in whole days) and the repeat purchases per calendar day
+(:class:`clvmodels.rfm.PurchaseCalendar`, ``rfm_summary(..., calendar=True)``), from which the
+Jacobian's sum ``sum_j z(t_j)`` comes; analytic gradient. Every prediction of
+:class:`clvmodels.models._purchase.PurchaseModel` (P(alive), expected purchases, churn by
+horizon, pmf, simulation, the forecast's per-period values) is BG/NBD's with the customer's
+times moved to the operational clock, so forecasts, tiers, intervals and the report use it
+unchanged. Predictions are "as of" a date (the fitted table's observation end, or
+:meth:`SeasonalBetaGeoModel.as_of`): an RFM table's ``T`` counts back from it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy import optimize
+from scipy import optimize, special
 
-from clvmodels.exceptions import (
-    ConvergenceError,
-    DataValidationError,
-    NotFittedError,
-    ParameterError,
-)
+from clvmodels._validation import DAYS_PER_UNIT, check_rfm
+from clvmodels.exceptions import ConvergenceError, DataValidationError, NotFittedError, ParameterError
+from clvmodels.models.beta_geo import BetaGeoModel
 
-__all__ = ["SeasonalBetaGeoModel"]
+__all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "as_of"]
 
 _YEAR = 365.25
+_EPOCH = pd.Timestamp("1970-01-01")
 #: history a season needs: a full year (measured: six months of CDNOW doubled the forecast)
 MIN_SPAN_DAYS = 366
+#: largest calendar coefficient accepted from a model file (a multiplier of e^10 is no season)
+_MAX_COEF = 10.0
 
 
-class SeasonalBetaGeoModel:
+def _day(value: Any, name: str) -> int:
+    """A date as its day number since 1970-01-01 (a whole day, 1900 to 2200)."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        raise ParameterError(f"calendar[{name!r}] must be a date like '1998-06-30', got {value!r}.") from None
+    if ts is pd.NaT or not pd.Timestamp("1900-01-01") <= ts <= pd.Timestamp("2200-12-31"):
+        raise ParameterError(f"calendar[{name!r}] must be a date from 1900 to 2200, got {value!r}.")
+    return int((ts.normalize() - _EPOCH).days)
+
+
+class SeasonalBetaGeoModel(BetaGeoModel):
     """BG/NBD with a yearly seasonal purchase rate (and optionally a trend); see the module notes.
 
     Parameters
@@ -50,169 +70,450 @@ class SeasonalBetaGeoModel:
     harmonics : int, default 2
         Fourier terms of the yearly pattern (1: one peak a year; 2 allows a sharper or second one).
     trend : bool, default False
-        Also a log-linear trend in the purchase rate (per year).
-    time_unit : {"W", "D"}, default "W"
+        Also a log-linear trend in the purchase rate (per year; forecasts extrapolate it).
+    calendar : dict, optional
+        The fitted calendar of a model rebuilt from saved parameters: ``coefficients`` (the
+        gamma of the module notes, ``2 harmonics (+ 1)`` numbers), ``as_of`` (the date
+        predictions count back from) and ``trend_origin`` (where the trend is 0). :meth:`fit`
+        learns it; :meth:`get_params` returns the fitted one, so a saved model keeps it.
+    penalizer_coef, tol, max_iter
+        As for :class:`BetaGeoModel` (the penalty is on r, alpha, a, b).
+
+    Attributes
+    ----------
+    params_ : Series
+        ``r, alpha, a, b`` on the operational clock (the parameters of :meth:`plain_model`).
+    calendar_ : dict
+        ``coefficients``, ``as_of``, ``trend_origin``.
+    calendar_effects_ : DataFrame
+        Each calendar coefficient with its standard error.
+    plain_log_likelihood_ : float
+        BG/NBD's on the same table (comparable: both are densities of the calendar times).
     """
 
-    def __init__(self, harmonics: int = 2, *, trend: bool = False, time_unit: str = "W"):
-        if not isinstance(harmonics, int) or harmonics < 0 or harmonics > 6:
+    _long_name = "BG/NBD with a yearly season"
+    _reference = ("Fader, Hardie & Lee (2005) on an operational clock with a calendar covariate, after "
+                  "Bachmann, Meierer & Naef (2021), Marketing Science 40(4).")
+    _FITTED: ClassVar[tuple[str, ...]] = BetaGeoModel._FITTED + ("calendar_", "calendar_effects_",
+                                                                  "plain_log_likelihood_")
+
+    def __init__(self, harmonics: int = 2, *, trend: bool = False, calendar: dict[str, Any] | None = None,
+                 penalizer_coef: float = 0.0, tol: float = 1e-9, max_iter: int = 2000):
+        super().__init__(penalizer_coef=penalizer_coef, tol=tol, max_iter=max_iter)
+        if isinstance(harmonics, bool) or not isinstance(harmonics, (int, np.integer)) or not 0 <= harmonics <= 6:
             raise ParameterError(f"harmonics must be a whole number from 0 to 6, got {harmonics!r}.")
-        if time_unit not in ("W", "D"):
-            raise ParameterError(f"time_unit must be 'W' or 'D', got {time_unit!r}.")
-        self.harmonics = harmonics
+        if not isinstance(trend, (bool, np.bool_)):
+            raise ParameterError(f"trend must be True or False, got {trend!r}.")
+        self.harmonics = int(harmonics)
         self.trend = bool(trend)
-        self.time_unit = time_unit
+        self.calendar = calendar
+        if calendar is not None:
+            self._set_calendar(calendar)
 
-    # ---------------------------------------------------------------- the calendar
-    def _z(self, days: np.ndarray) -> np.ndarray:
-        """Calendar covariates of days counted from the origin (day 0)."""
-        d = np.asarray(days, float)
-        doy = (self.origin_.day_of_year - 1 + d) * 2 * np.pi / _YEAR
-        cols = []
-        for k in range(1, self.harmonics + 1):
-            cols += [np.sin(k * doy), np.cos(k * doy)]
-        if self.trend:
-            cols.append(d / _YEAR)
-        return np.column_stack(cols) if cols else np.zeros((len(d), 0))
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {**super().get_params(deep), "harmonics": self.harmonics, "trend": self.trend,
+                "calendar": getattr(self, "calendar_", None) or self.calendar}
 
-    def _clock(self, gamma: np.ndarray, last_day: int) -> np.ndarray:
-        """tau at the start of each day 0..last_day+1, in time units (each day weighs m(day))."""
-        m = np.exp(self._z(np.arange(last_day + 1)) @ gamma)
-        unit = 7.0 if self.time_unit == "W" else 1.0
-        return np.concatenate([[0.0], np.cumsum(m)]) / unit
+    def _defining(self) -> dict[str, Any]:
+        """What a new model like this one keeps (the calendar itself is learnt by each fit)."""
+        return {"harmonics": self.harmonics, "trend": self.trend}
 
-    def multiplier(self, dates: Any) -> pd.Series:
-        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates``."""
-        self._check()
-        idx = pd.DatetimeIndex(pd.to_datetime(dates))
-        days = (idx - self.origin_).days.to_numpy()
-        return pd.Series(np.exp(self._z(days) @ self.gamma_), index=idx, name="multiplier")
+    def _with_params(self, params: Any) -> SeasonalBetaGeoModel:
+        return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining(),
+                                      calendar=self.calendar_)
 
-    # ---------------------------------------------------------------- fitting
-    def fit(self, transactions: pd.DataFrame, *, observation_end: Any = None) -> SeasonalBetaGeoModel:
-        """Fit on a transaction log (``customer_id, date``; purchases on one day are one purchase)."""
-        from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
+    @property
+    def n_coefficients(self) -> int:
+        return 2 * self.harmonics + int(self.trend)
 
-        if not isinstance(transactions, pd.DataFrame) or not {"customer_id", "date"} <= set(transactions.columns):
-            raise DataValidationError("transactions must be a DataFrame with customer_id and date columns.")
-        days = pd.to_datetime(transactions["date"]).dt.normalize()
-        end = days.max() if observation_end is None else pd.Timestamp(observation_end)
-        log = pd.DataFrame({"c": transactions["customer_id"].to_numpy(), "d": days.to_numpy()})
-        log = log[log["d"] <= end].drop_duplicates()
-        if log.empty:
-            raise DataValidationError("No purchases on or before observation_end.")
-        self.origin_ = log["d"].min()
-        self.end_ = end
-        span = (end - self.origin_).days
-        if (self.harmonics or self.trend) and span < MIN_SPAN_DAYS:
-            raise DataValidationError(
-                f"The log spans {span} days to observation_end; a yearly season (or a trend) needs at least "
-                f"{MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on CDNOW cut after "
-                "six months it doubled the forecast). Use BetaGeoModel, or a longer log.")
-        log["k"] = (log["d"] - self.origin_).dt.days.to_numpy()
-        g = log.groupby("c")["k"]
-        first, last, n = g.min(), g.max(), g.size()
-        per = pd.DataFrame({"x": (n - 1).astype(float), "first": first, "last": last})
-        rows = per.groupby(["x", "first", "last"]).size().rename("w").reset_index()
-        x, k0, k1, w = (rows[c].to_numpy() for c in ("x", "first", "last", "w"))
-        x, w = x.astype(float), w.astype(float)
-        end_day = int((end - self.origin_).days)
-        repeat = log[log["k"] > log["c"].map(first)]["k"].to_numpy()  # repeat purchase days
-        if len(repeat) == 0:
-            raise DataValidationError("No repeat purchases: nothing to learn purchase rates or seasons from.")
-        zsum = self._z(repeat).sum(axis=0)
-        n_total = float(w.sum())
-        kz = self._z(np.array([0])).shape[1]
-
-        def loglik(theta):
-            r, alpha, a, b = np.exp(theta[:4])
-            gamma = theta[4:]
-            tau = self._clock(gamma, end_day)
-            # purchases on day k happen at its start: the clock at the start of day k
-            tx, T = tau[k1] - tau[k0], tau[end_day + 1] - tau[k0]
-            ll = bgnbd_log_likelihood({"r": r, "alpha": alpha, "a": a, "b": b}, x, tx, T)
-            return float((w * ll).sum() + zsum @ gamma)
-
-        def objective(theta):
-            value = -loglik(theta) / n_total
-            return value if np.isfinite(value) else 1e300
-
-        unit = 7.0 if self.time_unit == "W" else 1.0
-        plain = BetaGeoModel().fit(pd.DataFrame({"frequency": x, "recency": (k1 - k0) / unit,
-                                                 "T": (end_day + 1 - k0) / unit}), weights=w)
-        start = np.concatenate([np.log(plain.params_.to_numpy()), np.zeros(kz)])
-        res = optimize.minimize(objective, start, method="BFGS", options={"gtol": 1e-7, "maxiter": 2000})
-        if not np.isfinite(res.fun) or res.fun >= 1e299:
-            raise ConvergenceError("The seasonal BG/NBD did not converge; try fewer harmonics.")
-        theta = res.x
-        self.theta_ = theta
-        self.gamma_ = theta[4:]
-        names = ["r", "alpha", "a", "b"] + self._names()
-        self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
-        self.log_likelihood_ = loglik(theta)
-        self.plain_log_likelihood_ = float(plain.log_likelihood_)
-        self.n_params_ = len(theta)
-        # standard errors from a finite-difference Hessian of the total log-likelihood
-        k = len(theta)
-        h = 1e-4
-        hess = np.empty((k, k))
-        for i in range(k):
-            for j in range(i, k):
-                e_i, e_j = np.eye(k)[i] * h, np.eye(k)[j] * h
-                hess[i, j] = hess[j, i] = -(loglik(theta + e_i + e_j) - loglik(theta + e_i - e_j)
-                                            - loglik(theta - e_i + e_j) + loglik(theta - e_i - e_j)) / (4 * h * h)
-        try:
-            se = np.sqrt(np.clip(np.diag(np.linalg.inv(hess)), 0, None))
-        except np.linalg.LinAlgError:
-            se = np.full(k, np.nan)
-        self.standard_errors_ = pd.Series(se, index=names, name="std_error")
-        self._per_customer = per
-        return self
-
-    def _names(self) -> list[str]:
+    def coefficient_names(self) -> list[str]:
         names = []
         for k in range(1, self.harmonics + 1):
             names += [f"season sin {k}", f"season cos {k}"]
         return names + (["trend per year"] if self.trend else [])
 
-    def _check(self) -> None:
-        if not hasattr(self, "params_"):
-            raise NotFittedError("This SeasonalBetaGeoModel is not fitted yet; call fit(transactions) first.")
+    def _set_calendar(self, calendar: Any) -> None:
+        """Check and keep a calendar (from :meth:`fit`, or a saved model's: hostile input)."""
+        if not isinstance(calendar, dict) or "coefficients" not in calendar or "as_of" not in calendar:
+            raise ParameterError("calendar must be a mapping with 'coefficients' and 'as_of' (and 'trend_origin' "
+                                 f"with a trend), got {type(calendar).__name__}.")
+        unknown = set(calendar) - {"coefficients", "as_of", "trend_origin"}
+        if unknown:
+            raise ParameterError(f"calendar has unknown keys {sorted(unknown)}; allowed: coefficients, as_of, "
+                                 "trend_origin.")
+        coef = calendar["coefficients"]
+        try:
+            gamma = np.asarray(coef, dtype=float)
+        except (TypeError, ValueError):
+            raise ParameterError(f"calendar['coefficients'] must be numbers, got {coef!r}.") from None
+        if gamma.shape != (self.n_coefficients,) or not np.all(np.isfinite(gamma)) \
+                or np.any(np.abs(gamma) > _MAX_COEF):
+            raise ParameterError(
+                f"calendar['coefficients'] must be {self.n_coefficients} finite numbers between -{_MAX_COEF:g} and "
+                f"{_MAX_COEF:g} ({self.harmonics} harmonics{', a trend' if self.trend else ''}), got {coef!r}.")
+        as_of = _day(calendar["as_of"], "as_of")
+        origin = _day(calendar.get("trend_origin", calendar["as_of"]), "trend_origin")
+        self.calendar_ = {"coefficients": [float(g) for g in gamma],
+                          "as_of": str((_EPOCH + pd.Timedelta(days=as_of)).date()),
+                          "trend_origin": str((_EPOCH + pd.Timedelta(days=origin)).date())}
+        self._gamma, self._as_of, self._trend_origin = gamma, as_of, origin
+        self._tau_cache: dict[tuple[int, int], np.ndarray] = {}
+
+    # ---------------------------------------------------------------- the calendar
+    def _z(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
+        """Calendar covariates of day numbers (days since 1970-01-01)."""
+        d = np.asarray(days, float)
+        phase = 2 * np.pi * d / _YEAR
+        cols = []
+        for k in range(1, self.harmonics + 1):
+            cols += [np.sin(k * phase), np.cos(k * phase)]
+        if self.trend:
+            cols.append((d - trend_origin) / _YEAR)
+        return np.column_stack(cols) if cols else np.zeros((len(d), 0))
+
+    def _unit_days(self) -> float:
+        unit = getattr(self, "time_unit_", None)
+        return DAYS_PER_UNIT[unit] if unit in DAYS_PER_UNIT else 7.0
+
+    def _tau(self, offset_days: Any) -> np.ndarray:
+        """The operational clock at ``offset_days`` (fractional days after the as-of date; a
+        day's rate holds all day), in time units, 0 at the as-of date."""
+        if not hasattr(self, "_gamma"):
+            raise NotFittedError("This SeasonalBetaGeoModel has no calendar yet; call fit(rfm) first.")
+        o = np.asarray(offset_days, float)
+        if o.size == 0:
+            return o.copy()
+        lo, hi = int(np.floor(min(o.min(), 0.0))), int(np.ceil(max(o.max(), 0.0))) + 1
+        key = (lo, hi)
+        cum = self._tau_cache.get(key)
+        if cum is None:
+            m = np.exp(self._z(np.arange(self._as_of + lo, self._as_of + hi), self._trend_origin) @ self._gamma)
+            cum = np.concatenate([[0.0], np.cumsum(m)]) / self._unit_days()
+            cum = cum - cum[-lo]  # 0 at the as-of day's start
+            if len(self._tau_cache) > 64:
+                self._tau_cache.clear()
+            self._tau_cache[key] = cum
+        pos = o - lo
+        i = np.clip(np.floor(pos).astype(np.int64), 0, len(cum) - 2)
+        return cum[i] + (pos - i) * (cum[i + 1] - cum[i])
+
+    def _operational(self, x: Any, tx: Any, T: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(t_x, T)`` of customers seen at the as-of date, on the operational clock."""
+        unit = self._unit_days()
+        first = -np.asarray(T, float) * unit
+        start = self._tau(first)
+        return self._tau(first + np.asarray(tx, float) * unit) - start, -start
+
+    def _op_horizon(self, t: Any) -> np.ndarray:
+        return self._tau(np.asarray(t, float) * self._unit_days())
+
+    def _op_T(self, T: Any) -> np.ndarray:
+        return -self._tau(-np.asarray(T, float) * self._unit_days())
+
+    def multiplier(self, dates: Any) -> pd.Series:
+        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates``."""
+        self._check_fitted()
+        idx = pd.DatetimeIndex(pd.to_datetime(dates))
+        days = (idx.normalize() - _EPOCH).days.to_numpy()
+        return pd.Series(np.exp(self._z(days, self._trend_origin) @ self._gamma), index=idx, name="multiplier")
+
+    def monthly_pattern(self) -> pd.Series:
+        """The season in words' terms: the mean multiplier of each calendar month over the
+        year after the as-of date, relative to that year's mean (1 = an average month)."""
+        self._check_fitted()
+        start = _EPOCH + pd.Timedelta(days=self._as_of)
+        days = pd.date_range(start, periods=365, freq="D")
+        m = self.multiplier(days)
+        by_month = m.groupby(days.month).mean() / m.mean()
+        by_month.index = [pd.Timestamp(2000, k, 1).strftime("%B") for k in by_month.index]
+        return by_month.rename("relative_purchase_rate")
+
+    def season_in_words(self) -> str:
+        """The fitted season (and trend) in one sentence."""
+        p = self.monthly_pattern()
+        hi, lo = str(p.idxmax()), str(p.idxmin())
+        text = (f"Purchases follow the calendar: over the year after {self.calendar_['as_of']} the purchase rate of an "
+                f"active customer is highest in {hi} ({p[hi] - 1:+.0%} against an average month) and lowest in {lo} "
+                f"({p[lo] - 1:+.0%})")
+        if self.trend:
+            g = float(self._gamma[-1])
+            text += f", with a trend of {np.expm1(g):+.1%} a year"
+        return text + "; the forecast follows this pattern."
+
+    def _repr_html_(self) -> str:
+        import html
+
+        out = super()._repr_html_()
+        if not self._is_fitted() or getattr(self, "calendar_effects_", None) is None:
+            return out
+        eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
+        eff.index.name = None
+        return (out + "<p>Calendar coefficients (on the log of the purchase rate):</p>"
+                + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
+                + f"<p>{html.escape(self.season_in_words())}</p>")
+
+    def as_of(self, date: Any) -> SeasonalBetaGeoModel:
+        """The same fitted model predicting for tables as of ``date`` (their ``T`` counts back
+        from it): a saved model scored on a later log."""
+        self._check_fitted()
+        out = self._with_params(self.params_)
+        out.covariance_log_ = self.covariance_log_
+        for name in ("log_likelihood_", "n_customers_", "converged_", "fit_info_"):
+            setattr(out, name, getattr(self, name, None))
+        out._set_calendar({**self.calendar_, "as_of": date})
+        return out
+
+    def _after_params_set(self) -> None:
+        if getattr(self, "calendar_", None) is None and self.calendar is None:
+            raise ParameterError("SeasonalBetaGeoModel.from_params needs calendar={'coefficients': [...], "
+                                 "'as_of': 'YYYY-MM-DD'}: the parameters mean nothing without the clock.")
+
+    def _check_unit(self, rfm: pd.DataFrame) -> None:
+        """Also: the table must be as of the model's date (its T counts back from it)."""
+        super()._check_unit(rfm)
+        end = rfm.attrs.get("observation_end") if hasattr(rfm, "attrs") else None
+        if end and getattr(self, "calendar_", None) and str(pd.Timestamp(end).date()) != self.calendar_["as_of"]:
+            raise ParameterError(
+                f"The RFM table is as of {pd.Timestamp(end).date()} but this seasonal model predicts as of "
+                f"{self.calendar_['as_of']} (its T counts back from that date); use model.as_of('{end}').")
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, rfm: pd.DataFrame, y: Any = None, *, weights: Any = None) -> SeasonalBetaGeoModel:
+        """Fit by maximum likelihood on an RFM table built with ``calendar=True``
+        (:func:`clvmodels.rfm_summary`, :func:`clvmodels.calibration_holdout`), or compressed
+        rows of one with ``weights``.
+
+        Raises
+        ------
+        DataValidationError
+            No purchase calendar, one that does not describe the table's customers (a subset of
+            the table), less than :data:`MIN_SPAN_DAYS` of history for a season or trend.
+        """
+        from clvmodels.models.beta_geo import _prepare
+
+        self._check_init_params()
+        check_rfm(rfm)
+        cal = rfm.attrs.get("purchase_calendar")
+        unit_name = rfm.attrs.get("time_unit")
+        if cal is None or unit_name not in DAYS_PER_UNIT:
+            raise DataValidationError(
+                "A seasonal model needs each repeat purchase's calendar day: build the table with "
+                "rfm_summary(..., calendar=True) or calibration_holdout(..., calendar=True).")
+        unit = DAYS_PER_UNIT[unit_name]
+        x = rfm["frequency"].to_numpy(float)
+        w = self._fit_weights(weights, len(x))
+        w = np.ones(len(x)) if w is None else w
+        T_days = np.rint(rfm["T"].to_numpy(float) * unit).astype(np.int64)
+        tx_days = np.rint(rfm["recency"].to_numpy(float) * unit).astype(np.int64)
+        if abs(float((w * x).sum()) - cal.total) > 0.5:
+            raise DataValidationError(
+                f"The purchase calendar counts {cal.total:,} repeat purchases but the table's customers made "
+                f"{float((w * x).sum()):,.0f}: it describes other customers (a subset of the table?). Build both "
+                "from the same log with calendar=True.")
+        keep = w > 0
+        x, w, T_days, tx_days = x[keep], w[keep], T_days[keep], tx_days[keep]
+        if len(x) == 0:
+            raise DataValidationError("rfm has no customers with positive weight.")
+        span = int(T_days.max())
+        if self.n_coefficients and span < MIN_SPAN_DAYS:
+            raise DataValidationError(
+                f"The table spans {span} days before its observation end ({cal.end}); a yearly season (or a trend) "
+                f"needs at least {MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on "
+                "CDNOW cut after six months it doubled the forecast). Use BetaGeoModel, or a longer log.")
+        plain = BetaGeoModel(penalizer_coef=self.penalizer_coef, tol=self.tol, max_iter=self.max_iter).fit(
+            pd.DataFrame({"frequency": x, "recency": tx_days / unit, "T": T_days / unit}), weights=w)
+        as_of = _day(cal.end, "as_of")
+        origin = as_of
+        # distinct rows (x, first, last) as day offsets before the as-of date
+        rows, inv = np.unique(np.column_stack([x, -T_days, tx_days - T_days]), axis=0, return_inverse=True)
+        rw = np.bincount(inv.ravel(), weights=w, minlength=len(rows))
+        rx, first, last = rows[:, 0], rows[:, 1].astype(np.int64), rows[:, 2].astype(np.int64)
+        lo = int(first.min())
+        days = np.arange(as_of + lo, as_of + 1)  # the table's days, as day numbers
+        Z = self._z(days, origin)
+        start = pd.Timestamp(cal.start)
+        cal_days = int((start - _EPOCH).days) + np.arange(len(cal.counts))
+        counts = np.asarray(cal.counts, float)
+        inside = (cal_days >= days[0]) & (cal_days <= days[-1])
+        if counts[~inside].sum() > 0:
+            raise DataValidationError("The purchase calendar has repeat purchases outside the table's window; "
+                                      "build both from the same log and dates with calendar=True.")
+        zsum = counts[inside] @ self._z(cal_days[inside], origin)
+        ux, xi = np.unique(rx, return_inverse=True)
+        n_total = float(rw.sum())
+        kz = Z.shape[1]
+        pen = float(self.penalizer_coef)
+        i_first, i_last, i_end = first - lo, last - lo, -lo
+
+        def parts(theta: np.ndarray, grad: bool):
+            r, alpha, a, b = np.exp(theta[:4])
+            gamma = theta[4:]
+            m = np.exp(Z @ gamma) / unit
+            C = np.concatenate([[0.0], np.cumsum(m)])
+            Top = C[i_end] - C[i_first]
+            txop = C[i_last] - C[i_first]
+            # per distinct x: the gamma and beta terms
+            c_x = special.gammaln(r + ux) - special.gammaln(r) + r * np.log(alpha) - special.betaln(a, b)
+            lu_x = special.betaln(a, b + ux)
+            lv_x = np.where(ux > 0, special.betaln(a + 1, np.maximum(b + ux - 1, 1e-300)), -np.inf)
+            rx_ = r + rx
+            u = lu_x[xi] - rx_ * np.log(alpha + Top)
+            v = lv_x[xi] - rx_ * np.log(alpha + txop)
+            big = np.logaddexp(u, v)
+            ll = c_x[xi] + big
+            total = float((rw * ll).sum() + zsum @ gamma)
+            if not grad:
+                return total, None
+            pu = np.exp(u - big)
+            pv = 1.0 - pu
+            dTop = -pu * rx_ / (alpha + Top)
+            dtx = -pv * rx_ / (alpha + txop)
+            g_r = (special.digamma(r + ux) - special.digamma(r))[xi] + np.log(alpha) \
+                - pu * np.log(alpha + Top) - pv * np.log(alpha + txop)
+            g_alpha = r / alpha + dTop + dtx
+            dpa = special.digamma(a) - special.digamma(a + b)
+            dpb = special.digamma(b) - special.digamma(a + b)
+            du_a = (special.digamma(a) - special.digamma(a + b + ux))[xi]
+            du_b = (special.digamma(b + ux) - special.digamma(a + b + ux))[xi]
+            with np.errstate(invalid="ignore"):
+                dv_a = np.where(ux > 0, special.digamma(a + 1) - special.digamma(a + b + ux), 0.0)[xi]
+                dv_b = np.where(ux > 0, special.digamma(np.maximum(b + ux - 1, 1e-300))
+                                - special.digamma(a + b + ux), 0.0)[xi]
+            g_a = -dpa + pu * du_a + pv * dv_a
+            g_b = -dpb + pu * du_b + pv * dv_b
+            g = np.empty(4 + kz)
+            g[0] = r * float((rw * g_r).sum())
+            g[1] = alpha * float((rw * g_alpha).sum())
+            g[2] = a * float((rw * g_a).sum())
+            g[3] = b * float((rw * g_b).sum())
+            if kz:
+                G = np.vstack([np.zeros(kz), np.cumsum(m[:, None] * Z, axis=0)])
+                dT_dg = G[i_end][None, :] - G[i_first]
+                dtx_dg = G[i_last] - G[i_first]
+                g[4:] = (rw * dTop) @ dT_dg + (rw * dtx) @ dtx_dg + zsum
+            return total, g
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            with np.errstate(all="ignore"):
+                total, g = parts(theta, True)
+            p = np.exp(theta[:4])
+            value = -total / n_total + pen * float((p ** 2).sum())
+            grad = -g / n_total
+            grad[:4] += pen * 2 * p * p
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return 1e300, np.zeros_like(theta)
+            return value, grad
+
+        theta0 = np.concatenate([np.log(np.clip(plain.params_.to_numpy(), 1e-8, 1e8)), np.zeros(kz)])
+        res = optimize.minimize(objective, theta0, jac=True, method="BFGS",
+                                options={"gtol": max(float(self.tol), 1e-9) * 100, "maxiter": int(self.max_iter)})
+        if not np.isfinite(res.fun) or res.fun >= 1e299:
+            raise ConvergenceError(f"The seasonal BG/NBD did not converge ({res.message}); try fewer harmonics "
+                                   "or BetaGeoModel.")
+        theta = res.x
+        if np.any(np.abs(theta[4:]) > _MAX_COEF):
+            raise ConvergenceError("The calendar coefficients ran away (a multiplier beyond e^10): the log cannot "
+                                   "tell a season from its customers' rates; use BetaGeoModel.")
+        self.params_ = pd.Series(np.exp(theta[:4]), index=list(self._param_names), name="estimate")
+        self._set_calendar({"coefficients": theta[4:].tolist(), "as_of": cal.end,
+                            "trend_origin": str((_EPOCH + pd.Timedelta(days=origin)).date())})
+        self.time_unit_ = unit_name
+        self.log_likelihood_ = parts(theta, False)[0]
+        self.plain_log_likelihood_ = float(plain.log_likelihood_)
+        self.n_customers_ = int(round(n_total))
+        self.converged_ = bool(res.success or np.linalg.norm(res.jac) < 1e-5)
+        self.fit_info_ = {"method": "BFGS (analytic gradient) from the BG/NBD fit", "iterations": int(res.nit)}
+        # the observed information by differences of the analytic gradient
+        k = len(theta)
+        h = 1e-5
+        hess = np.empty((k, k))
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h
+            hess[i] = (parts(theta + e, True)[1] - parts(theta - e, True)[1]) / (2 * h)
+        hess = -(hess + hess.T) / 2
+        try:
+            cov = np.linalg.inv(hess)
+            ok = np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
+        except np.linalg.LinAlgError:
+            ok = False
+        self.covariance_log_ = cov[:4, :4] if ok else None
+        se = np.sqrt(np.diag(cov)[4:]) if ok else np.full(kz, np.nan)
+        self.calendar_effects_ = pd.DataFrame({"estimate": theta[4:], "std_error": se},
+                                              index=pd.Index(self.coefficient_names(), name="coefficient"))
+        return self
+
+    @property
+    def aic(self) -> float:
+        self._require_fit("AIC")
+        return 2 * (4 + self.n_coefficients) - 2 * self.log_likelihood_
+
+    @property
+    def bic(self) -> float:
+        self._require_fit("BIC")
+        return (4 + self.n_coefficients) * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
     # ---------------------------------------------------------------- predictions
-    def operational_rfm(self) -> pd.DataFrame:
-        """The customers of the fit on the operational clock (frequency, recency, T)."""
-        self._check()
-        end_day = int((self.end_ - self.origin_).days)
-        tau = self._clock(self.gamma_, end_day)
-        per = self._per_customer
-        out = pd.DataFrame({"frequency": per["x"], "recency": tau[per["last"].to_numpy()] - tau[per["first"].to_numpy()],
-                            "T": tau[end_day + 1] - tau[per["first"].to_numpy()]}, index=per.index)
-        out.index.name = "customer_id"
-        out.attrs["time_unit"] = self.time_unit
+    def plain_model(self) -> BetaGeoModel:
+        """BG/NBD with the fitted r, alpha, a, b: the customers on the operational clock."""
+        self._check_fitted()
+        return BetaGeoModel.from_params(self.params_.to_dict(), time_unit=getattr(self, "time_unit_", None),
+                                        covariance=self.covariance_log_)
+
+    def operational_rfm(self, rfm: pd.DataFrame) -> pd.DataFrame:
+        """``rfm`` (as of the model's date) with ``recency`` and ``T`` on the operational clock."""
+        self._check_fitted()
+        check_rfm(rfm)
+        self._check_unit(rfm)
+        txop, Top = self._operational(rfm["frequency"], rfm["recency"], rfm["T"])
+        out = rfm.assign(recency=txop, T=Top)
+        out.attrs = {k: v for k, v in rfm.attrs.items() if k == "time_unit"}
         return out
 
     def operational_horizon(self, horizon: float) -> float:
-        """``horizon`` time units after the observation end, on the operational clock."""
-        self._check()
-        unit = 7 if self.time_unit == "W" else 1
-        end_day = int((self.end_ - self.origin_).days)
-        tau = self._clock(self.gamma_, end_day + int(np.ceil(horizon * unit)) + 1)
-        return float(tau[end_day + 1 + int(round(horizon * unit))] - tau[end_day + 1])
+        """``horizon`` time units after the as-of date, on the operational clock."""
+        self._check_fitted()
+        return float(self._op_horizon(horizon))
 
-    def plain_model(self) -> Any:
-        """BG/NBD with the fitted r, alpha, a, b: the customers on the operational clock."""
-        from clvmodels.models.beta_geo import BetaGeoModel
+    def _p_alive(self, x, tx, T):
+        txop, Top = self._operational(x, tx, T)
+        return super()._p_alive(x, txop, Top)
 
-        self._check()
-        return BetaGeoModel.from_params(self.params_.iloc[:4].to_dict(), time_unit=self.time_unit)
+    def _expected_if_alive(self, t, x, T, dropout_scale: float = 1.0):
+        return super()._expected_if_alive(self._op_horizon(t), x, self._op_T(T), dropout_scale)
 
-    def expected_purchases(self, horizon: float) -> pd.Series:
-        """Expected purchases of each customer of the fit in the next ``horizon`` time units."""
-        return self.plain_model().expected_purchases(self.operational_rfm(), self.operational_horizon(horizon))
+    def _survival_if_alive(self, t, x, T, dropout_scale: float = 1.0):
+        return super()._survival_if_alive(self._op_horizon(t), x, self._op_T(T), dropout_scale)
 
-    def probability_alive(self) -> pd.Series:
-        return self.plain_model().probability_alive(self.operational_rfm())
+    def _any_if_alive(self, t, x, T, dropout_scale: float = 1.0):
+        return super()._any_if_alive(self._op_horizon(t), x, self._op_T(T), dropout_scale)
 
-    def probability_alive_after(self, horizon: float) -> pd.Series:
-        return self.plain_model().probability_alive_after(self.operational_rfm(), self.operational_horizon(horizon))
+    def _simulate(self, rng: np.random.Generator, x, T, horizon: float, alive) -> np.ndarray:
+        return super()._simulate(rng, x, self._op_T(T), float(self._op_horizon(horizon)), alive)
+
+    def _pmf_if_alive(self, n: int, t, x, T, tx):
+        txop, Top = self._operational(x, tx, T)
+        return super()._pmf_if_alive(n, self._op_horizon(t), x, Top, txop)
+
+    def probability_purchases(self, n: int | np.ndarray, t: float) -> float | np.ndarray:
+        """P(X(t) = n) for a customer whose first purchase is at the as-of date: ``n`` repeat
+        purchases in the ``t`` time units after it."""
+        return self.plain_model().probability_purchases(n, self.operational_horizon(float(t)))
+
+    def expected_customers_by_frequency(self, rfm: pd.DataFrame, max_frequency: int = 7,
+                                        weights: Any = None) -> pd.DataFrame:
+        """As :meth:`PurchaseModel.expected_customers_by_frequency`, each customer's window
+        ``(first purchase, as-of date]`` measured on the operational clock."""
+        self._check_fitted()
+        check_rfm(rfm)
+        op = rfm.assign(T=self._op_T(rfm["T"].to_numpy(float)), recency=0.0)
+        return self.plain_model().expected_customers_by_frequency(op, max_frequency, weights)
+
+
+def as_of(model: Any, date: Any) -> Any:
+    """``model`` predicting as of ``date``: a seasonal model moved there (:meth:`SeasonalBetaGeoModel.as_of`),
+    any other model as it is (their predictions do not depend on the date)."""
+    if isinstance(model, SeasonalBetaGeoModel) and getattr(model, "calendar_", None) \
+            and model.calendar_["as_of"] != str(pd.Timestamp(date).date()):
+        return model.as_of(date)
+    return model

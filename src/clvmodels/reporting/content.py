@@ -246,6 +246,8 @@ def model_paragraph(analysis: Any) -> str:
                    "spend per purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
     if analysis.selection is not None:
         text += analysis.selection.reason + " "
+    if hasattr(model, "season_in_words"):
+        text += model.season_in_words() + " "
     notes = identification_notes(model)
     if notes:
         text += " ".join(notes) + " "
