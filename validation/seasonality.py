@@ -47,14 +47,14 @@ def main() -> None:
         log = log.assign(customer_id=log["customer_id"].astype(str))[["customer_id", "date", "amount"]]
         h = float(np.floor((pd.Timestamp(end) - pd.Timestamp(cut)).days / 7))
         fwd_end = str((pd.Timestamp(cut) + pd.Timedelta(days=7 * h)).date())
-        cal = clvmodels.calibration_holdout(log, calibration_end=cut, observation_end=fwd_end, time_unit="W")
+        cal = clvmodels.calibration_holdout(log, calibration_end=cut, observation_end=fwd_end, time_unit="W",
+                                            calendar=True)
         actual = cal["frequency_holdout"].astype(float)
         spend = clvmodels.GammaGammaModel().fit(cal).expected_spend(cal)
         plain = clvmodels.BetaGeoModel().fit(cal).expected_purchases(cal, h)
         try:
-            seasonal = SeasonalBetaGeoModel(harmonics=2, trend=(name == "trending")).fit(
-                log[log["date"] <= pd.Timestamp(cut)], observation_end=cut)
-            pred = seasonal.expected_purchases(h).reindex(cal.index)
+            seasonal = SeasonalBetaGeoModel(harmonics=2, trend=(name == "trending")).fit(cal)
+            pred = seasonal.expected_purchases(cal, h)
         except DataValidationError as exc:  # less than a year of history: refused, and said so
             pred, why = None, str(exc).split(";")[0]
         for label, p in (("BG/NBD", plain), ("seasonal BG/NBD", pred)):

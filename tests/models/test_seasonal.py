@@ -176,7 +176,7 @@ def test_bad_settings_and_tables_are_named(generated):
         SeasonalBetaGeoModel().fit(full.iloc[: len(full) // 2])
     short_end = pd.Timestamp(world.log["date"].min()) + pd.Timedelta(days=200)
     short = clvmodels.rfm_summary(world.log, time_unit="W", observation_end=short_end, calendar=True)
-    with pytest.raises(DataValidationError, match="needs at least 366 days of history"):
+    with pytest.raises(DataValidationError, match="needs at least 364 days of history"):
         SeasonalBetaGeoModel().fit(short)
     SeasonalBetaGeoModel(harmonics=0).fit(short)  # no season asked for: fine
     assert "BG/NBD + season" not in clvmodels.select_model(

@@ -45,8 +45,8 @@ __all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "as_of"]
 
 _YEAR = 365.25
 _EPOCH = pd.Timestamp("1970-01-01")
-#: history a season needs: a full year (measured: six months of CDNOW doubled the forecast)
-MIN_SPAN_DAYS = 366
+#: history a season needs: 52 weeks, a full year but a day (measured: six months of CDNOW doubled the forecast)
+MIN_SPAN_DAYS = 364
 #: largest calendar coefficient accepted from a model file (a multiplier of e^10 is no season)
 _MAX_COEF = 10.0
 
