@@ -196,3 +196,40 @@ def test_charts_adapt_to_frequent_buyers():
     ax = plots.plot_tier_churn(an.tier_table)
     top = float(an.tier_table.loc[list(clvmodels.tiers.TIERS), ["mean_churn_probability", "mean_churn_by_horizon"]].max().max())
     assert ax.get_ylim()[1] == pytest.approx(min(1.0, max(top * 1.15, 0.02)))
+
+
+def test_a_seasonal_log_gets_the_seasonal_model_on_both_paths(tmp_path):
+    """A log whose purchase rates swing with the calendar: the report's backtest picks BG/NBD
+    with a yearly season (52 weeks of calibration history), the engine path fits it on
+    compressed rows plus the purchase calendar and gives the in-memory path's tier table, and
+    the report says the season in words. A saved seasonal model scores a later log (moved to
+    its date) from the command line's engine scoring."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
+    from worlds import worlds
+
+    world = next(w for w in worlds(1500) if w.name == "seasonal")
+    log = clvmodels.load_transactions(world.log[world.log["date"] <= pd.Timestamp(world.cut)])
+    runs = {}
+    for mode in ("memory", "engine"):
+        cfg = reporting.validate_parameters({"scoring": mode, "n_draws": 20, "horizon": 52,
+                                             "output_dir": str(tmp_path / mode)})
+        runs[mode] = pipeline.run_analysis(cfg, log)
+    mem, eng = runs["memory"], runs["engine"]
+    assert mem.selection.chosen == eng.selection.chosen == "BG/NBD + season"
+    assert isinstance(mem.model, clvmodels.SeasonalBetaGeoModel) and mem.model.calendar_["as_of"] == mem.observation_end
+    np.testing.assert_allclose(eng.model.params_, mem.model.params_, rtol=1e-5)
+    cols = ["customers", "expected_purchases", "expected_revenue", "total_clv"]
+    pd.testing.assert_frame_equal(eng.tier_table[cols], mem.tier_table[cols], rtol=1e-5, check_dtype=False)
+    assert "Purchases follow the calendar" in reporting.model_paragraph(mem)
+    # the saved model scores the whole log (a later date) in the engine, moved to that date
+    from clvmodels.models import load_model
+    from clvmodels.scoring import score_customers
+
+    saved = load_model(tmp_path / "memory" / "purchase_model.json")
+    spend = load_model(tmp_path / "memory" / "gamma_gamma.json")
+    later = score_customers(saved, spend, world.log, tmp_path / "later", horizon=26)
+    assert later.customers == world.log["customer_id"].nunique()
+    assert np.isfinite(later.tier_table.select_dtypes("number").to_numpy()).all()
