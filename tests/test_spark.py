@@ -61,6 +61,10 @@ def test_rfm_and_holdout_equal_duckdb(spark, master_parquet):
                                              time_unit="W")
     _same(spark_cal, duck_cal)
     assert spark_cal.attrs == duck_cal.attrs
+    # the seasonal model's purchase calendar (repeat purchases per day) is the same on both engines
+    assert clvmodels.purchase_calendar(on_spark, observation_end=OBS_END) == \
+        clvmodels.purchase_calendar(master_parquet, observation_end=OBS_END)
+    assert clvmodels.purchase_calendar(on_spark).total == int(clvmodels.rfm_summary(on_spark)["frequency"].sum())
 
 
 def test_forecasts_equal_duckdb(spark, master_parquet):

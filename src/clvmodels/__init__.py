@@ -37,7 +37,7 @@ from clvmodels.models import (
     discrete_rfm,
     subscription_periods,
 )
-from clvmodels.rfm import calibration_holdout, rfm_summary
+from clvmodels.rfm import PurchaseCalendar, calibration_holdout, purchase_calendar, rfm_summary
 from clvmodels.selection import ModelSelection, select_model
 from clvmodels.tiers import (
     assign_tiers,
@@ -82,6 +82,8 @@ __all__ = [
     "Scorecard",
     "rfm_summary",
     "calibration_holdout",
+    "purchase_calendar",
+    "PurchaseCalendar",
     "load_cdnow",
     "simulate_transactions",
     "DataValidationError",

@@ -20,6 +20,7 @@ freq_multiplier=7`` is what equals ``time_unit="W"`` here.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,13 @@ def _max_date(t: ir.Table) -> pd.Timestamp:
     return pd.Timestamp(execute(t.date.max()))
 
 
+@ibis.udf.agg.builtin(name="min_by")
+def _min_by(value: float, key: datetime.date) -> float:  # type: ignore[empty-body]
+    """The engine's own ``min_by`` (DuckDB ``arg_min``, Spark ``min_by``): the value at the
+    smallest key, in one hash aggregation (Ibis' ``argmin`` becomes an ordered aggregate,
+    ``FIRST(x ORDER BY k)``, which sorts within each group: 15% of the RFM query at 10M rows)."""
+
+
 def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
     """Customer-level RFM of the purchases on or before ``end`` with times in whole days:
     ``customer_id, frequency, recency_days, T_days, monetary_value`` (not ordered)."""
@@ -61,7 +69,7 @@ def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
         last=daily.date.max(),
         n_days=daily.date.count(),
         total=daily.amount.sum(),
-        first_amount=daily.amount.argmin(daily.date),
+        first_amount=_min_by(daily.amount.cast("float64"), daily.date),
     )
     repeat = per.n_days - 1
     return per.select(
