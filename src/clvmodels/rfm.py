@@ -84,7 +84,8 @@ def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
 
 
 def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
-    """Customer-level RFM of the purchases on or before ``end``, in ``unit``, sorted by id."""
+    """Customer-level RFM of the purchases on or before ``end``, in ``unit`` (not ordered: the
+    callers sort once, at the end)."""
     per = _per_customer_days(t, end)
     days = DAYS_PER_UNIT[unit]
     # whole days divided by 7.0 in IEEE doubles: the same numbers numpy or lifetimes compute
@@ -93,7 +94,7 @@ def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
         recency=per.recency_days.cast("float64") / days,
         T=per.T_days.cast("float64") / days,
         monetary_value=per.monetary_value,
-    ).order_by("customer_id")
+    )
 
 
 def _with_regularity(per: ir.Table, t: ir.Table, unit: str) -> ir.Table:
@@ -237,8 +238,8 @@ def rfm_summary(
         t = t.filter(t.date <= _date_literal(end))
     per = _per_customer(t, end, unit)
     if regularity:
-        per = _with_regularity(per, t, unit).order_by("customer_id")
-    df = execute(per)
+        per = _with_regularity(per, t, unit)
+    df = execute(per.order_by("customer_id"))
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
