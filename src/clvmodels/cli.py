@@ -76,6 +76,10 @@ def score(args: argparse.Namespace) -> Any:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     engine = args.engine or "duckdb"
+    if args.engine_memory:
+        from clvmodels._engine import set_engine_memory
+
+        set_engine_memory(args.engine_memory)
     if engine != "spark" and (args.table or args.spark_master or args.spark_conf):
         raise ParameterError("--table, --spark-master and --spark-conf need --engine spark.")
     if bool(args.table) == bool(args.input):
@@ -182,6 +186,9 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
                                           "(default: $SPARK_MASTER, else local[*])")
     p.add_argument("--spark-conf", action="append", metavar="KEY=VALUE", default=[],
                    help="with --engine spark: a Spark setting, e.g. spark.executor.memory=8g (repeatable)")
+    p.add_argument("--engine-memory", metavar="SIZE",
+                   help="memory the embedded DuckDB may use, e.g. 4GB or 25%% (beyond it, it spills to a temporary "
+                        "folder); default 25%% of the machine or $CLVMODELS_ENGINE_MEMORY")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,7 +327,7 @@ def report(args: argparse.Namespace) -> Any:
                        ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
                        ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
                        ("table", "input_table"), ("spark_master", "spark_master"), ("previous", "previous"),
-                       ("customers", "customers_path")):
+                       ("customers", "customers_path"), ("engine_memory", "engine_memory")):
         value = getattr(args, flag)
         if value is not None:
             params[name] = value
@@ -349,7 +356,7 @@ def _subscription_report(args: argparse.Namespace) -> Any:
 
     template = args.template or "subscription_report"
     wrong = [f"--{flag.replace('_', '-')}" for flag in ("dataset", "date_col", "date_format", "refunds", "engine",
-                                                        "table", "spark_master", "customers")
+                                                        "table", "spark_master", "customers", "engine_memory")
              if getattr(args, flag) is not None] + (["--spark-conf"] if args.spark_conf else [])
     if wrong:
         raise ParameterError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for transaction logs; "

@@ -423,6 +423,9 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     import clvmodels
     from clvmodels.tiers import widen_intervals
 
+    from clvmodels._engine import set_engine_memory
+
+    set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
 

@@ -54,6 +54,7 @@ class ReportConfig:
     spark_master: str = ""
     spark_conf: dict[str, Any] = field(default_factory=dict)
     scoring: str = "auto"
+    engine_memory: str = ""
     left_truncation: str = "auto"
     previous: str = "auto"
     customers_path: str = ""
@@ -131,6 +132,10 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
     check_choice("engine", p["engine"], ENGINES)
     check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
+    if str(p["engine_memory"]).strip():
+        from clvmodels._engine import parse_memory
+
+        parse_memory(p["engine_memory"])
     check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
     _text("previous", p["previous"])
     if p["previous"] not in ("auto", "none", "") and not (Path(p["previous"]) / "run.json").is_file():
