@@ -155,3 +155,73 @@ def test_score_publishes_atomically_under_any_name(cdnow_sample, tmp_path):
     assert not (tmp_path / "inf").exists() and (tmp_path / "inf-FAILED" / "FAILED.txt").is_file()
     again = _score_cli("--input", "log.csv", "--output", "scores[1]*", cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def _ranked_tiers(frame: pd.DataFrame, counts: list[int]) -> np.ndarray:
+    """The tiers a global sort gives: value descending, then id ascending; negative CLV is Lead."""
+    order = frame.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable").index
+    rank = pd.Series(np.arange(len(frame)), index=order).reindex(frame.index).to_numpy()
+    names = np.array(["Platinum", "Gold", "Iron", "Lead"])
+    out = names[np.searchsorted(np.asarray(counts), rank, side="right")]
+    return np.where(frame["clv"].to_numpy() < 0, "Lead", out)
+
+
+@pytest.mark.parametrize("ids", ["int", "text"])
+@pytest.mark.parametrize("values", ["continuous", "ties", "one value", "negative"])
+def test_tier_cutoffs_rank_like_a_global_sort(ids, values, monkeypatch):
+    """Issue 19, item 3: tiers from cut-off rows (approximate quantiles, then the few customers
+    near each cut-off ranked exactly) equal the tiers of a full ranking, ties broken by id, for
+    continuous values, heavy ties, a single value, negative values; also when the band has to
+    be widened or is too large to bring into this process."""
+    import ibis
+
+    from clvmodels import scoring
+
+    rng = np.random.default_rng(7)
+    n = 5000
+    clv = {"continuous": rng.lognormal(0, 2, n), "ties": np.round(rng.lognormal(0, 1, n), 1),
+           "one value": np.full(n, 3.0), "negative": rng.normal(0, 1, n)}[values]
+    cid = rng.permutation(n) if ids == "int" else np.array([f"c-{v:05d}é" for v in rng.permutation(n)], dtype=object)
+    frame = pd.DataFrame({"customer_id": cid, "clv": clv})
+    table = ibis.memtable(frame)
+    for counts in ([250, 1000, 3500], [0, 0, n], [1, 2, 3], [n, n, n]):
+        for band, max_rows in ((0.002, scoring.MAX_BAND_ROWS), (1e-9, 10)):
+            monkeypatch.setattr(scoring, "MAX_BAND_ROWS", max_rows)
+            cuts = scoring.tier_cutoffs(table, counts, n, band=band)
+            tier = ibis.cases((table.clv < 0, "Lead"),
+                              *((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"])),
+                              else_="Lead")
+            got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
+            want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
+            assert (got.reindex(want.index) == want).all(), (counts, band)
+
+
+def test_tier_cutoffs_recover_from_a_poor_quantile_estimate(monkeypatch):
+    """An engine whose approximate quantiles are far off (here: 30 points of quantile too high)
+    makes the bands miss their cut-offs; they are widened until they hold them, and the tiers
+    are still those of the full ranking."""
+    import ibis
+    import ibis.expr.types as ir
+
+    from clvmodels import scoring
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    frame = pd.DataFrame({"customer_id": rng.permutation(n), "clv": np.round(rng.lognormal(0, 1, n), 2)})
+    table = ibis.memtable(frame)
+    real = ir.NumericColumn.approx_quantile
+    asked = []
+
+    def off(self, quantile, **kw):
+        asked.append(quantile)
+        return real(self, min(1.0, quantile + 0.3), **kw)
+
+    monkeypatch.setattr(ir.NumericColumn, "approx_quantile", off)
+    counts = [200, 800, 2800]
+    cuts = scoring.tier_cutoffs(table, counts, n)
+    tier = ibis.cases(*((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"])),
+                      else_="Lead")
+    got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
+    want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
+    assert (got.reindex(want.index) == want).all()
+    assert len(asked) > 2 * len(counts)  # more than one round of estimates

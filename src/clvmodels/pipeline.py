@@ -58,6 +58,8 @@ class Analysis:
     at_risk: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds spent in each stage (for the scale benchmark and curious users)."""
+    details: dict[str, float] = field(default_factory=dict)
+    """Seconds of parts of stages (the engine's scoring: cut-offs, columns and write, ...)."""
     scoring: str = "memory"
     """"memory": ``rfm``/``forecast``/``tiers`` hold every customer; "engine": the customer table
     stayed in the engine (forecast written there) and they hold a random sample for the figures."""
@@ -229,7 +231,8 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
 
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
-              sample: Any, lap: Any, cohort_below_T: float | None = None) -> tuple[Any, Any, Any, Any, Any]:
+              sample: Any, lap: Any, cohort_below_T: float | None = None,
+              details: dict[str, float] | None = None) -> tuple[Any, Any, Any, Any, Any]:
     """Model choice, scorecard, tier errors, a factory of the chosen model and the calibration
     table the choice was made on (BG/NBD and no backtest when there is none); ``sample(n)``
     returns the log of a random ``n`` customers.
@@ -247,8 +250,11 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     # a season needs a year of calibration history; the calendar describes every customer, so
     # not when the model learns from a left-truncated log's cohort alone
     calendar = cohort_below_T is None and _spans_a_year(log, cal_end)
+    started = time.perf_counter()
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
+    if details is not None:
+        details["backtest: model choice: calibration table"] = time.perf_counter() - started
     choose_on = cal
     if cohort_below_T is not None:
         in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() < cohort_below_T - 1e-9]
@@ -334,8 +340,9 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     rows = stats.purchases
     trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
     sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
+    details: dict[str, float] = {}
     selection, scorecard, error, model_cls, _ = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
-                                                          trunc.cutoff_T if trunc.usable_cohort else None)
+                                                          trunc.cutoff_T if trunc.usable_cohort else None, details)
     _with_calendar(model_cls, stats.purchases, log, obs_end)
     # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
     model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
@@ -353,8 +360,11 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
                                      observation_end=obs_end, time_unit=cfg.time_unit, **settings)
     scores = scoring.read_scores(out / "forecast.parquet", like=log)
     lap("forecast and tiers")
+    details.update({f"forecast and tiers: {k}": v for k, v in result.seconds.items()})
     s = _settings(model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve, cfg.time_unit)
+    started = time.perf_counter()
     groups = scoring.engine_tier_groups(scores, max_simulated=SAMPLE_CUSTOMERS)
+    details["tier intervals: groups from the engine"] = time.perf_counter() - started
     intervals = grouped_tier_intervals(model, spend, groups, s, level=cfg.interval_level, n_draws=cfg.n_draws)
     model_only = result.tier_table.join(intervals, how="left")
     model_only.attrs.update({**s.as_dict(), "description": s.describe()})
@@ -378,6 +388,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
                         tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
                         customers=n, overview=overview, frequency_fit=freq_fit,
                         max_T=float(stats.purchases["T"].max()), left_truncation=trunc)
+    analysis.details.update(details)
     scoring.release()  # the engine's customer table: the scores are written, it is not needed again
     lap("sample for the figures")
     analysis.since = _since_last_run(cfg, log, obs_end, scores=scores)
@@ -421,9 +432,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     into memory); "auto" is "engine" on Spark and above :data:`ENGINE_SCORING_ABOVE` customers.
     """
     import clvmodels
-    from clvmodels.tiers import widen_intervals
-
     from clvmodels._engine import set_engine_memory
+    from clvmodels.tiers import widen_intervals
 
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
     timings: dict[str, float] = {}
@@ -450,8 +460,9 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     trunc = _truncation(cfg, rfm["T"].to_numpy(float))
     cohort = rfm.index[rfm["T"].to_numpy() < trunc.cutoff_T] if trunc.usable_cohort else None
+    details: dict[str, float] = {}
     selection, scorecard, error, model_cls, backtest_cal = _backtest(
-        cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None)
+        cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None, details)
     # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
     model = model_cls().fit(_with_calendar(model_cls, rfm, log, obs_end) if cohort is None else rfm.loc[cohort])
     spend = clvmodels.GammaGammaModel().fit(rfm)
@@ -480,6 +491,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
                         left_truncation=trunc)
+    analysis.details.update(details)
     analysis.since = _since_last_run(cfg, log, obs_end, fc, tiers)
     if cfg.customers_path:
         from clvmodels.attributes import customer_attributes

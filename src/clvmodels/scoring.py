@@ -18,9 +18,10 @@ in-memory table (tested to 1e-11).
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +186,10 @@ class ScoreResult:
     customers: int
     distinct_histories: int
     """Rows the purchase model was evaluated on in this process."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Where the time went: ``histories`` (distinct histories and their forecast), ``cut-offs``
+    (:func:`tier_cutoffs`), ``columns and write`` (every customer's columns and tier, written),
+    ``tier table`` (read back and summed)."""
 
 
 def _hash_keep(table: ir.Table, share: float, salt: str = "") -> ir.Table:
@@ -307,8 +312,9 @@ def score_customers(
     Notes
     -----
     Memory in this process grows with the number of distinct purchase histories, not with
-    customers. The ranking for the tiers is one ordered window over all customers in the
-    engine (DuckDB sorts out of core; Spark sorts on the cluster).
+    customers. The tiers need no global ranking: the cut-off rows come from
+    :func:`tier_cutoffs` (approximate quantiles, then an exact ranking of the few customers near
+    each cut-off), and each customer is compared with them.
     """
     from clvmodels.models._purchase import PurchaseModel
 
@@ -324,6 +330,14 @@ def score_customers(
         raise ParameterError(f"Parameter 'output': {str(out)!r} already exists; give a new folder.")
 
     per, unit, end = _customers(transactions, s.time_unit, observation_end, columns, engine)
+    clock = [time.perf_counter()]
+    seconds: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        seconds[name] = now - clock[0]
+        clock[0] = now
+
     days = DAYS_PER_UNIT[unit]
     hist = _histories(per, end)
     n = int(hist.pop("weight").sum())
@@ -350,10 +364,12 @@ def score_customers(
     )
     bounds = np.rint(np.cumsum([shares[t] for t in TIERS]) * n).astype(int)
     bounds[-1] = n
-    rank = ibis.row_number().over(order_by=[scored.clv.desc(), scored.customer_id.asc()])
+    lap("histories")
+    cuts = tier_cutoffs(scored, [int(b) for b in bounds[:-1]], n)
+    lap("cut-offs")
     tier = ibis.cases(
         (scored.clv < 0, "Lead"),
-        *((rank < int(b), name) for b, name in zip(bounds[:-1], TIERS[:-1], strict=True)),
+        *((_inside(scored, cut), name) for cut, name in zip(cuts, TIERS[:-1], strict=True)),
         else_="Lead",
     )
     result = scored.mutate(tier=tier)
@@ -363,7 +379,9 @@ def score_customers(
     tmp = out.parent / f".clvmodels-scores-{uuid.uuid4().hex[:8]}.tmp"
     try:
         _write_partitioned(result, tmp)
+        lap("columns and write")
         table = _tier_table(tmp, like=per)
+        lap("tier table")
         values = table.select_dtypes("number").to_numpy(float)
         if not np.isfinite(values).all():
             raise ModelError(
@@ -375,7 +393,91 @@ def score_customers(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ScoreResult(out, table, n, len(hist))
+    return ScoreResult(out, table, n, len(hist), seconds)
+
+
+#: customers of the bands around the cut-offs brought to this process at most (beyond: the
+#: engine picks the cut-off row itself, a top-N within the band)
+MAX_BAND_ROWS = 2_000_000
+
+
+def _inside(scored: ir.Table, cut: tuple[Any, Any] | None) -> Any:
+    """Ranked before or at the cut-off row ``(clv, customer_id)`` (value descending, then id
+    ascending); None: nobody."""
+    if cut is None:
+        return ibis.literal(False)
+    value, cid = cut
+    return (scored.clv > value) | ((scored.clv == value) & (scored.customer_id <= cid))
+
+
+def tier_cutoffs(scored: ir.Table, counts: list[int], n: int, *, band: float = 0.002) -> list[tuple[Any, Any] | None]:
+    """The rows at which the tiers end, without ranking every customer: for each ``count``,
+    the ``(clv, customer_id)`` of the customer ranked ``count``-th by value descending then id
+    ascending (the ranking a global sort gives; None when ``count`` is 0).
+
+    Three passes over the scored customers instead of a sort (which on Spark is a window over a
+    single partition): approximate quantiles around each cut-off (DuckDB's ``approx_quantile``,
+    Spark's ``percentile_approx``), a count of the customers above and within each band, and the
+    band's customers - a small fraction - ranked exactly here. A band that misses its cut-off (the
+    approximation off by more than ``band`` of the customers) is widened and counted again."""
+    wanted = [(k, c) for k, c in enumerate(counts) if 0 < c]
+    out: list[tuple[Any, Any] | None] = [None] * len(counts)
+    width = max(band, 50.0 / max(n, 1))
+    while wanted:
+        qs = {}
+        for k, c in wanted:
+            q = 1.0 - (c - 0.5) / n  # the cut-off's quantile of clv, ascending
+            qs[f"lo{k}"] = max(0.0, q - width)
+            qs[f"hi{k}"] = min(1.0, q + width)
+        est = execute(scored.aggregate(**{name: scored.clv.approx_quantile(q) for name, q in qs.items()})).iloc[0]
+        lo = {k: float(est[f"lo{k}"]) if qs[f"lo{k}"] > 0 else -np.inf for k, _ in wanted}
+        hi = {k: float(est[f"hi{k}"]) if qs[f"hi{k}"] < 1 else np.inf for k, _ in wanted}
+        sums = {}
+        for k, _ in wanted:
+            sums[f"above{k}"] = (scored.clv > hi[k]).cast("int64").sum() if np.isfinite(hi[k]) else ibis.literal(0)
+            sums[f"upto{k}"] = (scored.clv >= lo[k]).cast("int64").sum() if np.isfinite(lo[k]) else ibis.literal(n)
+        got = execute(scored.aggregate(**sums)).iloc[0]
+        found, missed = [], []
+        for k, c in wanted:
+            above, upto = int(got[f"above{k}"]), int(got[f"upto{k}"])
+            (found if above < c <= upto else missed).append((k, c, above, upto))
+        if found:
+            cond = ibis.literal(False)
+            for k, _, _, _ in found:
+                cond = cond | _in_band(scored, lo[k], hi[k])
+            total = sum(upto - above for _, _, above, upto in found)
+            rows = None
+            if total <= MAX_BAND_ROWS:
+                rows = execute(scored.filter(cond).select("clv", "customer_id"))
+            for k, c, above, _ in found:
+                if rows is not None:
+                    band_rows = rows[_band_mask(rows["clv"].to_numpy(float), lo[k], hi[k])]
+                    band_rows = band_rows.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
+                    row = band_rows.iloc[c - above - 1]
+                else:
+                    in_band = scored.filter(_in_band(scored, lo[k], hi[k]))
+                    row = execute(in_band.select("clv", "customer_id").order_by(
+                        [in_band.clv.desc(), in_band.customer_id.asc()]).limit(1, offset=c - above - 1)).iloc[0]
+                cid = row["customer_id"]
+                out[k] = (float(row["clv"]), cid.item() if hasattr(cid, "item") else cid)
+        wanted = [(k, c) for k, c, _, _ in missed]
+        if width >= 1.0:
+            break
+        width = min(1.0, width * 10)
+    return out
+
+
+def _in_band(scored: ir.Table, lo: float, hi: float) -> Any:
+    cond = ibis.literal(True)
+    if np.isfinite(lo):
+        cond = cond & (scored.clv >= lo)
+    if np.isfinite(hi):
+        cond = cond & (scored.clv <= hi)
+    return cond
+
+
+def _band_mask(clv: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    return (clv >= lo) & (clv <= hi)
 
 
 def _write_partitioned(table: ir.Table, path: Path) -> None:

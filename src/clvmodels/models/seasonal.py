@@ -38,7 +38,12 @@ import pandas as pd
 from scipy import optimize, special
 
 from clvmodels._validation import DAYS_PER_UNIT, check_rfm
-from clvmodels.exceptions import ConvergenceError, DataValidationError, NotFittedError, ParameterError
+from clvmodels.exceptions import (
+    ConvergenceError,
+    DataValidationError,
+    NotFittedError,
+    ParameterError,
+)
 from clvmodels.models.beta_geo import BetaGeoModel
 
 __all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "as_of"]
@@ -289,7 +294,6 @@ class SeasonalBetaGeoModel(BetaGeoModel):
             No purchase calendar, one that does not describe the table's customers (a subset of
             the table), less than :data:`MIN_SPAN_DAYS` of history for a season or trend.
         """
-        from clvmodels.models.beta_geo import _prepare
 
         self._check_init_params()
         check_rfm(rfm)
