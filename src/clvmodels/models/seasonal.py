@@ -294,7 +294,6 @@ class SeasonalBetaGeoModel(BetaGeoModel):
             No purchase calendar, one that does not describe the table's customers (a subset of
             the table), less than :data:`MIN_SPAN_DAYS` of history for a season or trend.
         """
-
         self._check_init_params()
         check_rfm(rfm)
         cal = rfm.attrs.get("purchase_calendar")
