@@ -6,7 +6,8 @@ covariate models of :mod:`clvmodels.models.covariates` on the named attributes (
 and dropout: BG/NBD or MBG/NBD with covariates; spend: Gamma-Gamma with covariates), tests each
 against the model without them (likelihood ratio), checks on the report's own backtest whether
 the covariates would have forecast the holdout better, and summarises the forecast per segment.
-The report's forecasts themselves come from the model the backtest chose; the report says so.
+The report's forecasts use the covariates when that backtest says they forecast the holdout
+better (:func:`choose_covariates`; :mod:`clvmodels.covariate_forecast`); the report says which.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pandas as pd
 
 from clvmodels.exceptions import ClvModelsError, DataValidationError
 
-__all__ = ["CustomerAttributes", "read_customer_table", "customer_attributes", "segment_table"]
+__all__ = ["CustomerAttributes", "CovariateChoice", "read_customer_table", "choose_covariates", "customer_attributes",
+           "segment_table"]
 
 
 @dataclass
@@ -82,28 +84,84 @@ def segment_table(forecast: pd.DataFrame, tiers: pd.Series, segments: pd.Series)
     return out
 
 
-def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tiers: pd.Series, model: Any,
-                        cal: pd.DataFrame | None = None, selection: Any = None) -> CustomerAttributes | None:
-    """The customer table's section of the report (None without a customer table); ``cal`` and
-    ``selection``: the report's backtest table and model choice, to score the covariates there."""
+@dataclass
+class CovariateChoice:
+    """Whether the report forecasts with the covariates: the chosen family with them, scored on
+    the report's backtest beside the chosen model (the same rule as the model choice: lower
+    holdout mean squared error beyond the tolerance)."""
+
+    table: pd.DataFrame
+    backtest: dict | None
+    use: bool
+    modified: bool
+    pareto: bool
+    notes: list[str] = field(default_factory=list)
+
+    def model(self, covariates: list[str]) -> Any:
+        return _purchase_model(covariates, self.modified, self.pareto)
+
+
+def _family(model_name: str) -> tuple[bool, bool]:
+    """(modified, pareto) of the covariate family closest to a chosen plain model."""
+    return model_name in ("ModifiedBetaGeoModel", "MBGCNBDModel"), model_name == "ParetoNBDModel"
+
+
+def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataFrame | None,
+                      selection: Any) -> CovariateChoice | None:
+    """Read the customer table and decide whether the forecasts use its covariates (None
+    without a customer table)."""
+    from clvmodels.selection import select_model
+
     if not cfg.customers_path:
         return None
-    import clvmodels
-    from clvmodels.models.covariates import CovariateGammaGammaModel, likelihood_ratio_test
-
     table = read_customer_table(cfg.customers_path, cfg.customer_col, rfm.index)
     for col in [*cfg.covariates, *([cfg.segment_col] if cfg.segment_col else [])]:
         if col not in table.columns:
             raise DataValidationError(f"The customer table has no column {col!r} (named in covariates or "
                                       f"segment_col); it has {list(table.columns)}.")
-    out = CustomerAttributes()
+    name = type(model_cls()).__name__
+    modified, pareto = _family(name)
+    out = CovariateChoice(table, None, cfg.use_covariates == "yes" and bool(cfg.covariates), modified, pareto)
+    if not cfg.covariates or cal is None or selection is None:
+        return out
+    try:
+        out.backtest = covariate_backtest(cal, table, cfg.covariates, modified, pareto,
+                                          float(selection.table.loc[selection.chosen, "mse"]), selection.chosen)
+    except ClvModelsError as exc:
+        out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
+        return out
+    tol = float(select_model.__kwdefaults__["tolerance"])
+    better = out.backtest["mse"] < out.backtest["chosen_mse"] * (1 - tol)
+    out.use = {"yes": True, "no": False}.get(cfg.use_covariates, better)
+    out.backtest.update(used=out.use, better=bool(better))
+    if out.use != better:
+        out.notes.append(f"use_covariates is '{cfg.use_covariates}': the forecasts "
+                         + ("use the covariates although the backtest did not find them better."
+                            if out.use else "leave the covariates out although the backtest found them better."))
+    return out
+
+
+def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tiers: pd.Series, model: Any,
+                        cal: pd.DataFrame | None = None, selection: Any = None,
+                        choice: CovariateChoice | None = None) -> CustomerAttributes | None:
+    """The customer table's section of the report (None without a customer table); ``cal`` and
+    ``selection``: the report's backtest table and model choice, to score the covariates there
+    (or ``choice``: that already done by :func:`choose_covariates`)."""
+    if not cfg.customers_path:
+        return None
+    import clvmodels
+    from clvmodels.models.covariates import CovariateGammaGammaModel, likelihood_ratio_test
+
+    if choice is None:
+        choice = choose_covariates(cfg, rfm, type(model), cal, selection)
+    table = choice.table
+    out = CustomerAttributes(notes=list(choice.notes))
     if cfg.segment_col:
         out.segments = segment_table(forecast, tiers, table[cfg.segment_col])
     if not cfg.covariates:
         return out
     name = type(model).__name__
-    modified = name in ("ModifiedBetaGeoModel", "MBGCNBDModel")
-    pareto = name == "ParetoNBDModel"
+    modified, pareto = choice.modified, choice.pareto
     family = "Pareto/NBD" if pareto else ("MBG/NBD" if modified else "BG/NBD")
     if name == "MBGCNBDModel":
         out.notes.append(f"Covariates are modelled in BG/NBD, MBG/NBD and Pareto/NBD; the forecasts use "
@@ -125,13 +183,7 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
         lr = likelihood_ratio_test(restricted, full)
         rows.append({"process": what, **lr})
     out.tests = pd.DataFrame(rows).set_index("process")
-    # the report's own backtest: would the covariates have forecast the holdout better?
-    if cal is not None and selection is not None:
-        try:
-            out.backtest = covariate_backtest(cal, table, cfg.covariates, modified, pareto,
-                                              float(selection.table.loc[selection.chosen, "mse"]), selection.chosen)
-        except ClvModelsError as exc:
-            out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
+    out.backtest = choice.backtest  # the report's own backtest: would the covariates have forecast better?
     return out
 
 

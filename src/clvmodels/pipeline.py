@@ -77,6 +77,10 @@ class Analysis:
     """The comparison with the previous run (:class:`clvmodels.since.SinceLastRun`)."""
     attributes: Any = None
     """What the customer table says (:class:`clvmodels.attributes.CustomerAttributes`; None without one)."""
+    covariate_model: Any = None
+    """The forecasts' covariate model per covariate row (:class:`clvmodels.covariate_forecast.ByCovariateRow`)
+    when the backtest chose the customer table's covariates; ``model`` is then the plain model of the
+    most common row (for the figures of one customer)."""
 
     def __post_init__(self) -> None:
         from clvmodels.reporting import data_overview
@@ -97,7 +101,7 @@ class Analysis:
 
     @property
     def model_name(self) -> str:
-        return self.model._long_name
+        return self.covariate_model.model._long_name if self.covariate_model is not None else self.model._long_name
 
 
 def frequency_bins(frequency: np.ndarray, weights: np.ndarray | None = None) -> int:
@@ -185,7 +189,8 @@ def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings
     df = df.loc[approx.sort_values(ascending=False, kind="stable").index[:AT_RISK_CANDIDATES]]
     rfm = df[["frequency", "recency", "T", "monetary_value"]].copy()
     rfm.attrs["time_unit"] = time_unit
-    kept = forecast(model, spend, rfm, dropout_scale=1e-9, **settings)
+    kept = (model.forecast(spend, rfm, dropout_scale=1e-9, **settings) if hasattr(model, "parts") else
+            forecast(model, spend, rfm, dropout_scale=1e-9, **settings))
     if_retained = kept["clv"] / df["p_alive"]
     stake = if_retained - df["clv"]
     since = df["T"] - df["recency"]
@@ -463,46 +468,74 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     details: dict[str, float] = {}
     selection, scorecard, error, model_cls, backtest_cal = _backtest(
         cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None, details)
-    # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
-    model = model_cls().fit(_with_calendar(model_cls, rfm, log, obs_end) if cohort is None else rfm.loc[cohort])
+    # the customer table: do its covariates forecast the backtest's holdout better than the chosen
+    # model? (scored on the customers the model choice was scored on)
+    choice = None
+    if cfg.customers_path:
+        from clvmodels.attributes import choose_covariates
+
+        choice = choose_covariates(cfg, rfm, model_cls, backtest_cal, selection)
+        lap("customer table: covariates in the backtest")
+    fit_rows = rfm if cohort is None else rfm.loc[cohort]
+    by_row = None
+    if choice is not None and choice.use:
+        from clvmodels.covariate_forecast import ByCovariateRow
+
+        # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
+        cov_model = choice.model(cfg.covariates).fit(fit_rows, choice.table.loc[fit_rows.index])
+        by_row = ByCovariateRow.build(cov_model, rfm, choice.table)
+        model = by_row.reference_model
+    else:
+        model = model_cls().fit(_with_calendar(model_cls, rfm, log, obs_end) if cohort is None else fit_rows)
     spend = clvmodels.GammaGammaModel().fit(rfm)
     lap("fit on all data")
     settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
                     cost_to_serve=cfg.cost_to_serve)
-    fc = clvmodels.forecast(model, spend, rfm, **settings)
+    fc = by_row.forecast(spend, rfm, **settings) if by_row else clvmodels.forecast(model, spend, rfm, **settings)
     tiers = clvmodels.assign_tiers(fc, shares=cfg.tier_shares)
     lap("forecast and tiers")
-    intervals = clvmodels.tier_intervals(model, spend, rfm, tiers, level=cfg.interval_level,
-                                         n_draws=cfg.n_draws, **settings)
+    iv = dict(level=cfg.interval_level, n_draws=cfg.n_draws, **settings)
+    intervals = (by_row.tier_intervals(spend, rfm, tiers, **iv) if by_row else
+                 clvmodels.tier_intervals(model, spend, rfm, tiers, **iv))
     model_only = clvmodels.tier_summary(fc, tiers, intervals=intervals)
     tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
     lap("tier intervals")
-    budget = clvmodels.acquisition_budget(model, spend, **settings)
-    what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, dropout_reduction=cfg.dropout_reduction,
-                                          **settings)
+    wi = dict(dropout_reduction=cfg.dropout_reduction, **settings)
+    if by_row:
+        budget = by_row.acquisition_budget(spend, **settings)
+        what_if = by_row.retention_what_if(spend, rfm, tiers, **wi)
+    else:
+        budget = clvmodels.acquisition_budget(model, spend, **settings)
+        what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, **wi)
     lap("budget and what-if")
     # predictive intervals (what each customer may do), 4 simulated futures per parameter draw
-    customer_intervals = clvmodels.forecast_intervals(model, spend, rfm, level=cfg.interval_level,
-                                                      n_sims=4 * cfg.n_draws, n_param_draws=min(cfg.n_draws, 20),
-                                                      **settings)
+    pi = dict(level=cfg.interval_level, n_sims=4 * cfg.n_draws, n_param_draws=min(cfg.n_draws, 20), **settings)
+    customer_intervals = (by_row.forecast_intervals(spend, rfm, **pi) if by_row else
+                          clvmodels.forecast_intervals(model, spend, rfm, **pi))
     lap("per-customer intervals")
-    at_risk = at_risk_customers(rfm.join(fc).assign(tier=tiers), model, spend, settings, observation_end=obs_end,
-                                time_unit=cfg.time_unit, log=log)
+    at_risk = at_risk_customers(rfm.join(fc).assign(tier=tiers), by_row or model, spend, settings,
+                                observation_end=obs_end, time_unit=cfg.time_unit, log=log)
+    freq_fit = (by_row.expected_customers_by_frequency(rfm, frequency_bins(rfm["frequency"].to_numpy(float)))
+                if by_row else None)
     analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
                         tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
-                        left_truncation=trunc)
+                        left_truncation=trunc, frequency_fit=freq_fit, covariate_model=by_row)
     analysis.details.update(details)
     analysis.since = _since_last_run(cfg, log, obs_end, fc, tiers)
     if cfg.customers_path:
         from clvmodels.attributes import customer_attributes
 
-        # the covariates are scored on the customers the model choice was scored on
-        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model, backtest_cal, selection)
+        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model_cls(), backtest_cal, selection, choice)
         lap("customer table")
     extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since), **_attribute_tables(analysis.attributes),
              **({"model_selection": selection.table} if selection is not None else {})}
+    # with covariates each customer has their row's parameters: no single purchase model file to
+    # score with (the coefficients are in covariate_parameters.csv)
+    models = {"gamma_gamma": spend} if by_row else {"purchase_model": model, "gamma_gamma": spend}
+    if by_row:
+        extra["covariate_parameters"] = by_row.model.summary()
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
-                   models={"purchase_model": model, "gamma_gamma": spend}, config=cfg, extra_tables=extra)
+                   models=models, config=cfg, extra_tables=extra)
     _record_run(cfg, analysis)
     lap("write files")
     return analysis

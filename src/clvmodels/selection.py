@@ -53,7 +53,8 @@ CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": Season
 
 RULE = ("lowest holdout mean squared error of purchases per customer (the scoring rule made for "
         "an expected-value forecast); models within {tol:.1%} of the best count as tied, and the tie "
-        "goes to the smallest absolute aggregate error, then the lowest BIC")
+        "goes to the model with fewest parameters (a season or a regularity must earn its place), then "
+        "the smallest absolute aggregate error, then the lowest BIC")
 
 
 @dataclass
@@ -206,8 +207,9 @@ def select_model(
     best = float(ok["mse"].min())
     tied = ok[ok["mse"] <= best * (1 + tol)]
     # stable: on a full tie the earlier candidate wins (MBG/NBD over an identical MBG/CNBD-1)
-    keys = tied.assign(abs_agg=tied["aggregate_pct_error"].abs().round(6), bic_=tied["bic"].round(6))
-    order = keys.sort_values(["abs_agg", "bic_"], kind="stable")
+    keys = tied.assign(abs_agg=tied["aggregate_pct_error"].abs().round(6), bic_=tied["bic"].round(6),
+                       n_params=[models[name].n_free_params for name in tied.index])
+    order = keys.sort_values(["n_params", "abs_agg", "bic_"], kind="stable")
     chosen = str(order.index[0])
     table["chosen"] = table.index == chosen
     for col in ("mse", "mae", "rmse", "aggregate_pct_error", "predicted_purchases", "actual_purchases",
@@ -218,8 +220,12 @@ def select_model(
     c = table.loc[chosen]
     others = [n for n in models if n != chosen]
     if len(tied) > 1:
-        why = (f"{', '.join(n for n in tied.index if n != chosen)} came within {tol:.1%} of its squared error, "
-               f"and {chosen} missed the holdout total by less ({c['aggregate_pct_error']:+.1f}%)")
+        more = [n for n in tied.index if models[n].n_free_params > models[chosen].n_free_params]
+        equal = [n for n in tied.index if n != chosen and n not in more]
+        how = (f"missed the holdout total by less ({c['aggregate_pct_error']:+.1f}%)" if not more else
+               "has the fewest parameters" + (f" and, among those, missed the holdout total by less "
+                                              f"({c['aggregate_pct_error']:+.1f}%)" if equal else ""))
+        why = f"{', '.join(n for n in tied.index if n != chosen)} came within {tol:.1%} of its squared error, and {chosen} {how}"
     elif others:
         runner = ok.drop(index=chosen)["mse"].idxmin()
         why = (f"its mean squared error {c['mse']:.4g} beat the next best, {runner}, at "

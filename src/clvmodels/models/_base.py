@@ -407,6 +407,12 @@ class BaseModel:
 
     # ---------------------------------------------------------------- results
     @property
+    def n_free_params(self) -> int:
+        """Parameters chosen to fit the data (a model's own settings chosen by likelihood, such
+        as MBG/CNBD-k's k, count too): what the model choice's tie-break counts."""
+        return len(self._param_names)
+
+    @property
     def aic(self) -> float:
         """Akaike information criterion, ``2k - 2 log L``."""
         self._require_fit("aic")

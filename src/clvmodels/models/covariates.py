@@ -219,9 +219,9 @@ def _penalized(total_and_grad, n: float, penalizer: float, n_base: int):
     return objective
 
 
-def _standard_errors(objective, theta: np.ndarray, n: float, names: list[str]) -> pd.Series:
-    """From the observed information: central differences of the analytic gradient (of the mean
-    objective, times the customers), inverted; NaN where it is singular."""
+def _covariance(objective, theta: np.ndarray, n: float) -> np.ndarray:
+    """The inverse observed information: central differences of the analytic gradient (of the
+    mean objective, times the customers), inverted; NaN where it is singular."""
     k = len(theta)
     hess = np.empty((k, k))
     for j in range(k):
@@ -229,10 +229,14 @@ def _standard_errors(objective, theta: np.ndarray, n: float, names: list[str]) -
         e[j] = 1e-5
         hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
     try:
-        se = np.sqrt(np.clip(np.diag(np.linalg.inv((hess + hess.T) / 2)), 0, None))
+        cov = np.linalg.inv((hess + hess.T) / 2)
     except np.linalg.LinAlgError:
-        se = np.full(k, np.nan)
-    return pd.Series(se, index=names, name="std_error")
+        return np.full((k, k), np.nan)
+    return cov if np.all(np.diag(cov) >= 0) else np.full((k, k), np.nan)
+
+
+def _standard_errors(cov: np.ndarray, names: list[str]) -> pd.Series:
+    return pd.Series(np.sqrt(np.clip(np.diag(cov), 0, None)), index=names, name="std_error")
 
 
 def _multiplier_row(model: Any, key: str, name: str, process: str, verb: str, level: float) -> dict:
@@ -308,6 +312,32 @@ class _PerCovariateRow:
         return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
                              "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)
 
+    def summary(self) -> pd.DataFrame:
+        """Estimates with standard errors (base parameters as estimated, coefficients on the log
+        scale) and 95% intervals."""
+        self._check()
+        est, se = self.params_, self.standard_errors_
+        base = np.arange(len(est)) < len(est) - (len(self.theta_) - 4 if hasattr(self, "theta_") else 0)
+        log_est = np.where(base, np.log(np.where(base, est, 1.0)), est)
+        lo, hi = log_est - 1.959963984540054 * se, log_est + 1.959963984540054 * se
+        out = pd.DataFrame({"estimate": est, "std_error": np.where(base, est * se, se),
+                            "lower_95": np.where(base, np.exp(lo), lo), "upper_95": np.where(base, np.exp(hi), hi)},
+                           index=pd.Index(est.index, name="parameter"))
+        return out
+
+    def _repr_html_(self) -> str:
+        import html
+
+        if not hasattr(self, "params_"):
+            return f"<p><b>{type(self).__name__}</b> (not fitted)</p>"
+        table = self.summary().rename(columns={"estimate": "Estimate", "std_error": "Std. error",
+                                               "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
+        table.index.name = None
+        return (f"<p><b>{type(self).__name__}</b> &mdash; {html.escape(self._long_name)}; {self.n_customers_:,} "
+                f"customers; log-likelihood {self.log_likelihood_:,.2f}. Coefficients are on the log scale "
+                "(a coefficient g multiplies the rate by e<sup>g</sup>).</p>"
+                + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
     def _designs(self, covariates: pd.DataFrame):
         levels = getattr(self, "levels_", None)
         dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
@@ -339,6 +369,8 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         then ``purchase: NAME``, ``dropout a: NAME``, ``dropout b: NAME`` coefficients.
     standard_errors_ : pandas.Series
         From the observed information (log scale for the four base parameters).
+    covariance_ : ndarray
+        Inverse observed information of ``theta_`` (log base parameters, then coefficients).
     log_likelihood_ : float
     """
 
@@ -418,7 +450,8 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         self.reference_ = {**dp.reference, **dd.reference}
         self.purchase_names_, self.dropout_names_ = dp.names, dd.names
         self.time_unit_ = rfm.attrs.get("time_unit")
-        self.standard_errors_ = _standard_errors(objective, theta, n, names)
+        self.covariance_ = _covariance(objective, theta, n)
+        self.standard_errors_ = _standard_errors(self.covariance_, names)
         return self
 
     # ---------------------------------------------------------------- reading
@@ -558,6 +591,14 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         k_coef = kp if self.same_effect else kp + Zd_g.shape[1]
         start = np.concatenate([np.log(base.params_.to_numpy()), np.zeros(k_coef)])
         res = optimize.minimize(objective, start, jac=True, method="BFGS", options={"gtol": 1e-9, "maxiter": 5000})
+        for _ in range(3):  # BFGS can stop on a loss of precision short of the optimum: restart from there
+            if not np.isfinite(res.fun) or np.linalg.norm(res.jac) <= 1e-5:
+                break
+            again = optimize.minimize(objective, res.x, jac=True, method="L-BFGS-B",
+                                      options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
+            if not again.fun <= res.fun:
+                break
+            res = again
         if not np.isfinite(res.fun) or np.linalg.norm(res.jac) > 1e-3:
             raise ConvergenceError(f"{self._long_name} did not converge (gradient norm {np.linalg.norm(res.jac):.2g}); "
                                    "add a small penalizer_coef, use fewer covariates, "
@@ -573,7 +614,8 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         self.levels_ = levels
         self.reference_ = {**dp.reference, **dd.reference}
         self.time_unit_ = rfm.attrs.get("time_unit")
-        self.standard_errors_ = _standard_errors(objective, theta, n, names)
+        self.covariance_ = _covariance(objective, theta, n)
+        self.standard_errors_ = _standard_errors(self.covariance_, names)
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
@@ -698,7 +740,8 @@ class CovariateGammaGammaModel:
         self.levels_ = levels
         self.reference_ = design.reference
         self.spend_names_ = design.names
-        self.standard_errors_ = _standard_errors(objective, theta, n, names)
+        self.covariance_ = _covariance(objective, theta, n)
+        self.standard_errors_ = _standard_errors(self.covariance_, names)
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:

@@ -208,6 +208,11 @@ class MBGCNBDModel(PurchaseModel):
     def _long_name(self) -> str:  # type: ignore[override]
         return f"MBG/CNBD-{getattr(self, 'k_', 'k')}"
 
+    @property
+    def n_free_params(self) -> int:
+        """r, alpha, a, b and the regularity k when it is chosen by likelihood (k=None)."""
+        return len(self._param_names) + int(self.k is None)
+
     def _defining(self) -> dict[str, Any]:
         return {"k": int(self.k_)}
 

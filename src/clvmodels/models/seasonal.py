@@ -447,6 +447,10 @@ class SeasonalBetaGeoModel(BetaGeoModel):
         return self
 
     @property
+    def n_free_params(self) -> int:
+        return 4 + self.n_coefficients
+
+    @property
     def aic(self) -> float:
         self._require_fit("AIC")
         return 2 * (4 + self.n_coefficients) - 2 * self.log_likelihood_

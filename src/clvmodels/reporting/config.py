@@ -59,6 +59,7 @@ class ReportConfig:
     previous: str = "auto"
     customers_path: str = ""
     covariates: list[str] = field(default_factory=list)
+    use_covariates: str = "auto"
     segment_col: str = ""
 
     @property
@@ -150,6 +151,10 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     if not isinstance(p["covariates"], list) or not all(isinstance(c, str) and c for c in p["covariates"]):
         raise ParameterError(f"Parameter 'covariates' is a list of column names of the customer table, e.g. "
                              f"[channel, region]; got {p['covariates']!r}.")
+    check_choice("use_covariates", p["use_covariates"], ("auto", "yes", "no"))
+    if p["use_covariates"] == "yes" and not p["covariates"]:
+        raise ParameterError("Parameter 'use_covariates' is 'yes' but no covariates are named: give them with "
+                             "covariates, e.g. [channel].")
     if (p["covariates"] or p["segment_col"]) and not p["customers_path"]:
         raise ParameterError("Parameters 'covariates' and 'segment_col' name columns of the customer table: give it "
                              "with customers_path (command line: --customers customers.csv).")

@@ -242,10 +242,27 @@ def model_paragraph(analysis: Any) -> str:
                 "intervals do not include the model's own error. ")
     else:
         lead = ""
-    text = lead + (f"Purchases and dropout follow the **{model._long_name}** model ({model._reference.rstrip('.')}); "
-                   "spend per purchase the Gamma-Gamma model (Fader & Hardie 2013). ")
+    cov = getattr(analysis, "covariate_model", None)
+    if cov is not None:
+        names = ", ".join(md_escape(c) for c in analysis.config.covariates)
+        text = lead + (f"Purchases and dropout follow the **{cov.model._long_name}** model (Fader & Hardie, "
+                       f"\"Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD models\"): each "
+                       f"customer's purchase and dropout parameters follow their attributes ({names}), "
+                       f"{len(cov.models)} distinct combinations; spend per purchase the Gamma-Gamma model "
+                       "(Fader & Hardie 2013). ")
+    else:
+        text = lead + (f"Purchases and dropout follow the **{model._long_name}** model "
+                       f"({model._reference.rstrip('.')}); spend per purchase the Gamma-Gamma model "
+                       "(Fader & Hardie 2013). ")
     if analysis.selection is not None:
         text += analysis.selection.reason + " "
+    if cov is not None and analysis.attributes is not None and analysis.attributes.backtest:
+        b = analysis.attributes.backtest
+        text += (f"With the attributes the same backtest's mean squared error fell to {b['mse']:.4g} (from "
+                 f"{b['chosen_mse']:.4g}), so the forecasts use them" if b.get("better") else
+                 f"With the attributes the same backtest's mean squared error was {b['mse']:.4g} (without: "
+                 f"{b['chosen_mse']:.4g}); the forecasts use them because use_covariates is 'yes'")
+        text += "; the figures of one customer below show the most common combination of attributes. "
     if hasattr(model, "season_in_words"):
         text += model.season_in_words() + " "
     notes = identification_notes(model)
@@ -520,8 +537,11 @@ def md_customer_table(attributes: Any) -> str:
         better = "better" if b["mse"] < b["chosen_mse"] else "no better"
         lines.append(f"* On the backtest, {md_escape(b['model'])} forecast the holdout {better} than the chosen "
                      f"{md_escape(b['chosen'])} (mean squared error {b['mse']:.4g} against {b['chosen_mse']:.4g}; "
-                     f"total {b['aggregate_pct_error']:+.1f}%). The forecasts in this report come from "
-                     f"{md_escape(b['chosen'])} without the attributes.")
+                     f"total {b['aggregate_pct_error']:+.1f}%). "
+                     + (f"The forecasts in this report come from {md_escape(b['model'])}: every customer's "
+                        "purchase and dropout parameters follow their attributes."
+                        if b.get("used") else
+                        f"The forecasts in this report come from {md_escape(b['chosen'])} without the attributes."))
     lines += [f"* {md_escape(n)}" for n in attributes.notes]
     return "\n".join(lines) if lines else "The customer table was read; no covariates or segment were named."
 
