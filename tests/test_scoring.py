@@ -189,7 +189,7 @@ def test_tier_cutoffs_rank_like_a_global_sort(ids, values, monkeypatch):
             monkeypatch.setattr(scoring, "MAX_BAND_ROWS", max_rows)
             cuts = scoring.tier_cutoffs(table, counts, n, band=band)
             tier = ibis.cases((table.clv < 0, "Lead"),
-                              *((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"])),
+                              *((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"], strict=True)),
                               else_="Lead")
             got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
             want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
@@ -219,7 +219,7 @@ def test_tier_cutoffs_recover_from_a_poor_quantile_estimate(monkeypatch):
     monkeypatch.setattr(ir.NumericColumn, "approx_quantile", off)
     counts = [200, 800, 2800]
     cuts = scoring.tier_cutoffs(table, counts, n)
-    tier = ibis.cases(*((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"])),
+    tier = ibis.cases(*((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"], strict=True)),
                       else_="Lead")
     got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
     want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
