@@ -42,6 +42,8 @@ class ByCovariateRow:
     codes: np.ndarray
     models: list[Any]
     maps: list[np.ndarray]
+    labels: list[str]
+    """Each row's covariate values in words ("channel = web, region = north")."""
 
     @classmethod
     def build(cls, model: Any, rfm: pd.DataFrame, covariates: pd.DataFrame) -> ByCovariateRow:
@@ -64,7 +66,10 @@ class ByCovariateRow:
             row_cov = None if cov is None or not np.all(np.isfinite(cov)) else maps[c] @ cov @ maps[c].T
             models.append(plain.from_params(dict(zip(params.columns, row, strict=True)), time_unit=model.time_unit_,
                                             covariance=row_cov))
-        return cls(model, rfm.index, np.asarray(codes), models, list(maps))
+        names = list(dict.fromkeys([*model.purchase, *model.dropout]))
+        rows = covariates.loc[rfm.index[first], names]
+        labels = [", ".join(f"{k} = {v}" for k, v in row.items()) for _, row in rows.iterrows()]
+        return cls(model, rfm.index, np.asarray(codes), models, list(maps), labels)
 
     def parts(self, table: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
         """``table`` (indexed like some of the customers) split by covariate row."""
@@ -72,9 +77,14 @@ class ByCovariateRow:
         return [(c, table[codes == c]) for c in range(len(self.models)) if (codes == c).any()]
 
     @property
+    def reference_row(self) -> int:
+        """The row with most customers."""
+        return int(np.bincount(self.codes).argmax())
+
+    @property
     def reference_model(self) -> Any:
         """The plain model of the row with most customers (for figures of one customer)."""
-        return self.models[int(np.bincount(self.codes).argmax())]
+        return self.models[self.reference_row]
 
     def forecast(self, spend: Any, rfm: pd.DataFrame, **settings: Any) -> pd.DataFrame:
         import clvmodels

@@ -246,16 +246,13 @@ class SeasonalBetaGeoModel(BetaGeoModel):
         return text + "; the forecast follows this pattern."
 
     def _repr_html_(self) -> str:
-        import html
-
         out = super()._repr_html_()
         if not self._is_fitted() or getattr(self, "calendar_effects_", None) is None:
             return out
         eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
         eff.index.name = None
         return (out + "<p>Calendar coefficients (on the log of the purchase rate):</p>"
-                + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
-                + f"<p>{html.escape(self.season_in_words())}</p>")
+                + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
 
     def as_of(self, date: Any) -> SeasonalBetaGeoModel:
         """The same fitted model predicting for tables as of ``date`` (their ``T`` counts back

@@ -262,7 +262,8 @@ def model_paragraph(analysis: Any) -> str:
                  f"{b['chosen_mse']:.4g}), so the forecasts use them" if b.get("better") else
                  f"With the attributes the same backtest's mean squared error was {b['mse']:.4g} (without: "
                  f"{b['chosen_mse']:.4g}); the forecasts use them because use_covariates is 'yes'")
-        text += "; the figures of one customer below show the most common combination of attributes. "
+        text += (f"; the figures of one customer below show the most common combination of attributes "
+                 f"({md_escape(cov.labels[cov.reference_row])}). ")
     if hasattr(model, "season_in_words"):
         text += model.season_in_words() + " "
     notes = identification_notes(model)
