@@ -88,16 +88,17 @@ def test_backtest_on_a_customer_sample(log, monkeypatch):
     assert any("random sample of about 1,000 of 2,357 customers" in n for n in a.scorecard.info["notes"])
 
 
+def _both_paths(log, tmp_path, **params):
+    """The analysis of ``log`` with the customer table in memory and in the engine."""
+    return [pipeline.run_analysis(reporting.validate_parameters({"scoring": mode, "output_dir": str(tmp_path / mode),
+                                                                 **params}), log) for mode in ("memory", "engine")]
+
+
 def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
     """scoring="engine" (customer table left in DuckDB) gives the report's numbers of the
     in-memory path: tier table with intervals, what-if, at-risk list, overview, frequency fit."""
     log = clvmodels.load_transactions(cdnow_master[["customer_id", "date", "amount"]])
-    runs = {}
-    for mode in ("memory", "engine"):
-        cfg = reporting.validate_parameters({"scoring": mode, "n_draws": 30, "cost_to_serve": 0.02,
-                                             "output_dir": str(tmp_path / mode)})
-        runs[mode] = pipeline.run_analysis(cfg, log)
-    mem, eng = runs["memory"], runs["engine"]
+    mem, eng = _both_paths(log, tmp_path, n_draws=30, cost_to_serve=0.02)
     assert eng.scoring == "engine" and eng.customers == len(mem.rfm) == 23570
     assert eng.model_name == mem.model_name
     pd.testing.assert_frame_equal(eng.tier_table[mem.tier_table.columns], mem.tier_table, rtol=1e-6,
@@ -212,12 +213,7 @@ def test_a_seasonal_log_gets_the_seasonal_model_on_both_paths(tmp_path):
 
     world = next(w for w in worlds(1500) if w.name == "seasonal")
     log = clvmodels.load_transactions(world.log[world.log["date"] <= pd.Timestamp(world.cut)])
-    runs = {}
-    for mode in ("memory", "engine"):
-        cfg = reporting.validate_parameters({"scoring": mode, "n_draws": 20, "horizon": 52,
-                                             "output_dir": str(tmp_path / mode)})
-        runs[mode] = pipeline.run_analysis(cfg, log)
-    mem, eng = runs["memory"], runs["engine"]
+    mem, eng = _both_paths(log, tmp_path, n_draws=20, horizon=52)
     assert mem.selection.chosen == eng.selection.chosen == "BG/NBD + season"
     assert isinstance(mem.model, clvmodels.SeasonalBetaGeoModel) and mem.model.calendar_["as_of"] == mem.observation_end
     np.testing.assert_allclose(eng.model.params_, mem.model.params_, rtol=1e-5)

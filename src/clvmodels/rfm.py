@@ -161,13 +161,16 @@ def purchase_calendar(transactions: Any, *, observation_end: Any = None,
     """Repeat purchase days per calendar day up to ``observation_end`` (see
     :class:`PurchaseCalendar`); :func:`rfm_summary` and :func:`calibration_holdout` attach it
     with ``calendar=True``."""
-    t = _transactions(transactions, columns)
-    if observation_end is None:
-        end = _max_date(t)
-    else:
-        end = check_timestamp("observation_end", observation_end)
-        t = t.filter(t.date <= _date_literal(end))
+    t, end = _up_to(_transactions(transactions, columns), observation_end)
     return _purchase_calendar(t, end)
+
+
+def _up_to(t: ir.Table, observation_end: Any) -> tuple[ir.Table, pd.Timestamp]:
+    """The purchases on or before ``observation_end`` (default: the last purchase day) and that day."""
+    if observation_end is None:
+        return t, _max_date(t)
+    end = check_timestamp("observation_end", observation_end)
+    return t.filter(t.date <= _date_literal(end)), end
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
@@ -230,12 +233,7 @@ def rfm_summary(
     [2.0, 30.43, 38.86]
     """
     unit = check_time_unit(time_unit)
-    t = _transactions(transactions, columns)
-    if observation_end is None:
-        end = _max_date(t)
-    else:
-        end = check_timestamp("observation_end", observation_end)
-        t = t.filter(t.date <= _date_literal(end))
+    t, end = _up_to(_transactions(transactions, columns), observation_end)
     per = _per_customer(t, end, unit)
     if regularity:
         per = _with_regularity(per, t, unit)

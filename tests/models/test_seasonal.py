@@ -192,3 +192,39 @@ def test_compressed_rows_fit_like_the_table(seasonal_fit):
     c = SeasonalBetaGeoModel(harmonics=2).fit(rows, weights=rows["weight"])
     np.testing.assert_allclose(c.params_, m.params_, rtol=1e-5)
     np.testing.assert_allclose(c.calendar_effects_["estimate"], m.calendar_effects_["estimate"], atol=1e-5)
+
+
+def test_events_of_your_own_are_found_and_forecast():
+    """A table of holiday days (period -> value, Bachmann et al.'s time-varying covariate): purchases
+    run at 3x on them; the model finds about log(3), says it by name, keeps it when saved and
+    forecasts a holdout that holds a holiday week better than without it."""
+    from worlds import START, _simulate
+
+    # holiday: the first week of every 10-week block (in weeks since START)
+    def mult(t):
+        return np.where((t % 10) < 1, 3.0, 1.0)
+
+    log = _simulate(3000, acquisition=(0, 20), span=60, multiplier=mult, mult_max=3.0, seed=11)
+    weeks = np.arange(0, 70)
+    holidays = pd.DatetimeIndex([START + pd.Timedelta(days=7 * w + d) for w in weeks if w % 10 == 0 for d in range(7)])
+    events = pd.DataFrame({"holiday": 1.0}, index=holidays)
+    cut = str((START + pd.Timedelta(days=7 * 45)).date())
+    end = str((START + pd.Timedelta(days=7 * 59)).date())
+    cal = clvmodels.calibration_holdout(log, calibration_end=cut, observation_end=end, time_unit="W", calendar=True)
+    m = SeasonalBetaGeoModel(harmonics=0, events=events).fit(cal)  # no season: 45 weeks are enough
+    g = m.calendar_effects_.loc["event: holiday"]
+    assert abs(g["estimate"] - np.log(3.0)) < 3 * g["std_error"] + 0.05
+    h = float(cal["duration_holdout"].iloc[0])
+    actual = cal["frequency_holdout"].sum()
+    with_events = m.expected_purchases(cal, h).sum()
+    plain = clvmodels.BetaGeoModel().fit(cal).expected_purchases(cal, h).sum()
+    assert abs(with_events / actual - 1) < abs(plain / actual - 1)
+    assert abs(with_events / actual - 1) < 0.10
+    back = __import__("clvmodels").models.load_model(m.save(Path(__import__("tempfile").mkdtemp()) / "m.json"))
+    np.testing.assert_allclose(back.expected_purchases(cal, h), m.expected_purchases(cal, h), rtol=1e-12)
+    for bad, words in ((pd.DataFrame({"holiday": [1.0]}, index=["someday"]), "indexed by date"),
+                       (pd.DataFrame({"holiday": [np.inf]}, index=["2021-01-01"]), "finite numbers"),
+                       (pd.DataFrame({"a": [1.0, 1.0]}, index=["2021-01-01", "2021-01-01"]), "more than once"),
+                       ("holidays.csv", "DataFrame indexed by date")):
+        with pytest.raises(ParameterError, match=words):
+            SeasonalBetaGeoModel(events=bad)

@@ -56,6 +56,52 @@ MIN_SPAN_DAYS = 364
 _MAX_COEF = 10.0
 
 
+#: event columns and listed days a model accepts at most (a calendar, not a second log)
+MAX_EVENTS, MAX_EVENT_DAYS = 10, 20_000
+
+
+def _events(events: Any) -> dict[str, Any] | None:
+    """Calendar covariates given by the user, as ``{"columns": [...], "days": [ISO dates],
+    "values": [[...], ...]}`` (sorted, one row per listed day; days not listed are 0): from a
+    DataFrame indexed by date (a column per event, e.g. ``holiday`` 1 on holidays) or that mapping
+    (a saved model's: hostile input, checked)."""
+    if events is None:
+        return None
+    if isinstance(events, pd.Series):
+        events = events.to_frame()
+    if isinstance(events, pd.DataFrame):
+        try:
+            idx = pd.DatetimeIndex(pd.to_datetime(events.index)).normalize()
+        except (TypeError, ValueError):
+            raise ParameterError("events must be indexed by date (one row per day listed), e.g. "
+                                 f"'2021-12-24'; got index values such as {list(events.index[:3])!r}.") from None
+        frame = events.set_axis(idx)
+        columns, days, values = [str(c) for c in frame.columns], [str(d.date()) for d in idx], frame.to_numpy()
+    elif isinstance(events, dict) and set(events) == {"columns", "days", "values"}:
+        columns, days, values = events["columns"], events["days"], events["values"]
+    else:
+        raise ParameterError("events must be a DataFrame indexed by date with one column per event (e.g. 'holiday' "
+                             f"1 on holidays), got {type(events).__name__}.")
+    if not isinstance(columns, list) or not 1 <= len(columns) <= MAX_EVENTS or \
+            not all(isinstance(c, str) and 0 < len(c) <= 100 for c in columns) or len(set(columns)) < len(columns):
+        raise ParameterError(f"events must have 1 to {MAX_EVENTS} distinct named columns (names up to 100 "
+                             f"characters), got {columns!r}.")
+    if not isinstance(days, list) or not 1 <= len(days) <= MAX_EVENT_DAYS:
+        raise ParameterError(f"events must list 1 to {MAX_EVENT_DAYS:,} days, got {len(days) if hasattr(days, '__len__') else days!r}.")
+    try:
+        arr = np.asarray(values, dtype=float).reshape(len(days), len(columns))
+    except (TypeError, ValueError):
+        raise ParameterError("events' values must be numbers, one per listed day and column.") from None
+    if not np.all(np.isfinite(arr)) or np.any(np.abs(arr) > 1e3):
+        raise ParameterError("events' values must be finite numbers between -1000 and 1000 (e.g. 1 on a holiday).")
+    numbers = [_day(d, "events") for d in days]
+    if len(set(numbers)) < len(numbers):
+        raise ParameterError("events list a day more than once; give one row per day.")
+    order = np.argsort(numbers)
+    return {"columns": list(columns), "days": [str((_EPOCH + pd.Timedelta(days=numbers[i])).date()) for i in order],
+            "values": arr[order].tolist()}
+
+
 def _day(value: Any, name: str) -> int:
     """A date as its day number since 1970-01-01 (a whole day, 1900 to 2200)."""
     try:
@@ -76,6 +122,11 @@ class SeasonalBetaGeoModel(BetaGeoModel):
         Fourier terms of the yearly pattern (1: one peak a year; 2 allows a sharper or second one).
     trend : bool, default False
         Also a log-linear trend in the purchase rate (per year; forecasts extrapolate it).
+    events : DataFrame, optional
+        Calendar covariates of your own: indexed by date, a column per event (``holiday`` 1 on
+        holidays, ``promotion`` its discount, ...); days not listed are 0, so list the forecast
+        horizon's events too. Each column gets a coefficient: the purchase rate on such a day is
+        ``exp(gamma)`` times what it would be (the "table of period -> value" of Bachmann et al.).
     calendar : dict, optional
         The fitted calendar of a model rebuilt from saved parameters: ``coefficients`` (the
         gamma of the module notes, ``2 harmonics (+ 1)`` numbers), ``as_of`` (the date
@@ -102,8 +153,9 @@ class SeasonalBetaGeoModel(BetaGeoModel):
     _FITTED: ClassVar[tuple[str, ...]] = BetaGeoModel._FITTED + ("calendar_", "calendar_effects_",
                                                                   "plain_log_likelihood_")
 
-    def __init__(self, harmonics: int = 2, *, trend: bool = False, calendar: dict[str, Any] | None = None,
-                 penalizer_coef: float = 0.0, tol: float = 1e-9, max_iter: int = 2000):
+    def __init__(self, harmonics: int = 2, *, trend: bool = False, events: Any = None,
+                 calendar: dict[str, Any] | None = None, penalizer_coef: float = 0.0, tol: float = 1e-9,
+                 max_iter: int = 2000):
         super().__init__(penalizer_coef=penalizer_coef, tol=tol, max_iter=max_iter)
         if isinstance(harmonics, bool) or not isinstance(harmonics, (int, np.integer)) or not 0 <= harmonics <= 6:
             raise ParameterError(f"harmonics must be a whole number from 0 to 6, got {harmonics!r}.")
@@ -111,17 +163,22 @@ class SeasonalBetaGeoModel(BetaGeoModel):
             raise ParameterError(f"trend must be True or False, got {trend!r}.")
         self.harmonics = int(harmonics)
         self.trend = bool(trend)
+        self.events = _events(events)
+        self._event_days = np.array([_day(d, "events") for d in self.events["days"]], dtype=np.int64) \
+            if self.events else np.zeros(0, np.int64)
+        self._event_values = np.asarray(self.events["values"], float).reshape(len(self._event_days), -1) \
+            if self.events else np.zeros((0, 0))
         self.calendar = calendar
         if calendar is not None:
             self._set_calendar(calendar)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {**super().get_params(deep), "harmonics": self.harmonics, "trend": self.trend,
-                "calendar": getattr(self, "calendar_", None) or self.calendar}
+                "events": self.events, "calendar": getattr(self, "calendar_", None) or self.calendar}
 
     def _defining(self) -> dict[str, Any]:
         """What a new model like this one keeps (the calendar itself is learnt by each fit)."""
-        return {"harmonics": self.harmonics, "trend": self.trend}
+        return {"harmonics": self.harmonics, "trend": self.trend, "events": self.events}
 
     def _with_params(self, params: Any) -> SeasonalBetaGeoModel:
         return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining(),
@@ -129,13 +186,14 @@ class SeasonalBetaGeoModel(BetaGeoModel):
 
     @property
     def n_coefficients(self) -> int:
-        return 2 * self.harmonics + int(self.trend)
+        return 2 * self.harmonics + int(self.trend) + len(self.events.get("columns", []) if self.events else [])
 
     def coefficient_names(self) -> list[str]:
         names = []
         for k in range(1, self.harmonics + 1):
             names += [f"season sin {k}", f"season cos {k}"]
-        return names + (["trend per year"] if self.trend else [])
+        names += ["trend per year"] if self.trend else []
+        return names + [f"event: {c}" for c in (self.events or {}).get("columns", [])]
 
     def _set_calendar(self, calendar: Any) -> None:
         """Check and keep a calendar (from :meth:`fit`, or a saved model's: hostile input)."""
@@ -174,6 +232,13 @@ class SeasonalBetaGeoModel(BetaGeoModel):
             cols += [np.sin(k * phase), np.cos(k * phase)]
         if self.trend:
             cols.append((d - trend_origin) / _YEAR)
+        if len(self._event_days):
+            # the events' values on each day (0 on days the table does not list)
+            day = np.floor(d).astype(np.int64)
+            pos = np.clip(np.searchsorted(self._event_days, day), 0, len(self._event_days) - 1)
+            hit = self._event_days[pos] == day
+            values = np.where(hit[:, None], self._event_values[pos], 0.0)
+            cols += list(values.T)
         return np.column_stack(cols) if cols else np.zeros((len(d), 0))
 
     def _unit_days(self) -> float:
@@ -315,7 +380,7 @@ class SeasonalBetaGeoModel(BetaGeoModel):
         if len(x) == 0:
             raise DataValidationError("rfm has no customers with positive weight.")
         span = int(T_days.max())
-        if self.n_coefficients and span < MIN_SPAN_DAYS:
+        if (self.harmonics or self.trend) and span < MIN_SPAN_DAYS:
             raise DataValidationError(
                 f"The table spans {span} days before its observation end ({cal.end}); a yearly season (or a trend) "
                 f"needs at least {MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on "
