@@ -173,6 +173,26 @@ def _up_to(t: ir.Table, observation_end: Any) -> tuple[ir.Table, pd.Timestamp]:
     return t.filter(t.date <= _date_literal(end)), end
 
 
+def _customer_frame(expr: ir.Table) -> pd.DataFrame:
+    """A one-row-per-customer result as pandas. On DuckDB straight from Arrow, one block per
+    column (Ibis' conversion stacks the numeric columns into one block: a copy that took a third
+    of the RFM table's time at 3.6M customers); the columns are ids, counts and floats, which
+    Arrow and Ibis convert alike."""
+    from clvmodels._engine import backend_name, quiet_engine
+
+    if backend_name(expr) != "duckdb":
+        return execute(expr)
+    from clvmodels._engine import duckdb_connection
+
+    try:
+        backend = expr._find_backend(use_default=False)
+    except Exception:  # memtables: the embedded connection
+        backend = None
+    with quiet_engine():
+        table = (backend or duckdb_connection()).to_pyarrow(expr)
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     out = df.set_index("customer_id")
     if not out.index.is_monotonic_increasing:  # a backend that ignores the ordering
@@ -237,7 +257,7 @@ def rfm_summary(
     per = _per_customer(t, end, unit)
     if regularity:
         per = _with_regularity(per, t, unit)
-    df = execute(per.order_by("customer_id"))
+    df = _customer_frame(per.order_by("customer_id"))
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
@@ -326,7 +346,7 @@ def calibration_holdout(
         .fill_null(0.0).cast("float64"),
         revenue_holdout=hold_cust.revenue_holdout.fill_null(0.0).cast("float64"),
     ).order_by("customer_id")
-    df = execute(joined)
+    df = _customer_frame(joined)
     if len(df) == 0:
         raise DataValidationError(
             f"No purchases on or before calibration_end={cal_end.date()}; "
