@@ -168,3 +168,36 @@ def test_struct_ids_are_refused_in_one_line(tmp_path):
     pq.write_table(table, tmp_path / "struct.parquet")
     with pytest.raises(DataValidationError, match="Column 'customer_id' has type struct"):
         load_transactions(tmp_path / "struct.parquet")
+
+
+def test_validation_pass_learns_the_days_and_about_how_many_customers(monkeypatch):
+    """Issue 19, item 1: the first and last day and the approximate customer count come from the
+    validation pass, so the report asks no separate pass for them (and a refund-only last day is
+    not a purchase day when refunds are dropped)."""
+    from clvmodels import pipeline, reporting
+    from clvmodels.transactions import date_range, log_facts
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    df = pd.DataFrame({"customer_id": rng.integers(0, 5000, n).astype(str),
+                       "date": pd.Timestamp("2021-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D"),
+                       "amount": rng.gamma(2.0, 10.0, n)})
+    refund = pd.DataFrame({"customer_id": ["x"], "date": [pd.Timestamp("2021-12-31")], "amount": [-5.0]})
+    t = load_transactions(df)
+    facts = log_facts(t)
+    assert facts["first_day"] == df["date"].min() and facts["last_day"] == df["date"].max()
+    assert abs(facts["customers_approx"] / df["customer_id"].nunique() - 1) < 0.05
+    dropped = load_transactions(pd.concat([df, refund]), refunds="drop")
+    assert date_range(dropped) == (df["date"].min(), df["date"].max())
+    netted = load_transactions(pd.concat([df, refund]), refunds="net")
+    assert log_facts(netted) is None and date_range(netted) == (df["date"].min(), df["date"].max())
+    # the report's windows and scoring path ask the engine nothing more
+    import clvmodels._engine as engine
+
+    calls = []
+    real = engine._execute
+    monkeypatch.setattr(engine, "_execute", lambda expr: calls.append(expr) or real(expr))
+    cfg = reporting.validate_parameters({})
+    assert pipeline.resolve_windows(cfg, t)[0] == str(df["date"].max().date())
+    assert pipeline._scores_in_engine(cfg, t) is False
+    assert calls == []

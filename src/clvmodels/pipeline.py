@@ -123,12 +123,11 @@ def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | No
     observation end (so a calibration window at least twice the holdout remains); ``"none"``:
     no backtest. A given calibration end must leave data on both sides.
     """
-    from clvmodels._engine import execute
     from clvmodels._validation import check_timestamp
+    from clvmodels.transactions import date_range
 
     t = transactions
-    first = pd.Timestamp(execute(t.date.min()))
-    last = pd.Timestamp(execute(t.date.max()))
+    first, last = date_range(t)
     obs = check_timestamp("observation_end", cfg.observation_end) if cfg.observation_end else last
     if obs < first:
         raise DataValidationError(
@@ -280,10 +279,10 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
 
 def _spans_a_year(log: Any, end: str) -> bool:
     """At least a season's history (:data:`clvmodels.models.seasonal.MIN_SPAN_DAYS`) before ``end``."""
-    from clvmodels._engine import execute
     from clvmodels.models.seasonal import MIN_SPAN_DAYS
+    from clvmodels.transactions import date_range
 
-    return (pd.Timestamp(end) - pd.Timestamp(execute(log.date.min()))).days >= MIN_SPAN_DAYS
+    return (pd.Timestamp(end) - date_range(log)[0]).days >= MIN_SPAN_DAYS
 
 
 def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
@@ -312,7 +311,13 @@ def _scores_in_engine(cfg: ReportConfig, log: Any) -> bool:
 
     if backend_name(log) == "pyspark":
         return True
-    return int(execute(log.customer_id.nunique())) > ENGINE_SCORING_ABOVE
+    # about how many customers: learnt in the log's validation pass (a HyperLogLog estimate, within
+    # a few percent: enough to choose where the customer table lives)
+    from clvmodels.transactions import log_facts
+
+    facts = log_facts(log)
+    customers = facts["customers_approx"] if facts else int(execute(log.customer_id.approx_nunique()))
+    return customers > ENGINE_SCORING_ABOVE
 
 
 def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,

@@ -530,8 +530,13 @@ def load_transactions(
              "same day's purchases (command line: --refunds drop or --refunds net).")
         )
     counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(checks)}
+    # facts later steps would each ask of the log in a pass of their own, asked in this pass:
+    # the first and last purchase day (of the purchases kept) and about how many customers
+    kept = (parsed_amount >= 0) if refunds == "drop" else None
+    facts = {"first_day": parsed_date.min(where=kept), "last_day": parsed_date.max(where=kept),
+             "customers_approx": cid_raw.approx_nunique()} if refunds in ("error", "drop") else {}
     try:
-        stats = execute(raw.aggregate(n=raw.count(), **counts)).iloc[0]
+        stats = execute(raw.aggregate(n=raw.count(), **counts, **facts)).iloc[0]
     except Exception as exc:  # the engine reads files lazily: a bad file shows up here
         raise DataValidationError(
             f"Could not read the transaction log {str(source) if not isinstance(source, pd.DataFrame) else 'DataFrame'!r}: "
@@ -562,7 +567,37 @@ def load_transactions(
             "customer_id", "date", daily.amount.clip(lower=0).name("amount")
         )
     _validated[id(table)] = table
+    if facts and not pd.isna(stats["first_day"]):
+        if len(_facts) > 1000:  # forget the tables that are gone
+            for key in [k for k, (ref, _) in _facts.items() if ref() is None]:
+                del _facts[key]
+        _facts[id(table)] = (weakref.ref(table), {"first_day": pd.Timestamp(stats["first_day"]).normalize(),
+                                                  "last_day": pd.Timestamp(stats["last_day"]).normalize(),
+                                                  "customers_approx": int(stats["customers_approx"])})
     return table
+
+
+#: what the validation pass learnt of each validated table (see :func:`log_facts`)
+_facts: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def log_facts(table: Any) -> dict[str, Any] | None:
+    """The first and last purchase day and the approximate number of customers of a table
+    :func:`load_transactions` returned, learnt in its validation pass (None for other tables,
+    or after ``refunds="net"``, which changes the days)."""
+    entry = _facts.get(id(table))
+    if entry is None or entry[0]() is not table:
+        return None
+    return entry[1]
+
+
+def date_range(table: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """First and last purchase day of a log: from its validation pass when known, else one query."""
+    facts = log_facts(table)
+    if facts is not None:
+        return facts["first_day"], facts["last_day"]
+    got = execute(table.aggregate(first=table.date.min(), last=table.date.max())).iloc[0]
+    return pd.Timestamp(got["first"]), pd.Timestamp(got["last"])
 
 
 def _examples(raw: ir.Table, cond: Any, shown: ir.Column, col: str, whole_column: bool) -> str:
