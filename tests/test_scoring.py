@@ -45,7 +45,13 @@ def test_fit_on_distinct_rows_equals_fit_on_customers(model_cls, master_log, mas
 
 
 @pytest.mark.parametrize("cost_to_serve", [0.0, 0.1])
-def test_scores_equal_the_in_memory_forecast_and_tiers(master_log, master_rfm, tmp_path, cost_to_serve):
+@pytest.mark.parametrize("cutoff_sample", [None, 1000])
+def test_scores_equal_the_in_memory_forecast_and_tiers(master_log, master_rfm, tmp_path, cost_to_serve, cutoff_sample,
+                                                       monkeypatch):
+    """Also with the cut-offs estimated on a sample of 1,000 of the 23,570 customers (the path of
+    logs above 400,000 customers): the same tiers as ranking everyone."""
+    if cutoff_sample:
+        monkeypatch.setattr(clvmodels.scoring, "CUTOFF_SAMPLE", cutoff_sample)
     model = clvmodels.ParetoNBDModel().fit(master_rfm)
     spend = clvmodels.GammaGammaModel().fit(master_rfm)
     shares = {"Platinum": 0.1, "Gold": 0.2, "Iron": 0.4, "Lead": 0.3}

@@ -207,10 +207,16 @@ def test_cli_report_on_spark(master_parquet, tmp_path):
     _same(t_s, t_d[t_s.columns], rtol=1e-6)
 
 
-def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path):
+@pytest.mark.parametrize("cutoff_sample", [None, 1000])
+def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path, cutoff_sample, monkeypatch):
     """Fit on Spark's distinct rows and score every customer on Spark: the same models, scores
-    and tiers as on DuckDB."""
+    and tiers as on DuckDB (also with the tiers' cut-offs estimated on a sample, as above 400,000
+    customers), and the tiers of a full ranking."""
+    from clvmodels import scoring
     from clvmodels.scoring import compressed_rfm, score_customers
+
+    if cutoff_sample:
+        monkeypatch.setattr(scoring, "CUTOFF_SAMPLE", cutoff_sample)
 
     results = {}
     for engine in ("spark", "duckdb"):
@@ -225,6 +231,12 @@ def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path):
     _same(f_s.drop(columns="tier"), f_d.drop(columns="tier"), rtol=1e-6)
     assert (f_s["tier"].astype(str) == f_d["tier"].astype(str)).all()
     pd.testing.assert_frame_equal(r_s.tier_table, r_d.tier_table, check_exact=False, rtol=1e-6)
+    ranked = f_d.reset_index().sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
+    bounds = np.rint(np.cumsum([0.05, 0.15, 0.50]) * len(ranked)).astype(int)
+    want = np.select([ranked["clv"].to_numpy() < 0, np.arange(len(ranked)) < bounds[0],
+                      np.arange(len(ranked)) < bounds[1], np.arange(len(ranked)) < bounds[2]],
+                     ["Lead", "Platinum", "Gold", "Iron"], "Lead")
+    assert (ranked["tier"].astype(str).to_numpy() == want).all()
 
 
 def test_remote_addresses_go_to_spark_only():

@@ -353,19 +353,27 @@ def score_customers(
                          "parameters; refit with a small penalizer_coef or choose another purchase model.")
     terms = _upload(hist.assign(**{f"_{k}": v for k, v in parts.items()}), per)
 
-    j = per.inner_join(terms, _HISTORY)
-    spend = _spend_expr(spend_model, j.frequency, j.monetary_value)
-    cols = _combine({k: j[f"_{k}"] for k in parts}, spend, s)
-    scored = j.select(
-        "customer_id", "frequency",
-        recency=j.recency_days.cast("float64") / days, T=j.T_days.cast("float64") / days,
-        monetary_value=j.monetary_value,
-        **{name: cols[name].cast("float64") for name in FORECAST_COLUMNS},
-    )
+    def scores_of(customers: ir.Table) -> ir.Table:
+        j = customers.inner_join(terms, _HISTORY)
+        spend = _spend_expr(spend_model, j.frequency, j.monetary_value)
+        cols = _combine({k: j[f"_{k}"] for k in parts}, spend, s)
+        return j.select(
+            "customer_id", "frequency",
+            recency=j.recency_days.cast("float64") / days, T=j.T_days.cast("float64") / days,
+            monetary_value=j.monetary_value,
+            **{name: cols[name].cast("float64") for name in FORECAST_COLUMNS},
+        )
+
+    scored = scores_of(per)
     bounds = np.rint(np.cumsum([shares[t] for t in TIERS]) * n).astype(int)
     bounds[-1] = n
     lap("histories")
-    cuts = tier_cutoffs(scored, [int(b) for b in bounds[:-1]], n)
+    # the cut-offs' estimate from a sample drawn before the join (the join is most of a pass)
+    # (any sample will do: the cut-offs are exact whatever it holds; Spark's has no seed in Ibis)
+    seed = 0 if backend_name(per) != "pyspark" else None
+    sample = (scores_of(per.sample(CUTOFF_SAMPLE / n, method="row", seed=seed)) if n > 2 * CUTOFF_SAMPLE
+              else None)
+    cuts = tier_cutoffs(scored, [int(b) for b in bounds[:-1]], n, sample=sample)
     lap("cut-offs")
     tier = ibis.cases(
         (scored.clv < 0, "Lead"),
@@ -410,18 +418,27 @@ def _inside(scored: ir.Table, cut: tuple[Any, Any] | None) -> Any:
     return (scored.clv > value) | ((scored.clv == value) & (scored.customer_id <= cid))
 
 
-def tier_cutoffs(scored: ir.Table, counts: list[int], n: int, *, band: float = 0.002) -> list[tuple[Any, Any] | None]:
+#: customers the cut-offs' first estimate is made from (a hash sample of the scored customers)
+CUTOFF_SAMPLE = 200_000
+
+
+def tier_cutoffs(scored: ir.Table, counts: list[int], n: int, *, sample: ir.Table | None = None,
+                 band: float = 0.002) -> list[tuple[Any, Any] | None]:
     """The rows at which the tiers end, without ranking every customer: for each ``count``,
     the ``(clv, customer_id)`` of the customer ranked ``count``-th by value descending then id
     ascending (the ranking a global sort gives; None when ``count`` is 0).
 
-    Three passes over the scored customers instead of a sort (which on Spark is a window over a
-    single partition): approximate quantiles around each cut-off (DuckDB's ``approx_quantile``,
-    Spark's ``percentile_approx``), a count of the customers above and within each band, and the
-    band's customers - a small fraction - ranked exactly here. A band that misses its cut-off (the
-    approximation off by more than ``band`` of the customers) is widened and counted again."""
+    Instead of a sort (which on Spark is a window over a single partition): the quantiles of
+    ``clv`` around each cut-off are estimated on ``sample`` (a random share of the customers, e.g.
+    :func:`_hash_keep` of the table the scores are computed from; the scores themselves when
+    None), then one pass over every customer counts those above each band and collects the band's
+    customers - about ``band`` of them - which are ranked exactly here. A band that misses its
+    cut-off (the estimate off by more than the band) is widened and counted again; a band that
+    would bring more than :data:`MAX_BAND_ROWS` customers here (a value shared by very many) is
+    ranked by the engine instead."""
     wanted = [(k, c) for k, c in enumerate(counts) if 0 < c]
     out: list[tuple[Any, Any] | None] = [None] * len(counts)
+    src = scored if sample is None else sample
     width = max(band, 50.0 / max(n, 1))
     while wanted:
         qs = {}
@@ -429,38 +446,41 @@ def tier_cutoffs(scored: ir.Table, counts: list[int], n: int, *, band: float = 0
             q = 1.0 - (c - 0.5) / n  # the cut-off's quantile of clv, ascending
             qs[f"lo{k}"] = max(0.0, q - width)
             qs[f"hi{k}"] = min(1.0, q + width)
-        est = execute(scored.aggregate(**{name: scored.clv.approx_quantile(q) for name, q in qs.items()})).iloc[0]
-        lo = {k: float(est[f"lo{k}"]) if qs[f"lo{k}"] > 0 else -np.inf for k, _ in wanted}
-        hi = {k: float(est[f"hi{k}"]) if qs[f"hi{k}"] < 1 else np.inf for k, _ in wanted}
-        sums = {}
+        # exact quantiles of a sample (approximate ones of everyone when there is no sample)
+        quantile = src.clv.quantile if sample is not None else src.clv.approx_quantile
+        est = execute(src.aggregate(n_sample=src.count(), **{name: quantile(q) for name, q in qs.items()})).iloc[0]
+        lo = {k: float(est[f"lo{k}"]) if qs[f"lo{k}"] > 0 and pd.notna(est[f"lo{k}"]) else -np.inf for k, _ in wanted}
+        hi = {k: float(est[f"hi{k}"]) if qs[f"hi{k}"] < 1 and pd.notna(est[f"hi{k}"]) else np.inf for k, _ in wanted}
+        # about how many customers each band holds (a value shared by many makes it larger)
+        share = float(est["n_sample"]) / n if float(est["n_sample"]) else 1.0
+        sizes = execute(src.aggregate(**{f"b{k}": _in_band(src, lo[k], hi[k]).cast("int64").sum()
+                                         for k, _ in wanted})).iloc[0]
+        collect = {k for k, _ in wanted if float(sizes[f"b{k}"]) / share <= MAX_BAND_ROWS / max(len(wanted), 1)}
+        sums: dict[str, Any] = {}
         for k, _ in wanted:
             sums[f"above{k}"] = (scored.clv > hi[k]).cast("int64").sum() if np.isfinite(hi[k]) else ibis.literal(0)
             sums[f"upto{k}"] = (scored.clv >= lo[k]).cast("int64").sum() if np.isfinite(lo[k]) else ibis.literal(n)
+            if k in collect:
+                row = ibis.struct({"clv": scored.clv, "customer_id": scored.customer_id})
+                sums[f"band{k}"] = row.collect(where=_in_band(scored, lo[k], hi[k]))
         got = execute(scored.aggregate(**sums)).iloc[0]
-        found, missed = [], []
+        missed = []
         for k, c in wanted:
             above, upto = int(got[f"above{k}"]), int(got[f"upto{k}"])
-            (found if above < c <= upto else missed).append((k, c, above, upto))
-        if found:
-            cond = ibis.literal(False)
-            for k, _, _, _ in found:
-                cond = cond | _in_band(scored, lo[k], hi[k])
-            total = sum(upto - above for _, _, above, upto in found)
-            rows = None
-            if total <= MAX_BAND_ROWS:
-                rows = execute(scored.filter(cond).select("clv", "customer_id"))
-            for k, c, above, _ in found:
-                if rows is not None:
-                    band_rows = rows[_band_mask(rows["clv"].to_numpy(float), lo[k], hi[k])]
-                    band_rows = band_rows.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
-                    row = band_rows.iloc[c - above - 1]
-                else:
-                    in_band = scored.filter(_in_band(scored, lo[k], hi[k]))
-                    row = execute(in_band.select("clv", "customer_id").order_by(
-                        [in_band.clv.desc(), in_band.customer_id.asc()]).limit(1, offset=c - above - 1)).iloc[0]
-                cid = row["customer_id"]
-                out[k] = (float(row["clv"]), cid.item() if hasattr(cid, "item") else cid)
-        wanted = [(k, c) for k, c, _, _ in missed]
+            if not above < c <= upto:
+                missed.append((k, c))
+                continue
+            if k in collect:
+                rows = pd.DataFrame(list(got[f"band{k}"]), columns=["clv", "customer_id"])
+                rows = rows.sort_values(["clv", "customer_id"], ascending=[False, True], kind="stable")
+                row = rows.iloc[c - above - 1]
+            else:
+                in_band = scored.filter(_in_band(scored, lo[k], hi[k]))
+                row = execute(in_band.select("clv", "customer_id").order_by(
+                    [in_band.clv.desc(), in_band.customer_id.asc()]).limit(1, offset=c - above - 1)).iloc[0]
+            cid = row["customer_id"]
+            out[k] = (float(row["clv"]), cid.item() if hasattr(cid, "item") else cid)
+        wanted = missed
         if width >= 1.0:
             break
         width = min(1.0, width * 10)
@@ -468,7 +488,7 @@ def tier_cutoffs(scored: ir.Table, counts: list[int], n: int, *, band: float = 0
 
 
 def _in_band(scored: ir.Table, lo: float, hi: float) -> Any:
-    cond = ibis.literal(True)
+    cond = scored.clv.notnull()
     if np.isfinite(lo):
         cond = cond & (scored.clv >= lo)
     if np.isfinite(hi):
