@@ -94,13 +94,15 @@ _report(time.perf_counter() - t0, {"rows": n})
 """
 
 #: each stage's floor, one pass over what the stage must read: a child process ("child") or the
-#: part of the stage that is that pass, measured inside the run (a key of Analysis.details)
+#: parts of the stage that are that pass, measured inside the run (keys of Analysis.details)
 FLOORS = {
     "load and RFM": ("child", "the customer table by one hand-written DuckDB query"),
     "backtest: model choice": ("backtest: model choice: calibration table",
                                "the calibration/holdout table of the (sampled) log, one query"),
-    "forecast and tiers": ("forecast and tiers: columns and write",
-                           "every customer's columns and tier computed and written"),
+    "forecast and tiers": (("forecast and tiers: histories", "forecast and tiers: columns and write",
+                            "forecast and tiers: tier table"),
+                           "the distinct histories' forecast, every customer's columns and tier computed and "
+                           "written, the tier table read back: the stage without its tier cut-offs"),
     "tier intervals": ("tier intervals: groups from the engine", "one group-by pass over the written scores"),
 }
 
@@ -197,7 +199,10 @@ def stage_floor_table(floor_rows: list) -> str:
     for n, r, rfm_floor in floor_rows:
         where = "engine" if "sample for the figures" in r["stages"] else "memory"
         for stage, (source, what) in FLOORS.items():
-            floor = rfm_floor["seconds"] if source == "child" else r.get("details", {}).get(source)
+            details = r.get("details", {})
+            keys = source if isinstance(source, tuple) else (source,)
+            floor = (rfm_floor["seconds"] if source == "child" else
+                     sum(details[k] for k in keys) if all(k in details for k in keys) else None)
             if stage not in r["stages"] or floor is None:
                 continue
             secs = r["stages"][stage]
