@@ -267,22 +267,27 @@ def test_two_runs_with_one_title_both_publish(tmp_path):
 
 
 def test_ctrl_c_gives_a_short_message_and_no_hidden_folder(tmp_path):
-    # with its backtest (about 20 s here), so the interrupt lands mid-run: without it the run once
-    # finished within the 2 s the test waits after its hidden folder appears
-    command = _report_cmd(tmp_path, "Interrupted")[:-3]
-    assert command[-1] != "none"
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".*.tmp")):
-        time.sleep(0.2)
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode in (1, 130)
+    """SIGINT while the kernel runs the notebook (its report.ipynb is being written in the hidden
+    folder): one short line, exit 1 or 130, nothing left behind. A run can still finish between
+    the check and the signal on a quiet machine; then it is tried again, at most three times."""
+    for attempt in range(3):
+        out = tmp_path / f"try{attempt}"
+        out.mkdir()
+        proc = subprocess.Popen(_report_cmd(out, "Interrupted")[:-3], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=ROOT)
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(out.glob(".*.tmp/report.ipynb")):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            break
+    assert proc.returncode in (1, 130), err
     assert "Traceback" not in err
     assert "interrupted" in err
-    assert not list(tmp_path.glob(".*.tmp"))
-    assert not [p for p in tmp_path.iterdir() if (p / "report.html").exists()]
+    assert not list(out.glob(".*.tmp"))
+    assert not [p for p in out.iterdir() if (p / "report.html").exists()]
 
 
 def test_cli_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, monkeypatch):
