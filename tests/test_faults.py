@@ -273,8 +273,10 @@ def test_ctrl_c_gives_a_short_message_and_no_hidden_folder(tmp_path):
     for attempt in range(3):
         out = tmp_path / f"try{attempt}"
         out.mkdir()
+        # SIGINT as in a terminal: a suite started in the background (``make test &``) ignores it, and
+        # an ignored signal stays ignored in the children it starts
         proc = subprocess.Popen(_report_cmd(out, "Interrupted")[:-3], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, cwd=ROOT)
+                                text=True, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while time.time() < deadline and not list(out.glob(".*.tmp/report.ipynb")):
             time.sleep(0.1)
