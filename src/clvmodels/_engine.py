@@ -172,13 +172,16 @@ def execute(expr: Any) -> Any:
 
 
 def _execute(expr: Any) -> Any:
+    return backend_of(expr).execute(expr)
+
+
+def backend_of(expr: Any) -> Any:
+    """The Ibis backend an expression runs on (the embedded DuckDB for memtables)."""
     try:
         backend = expr._find_backend(use_default=False)
     except Exception:  # memtables have no backend of their own
         backend = None
-    if backend is None:
-        backend = duckdb_connection()
-    return backend.execute(expr)
+    return backend if backend is not None else duckdb_connection()
 
 
 # --------------------------------------------------------------------------------------------

@@ -110,7 +110,7 @@ def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataF
                       selection: Any) -> CovariateChoice | None:
     """Read the customer table and decide whether the forecasts use its covariates (None
     without a customer table)."""
-    from clvmodels.selection import select_model
+    from clvmodels.selection import TOLERANCE
 
     if not cfg.customers_path:
         return None
@@ -130,8 +130,7 @@ def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataF
     except ClvModelsError as exc:
         out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
         return out
-    tol = float(select_model.__kwdefaults__["tolerance"])
-    better = out.backtest["mse"] < out.backtest["chosen_mse"] * (1 - tol)
+    better = out.backtest["mse"] < out.backtest["chosen_mse"] * (1 - TOLERANCE)
     out.use = {"yes": True, "no": False}.get(cfg.use_covariates, better)
     out.backtest.update(used=out.use, better=bool(better))
     if out.use != better:

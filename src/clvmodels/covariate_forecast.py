@@ -89,9 +89,9 @@ class ByCovariateRow:
     def forecast(self, spend: Any, rfm: pd.DataFrame, **settings: Any) -> pd.DataFrame:
         import clvmodels
 
-        out = pd.concat([clvmodels.forecast(self.models[c], spend, part, **settings) for c, part in self.parts(rfm)])
-        out = out.reindex(rfm.index)
-        out.attrs.update(clvmodels.forecast(self.models[0], spend, rfm.iloc[:1], **settings).attrs)
+        parts = [clvmodels.forecast(self.models[c], spend, part, **settings) for c, part in self.parts(rfm)]
+        out = pd.concat(parts).reindex(rfm.index)
+        out.attrs.update(parts[0].attrs)  # the settings, the same for every row
         return out
 
     def forecast_intervals(self, spend: Any, rfm: pd.DataFrame, **kw: Any) -> pd.DataFrame:

@@ -178,18 +178,12 @@ def _customer_frame(expr: ir.Table) -> pd.DataFrame:
     column (Ibis' conversion stacks the numeric columns into one block: a copy that took a third
     of the RFM table's time at 3.6M customers); the columns are ids, counts and floats, which
     Arrow and Ibis convert alike."""
-    from clvmodels._engine import backend_name, quiet_engine
+    from clvmodels._engine import backend_name, backend_of, quiet_engine
 
     if backend_name(expr) != "duckdb":
         return execute(expr)
-    from clvmodels._engine import duckdb_connection
-
-    try:
-        backend = expr._find_backend(use_default=False)
-    except Exception:  # memtables: the embedded connection
-        backend = None
     with quiet_engine():
-        table = (backend or duckdb_connection()).to_pyarrow(expr)
+        table = backend_of(expr).to_pyarrow(expr)
     return table.to_pandas(split_blocks=True, self_destruct=True)
 
 

@@ -496,10 +496,6 @@ def _in_band(scored: ir.Table, lo: float, hi: float) -> Any:
     return cond
 
 
-def _band_mask(clv: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (clv >= lo) & (clv <= hi)
-
-
 def _write_partitioned(table: ir.Table, path: Path) -> None:
     with quiet_engine():
         if backend_name(table) == "pyspark":

@@ -51,6 +51,9 @@ REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = {"MBG/CNBD-k": MBGCNBDMo
 #: (``calibration_holdout(..., calendar=True)``) and spans at least a year: BG/NBD with a yearly season
 CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": SeasonalBetaGeoModel}
 
+#: relative MSE difference under which two models count as tied (the default of select_model)
+TOLERANCE = 0.005
+
 RULE = ("lowest holdout mean squared error of purchases per customer (the scoring rule made for "
         "an expected-value forecast); models within {tol:.1%} of the best count as tied, and the tie "
         "goes to the model with fewest parameters (a season or a regularity must earn its place), then "
@@ -121,7 +124,7 @@ def select_model(
     cal: pd.DataFrame,
     *,
     candidates: dict[str, type[PurchaseModel]] | None = None,
-    tolerance: float = 0.005,
+    tolerance: float = TOLERANCE,
 ) -> ModelSelection:
     """Fit every candidate on the calibration window and pick one by its holdout error.
 
