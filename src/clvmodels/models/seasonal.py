@@ -31,6 +31,7 @@ unchanged. Predictions are "as of" a date (the fitted table's observation end, o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -113,7 +114,376 @@ def _day(value: Any, name: str) -> int:
     return int((ts.normalize() - _EPOCH).days)
 
 
-class SeasonalBetaGeoModel(BetaGeoModel):
+def _fourier(days: Any, harmonics: int, trend: bool, trend_origin: int) -> list[np.ndarray]:
+    """Fourier terms of the yearly calendar (and a trend in years) of day numbers."""
+    d = np.asarray(days, float)
+    phase = 2 * np.pi * d / _YEAR
+    cols = []
+    for k in range(1, harmonics + 1):
+        cols += [np.sin(k * phase), np.cos(k * phase)]
+    if trend:
+        cols.append((d - trend_origin) / _YEAR)
+    return cols
+
+
+@dataclass
+class _CalendarRows:
+    """A calendar-fitted table, compressed: distinct ``(x, first day, last day)`` rows as day
+    offsets before the as-of date, their weights, the table's days and the Jacobian's sum."""
+
+    x: np.ndarray
+    w: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    lo: int
+    days: np.ndarray
+    zsum: np.ndarray
+    unit: float
+    unit_name: str
+    as_of: str
+    table: pd.DataFrame  # the uncompressed (x, t_x, T) rows and weights, for the plain model's start
+    table_w: np.ndarray
+
+
+class _CalendarClock:
+    """What the seasonal models share: the calendar covariates, the clock they drive, saving,
+    "as of" dates, and the season in words. Purchase covariates (``harmonics``, ``trend``,
+    ``events``) come first in the coefficients, then any dropout covariates
+    (``dropout_harmonics``, ``dropout_trend``; Pareto/NBD only)."""
+
+    dropout_harmonics = 0
+    dropout_trend = False
+    _plain_name = "BetaGeoModel"
+
+    def _init_calendar(self, harmonics: Any, trend: Any, events: Any, calendar: Any,
+                       dropout_harmonics: Any = 0, dropout_trend: Any = False) -> None:
+        for name, value in (("harmonics", harmonics), ("dropout_harmonics", dropout_harmonics)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 6:
+                raise ParameterError(f"{name} must be a whole number from 0 to 6, got {value!r}.")
+        for name, value in (("trend", trend), ("dropout_trend", dropout_trend)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ParameterError(f"{name} must be True or False, got {value!r}.")
+        self.harmonics = int(harmonics)
+        self.trend = bool(trend)
+        if dropout_harmonics or dropout_trend:
+            self.dropout_harmonics, self.dropout_trend = int(dropout_harmonics), bool(dropout_trend)
+        self.events = _events(events)
+        self._event_days = np.array([_day(d, "events") for d in self.events["days"]], dtype=np.int64) \
+            if self.events else np.zeros(0, np.int64)
+        self._event_values = np.asarray(self.events["values"], float).reshape(len(self._event_days), -1) \
+            if self.events else np.zeros((0, 0))
+        self.calendar = calendar
+        if calendar is not None:
+            self._set_calendar(calendar)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {**super().get_params(deep), **self._defining(),
+                "calendar": getattr(self, "calendar_", None) or self.calendar}
+
+    def _defining(self) -> dict[str, Any]:
+        """What a new model like this one keeps (the calendar itself is learnt by each fit)."""
+        return {"harmonics": self.harmonics, "trend": self.trend, "events": self.events}
+
+    def _with_params(self, params: Any):
+        return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining(),
+                                      calendar=self.calendar_)
+
+    @property
+    def n_purchase_coefficients(self) -> int:
+        return 2 * self.harmonics + int(self.trend) + len(self.events.get("columns", []) if self.events else [])
+
+    @property
+    def n_coefficients(self) -> int:
+        return self.n_purchase_coefficients + 2 * self.dropout_harmonics + int(self.dropout_trend)
+
+    def coefficient_names(self) -> list[str]:
+        names = []
+        for k in range(1, self.harmonics + 1):
+            names += [f"season sin {k}", f"season cos {k}"]
+        names += ["trend per year"] if self.trend else []
+        names += [f"event: {c}" for c in (self.events or {}).get("columns", [])]
+        for k in range(1, self.dropout_harmonics + 1):
+            names += [f"dropout season sin {k}", f"dropout season cos {k}"]
+        return names + (["dropout trend per year"] if self.dropout_trend else [])
+
+    def _set_calendar(self, calendar: Any) -> None:
+        """Check and keep a calendar (from :meth:`fit`, or a saved model's: hostile input)."""
+        if not isinstance(calendar, dict) or "coefficients" not in calendar or "as_of" not in calendar:
+            raise ParameterError("calendar must be a mapping with 'coefficients' and 'as_of' (and 'trend_origin' "
+                                 f"with a trend), got {type(calendar).__name__}.")
+        unknown = set(calendar) - {"coefficients", "as_of", "trend_origin"}
+        if unknown:
+            raise ParameterError(f"calendar has unknown keys {sorted(unknown)}; allowed: coefficients, as_of, "
+                                 "trend_origin.")
+        coef = calendar["coefficients"]
+        try:
+            gamma = np.asarray(coef, dtype=float)
+        except (TypeError, ValueError):
+            raise ParameterError(f"calendar['coefficients'] must be numbers, got {coef!r}.") from None
+        if gamma.shape != (self.n_coefficients,) or not np.all(np.isfinite(gamma)) \
+                or np.any(np.abs(gamma) > _MAX_COEF):
+            raise ParameterError(
+                f"calendar['coefficients'] must be {self.n_coefficients} finite numbers between -{_MAX_COEF:g} and "
+                f"{_MAX_COEF:g} ({', '.join(self.coefficient_names()) or 'none'}), got {coef!r}.")
+        as_of = _day(calendar["as_of"], "as_of")
+        origin = _day(calendar.get("trend_origin", calendar["as_of"]), "trend_origin")
+        self.calendar_ = {"coefficients": [float(g) for g in gamma],
+                          "as_of": str((_EPOCH + pd.Timedelta(days=as_of)).date()),
+                          "trend_origin": str((_EPOCH + pd.Timedelta(days=origin)).date())}
+        k = self.n_purchase_coefficients
+        self._gamma, self._delta, self._as_of, self._trend_origin = gamma[:k], gamma[k:], as_of, origin
+        self._tau_cache: dict[tuple[Any, ...], np.ndarray] = {}
+
+    # ---------------------------------------------------------------- the calendar
+    def _z(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
+        """Purchase covariates of day numbers (days since 1970-01-01)."""
+        cols = _fourier(days, self.harmonics, self.trend, trend_origin)
+        if len(self._event_days):
+            # the events' values on each day (0 on days the table does not list)
+            day = np.floor(np.asarray(days, float)).astype(np.int64)
+            pos = np.clip(np.searchsorted(self._event_days, day), 0, len(self._event_days) - 1)
+            hit = self._event_days[pos] == day
+            values = np.where(hit[:, None], self._event_values[pos], 0.0)
+            cols += list(values.T)
+        return np.column_stack(cols) if cols else np.zeros((len(np.atleast_1d(days)), 0))
+
+    def _zd(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
+        """Dropout covariates of day numbers."""
+        cols = _fourier(days, self.dropout_harmonics, self.dropout_trend, trend_origin)
+        return np.column_stack(cols) if cols else np.zeros((len(np.atleast_1d(days)), 0))
+
+    def _unit_days(self) -> float:
+        unit = getattr(self, "time_unit_", None)
+        return DAYS_PER_UNIT[unit] if unit in DAYS_PER_UNIT else 7.0
+
+    def _clock(self, lo: int, hi: int, dropout: bool = False) -> np.ndarray:
+        """The cumulative clock at the starts of days ``lo .. hi`` after the as-of date (the
+        purchase clock, or the dropout clock), in time units, 0 at the as-of day's start."""
+        key = (lo, hi, dropout)
+        cum = self._tau_cache.get(key)
+        if cum is None:
+            days = np.arange(self._as_of + lo, self._as_of + hi)
+            m = np.exp(self._zd(days, self._trend_origin) @ self._delta) if dropout else \
+                np.exp(self._z(days, self._trend_origin) @ self._gamma)
+            cum = np.concatenate([[0.0], np.cumsum(m)]) / self._unit_days()
+            cum = cum - cum[-lo]  # 0 at the as-of day's start
+            if len(self._tau_cache) > 64:
+                self._tau_cache.clear()
+            self._tau_cache[key] = cum
+        return cum
+
+    def _tau(self, offset_days: Any, dropout: bool = False) -> np.ndarray:
+        """The operational clock at ``offset_days`` (fractional days after the as-of date; a
+        day's rate holds all day), in time units, 0 at the as-of date."""
+        if not hasattr(self, "_gamma"):
+            raise NotFittedError(f"This {type(self).__name__} has no calendar yet; call fit(rfm) first.")
+        o = np.asarray(offset_days, float)
+        if o.size == 0:
+            return o.copy()
+        lo, hi = int(np.floor(min(o.min(), 0.0))), int(np.ceil(max(o.max(), 0.0))) + 1
+        cum = self._clock(lo, hi, dropout)
+        pos = o - lo
+        i = np.clip(np.floor(pos).astype(np.int64), 0, len(cum) - 2)
+        return cum[i] + (pos - i) * (cum[i + 1] - cum[i])
+
+    def _op_horizon(self, t: Any) -> np.ndarray:
+        return self._tau(np.asarray(t, float) * self._unit_days())
+
+    def _op_T(self, T: Any) -> np.ndarray:
+        return -self._tau(-np.asarray(T, float) * self._unit_days())
+
+    def _operational(self, x: Any, tx: Any, T: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(t_x, T)`` of customers seen at the as-of date, on the operational clock."""
+        unit = self._unit_days()
+        first = -np.asarray(T, float) * unit
+        start = self._tau(first)
+        return self._tau(first + np.asarray(tx, float) * unit) - start, -start
+
+
+    def multiplier(self, dates: Any) -> pd.Series:
+        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates``."""
+        self._check_fitted()
+        idx = pd.DatetimeIndex(pd.to_datetime(dates))
+        days = (idx.normalize() - _EPOCH).days.to_numpy()
+        return pd.Series(np.exp(self._z(days, self._trend_origin) @ self._gamma), index=idx, name="multiplier")
+
+    def monthly_pattern(self) -> pd.Series:
+        """The season in words' terms: the mean multiplier of each calendar month over the
+        year after the as-of date, relative to that year's mean (1 = an average month)."""
+        self._check_fitted()
+        start = _EPOCH + pd.Timedelta(days=self._as_of)
+        days = pd.date_range(start, periods=365, freq="D")
+        m = self.multiplier(days)
+        by_month = m.groupby(days.month).mean() / m.mean()
+        by_month.index = [pd.Timestamp(2000, k, 1).strftime("%B") for k in by_month.index]
+        return by_month.rename("relative_purchase_rate")
+
+    def season_in_words(self) -> str:
+        """The fitted season (and trend) in one sentence."""
+        p = self.monthly_pattern()
+        hi, lo = str(p.idxmax()), str(p.idxmin())
+        text = (f"Purchases follow the calendar: over the year after {self.calendar_['as_of']} the purchase rate of an "
+                f"active customer is highest in {hi} ({p[hi] - 1:+.0%} against an average month) and lowest in {lo} "
+                f"({p[lo] - 1:+.0%})")
+        if self.trend:
+            g = float(self._gamma[2 * self.harmonics])
+            text += f", with a trend of {np.expm1(g):+.1%} a year"
+        return text + "; the forecast follows this pattern."
+
+    def _repr_html_(self) -> str:
+        out = super()._repr_html_()
+        if not self._is_fitted() or getattr(self, "calendar_effects_", None) is None:
+            return out
+        eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
+        eff.index.name = None
+        return (out + "<p>Calendar coefficients (on the log of the purchase rate):</p>"
+                + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
+    def as_of(self, date: Any):
+        """The same fitted model predicting for tables as of ``date`` (their ``T`` counts back
+        from it): a saved model scored on a later log."""
+        self._check_fitted()
+        out = self._with_params(self.params_)
+        out.covariance_log_ = self.covariance_log_
+        for name in ("log_likelihood_", "n_customers_", "converged_", "fit_info_"):
+            setattr(out, name, getattr(self, name, None))
+        out._set_calendar({**self.calendar_, "as_of": date})
+        return out
+
+    def _after_params_set(self) -> None:
+        if getattr(self, "calendar_", None) is None and self.calendar is None:
+            raise ParameterError(f"{type(self).__name__}.from_params needs calendar={{'coefficients': [...], "
+                                 "'as_of': 'YYYY-MM-DD'}: the parameters mean nothing without the clock.")
+
+    def _check_unit(self, rfm: pd.DataFrame) -> None:
+        """Also: the table must be as of the model's date (its T counts back from it)."""
+        super()._check_unit(rfm)
+        end = rfm.attrs.get("observation_end") if hasattr(rfm, "attrs") else None
+        if end and getattr(self, "calendar_", None) and str(pd.Timestamp(end).date()) != self.calendar_["as_of"]:
+            raise ParameterError(
+                f"The RFM table is as of {pd.Timestamp(end).date()} but this seasonal model predicts as of "
+                f"{self.calendar_['as_of']} (its T counts back from that date); use model.as_of('{end}').")
+
+    @property
+    def n_free_params(self) -> int:
+        return len(self._param_names) + self.n_coefficients
+
+    @property
+    def aic(self) -> float:
+        self._require_fit("AIC")
+        return 2 * (len(self._param_names) + self.n_coefficients) - 2 * self.log_likelihood_
+
+    @property
+    def bic(self) -> float:
+        self._require_fit("BIC")
+        return (len(self._param_names) + self.n_coefficients) * np.log(self.n_customers_) - 2 * self.log_likelihood_
+
+
+    # ---------------------------------------------------------------- fitting, shared
+    def _calendar_rows(self, rfm: pd.DataFrame, weights: Any) -> _CalendarRows:
+        """Check a table built with ``calendar=True`` and compress it to distinct
+        ``(x, first day, last day)`` rows; the Jacobian's sum of the purchase covariates."""
+        check_rfm(rfm)
+        cal = rfm.attrs.get("purchase_calendar")
+        unit_name = rfm.attrs.get("time_unit")
+        if cal is None or unit_name not in DAYS_PER_UNIT:
+            raise DataValidationError(
+                "A seasonal model needs each repeat purchase's calendar day: build the table with "
+                "rfm_summary(..., calendar=True) or calibration_holdout(..., calendar=True).")
+        unit = DAYS_PER_UNIT[unit_name]
+        x = rfm["frequency"].to_numpy(float)
+        w = self._fit_weights(weights, len(x))
+        w = np.ones(len(x)) if w is None else w
+        T_days = np.rint(rfm["T"].to_numpy(float) * unit).astype(np.int64)
+        tx_days = np.rint(rfm["recency"].to_numpy(float) * unit).astype(np.int64)
+        if abs(float((w * x).sum()) - cal.total) > 0.5:
+            raise DataValidationError(
+                f"The purchase calendar counts {cal.total:,} repeat purchases but the table's customers made "
+                f"{float((w * x).sum()):,.0f}: it describes other customers (a subset of the table?). Build both "
+                "from the same log with calendar=True.")
+        keep = w > 0
+        x, w, T_days, tx_days = x[keep], w[keep], T_days[keep], tx_days[keep]
+        if len(x) == 0:
+            raise DataValidationError("rfm has no customers with positive weight.")
+        span = int(T_days.max())
+        if self.n_coefficients - len((self.events or {}).get("columns", [])) and span < MIN_SPAN_DAYS:
+            raise DataValidationError(
+                f"The table spans {span} days before its observation end ({cal.end}); a yearly season (or a trend) "
+                f"needs at least {MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on "
+                f"CDNOW cut after six months it doubled the forecast). Use {self._plain_name}, or a longer log.")
+        as_of = _day(cal.end, "as_of")
+        # distinct rows (x, first, last) as day offsets before the as-of date
+        rows, inv = np.unique(np.column_stack([x, -T_days, tx_days - T_days]), axis=0, return_inverse=True)
+        rw = np.bincount(inv.ravel(), weights=w, minlength=len(rows))
+        first, last = rows[:, 1].astype(np.int64), rows[:, 2].astype(np.int64)
+        lo = int(first.min())
+        days = np.arange(as_of + lo, as_of + 1)  # the table's days, as day numbers
+        start = pd.Timestamp(cal.start)
+        cal_days = int((start - _EPOCH).days) + np.arange(len(cal.counts))
+        counts = np.asarray(cal.counts, float)
+        inside = (cal_days >= days[0]) & (cal_days <= days[-1])
+        if counts[~inside].sum() > 0:
+            raise DataValidationError("The purchase calendar has repeat purchases outside the table's window; "
+                                      "build both from the same log and dates with calendar=True.")
+        zsum = counts[inside] @ self._z(cal_days[inside], as_of)
+        table = pd.DataFrame({"frequency": x, "recency": tx_days / unit, "T": T_days / unit})
+        return _CalendarRows(rows[:, 0], rw, first, last, lo, days, zsum, unit, unit_name, cal.end, table, w)
+
+    def _finish_fit(self, theta: np.ndarray, res: Any, parts: Any, data: _CalendarRows, plain: Any,
+                    method: str) -> None:
+        """Keep a fit: parameters, calendar, log-likelihood, and the covariance from the observed
+        information (central differences of the analytic gradient)."""
+        k0 = len(self._param_names)
+        if np.any(np.abs(theta[k0:]) > _MAX_COEF):
+            raise ConvergenceError("The calendar coefficients ran away (a multiplier beyond e^10): the log cannot "
+                                   f"tell a season from its customers' rates; use {self._plain_name}.")
+        self.params_ = pd.Series(np.exp(theta[:k0]), index=list(self._param_names), name="estimate")
+        self._set_calendar({"coefficients": theta[k0:].tolist(), "as_of": data.as_of, "trend_origin": data.as_of})
+        self.time_unit_ = data.unit_name
+        self.log_likelihood_ = parts(theta, False)[0]
+        self.plain_log_likelihood_ = float(plain.log_likelihood_)
+        self.n_customers_ = int(round(float(data.w.sum())))
+        self.converged_ = bool(res.success or np.linalg.norm(res.jac) < 1e-5)
+        self.fit_info_ = {"method": method, "iterations": int(res.nit)}
+        k = len(theta)
+        h = 1e-5
+        hess = np.empty((k, k))
+        for i in range(k):
+            e = np.zeros(k)
+            e[i] = h
+            hess[i] = (parts(theta + e, True)[1] - parts(theta - e, True)[1]) / (2 * h)
+        hess = -(hess + hess.T) / 2
+        try:
+            cov = np.linalg.inv(hess)
+            ok = np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
+        except np.linalg.LinAlgError:
+            ok = False
+        self.covariance_log_ = cov[:k0, :k0] if ok else None
+        se = np.sqrt(np.diag(cov)[k0:]) if ok else np.full(k - k0, np.nan)
+        self.calendar_effects_ = pd.DataFrame({"estimate": theta[k0:], "std_error": se},
+                                              index=pd.Index(self.coefficient_names(), name="coefficient"))
+
+    def _penalised(self, parts: Any, n_total: float):
+        """The mean negative log-likelihood (plus the L2 penalty on the model's own parameters)
+        and its gradient, guarded against overflow."""
+        pen = float(self.penalizer_coef)
+        k0 = len(self._param_names)
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            with np.errstate(all="ignore"):
+                total, g = parts(theta, True)
+            p = np.exp(theta[:k0])
+            value = -total / n_total + pen * float((p ** 2).sum())
+            grad = -g / n_total
+            grad[:k0] += pen * 2 * p * p
+            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+                return 1e300, np.zeros_like(theta)
+            return value, grad
+
+        return objective
+
+
+class SeasonalBetaGeoModel(_CalendarClock, BetaGeoModel):
     """BG/NBD with a yearly seasonal purchase rate (and optionally a trend); see the module notes.
 
     Parameters
@@ -157,194 +527,8 @@ class SeasonalBetaGeoModel(BetaGeoModel):
                  calendar: dict[str, Any] | None = None, penalizer_coef: float = 0.0, tol: float = 1e-9,
                  max_iter: int = 2000):
         super().__init__(penalizer_coef=penalizer_coef, tol=tol, max_iter=max_iter)
-        if isinstance(harmonics, bool) or not isinstance(harmonics, (int, np.integer)) or not 0 <= harmonics <= 6:
-            raise ParameterError(f"harmonics must be a whole number from 0 to 6, got {harmonics!r}.")
-        if not isinstance(trend, (bool, np.bool_)):
-            raise ParameterError(f"trend must be True or False, got {trend!r}.")
-        self.harmonics = int(harmonics)
-        self.trend = bool(trend)
-        self.events = _events(events)
-        self._event_days = np.array([_day(d, "events") for d in self.events["days"]], dtype=np.int64) \
-            if self.events else np.zeros(0, np.int64)
-        self._event_values = np.asarray(self.events["values"], float).reshape(len(self._event_days), -1) \
-            if self.events else np.zeros((0, 0))
-        self.calendar = calendar
-        if calendar is not None:
-            self._set_calendar(calendar)
+        self._init_calendar(harmonics, trend, events, calendar)
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep), "harmonics": self.harmonics, "trend": self.trend,
-                "events": self.events, "calendar": getattr(self, "calendar_", None) or self.calendar}
-
-    def _defining(self) -> dict[str, Any]:
-        """What a new model like this one keeps (the calendar itself is learnt by each fit)."""
-        return {"harmonics": self.harmonics, "trend": self.trend, "events": self.events}
-
-    def _with_params(self, params: Any) -> SeasonalBetaGeoModel:
-        return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining(),
-                                      calendar=self.calendar_)
-
-    @property
-    def n_coefficients(self) -> int:
-        return 2 * self.harmonics + int(self.trend) + len(self.events.get("columns", []) if self.events else [])
-
-    def coefficient_names(self) -> list[str]:
-        names = []
-        for k in range(1, self.harmonics + 1):
-            names += [f"season sin {k}", f"season cos {k}"]
-        names += ["trend per year"] if self.trend else []
-        return names + [f"event: {c}" for c in (self.events or {}).get("columns", [])]
-
-    def _set_calendar(self, calendar: Any) -> None:
-        """Check and keep a calendar (from :meth:`fit`, or a saved model's: hostile input)."""
-        if not isinstance(calendar, dict) or "coefficients" not in calendar or "as_of" not in calendar:
-            raise ParameterError("calendar must be a mapping with 'coefficients' and 'as_of' (and 'trend_origin' "
-                                 f"with a trend), got {type(calendar).__name__}.")
-        unknown = set(calendar) - {"coefficients", "as_of", "trend_origin"}
-        if unknown:
-            raise ParameterError(f"calendar has unknown keys {sorted(unknown)}; allowed: coefficients, as_of, "
-                                 "trend_origin.")
-        coef = calendar["coefficients"]
-        try:
-            gamma = np.asarray(coef, dtype=float)
-        except (TypeError, ValueError):
-            raise ParameterError(f"calendar['coefficients'] must be numbers, got {coef!r}.") from None
-        if gamma.shape != (self.n_coefficients,) or not np.all(np.isfinite(gamma)) \
-                or np.any(np.abs(gamma) > _MAX_COEF):
-            raise ParameterError(
-                f"calendar['coefficients'] must be {self.n_coefficients} finite numbers between -{_MAX_COEF:g} and "
-                f"{_MAX_COEF:g} ({self.harmonics} harmonics{', a trend' if self.trend else ''}), got {coef!r}.")
-        as_of = _day(calendar["as_of"], "as_of")
-        origin = _day(calendar.get("trend_origin", calendar["as_of"]), "trend_origin")
-        self.calendar_ = {"coefficients": [float(g) for g in gamma],
-                          "as_of": str((_EPOCH + pd.Timedelta(days=as_of)).date()),
-                          "trend_origin": str((_EPOCH + pd.Timedelta(days=origin)).date())}
-        self._gamma, self._as_of, self._trend_origin = gamma, as_of, origin
-        self._tau_cache: dict[tuple[int, int], np.ndarray] = {}
-
-    # ---------------------------------------------------------------- the calendar
-    def _z(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
-        """Calendar covariates of day numbers (days since 1970-01-01)."""
-        d = np.asarray(days, float)
-        phase = 2 * np.pi * d / _YEAR
-        cols = []
-        for k in range(1, self.harmonics + 1):
-            cols += [np.sin(k * phase), np.cos(k * phase)]
-        if self.trend:
-            cols.append((d - trend_origin) / _YEAR)
-        if len(self._event_days):
-            # the events' values on each day (0 on days the table does not list)
-            day = np.floor(d).astype(np.int64)
-            pos = np.clip(np.searchsorted(self._event_days, day), 0, len(self._event_days) - 1)
-            hit = self._event_days[pos] == day
-            values = np.where(hit[:, None], self._event_values[pos], 0.0)
-            cols += list(values.T)
-        return np.column_stack(cols) if cols else np.zeros((len(d), 0))
-
-    def _unit_days(self) -> float:
-        unit = getattr(self, "time_unit_", None)
-        return DAYS_PER_UNIT[unit] if unit in DAYS_PER_UNIT else 7.0
-
-    def _tau(self, offset_days: Any) -> np.ndarray:
-        """The operational clock at ``offset_days`` (fractional days after the as-of date; a
-        day's rate holds all day), in time units, 0 at the as-of date."""
-        if not hasattr(self, "_gamma"):
-            raise NotFittedError("This SeasonalBetaGeoModel has no calendar yet; call fit(rfm) first.")
-        o = np.asarray(offset_days, float)
-        if o.size == 0:
-            return o.copy()
-        lo, hi = int(np.floor(min(o.min(), 0.0))), int(np.ceil(max(o.max(), 0.0))) + 1
-        key = (lo, hi)
-        cum = self._tau_cache.get(key)
-        if cum is None:
-            m = np.exp(self._z(np.arange(self._as_of + lo, self._as_of + hi), self._trend_origin) @ self._gamma)
-            cum = np.concatenate([[0.0], np.cumsum(m)]) / self._unit_days()
-            cum = cum - cum[-lo]  # 0 at the as-of day's start
-            if len(self._tau_cache) > 64:
-                self._tau_cache.clear()
-            self._tau_cache[key] = cum
-        pos = o - lo
-        i = np.clip(np.floor(pos).astype(np.int64), 0, len(cum) - 2)
-        return cum[i] + (pos - i) * (cum[i + 1] - cum[i])
-
-    def _operational(self, x: Any, tx: Any, T: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(t_x, T)`` of customers seen at the as-of date, on the operational clock."""
-        unit = self._unit_days()
-        first = -np.asarray(T, float) * unit
-        start = self._tau(first)
-        return self._tau(first + np.asarray(tx, float) * unit) - start, -start
-
-    def _op_horizon(self, t: Any) -> np.ndarray:
-        return self._tau(np.asarray(t, float) * self._unit_days())
-
-    def _op_T(self, T: Any) -> np.ndarray:
-        return -self._tau(-np.asarray(T, float) * self._unit_days())
-
-    def multiplier(self, dates: Any) -> pd.Series:
-        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates``."""
-        self._check_fitted()
-        idx = pd.DatetimeIndex(pd.to_datetime(dates))
-        days = (idx.normalize() - _EPOCH).days.to_numpy()
-        return pd.Series(np.exp(self._z(days, self._trend_origin) @ self._gamma), index=idx, name="multiplier")
-
-    def monthly_pattern(self) -> pd.Series:
-        """The season in words' terms: the mean multiplier of each calendar month over the
-        year after the as-of date, relative to that year's mean (1 = an average month)."""
-        self._check_fitted()
-        start = _EPOCH + pd.Timedelta(days=self._as_of)
-        days = pd.date_range(start, periods=365, freq="D")
-        m = self.multiplier(days)
-        by_month = m.groupby(days.month).mean() / m.mean()
-        by_month.index = [pd.Timestamp(2000, k, 1).strftime("%B") for k in by_month.index]
-        return by_month.rename("relative_purchase_rate")
-
-    def season_in_words(self) -> str:
-        """The fitted season (and trend) in one sentence."""
-        p = self.monthly_pattern()
-        hi, lo = str(p.idxmax()), str(p.idxmin())
-        text = (f"Purchases follow the calendar: over the year after {self.calendar_['as_of']} the purchase rate of an "
-                f"active customer is highest in {hi} ({p[hi] - 1:+.0%} against an average month) and lowest in {lo} "
-                f"({p[lo] - 1:+.0%})")
-        if self.trend:
-            g = float(self._gamma[-1])
-            text += f", with a trend of {np.expm1(g):+.1%} a year"
-        return text + "; the forecast follows this pattern."
-
-    def _repr_html_(self) -> str:
-        out = super()._repr_html_()
-        if not self._is_fitted() or getattr(self, "calendar_effects_", None) is None:
-            return out
-        eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
-        eff.index.name = None
-        return (out + "<p>Calendar coefficients (on the log of the purchase rate):</p>"
-                + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
-
-    def as_of(self, date: Any) -> SeasonalBetaGeoModel:
-        """The same fitted model predicting for tables as of ``date`` (their ``T`` counts back
-        from it): a saved model scored on a later log."""
-        self._check_fitted()
-        out = self._with_params(self.params_)
-        out.covariance_log_ = self.covariance_log_
-        for name in ("log_likelihood_", "n_customers_", "converged_", "fit_info_"):
-            setattr(out, name, getattr(self, name, None))
-        out._set_calendar({**self.calendar_, "as_of": date})
-        return out
-
-    def _after_params_set(self) -> None:
-        if getattr(self, "calendar_", None) is None and self.calendar is None:
-            raise ParameterError("SeasonalBetaGeoModel.from_params needs calendar={'coefficients': [...], "
-                                 "'as_of': 'YYYY-MM-DD'}: the parameters mean nothing without the clock.")
-
-    def _check_unit(self, rfm: pd.DataFrame) -> None:
-        """Also: the table must be as of the model's date (its T counts back from it)."""
-        super()._check_unit(rfm)
-        end = rfm.attrs.get("observation_end") if hasattr(rfm, "attrs") else None
-        if end and getattr(self, "calendar_", None) and str(pd.Timestamp(end).date()) != self.calendar_["as_of"]:
-            raise ParameterError(
-                f"The RFM table is as of {pd.Timestamp(end).date()} but this seasonal model predicts as of "
-                f"{self.calendar_['as_of']} (its T counts back from that date); use model.as_of('{end}').")
-
-    # ---------------------------------------------------------------- fitting
     def fit(self, rfm: pd.DataFrame, y: Any = None, *, weights: Any = None) -> SeasonalBetaGeoModel:
         """Fit by maximum likelihood on an RFM table built with ``calendar=True``
         (:func:`clvmodels.rfm_summary`, :func:`clvmodels.calibration_holdout`), or compressed
@@ -357,58 +541,15 @@ class SeasonalBetaGeoModel(BetaGeoModel):
             the table), less than :data:`MIN_SPAN_DAYS` of history for a season or trend.
         """
         self._check_init_params()
-        check_rfm(rfm)
-        cal = rfm.attrs.get("purchase_calendar")
-        unit_name = rfm.attrs.get("time_unit")
-        if cal is None or unit_name not in DAYS_PER_UNIT:
-            raise DataValidationError(
-                "A seasonal model needs each repeat purchase's calendar day: build the table with "
-                "rfm_summary(..., calendar=True) or calibration_holdout(..., calendar=True).")
-        unit = DAYS_PER_UNIT[unit_name]
-        x = rfm["frequency"].to_numpy(float)
-        w = self._fit_weights(weights, len(x))
-        w = np.ones(len(x)) if w is None else w
-        T_days = np.rint(rfm["T"].to_numpy(float) * unit).astype(np.int64)
-        tx_days = np.rint(rfm["recency"].to_numpy(float) * unit).astype(np.int64)
-        if abs(float((w * x).sum()) - cal.total) > 0.5:
-            raise DataValidationError(
-                f"The purchase calendar counts {cal.total:,} repeat purchases but the table's customers made "
-                f"{float((w * x).sum()):,.0f}: it describes other customers (a subset of the table?). Build both "
-                "from the same log with calendar=True.")
-        keep = w > 0
-        x, w, T_days, tx_days = x[keep], w[keep], T_days[keep], tx_days[keep]
-        if len(x) == 0:
-            raise DataValidationError("rfm has no customers with positive weight.")
-        span = int(T_days.max())
-        if (self.harmonics or self.trend) and span < MIN_SPAN_DAYS:
-            raise DataValidationError(
-                f"The table spans {span} days before its observation end ({cal.end}); a yearly season (or a trend) "
-                f"needs at least {MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on "
-                "CDNOW cut after six months it doubled the forecast). Use BetaGeoModel, or a longer log.")
+        data = self._calendar_rows(rfm, weights)
         plain = BetaGeoModel(penalizer_coef=self.penalizer_coef, tol=self.tol, max_iter=self.max_iter).fit(
-            pd.DataFrame({"frequency": x, "recency": tx_days / unit, "T": T_days / unit}), weights=w)
-        as_of = _day(cal.end, "as_of")
-        origin = as_of
-        # distinct rows (x, first, last) as day offsets before the as-of date
-        rows, inv = np.unique(np.column_stack([x, -T_days, tx_days - T_days]), axis=0, return_inverse=True)
-        rw = np.bincount(inv.ravel(), weights=w, minlength=len(rows))
-        rx, first, last = rows[:, 0], rows[:, 1].astype(np.int64), rows[:, 2].astype(np.int64)
-        lo = int(first.min())
-        days = np.arange(as_of + lo, as_of + 1)  # the table's days, as day numbers
-        Z = self._z(days, origin)
-        start = pd.Timestamp(cal.start)
-        cal_days = int((start - _EPOCH).days) + np.arange(len(cal.counts))
-        counts = np.asarray(cal.counts, float)
-        inside = (cal_days >= days[0]) & (cal_days <= days[-1])
-        if counts[~inside].sum() > 0:
-            raise DataValidationError("The purchase calendar has repeat purchases outside the table's window; "
-                                      "build both from the same log and dates with calendar=True.")
-        zsum = counts[inside] @ self._z(cal_days[inside], origin)
+            data.table, weights=data.table_w)
+        unit, rx, rw, lo, zsum = data.unit, data.x, data.w, data.lo, data.zsum
+        Z = self._z(data.days, _day(data.as_of, "as_of"))
         ux, xi = np.unique(rx, return_inverse=True)
         n_total = float(rw.sum())
         kz = Z.shape[1]
-        pen = float(self.penalizer_coef)
-        i_first, i_last, i_end = first - lo, last - lo, -lo
+        i_first, i_last, i_end = data.first - lo, data.last - lo, -lo
 
         def parts(theta: np.ndarray, grad: bool):
             r, alpha, a, b = np.exp(theta[:4])
@@ -458,69 +599,14 @@ class SeasonalBetaGeoModel(BetaGeoModel):
                 g[4:] = (rw * dTop) @ dT_dg + (rw * dtx) @ dtx_dg + zsum
             return total, g
 
-        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            with np.errstate(all="ignore"):
-                total, g = parts(theta, True)
-            p = np.exp(theta[:4])
-            value = -total / n_total + pen * float((p ** 2).sum())
-            grad = -g / n_total
-            grad[:4] += pen * 2 * p * p
-            if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-                return 1e300, np.zeros_like(theta)
-            return value, grad
-
         theta0 = np.concatenate([np.log(np.clip(plain.params_.to_numpy(), 1e-8, 1e8)), np.zeros(kz)])
-        res = optimize.minimize(objective, theta0, jac=True, method="BFGS",
+        res = optimize.minimize(self._penalised(parts, n_total), theta0, jac=True, method="BFGS",
                                 options={"gtol": max(float(self.tol), 1e-9) * 100, "maxiter": int(self.max_iter)})
         if not np.isfinite(res.fun) or res.fun >= 1e299:
             raise ConvergenceError(f"The seasonal BG/NBD did not converge ({res.message}); try fewer harmonics "
                                    "or BetaGeoModel.")
-        theta = res.x
-        if np.any(np.abs(theta[4:]) > _MAX_COEF):
-            raise ConvergenceError("The calendar coefficients ran away (a multiplier beyond e^10): the log cannot "
-                                   "tell a season from its customers' rates; use BetaGeoModel.")
-        self.params_ = pd.Series(np.exp(theta[:4]), index=list(self._param_names), name="estimate")
-        self._set_calendar({"coefficients": theta[4:].tolist(), "as_of": cal.end,
-                            "trend_origin": str((_EPOCH + pd.Timedelta(days=origin)).date())})
-        self.time_unit_ = unit_name
-        self.log_likelihood_ = parts(theta, False)[0]
-        self.plain_log_likelihood_ = float(plain.log_likelihood_)
-        self.n_customers_ = int(round(n_total))
-        self.converged_ = bool(res.success or np.linalg.norm(res.jac) < 1e-5)
-        self.fit_info_ = {"method": "BFGS (analytic gradient) from the BG/NBD fit", "iterations": int(res.nit)}
-        # the observed information by differences of the analytic gradient
-        k = len(theta)
-        h = 1e-5
-        hess = np.empty((k, k))
-        for i in range(k):
-            e = np.zeros(k)
-            e[i] = h
-            hess[i] = (parts(theta + e, True)[1] - parts(theta - e, True)[1]) / (2 * h)
-        hess = -(hess + hess.T) / 2
-        try:
-            cov = np.linalg.inv(hess)
-            ok = np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
-        except np.linalg.LinAlgError:
-            ok = False
-        self.covariance_log_ = cov[:4, :4] if ok else None
-        se = np.sqrt(np.diag(cov)[4:]) if ok else np.full(kz, np.nan)
-        self.calendar_effects_ = pd.DataFrame({"estimate": theta[4:], "std_error": se},
-                                              index=pd.Index(self.coefficient_names(), name="coefficient"))
+        self._finish_fit(res.x, res, parts, data, plain, "BFGS (analytic gradient) from the BG/NBD fit")
         return self
-
-    @property
-    def n_free_params(self) -> int:
-        return 4 + self.n_coefficients
-
-    @property
-    def aic(self) -> float:
-        self._require_fit("AIC")
-        return 2 * (4 + self.n_coefficients) - 2 * self.log_likelihood_
-
-    @property
-    def bic(self) -> float:
-        self._require_fit("BIC")
-        return (4 + self.n_coefficients) * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
     # ---------------------------------------------------------------- predictions
     def plain_model(self) -> BetaGeoModel:
@@ -586,3 +672,4 @@ def as_of(model: Any, date: Any) -> Any:
             and model.calendar_["as_of"] != str(pd.Timestamp(date).date()):
         return model.as_of(date)
     return model
+
