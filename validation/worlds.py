@@ -149,3 +149,44 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
               "Erlang-3 inter-purchase times (MBG/CNBD-k)"),
     ]
     return out
+
+
+def simulate_pareto_calendar(n: int, *, r: float = 0.6, alpha: float = 4.0, s: float = 0.8, beta: float = 30.0,
+                             acquisition: tuple[float, float] = (0.0, 26.0), span: float = 130.0,
+                             purchase: Callable[[np.ndarray], np.ndarray] | None = None, purchase_max: float = 1.0,
+                             dropout: Callable[[np.ndarray], np.ndarray] | None = None, dropout_max: float = 1.0,
+                             seed: int = 0) -> pd.DataFrame:
+    """A Pareto/NBD log with calendar multipliers in both processes (weeks from 2020-01-06):
+    purchases at rate ``lambda purchase(t)`` and dropout at hazard ``mu dropout(t)``, with
+    ``lambda ~ Gamma(r, alpha)``, ``mu ~ Gamma(s, beta)``; both by thinning (each multiplier at
+    most its ``_max``). Returns ``customer_id, date, amount`` (Gamma-Gamma spend)."""
+    rng = np.random.default_rng(seed)
+    lam = rng.gamma(r, 1.0 / alpha, n)
+    mu = rng.gamma(s, 1.0 / beta, n)
+    nu = rng.gamma(3.74, 1.0 / 15.44, n)
+    t0 = rng.uniform(*acquisition, n)
+    ids, times, amounts = [], [], []
+    for i in range(n):
+        # the dropout time: the first accepted event of a Poisson process at the top hazard
+        end, now = span, t0[i]
+        while True:
+            now += rng.exponential(1.0 / max(mu[i] * dropout_max, 1e-300))
+            if now >= span:
+                break
+            if dropout is None or rng.random() < dropout(np.array([now]))[0] / dropout_max:
+                end = now
+                break
+        k = rng.poisson(lam[i] * purchase_max * (end - t0[i]))
+        cand = np.sort(rng.uniform(t0[i], end, k))
+        if purchase is not None and k:
+            cand = cand[rng.random(k) < purchase(cand) / purchase_max]
+        t = np.concatenate([[t0[i]], cand])
+        ids.append(np.full(len(t), i))
+        times.append(t)
+        amounts.append(rng.gamma(6.25, 1.0 / nu[i], len(t)))
+    t = np.concatenate(times)
+    return pd.DataFrame({
+        "customer_id": np.concatenate(ids).astype(str),
+        "date": (START + pd.to_timedelta(t * 7, unit="D")).normalize(),
+        "amount": np.round(np.concatenate(amounts), 2),
+    })

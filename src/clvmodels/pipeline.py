@@ -287,11 +287,10 @@ def _spans_a_year(log: Any, end: str) -> bool:
 
 def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
     """``table`` with its purchase calendar when the chosen model needs one (a seasonal model)."""
-    from clvmodels.models.seasonal import SeasonalBetaGeoModel
+    from clvmodels.models.seasonal import _CalendarClock
     from clvmodels.rfm import purchase_calendar
 
-    probe = model_cls()
-    if isinstance(probe, SeasonalBetaGeoModel):
+    if isinstance(model_cls, type) and issubclass(model_cls, _CalendarClock):
         table.attrs["purchase_calendar"] = purchase_calendar(log, observation_end=obs_end)
     return table
 

@@ -31,6 +31,7 @@ from clvmodels.models import (
     ModifiedBetaGeoModel,
     ParetoNBDModel,
     SeasonalBetaGeoModel,
+    SeasonalParetoNBDModel,
 )
 from clvmodels.models._purchase import PurchaseModel
 
@@ -49,7 +50,9 @@ REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = {"MBG/CNBD-k": MBGCNBDMo
 
 #: tried as well when the calibration table carries its repeat purchases per calendar day
 #: (``calibration_holdout(..., calendar=True)``) and spans at least a year: BG/NBD with a yearly season
-CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": SeasonalBetaGeoModel}
+#: in the purchase rate, Pareto/NBD with one in the purchase rate and one in the dropout hazard
+CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": SeasonalBetaGeoModel,
+                                                       "Pareto/NBD + season": SeasonalParetoNBDModel}
 
 #: relative MSE difference under which two models count as tied (the default of select_model)
 TOLERANCE = 0.005
@@ -136,7 +139,7 @@ def select_model(
     candidates : dict, optional
         Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD), plus
         MBG/CNBD-k (:data:`REGULARITY_CANDIDATES`) when ``cal`` has a ``litt`` column, plus
-        BG/NBD with a yearly season (:data:`CALENDAR_CANDIDATES`) when ``cal`` carries its
+        the seasonal BG/NBD and Pareto/NBD (:data:`CALENDAR_CANDIDATES`) when ``cal`` carries its
         purchase calendar and at least :data:`clvmodels.models.seasonal.MIN_SPAN_DAYS` of history.
     tolerance : float, default 0.005
         Relative MSE difference under which two models count as tied.

@@ -22,11 +22,12 @@ from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
 from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihood
 from clvmodels.models.seasonal import SeasonalBetaGeoModel
+from clvmodels.models.seasonal_pareto import SeasonalParetoNBDModel
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
     "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "CovariateGammaGammaModel",
-    "CovariateParetoNBDModel", "SeasonalBetaGeoModel",
+    "CovariateParetoNBDModel", "SeasonalBetaGeoModel", "SeasonalParetoNBDModel",
     "likelihood_ratio_test",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",
@@ -41,7 +42,7 @@ def load_model(path):
 
     from clvmodels.exceptions import ModelFileError
     classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
-                                       SeasonalBetaGeoModel, GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
+                                       SeasonalBetaGeoModel, SeasonalParetoNBDModel, GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
                                        BetaDiscreteWeibullModel)}
     try:
         data = json.loads(Path(path).read_text())

@@ -300,35 +300,50 @@ class _CalendarClock:
         return self._tau(first + np.asarray(tx, float) * unit) - start, -start
 
 
-    def multiplier(self, dates: Any) -> pd.Series:
-        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates``."""
+    def multiplier(self, dates: Any, *, dropout: bool = False) -> pd.Series:
+        """The fitted calendar multiplier ``m(t)`` of the purchase rate on ``dates`` (with
+        ``dropout``, ``d(t)`` of the dropout hazard)."""
         self._check_fitted()
         idx = pd.DatetimeIndex(pd.to_datetime(dates))
         days = (idx.normalize() - _EPOCH).days.to_numpy()
-        return pd.Series(np.exp(self._z(days, self._trend_origin) @ self._gamma), index=idx, name="multiplier")
+        value = self._zd(days, self._trend_origin) @ self._delta if dropout else \
+            self._z(days, self._trend_origin) @ self._gamma
+        return pd.Series(np.exp(value), index=idx, name="multiplier")
 
-    def monthly_pattern(self) -> pd.Series:
+    def monthly_pattern(self, *, dropout: bool = False) -> pd.Series:
         """The season in words' terms: the mean multiplier of each calendar month over the
-        year after the as-of date, relative to that year's mean (1 = an average month)."""
+        year after the as-of date, relative to that year's mean (1 = an average month); of the
+        purchase rate, or with ``dropout`` of the dropout hazard."""
         self._check_fitted()
         start = _EPOCH + pd.Timedelta(days=self._as_of)
         days = pd.date_range(start, periods=365, freq="D")
-        m = self.multiplier(days)
+        m = self.multiplier(days, dropout=dropout)
         by_month = m.groupby(days.month).mean() / m.mean()
         by_month.index = [pd.Timestamp(2000, k, 1).strftime("%B") for k in by_month.index]
-        return by_month.rename("relative_purchase_rate")
+        return by_month.rename("relative_dropout_rate" if dropout else "relative_purchase_rate")
 
     def season_in_words(self) -> str:
-        """The fitted season (and trend) in one sentence."""
-        p = self.monthly_pattern()
-        hi, lo = str(p.idxmax()), str(p.idxmin())
-        text = (f"Purchases follow the calendar: over the year after {self.calendar_['as_of']} the purchase rate of an "
-                f"active customer is highest in {hi} ({p[hi] - 1:+.0%} against an average month) and lowest in {lo} "
-                f"({p[lo] - 1:+.0%})")
-        if self.trend:
-            g = float(self._gamma[2 * self.harmonics])
-            text += f", with a trend of {np.expm1(g):+.1%} a year"
-        return text + "; the forecast follows this pattern."
+        """The fitted season (and trend) in one or two sentences."""
+        text = ""
+        if self.harmonics or self.trend:
+            p = self.monthly_pattern()
+            hi, lo = str(p.idxmax()), str(p.idxmin())
+            text = (f"Purchases follow the calendar: over the year after {self.calendar_['as_of']} the purchase rate "
+                    f"of an active customer is highest in {hi} ({p[hi] - 1:+.0%} against an average month) and lowest "
+                    f"in {lo} ({p[lo] - 1:+.0%})")
+            if self.trend:
+                g = float(self._gamma[2 * self.harmonics])
+                text += f", with a trend of {np.expm1(g):+.1%} a year"
+            text += "; the forecast follows this pattern."
+        if self.dropout_harmonics or self.dropout_trend:
+            p = self.monthly_pattern(dropout=True)
+            hi, lo = str(p.idxmax()), str(p.idxmin())
+            text += (f"{' ' if text else ''}Customers are most likely to leave in {hi} ({p[hi] - 1:+.0%} against an "
+                     f"average month) and least in {lo} ({p[lo] - 1:+.0%})")
+            if self.dropout_trend:
+                text += f", with a trend of {np.expm1(float(self._delta[-1])):+.1%} a year"
+            text += "."
+        return text or "No calendar pattern was fitted (no harmonics or trend)."
 
     def _repr_html_(self) -> str:
         out = super()._repr_html_()
@@ -336,7 +351,8 @@ class _CalendarClock:
             return out
         eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
         eff.index.name = None
-        return (out + "<p>Calendar coefficients (on the log of the purchase rate):</p>"
+        which = "purchase rate or dropout hazard" if self.dropout_harmonics or self.dropout_trend else "purchase rate"
+        return (out + f"<p>Calendar coefficients (on the log of the {which}):</p>"
                 + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
 
     def as_of(self, date: Any):
@@ -668,7 +684,7 @@ class SeasonalBetaGeoModel(_CalendarClock, BetaGeoModel):
 def as_of(model: Any, date: Any) -> Any:
     """``model`` predicting as of ``date``: a seasonal model moved there (:meth:`SeasonalBetaGeoModel.as_of`),
     any other model as it is (their predictions do not depend on the date)."""
-    if isinstance(model, SeasonalBetaGeoModel) and getattr(model, "calendar_", None) \
+    if isinstance(model, _CalendarClock) and getattr(model, "calendar_", None) \
             and model.calendar_["as_of"] != str(pd.Timestamp(date).date()):
         return model.as_of(date)
     return model
