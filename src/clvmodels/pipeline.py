@@ -290,7 +290,7 @@ def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) 
     from clvmodels.models.seasonal import _CalendarClock
     from clvmodels.rfm import purchase_calendar
 
-    if isinstance(model_cls, type) and issubclass(model_cls, _CalendarClock):
+    if isinstance(model_cls(), _CalendarClock):  # a class, or the selection's factory of the chosen model
         table.attrs["purchase_calendar"] = purchase_calendar(log, observation_end=obs_end)
     return table
 

@@ -113,14 +113,16 @@ class ModelSelection:
         return f"ModelSelection(chosen={self.chosen!r})\n" + self.table.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def _spans_a_year(cal: pd.DataFrame) -> bool:
-    """The table carries its purchase calendar and a year of history for a season."""
+def _calendar_candidates(cal: pd.DataFrame) -> dict[str, type[PurchaseModel]]:
+    """The calendar candidates ``cal`` can fit: it carries its purchase calendar and spans the
+    history each one needs (a year for a purchase season, two for a dropout season)."""
     from clvmodels._validation import DAYS_PER_UNIT
-    from clvmodels.models.seasonal import MIN_SPAN_DAYS
 
     unit = DAYS_PER_UNIT.get(cal.attrs.get("time_unit", ""), 0.0)
-    return (cal.attrs.get("purchase_calendar") is not None and len(cal) > 0
-            and float(cal["T"].max()) * unit >= MIN_SPAN_DAYS)
+    if cal.attrs.get("purchase_calendar") is None or len(cal) == 0:
+        return {}
+    span = float(cal["T"].max()) * unit
+    return {name: cls for name, cls in CALENDAR_CANDIDATES.items() if span >= cls().min_span_days}
 
 
 def select_model(
@@ -140,7 +142,8 @@ def select_model(
         Name to model class; defaults to :data:`CANDIDATES` (BG/NBD, MBG/NBD, Pareto/NBD), plus
         MBG/CNBD-k (:data:`REGULARITY_CANDIDATES`) when ``cal`` has a ``litt`` column, plus
         the seasonal BG/NBD and Pareto/NBD (:data:`CALENDAR_CANDIDATES`) when ``cal`` carries its
-        purchase calendar and at least :data:`clvmodels.models.seasonal.MIN_SPAN_DAYS` of history.
+        purchase calendar and the history each needs (:data:`clvmodels.models.seasonal.MIN_SPAN_DAYS`,
+        :data:`clvmodels.models.seasonal.MIN_DROPOUT_SPAN_DAYS`).
     tolerance : float, default 0.005
         Relative MSE difference under which two models count as tied.
 
@@ -166,7 +169,7 @@ def select_model(
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
     if candidates is None:
         cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {}),
-                 **(CALENDAR_CANDIDATES if _spans_a_year(cal) else {})}
+                 **_calendar_candidates(cal)}
     else:
         cands = dict(candidates)
     if not cands:

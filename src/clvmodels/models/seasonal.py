@@ -47,12 +47,17 @@ from clvmodels.exceptions import (
 )
 from clvmodels.models.beta_geo import BetaGeoModel
 
-__all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "as_of"]
+__all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "MIN_DROPOUT_SPAN_DAYS", "as_of"]
 
 _YEAR = 365.25
 _EPOCH = pd.Timestamp("1970-01-01")
 #: history a season needs: 52 weeks, a full year but a day (measured: six months of CDNOW doubled the forecast)
 MIN_SPAN_DAYS = 364
+#: history a season in the dropout hazard needs: two years. Dropout is never seen, only inferred
+#: from silence, and over a single year a dropout season is a customer's age by another name (a
+#: cohort acquired in one quarter ages with the calendar): on CDNOW's 1997 cohort with 53 weeks of
+#: calibration it won the backtest's squared error by 0.7% and missed the holdout total by -9.7%
+MIN_DROPOUT_SPAN_DAYS = 728
 #: largest calendar coefficient accepted from a model file (a multiplier of e^10 is no season)
 _MAX_COEF = 10.0
 
@@ -187,6 +192,15 @@ class _CalendarClock:
     def _with_params(self, params: Any):
         return type(self).from_params(params, time_unit=getattr(self, "time_unit_", None), **self._defining(),
                                       calendar=self.calendar_)
+
+    @property
+    def min_span_days(self) -> int:
+        """Days of history the fit needs: :data:`MIN_SPAN_DAYS` for a season or trend in the
+        purchase rate, :data:`MIN_DROPOUT_SPAN_DAYS` for one in the dropout hazard, none for
+        events alone."""
+        if self.dropout_harmonics or self.dropout_trend:
+            return MIN_DROPOUT_SPAN_DAYS
+        return MIN_SPAN_DAYS if self.harmonics or self.trend else 0
 
     @property
     def n_purchase_coefficients(self) -> int:
@@ -422,11 +436,17 @@ class _CalendarClock:
         if len(x) == 0:
             raise DataValidationError("rfm has no customers with positive weight.")
         span = int(T_days.max())
-        if self.n_coefficients - len((self.events or {}).get("columns", [])) and span < MIN_SPAN_DAYS:
+        if span < self.min_span_days:
+            dropout = self.min_span_days > MIN_SPAN_DAYS
             raise DataValidationError(
-                f"The table spans {span} days before its observation end ({cal.end}); a yearly season (or a trend) "
-                f"needs at least {MIN_SPAN_DAYS} days of history, or it is extrapolated from part of one year (on "
-                f"CDNOW cut after six months it doubled the forecast). Use {self._plain_name}, or a longer log.")
+                f"The table spans {span} days before its observation end ({cal.end}); "
+                + ("a season (or trend) in the dropout hazard needs at least "
+                   f"{MIN_DROPOUT_SPAN_DAYS} days of history: over one year it cannot be told from the customers' "
+                   "age (a cohort ages with the calendar). Use dropout_harmonics=0, or a longer log."
+                   if dropout else
+                   f"a yearly season (or a trend) needs at least {MIN_SPAN_DAYS} days of history, or it is "
+                   "extrapolated from part of one year (on CDNOW cut after six months it doubled the forecast). "
+                   f"Use {self._plain_name}, or a longer log."))
         as_of = _day(cal.end, "as_of")
         # distinct rows (x, first, last) as day offsets before the as-of date
         rows, inv = np.unique(np.column_stack([x, -T_days, tx_days - T_days]), axis=0, return_inverse=True)
