@@ -24,6 +24,11 @@ world               what breaks
 ``regular buyers``  inter-purchase times are Erlang-3, not exponential (MBG/CNBD-k's world,
                     :func:`simulate_regular`: a customer silent for three of their usual
                     gaps is probably gone)
+``seasonal dropout`` Pareto/NBD customers (:func:`simulate_pareto_calendar`), acquired over
+                    two years, who buy +-50% over the year and leave e^0.8 times as often
+                    around New Year as on average, e^-0.8 in midsummer; cut at week 160 of
+                    212 (a dropout season needs two years of calibration before the
+                    backtest's holdout year)
 =================== ===================================================================
 """
 
@@ -147,6 +152,11 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
               _date(20.0), _date(46.0), "400 customers, 20 weeks"),
         World("regular buyers", _regular_log(n, seed + 7), _date(cut), _date(span),
               "Erlang-3 inter-purchase times (MBG/CNBD-k)"),
+        World("seasonal dropout", simulate_pareto_calendar(
+            n, seed=seed + 8, acquisition=(0.0, 104.0), span=212.0, beta=40.0,
+            purchase=lambda t: 1 + 0.5 * np.sin(2 * np.pi * t / 52.0), purchase_max=1.5,
+            dropout=lambda t: np.exp(0.8 * np.cos(2 * np.pi * t / 52.0)), dropout_max=float(np.exp(0.8))),
+              _date(160.0), _date(212.0), "purchases +-50% and dropout x e^+-0.8 over the year"),
     ]
     return out
 
