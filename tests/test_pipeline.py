@@ -229,3 +229,25 @@ def test_a_seasonal_log_gets_the_seasonal_model_on_both_paths(tmp_path):
     later = score_customers(saved, spend, world.log, tmp_path / "later", horizon=26)
     assert later.customers == world.log["customer_id"].nunique()
     assert np.isfinite(later.tier_table.select_dtypes("number").to_numpy()).all()
+
+
+def test_seasonal_dropout_report_on_both_paths(tmp_path):
+    """A log whose customers leave most around New Year (validation's "seasonal dropout" world,
+    two years of calibration before the backtest's holdout year): both paths choose the seasonal
+    Pareto/NBD, fit it alike (compressed rows plus the purchase calendar in the engine), give the
+    same tier table, and the report says when customers leave."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
+    from worlds import worlds
+
+    world = next(w for w in worlds(1500) if w.name == "seasonal dropout")
+    log = clvmodels.load_transactions(world.log[world.log["date"] <= pd.Timestamp(world.cut)])
+    mem, eng = _both_paths(log, tmp_path, n_draws=20, horizon=52)
+    assert mem.selection.chosen == eng.selection.chosen == "Pareto/NBD + season"
+    assert isinstance(eng.model, clvmodels.SeasonalParetoNBDModel)
+    np.testing.assert_allclose(eng.model.params_, mem.model.params_, rtol=1e-4)
+    cols = ["customers", "expected_purchases", "expected_revenue", "total_clv"]
+    pd.testing.assert_frame_equal(eng.tier_table[cols], mem.tier_table[cols], rtol=1e-4, check_dtype=False)
+    assert "Customers are most likely to leave in" in reporting.model_paragraph(mem)
