@@ -209,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="a customer table (CSV or Parquet, one row per customer, joined on the customer id): "
                           "with -p covariates [channel, region] the report measures their effects, with "
                           "-p segment_col region it summarises the forecast per segment")
+    rep.add_argument("--events", metavar="EVENTS_FILE",
+                     help="calendar events (CSV or Parquet: a date column and one column per event, e.g. holiday 1 "
+                          "on holidays; list the forecast horizon's days too): the seasonal models learn each "
+                          "event's effect on the purchase rate and forecast with it")
     rep.add_argument("--kind", choices=["transactions", "subscription"], default="transactions",
                      help="transactions (default): a purchase log (customer, date, amount); subscription: a "
                           "subscription log, one row per subscriber (customer, start, end - empty while active - "
@@ -327,7 +331,8 @@ def report(args: argparse.Namespace) -> Any:
                        ("date_col", "date_col"), ("amount_col", "amount_col"), ("date_format", "date_format"),
                        ("refunds", "refunds"), ("currency", "currency"), ("engine", "engine"),
                        ("table", "input_table"), ("spark_master", "spark_master"), ("previous", "previous"),
-                       ("customers", "customers_path"), ("engine_memory", "engine_memory")):
+                       ("customers", "customers_path"), ("engine_memory", "engine_memory"),
+                       ("events", "events_path")):
         value = getattr(args, flag)
         if value is not None:
             params[name] = value
@@ -356,7 +361,7 @@ def _subscription_report(args: argparse.Namespace) -> Any:
 
     template = args.template or "subscription_report"
     wrong = [f"--{flag.replace('_', '-')}" for flag in ("dataset", "date_col", "date_format", "refunds", "engine",
-                                                        "table", "spark_master", "customers", "engine_memory")
+                                                        "table", "spark_master", "customers", "engine_memory", "events")
              if getattr(args, flag) is not None] + (["--spark-conf"] if args.spark_conf else [])
     if wrong:
         raise ParameterError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} for transaction logs; "

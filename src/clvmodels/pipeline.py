@@ -253,7 +253,12 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
     # a season needs a year of calibration history; the calendar describes every customer, so
     # not when the model learns from a left-truncated log's cohort alone
-    calendar = cohort_below_T is None and _spans_a_year(log, cal_end)
+    events = None
+    if cfg.events_path:
+        from clvmodels.models.seasonal import read_events
+
+        events = read_events(cfg.events_path)
+    calendar = cohort_below_T is None and (events is not None or _spans_a_year(log, cal_end))
     started = time.perf_counter()
     cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
@@ -265,7 +270,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
         if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
             choose_on = in_cohort
             choose_on.attrs.update(cal.attrs)
-    selection = clvmodels.select_model(choose_on)
+    selection = clvmodels.select_model(choose_on, events=events)
     lap("backtest: model choice")
     scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)

@@ -113,16 +113,26 @@ class ModelSelection:
         return f"ModelSelection(chosen={self.chosen!r})\n" + self.table.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def _calendar_candidates(cal: pd.DataFrame) -> dict[str, type[PurchaseModel]]:
-    """The calendar candidates ``cal`` can fit: it carries its purchase calendar and spans the
-    history each one needs (a year for a purchase season, two for a dropout season)."""
+def _calendar_candidates(cal: pd.DataFrame, events: Any = None) -> dict[str, tuple[type[PurchaseModel], dict]]:
+    """The calendar candidates ``cal`` can fit, with their settings: it carries its purchase
+    calendar and spans the history each one needs (a year for a purchase season, two for a
+    dropout season); with ``events`` each takes them, and where the history is too short for
+    its season it is offered with the events alone."""
     from clvmodels._validation import DAYS_PER_UNIT
 
     unit = DAYS_PER_UNIT.get(cal.attrs.get("time_unit", ""), 0.0)
     if cal.attrs.get("purchase_calendar") is None or len(cal) == 0:
         return {}
     span = float(cal["T"].max()) * unit
-    return {name: cls for name, cls in CALENDAR_CANDIDATES.items() if span >= cls().min_span_days}
+    out: dict[str, tuple[type[PurchaseModel], dict]] = {}
+    for name, cls in CALENDAR_CANDIDATES.items():
+        if span >= cls().min_span_days:
+            out[name + (" + events" if events is not None else "")] = (cls, {"events": events} if events is not None
+                                                                       else {})
+        elif events is not None:
+            flat = {"harmonics": 0} | ({"dropout_harmonics": 0} if cls().dropout_harmonics else {})
+            out[name.replace(" + season", "") + " + events"] = (cls, {"events": events, **flat})
+    return out
 
 
 def select_model(
@@ -130,6 +140,7 @@ def select_model(
     *,
     candidates: dict[str, type[PurchaseModel]] | None = None,
     tolerance: float = TOLERANCE,
+    events: Any = None,
 ) -> ModelSelection:
     """Fit every candidate on the calibration window and pick one by its holdout error.
 
@@ -146,6 +157,10 @@ def select_model(
         :data:`clvmodels.models.seasonal.MIN_DROPOUT_SPAN_DAYS`).
     tolerance : float, default 0.005
         Relative MSE difference under which two models count as tied.
+    events : DataFrame, optional
+        Calendar events (indexed by date, a column per event; :func:`clvmodels.models.seasonal.read_events`)
+        given to the calendar candidates; with less than a year of history they are offered with the
+        events alone (BG/NBD + events, Pareto/NBD + events).
 
     Returns
     -------
@@ -168,8 +183,7 @@ def select_model(
     _check_cal(cal)
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
     if candidates is None:
-        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {}),
-                 **_calendar_candidates(cal)}
+        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}
     else:
         cands = dict(candidates)
     if not cands:
@@ -177,6 +191,10 @@ def select_model(
     for name, cls in cands.items():
         if not (isinstance(cls, type) and issubclass(cls, PurchaseModel)):
             raise ParameterError(f"candidates[{name!r}] must be a purchase model class, got {cls!r}.")
+    settings: dict[str, dict] = {}
+    if candidates is None:
+        for name, (cls, init) in _calendar_candidates(cal, events).items():
+            cands[name], settings[name] = cls, init
     t = float(cal["duration_holdout"].iloc[0])
     actual = cal["frequency_holdout"].to_numpy(float)
     if actual.sum() == 0:
@@ -189,7 +207,7 @@ def select_model(
     for name, cls in cands.items():
         start = time.perf_counter()
         try:
-            model = cls().fit(cal)
+            model = cls(**settings.get(name, {})).fit(cal)
         except ClvModelsError as exc:
             rows[name] = {"error": str(exc).splitlines()[0]}
             continue

@@ -32,6 +32,7 @@ unchanged. Predictions are "as of" a date (the fitted table's observation end, o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -47,7 +48,7 @@ from clvmodels.exceptions import (
 )
 from clvmodels.models.beta_geo import BetaGeoModel
 
-__all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "MIN_DROPOUT_SPAN_DAYS", "as_of"]
+__all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "MIN_DROPOUT_SPAN_DAYS", "as_of", "read_events"]
 
 _YEAR = 365.25
 _EPOCH = pd.Timestamp("1970-01-01")
@@ -106,6 +107,45 @@ def _events(events: Any) -> dict[str, Any] | None:
     order = np.argsort(numbers)
     return {"columns": list(columns), "days": [str((_EPOCH + pd.Timedelta(days=numbers[i])).date()) for i in order],
             "values": arr[order].tolist()}
+
+
+def read_events(path: str | Path, date_col: str = "date") -> pd.DataFrame:
+    """An events table from a CSV or Parquet file: a ``date`` column and one numeric column per
+    event (e.g. ``holiday`` 1 on holidays, ``promotion`` its discount), one row per listed day;
+    days not listed are 0. Returns it indexed by date, checked as ``events`` of the seasonal
+    models are (``DataValidationError`` naming the file and what is wrong)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, dtype={date_col: str})
+    except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
+        raise DataValidationError(f"Could not read the events table '{path}': {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    if date_col not in table.columns:
+        raise DataValidationError(f"The events table '{path}' has no column {date_col!r}; it needs a '{date_col}' "
+                                  f"column and one column per event, got columns {list(table.columns)[:12]}.")
+    dates = pd.to_datetime(table[date_col], errors="coerce", format="ISO8601")
+    if dates.isna().any():
+        bad = table.loc[dates.isna(), date_col].head(3).tolist()
+        raise DataValidationError(f"The events table '{path}': column {date_col!r} must hold dates like "
+                                  f"'2021-12-24', got {bad}.")
+    values = table.drop(columns=[date_col])
+    for col in values.columns:
+        numbers = pd.to_numeric(values[col], errors="coerce")
+        if numbers.isna().any():
+            bad = values.loc[numbers.isna(), col].head(3).tolist()
+            raise DataValidationError(f"The events table '{path}': column {str(col)[:100]!r} must hold numbers "
+                                      f"(e.g. 1 on the event's days), got {bad}.")
+        values[col] = numbers.astype(float)
+    values.index = pd.DatetimeIndex(dates)
+    values.columns = [str(c) for c in values.columns]
+    try:
+        _events(values)
+    except ParameterError as exc:
+        raise DataValidationError(f"The events table '{path}': {exc}") from None
+    return values
 
 
 def _day(value: Any, name: str) -> int:
@@ -337,7 +377,8 @@ class _CalendarClock:
         return by_month.rename("relative_dropout_rate" if dropout else "relative_purchase_rate")
 
     def season_in_words(self) -> str:
-        """The fitted season (and trend) in one or two sentences."""
+        """The fitted season (and trend) in one or two sentences; empty without either (events
+        alone: :meth:`events_in_words`)."""
         text = ""
         if self.harmonics or self.trend:
             p = self.monthly_pattern()
@@ -357,7 +398,23 @@ class _CalendarClock:
             if self.dropout_trend:
                 text += f", with a trend of {np.expm1(float(self._delta[-1])):+.1%} a year"
             text += "."
-        return text or "No calendar pattern was fitted (no harmonics or trend)."
+        return text
+
+    def events_in_words(self) -> str:
+        """Each event's effect on the purchase rate with its 95% interval, and the last day the
+        events table lists (plain text; the event names are the user's)."""
+        if not self.events or getattr(self, "calendar_effects_", None) is None:
+            return ""
+        parts = []
+        for col in self.events["columns"]:
+            est, se = self.calendar_effects_.loc[f"event: {col}", ["estimate", "std_error"]]
+            ci = (f", 95% interval {np.exp(est - 1.96 * se):.2f}-{np.exp(est + 1.96 * se):.2f}"
+                  if np.isfinite(se) else "")
+            parts.append(f"each unit of '{col}' (1 on its days, for an event marked 1) multiplies the purchase rate "
+                         f"by {np.exp(est):.2f}{ci}")
+        last = self.events["days"][-1]
+        return ("Events: " + "; ".join(parts) + f". The events table lists days up to {last}; later days count "
+                "as no event, in the forecast too.")
 
     def _repr_html_(self) -> str:
         out = super()._repr_html_()

@@ -61,6 +61,7 @@ class ReportConfig:
     covariates: list[str] = field(default_factory=list)
     use_covariates: str = "auto"
     segment_col: str = ""
+    events_path: str = ""
 
     @property
     def unit_name(self) -> str:
@@ -161,6 +162,9 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     if p["customers_path"] and not Path(p["customers_path"]).exists():
         raise ParameterError(f"Parameter 'customers_path': {p['customers_path']!r} does not exist "
                              "(command line: --customers).")
+    _text("events_path", p["events_path"])
+    if p["events_path"] and not Path(p["events_path"]).exists():
+        raise ParameterError(f"Parameter 'events_path': {p['events_path']!r} does not exist (command line: --events).")
     if p["customers_path"] and p["scoring"] == "engine":
         raise ParameterError("A customer table (customers_path) is used with the customer table in memory; "
                              "set scoring to 'memory' or 'auto'.")

@@ -266,6 +266,8 @@ def model_paragraph(analysis: Any) -> str:
                  f"({md_escape(cov.labels[cov.reference_row])}). ")
     if hasattr(model, "season_in_words"):
         text += model.season_in_words() + " "
+        # the event names are the user's: text, never markup
+        text += md_escape(model.events_in_words()) + " " if model.events else ""
     notes = identification_notes(model)
     if notes:
         text += " ".join(notes) + " "

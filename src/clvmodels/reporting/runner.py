@@ -269,7 +269,7 @@ def run_report(
     # the kernel runs in the run's own folder, not the caller's: IPython puts its working folder
     # first on sys.path, so a clvmodels.py (or pandas.py ...) lying in the caller's folder would
     # be imported and run by the report; relative input paths are made absolute for it
-    for param in ("input_path", "customers_path", "previous"):
+    for param in ("input_path", "customers_path", "events_path", "previous"):
         given_path = str(run_params.get(param) or "")
         if (given_path and given_path not in ("auto", "none") and not is_remote(given_path)
                 and not Path(given_path).is_absolute()):
