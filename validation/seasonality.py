@@ -15,6 +15,7 @@ validation/README.md.
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -63,7 +64,11 @@ def main() -> None:
             try:
                 pred = model.fit(cal).expected_purchases(cal, h)
             except DataValidationError as exc:  # too little history: refused, and said so
-                rows.append({"log": name, "model": label, "refused": str(exc).split(";")[0].split(": over")[0]})
+                have = re.search(r"spans (\d+) days", str(exc))
+                need = re.search(r"at least (\d+) days", str(exc))
+                why = (f"{have.group(1)} days of history, needs {need.group(1)}" if have and need
+                       else str(exc).split(";")[0])
+                rows.append({"log": name, "model": label, "refused": why})
             else:
                 rows.append({"log": name, "model": label, **errors(pred, actual, spend)})
             print(rows[-1], flush=True)
