@@ -54,12 +54,17 @@ from scipy import optimize, special
 
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import ConvergenceError, DataValidationError
-from clvmodels.models._special import _Q_NODES, _Q_WEIGHTS
+from clvmodels.models._special import _Q_NODES, _Q_WEIGHTS, _composite_rule
 from clvmodels.models.pareto_nbd import ParetoNBDModel
 from clvmodels.models.seasonal import _CalendarClock, _day
 
 __all__ = ["SeasonalParetoNBDModel", "FIT_CUSTOMERS"]
 
+#: the likelihood's quadrature for rows whose substitution ends at y >= _NEAR_FROM: the rule of
+#: :func:`clvmodels.models._special.power_integral` without its panels below y = 1e-3 (they serve
+#: integrals that reach y -> 0, i.e. u -> infinity)
+_NEAR_FROM = 1e-4
+_NEAR_NODES, _NEAR_WEIGHTS = _composite_rule([0.0, 1e-3, 1e-2, 0.1, 1.0], 16)
 #: rows of the likelihood's quadrature handled at once (rows x 144 nodes per array)
 _CHUNK = 8192
 #: Gauss-Legendre nodes for the forecasts' integrals over the next horizon (smooth integrands)
@@ -131,8 +136,13 @@ def _row_terms(params, x, cl: _Clocks, i_first, i_last, i_end, *, grad: bool = F
         acc = {"g0": np.zeros(n_days), "g1": np.zeros(n_days), "h0": np.zeros(n_days), "h1": np.zeros(n_days),
                "w": np.zeros(n_days), "gf": np.zeros(n_days + 1), "hf": np.zeros(n_days + 1)}
     open_rows = np.flatnonzero(i_last < i_end)
-    for start in range(0, len(open_rows), _CHUNK):
-        rows = open_rows[start:start + _CHUNK]
+    # rows whose substitution ends well above y = 0 need no panels near it (most rows: 64 nodes
+    # instead of 144); the rest keep the rule that reaches y -> 0 geometrically
+    y_end = np.exp(-(rx[open_rows] + s) * np.log1p((AT[open_rows] - Ax[open_rows]) / (alpha + Ax[open_rows])))
+    groups = [(open_rows[y_end >= _NEAR_FROM], _NEAR_NODES, _NEAR_WEIGHTS),
+              (open_rows[y_end < _NEAR_FROM], _Q_NODES, _Q_WEIGHTS)]
+    chunks = [(g[i:i + _CHUNK], nodes, weights) for g, nodes, weights in groups for i in range(0, len(g), _CHUNK)]
+    for rows, nodes, weights in chunks:
         M = rx[rows] + s
         aAx = alpha + Ax[rows]
         log_ratio = np.log1p((AT[rows] - Ax[rows]) / aAx)
@@ -144,7 +154,7 @@ def _row_terms(params, x, cl: _Clocks, i_first, i_last, i_end, *, grad: bool = F
 
         sub = (y_hi[:, None], one_minus[:, None], M[:, None], c_first + Ax[rows][:, None], aAx[:, None], a_end,
                day_lo, day_hi)
-        step, _, idx, frac, B_abs = _locate(_Q_NODES, sub, cl)
+        step, _, idx, frac, B_abs = _locate(nodes, sub, cl)
         log_au = np.log(aAx)[:, None] + step
         Bu = B_abs - d_first
         log_bu = np.log(beta + Bu)
@@ -158,7 +168,7 @@ def _row_terms(params, x, cl: _Clocks, i_first, i_last, i_end, *, grad: bool = F
         lr = -(s + 1.0) * (log_bu - log_au) + np.log(ratio)
         top = lr.max(axis=-1, keepdims=True)
         with np.errstate(under="ignore"):
-            wts = _Q_WEIGHTS * np.exp(lr - top)
+            wts = weights * np.exp(lr - top)
         total = wts.sum(axis=-1)
         with np.errstate(divide="ignore"):
             log_i[rows] = -M * np.log(aAx) - np.log(M) + np.log(one_minus) + top[:, 0] + np.log(total)
@@ -320,7 +330,7 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
         # L-BFGS-B: the quadrature's gradient agrees with its value to about 1e-4 of a customer's
         # log-likelihood, where BFGS's line search gives up on lost precision
         res = optimize.minimize(self._penalised(parts, n_total), theta0, jac=True, method="L-BFGS-B",
-                                options={"gtol": 1e-9, "ftol": 1e-12, "maxiter": int(self.max_iter)})
+                                options={"gtol": 1e-7, "ftol": 1e-10, "maxiter": int(self.max_iter)})
         if not np.isfinite(res.fun) or res.fun >= 1e299:
             raise ConvergenceError(f"The seasonal Pareto/NBD did not converge ({res.message}); try fewer harmonics "
                                    "or ParetoNBDModel.")
