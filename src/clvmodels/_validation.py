@@ -100,6 +100,22 @@ def raise_bad_rows(
 RFM_COLUMNS = ("frequency", "recency", "T")
 
 
+def read_table_file(path: Any, what: str, text_col: str) -> pd.DataFrame:
+    """A side table (the customer table, the events table) from a CSV or Parquet file or a
+    folder of Parquet files, ``text_col`` read as text; a file that cannot be read is one
+    ``DataValidationError`` naming ``what`` and the reader's first line."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype={text_col: str})
+    except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
+        raise DataValidationError(f"Could not read the {what} '{path}': {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+
+
 def check_rfm(rfm: Any, *, monetary: bool = False, name: str = "rfm") -> pd.DataFrame:
     """Check an RFM summary table: the columns exist, are finite and consistent."""
     if not isinstance(rfm, pd.DataFrame):

@@ -37,15 +37,10 @@ class CustomerAttributes:
 def read_customer_table(path: str | Path, id_col: str, ids: pd.Index) -> pd.DataFrame:
     """The customer table at ``path`` (CSV or Parquet), indexed by ``id_col`` as text and
     aligned to ``ids``; every customer of the log needs a row."""
+    from clvmodels._validation import read_table_file
+
     path = Path(path)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype={id_col: str})
-    except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
-        raise DataValidationError(f"Could not read the customer table '{path}': {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    table = read_table_file(path, "customer table", id_col)
     if id_col not in table.columns:
         raise DataValidationError(f"The customer table '{path}' has no column {id_col!r} (the customer id column of "
                                   f"the log); it has {list(table.columns)}.")

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
-from clvmodels._validation import DAYS_PER_UNIT, check_rfm
+from clvmodels._validation import DAYS_PER_UNIT, check_rfm, read_table_file
 from clvmodels.exceptions import (
     ConvergenceError,
     DataValidationError,
@@ -115,14 +115,7 @@ def read_events(path: str | Path, date_col: str = "date") -> pd.DataFrame:
     days not listed are 0. Returns it indexed by date, checked as ``events`` of the seasonal
     models are (``DataValidationError`` naming the file and what is wrong)."""
     path = Path(path)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(path, dtype={date_col: str})
-    except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
-        raise DataValidationError(f"Could not read the events table '{path}': {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    table = read_table_file(path, "events table", date_col)
     if date_col not in table.columns:
         raise DataValidationError(f"The events table '{path}' has no column {date_col!r}; it needs a '{date_col}' "
                                   f"column and one column per event, got columns {list(table.columns)[:12]}.")

@@ -381,12 +381,17 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
         s = self._p()[2]
         return np.exp(log_alive - np.logaddexp(log_alive, np.log(s) + log_i))[inv.ravel()]
 
+    def _ahead(self, t, x, T):
+        """Broadcast ``(t, x, T)``, the clocks ahead (grids and at ``t``) and each customer's
+        clocks from the first purchase to the as-of date."""
+        t, x, T = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, x, T)))
+        a_grid, b_grid, a_t, _ = self._future(t)
+        return t, x, a_grid, b_grid, a_t, *self._AB_T(T)
+
     def _expected_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         r, alpha, s, beta = self._p()
         k = float(dropout_scale)
-        t, x, T = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, x, T)))
-        a_grid, b_grid, a_t, _ = self._future(t)
-        AT, BT = self._AB_T(T)
+        t, x, a_grid, b_grid, a_t, AT, BT = self._ahead(t, x, T)
         z, wz = _legendre_nodes(_H_NODES)
         a = a_t[..., None] * (z + 1) / 2
         b = np.interp(a, a_grid, b_grid)
@@ -403,9 +408,7 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
     def _any_if_alive(self, t, x, T, dropout_scale: float = 1.0):
         r, alpha, s, beta = self._p()
         k = float(dropout_scale)
-        t, x, T = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, x, T)))
-        a_grid, b_grid, a_t, _ = self._future(t)
-        AT, BT = self._AB_T(T)
+        t, x, a_grid, b_grid, a_t, AT, BT = self._ahead(t, x, T)
         rx = r + x
         y_t = np.exp(-rx * np.log1p(a_t / (alpha + AT)))
         z, wz = _legendre_nodes(_H_NODES)
