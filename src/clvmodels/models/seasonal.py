@@ -192,6 +192,24 @@ class _CalendarClock:
     dropout_harmonics = 0
     dropout_trend = False
     _plain_name = "BetaGeoModel"
+    _plain_long_name = "BG/NBD"
+
+    @property
+    def _long_name(self) -> str:
+        """The model in words, by what it has: e.g. "BG/NBD with a yearly season", "Pareto/NBD
+        with a yearly season in purchases and dropout", "BG/NBD with calendar events"."""
+        core = ([] if not self.harmonics else ["a yearly season"]) + (["a trend"] if self.trend else [])
+        dropout = ([] if not self.dropout_harmonics else ["a yearly season"]) + (["a trend"] if self.dropout_trend else [])
+        if dropout and dropout == core:
+            parts = [f"{' and '.join(core)} in purchases and dropout"]
+        else:
+            parts = ([" and ".join(core) + (" in purchases" if dropout else "")] if core else []) + \
+                ([" and ".join(dropout) + " in dropout"] if dropout else [])
+        parts += ["calendar events"] if self.events else []
+        if not parts:
+            return f"{self._plain_long_name} on a calendar clock"
+        text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        return f"{self._plain_long_name} with {text}"
 
     def _init_calendar(self, harmonics: Any, trend: Any, events: Any, calendar: Any,
                        dropout_harmonics: Any = 0, dropout_trend: Any = False) -> None:
@@ -603,7 +621,7 @@ class SeasonalBetaGeoModel(_CalendarClock, BetaGeoModel):
         BG/NBD's on the same table (comparable: both are densities of the calendar times).
     """
 
-    _long_name = "BG/NBD with a yearly season"
+    _plain_long_name = "BG/NBD"
     _reference = ("Fader, Hardie & Lee (2005) on an operational clock with a calendar covariate, after "
                   "Bachmann, Meierer & Naef (2021), Marketing Science 40(4).")
     _FITTED: ClassVar[tuple[str, ...]] = BetaGeoModel._FITTED + ("calendar_", "calendar_effects_",

@@ -234,7 +234,7 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
         As for :class:`SeasonalBetaGeoModel` (the plain model is Pareto/NBD).
     """
 
-    _long_name = "Pareto/NBD with calendar covariates"
+    _plain_long_name = "Pareto/NBD"
     _reference = ("Bachmann, Meierer & Naef (2021), The role of time-varying contextual factors in latent "
                   "attrition models, Marketing Science 40(4), with calendar covariates shared by all customers.")
     _plain_name = "ParetoNBDModel"
