@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import clvmodels
-from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.exceptions import DataValidationError, ModelFileError, ParameterError
 from clvmodels.models import load_model
 from clvmodels.models import seasonal_pareto as sp
 from clvmodels.models.seasonal_pareto import SeasonalParetoNBDModel
@@ -204,6 +204,20 @@ def test_save_load_and_as_of(cal, fitted, tmp_path):
         fitted.expected_purchases(later, H)
     moved = clvmodels.models.seasonal.as_of(fitted, "2022-09-01")
     assert moved.calendar_["as_of"] == "2022-09-01"
+    assert np.isfinite(moved.expected_purchases(later, H)).all()
+    # hostile model files: the dropout settings and the calendar are checked like every parameter
+    import json
+
+    path = tmp_path / "m.json"
+    good = json.loads(path.read_text())
+    for key, bad in (("dropout_harmonics", 1e9), ("dropout_harmonics", "1"), ("dropout_trend", "yes"),
+                     ("calendar", {"coefficients": [0.1] * 5, "as_of": "2022-01-03"}),
+                     ("calendar", {"coefficients": [0.1] * 6, "as_of": "2022-01-03", "extra": 1})):
+        data = json.loads(json.dumps(good))
+        data["init_params"][key] = bad
+        path.write_text(json.dumps(data))
+        with pytest.raises(ModelFileError):
+            load_model(path)
 
 
 def test_many_customers_fit_on_a_sample(cal, monkeypatch):
