@@ -373,3 +373,31 @@ def test_bad_spark_settings_and_mixed_folders_are_one_clear_line(tmp_path, cdnow
     pd.DataFrame({"customer_id": ["b"], "date": ["2024-01-02"]}).to_parquet(folder / "p2.parquet")
     with pytest.raises(DataValidationError, match="Check that every file has the columns"):
         clvmodels.load_transactions(folder)
+
+
+def test_customer_table_on_spark_equals_duckdb(spark, tmp_path):
+    """With a customer table, "auto" scoring brings up to ENGINE_SCORING_ABOVE customers to memory
+    on Spark as on DuckDB, so the covariate models work on both and give the same report."""
+    from clvmodels import pipeline
+    from clvmodels.datasets import simulate_transactions
+
+    logs = []
+    for i, (ch, alpha) in enumerate((("A", 5.0), ("B", 2.6))):
+        sim = simulate_transactions(600, r=0.5, alpha=alpha, a=0.8, b=2.5, seed=70 + i)
+        logs.append(sim.transactions.assign(customer_id=ch + sim.transactions["customer_id"].astype(str)))
+    log = pd.concat(logs)[["customer_id", "date", "amount"]]
+    log.to_parquet(tmp_path / "log.parquet")
+    ids = log["customer_id"].drop_duplicates()
+    pd.DataFrame({"customer_id": ids, "channel": ids.str[0].map({"A": "web", "B": "store"})}).to_csv(
+        tmp_path / "customers.csv", index=False)
+    runs = []
+    for engine in ("duckdb", "spark"):
+        cfg = validate_parameters({"input_path": str(tmp_path / "log.parquet"), "engine": engine, "n_draws": 10,
+                                   "customers_path": str(tmp_path / "customers.csv"), "covariates": ["channel"],
+                                   "use_covariates": "yes", "horizon": 26})
+        runs.append(pipeline.run_analysis(cfg, load_report_transactions(cfg)))
+    duck, spk = runs
+    assert spk.covariate_model is not None and duck.covariate_model is not None
+    np.testing.assert_allclose(spk.covariate_model.model.params_, duck.covariate_model.model.params_, rtol=1e-6)
+    cols = ["customers", "expected_purchases", "total_clv"]
+    pd.testing.assert_frame_equal(spk.tier_table[cols], duck.tier_table[cols], rtol=1e-6, check_dtype=False)

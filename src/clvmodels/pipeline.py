@@ -313,9 +313,10 @@ def _scores_in_engine(cfg: ReportConfig, log: Any) -> bool:
         return cfg.scoring == "engine"
     from clvmodels._engine import backend_name, execute
 
-    if backend_name(log) == "pyspark":
+    if backend_name(log) == "pyspark" and not cfg.customers_path:
         return True
-    # about how many customers: learnt in the log's validation pass (a HyperLogLog estimate, within
+    # about how many customers (on Spark too with a customer table: up to ENGINE_SCORING_ABOVE
+    # customers the table comes to memory, where the covariate models work, as on DuckDB): learnt in the log's validation pass (a HyperLogLog estimate, within
     # a few percent: enough to choose where the customer table lives)
     from clvmodels.transactions import log_facts
 
@@ -345,7 +346,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
         from clvmodels.exceptions import ParameterError
 
         raise ParameterError("A customer table (customers_path, --customers) is used with the customer table in "
-                             "memory; this log is scored in the engine (Spark, or more than "
+                             "memory; this log is scored in the engine (more than "
                              f"{ENGINE_SCORING_ABOVE:,} customers). Leave the customer table out, or use "
                              "scoring 'memory' on a machine that holds the customers.")
     stats = scoring.compressed_rfm(log, time_unit=cfg.time_unit, observation_end=obs_end)
@@ -443,7 +444,8 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     ``cfg.scoring``: "memory" holds the customer table in pandas; "engine" keeps it in the
     engine (see :func:`_engine_analysis`: only distinct histories and a sample of customers come
-    into memory); "auto" is "engine" on Spark and above :data:`ENGINE_SCORING_ABOVE` customers.
+    into memory); "auto" is "engine" above :data:`ENGINE_SCORING_ABOVE` customers, and on Spark unless a
+    customer table is given.
     """
     import clvmodels
     from clvmodels._engine import set_engine_memory
