@@ -63,3 +63,16 @@ def test_customer_table_errors_are_named(files, tmp_path):
         read_customer_table(files / "customers.csv", "customer_id", ids)
     with pytest.raises(DataValidationError, match="has no column 'cust'"):
         read_customer_table(files / "customers.csv", "cust", ids)
+
+
+def test_customer_table_beyond_memory_scoring_is_one_clear_error(files, monkeypatch):
+    """Above ENGINE_SCORING_ABOVE customers the customer table stays in the engine, where the
+    covariate models do not run: one error naming the limit and the ways out (any engine)."""
+    import clvmodels
+    from clvmodels import pipeline
+
+    monkeypatch.setattr(pipeline, "ENGINE_SCORING_ABOVE", 100)
+    cfg = validate_parameters({"input_path": str(files / "log.csv"), "customers_path": str(files / "customers.csv"),
+                               "covariates": ["channel"], "n_draws": 10})
+    with pytest.raises(ParameterError, match="more than 100 customers.*Leave the customer table out"):
+        pipeline.run_analysis(cfg, clvmodels.load_transactions(files / "log.csv"))
