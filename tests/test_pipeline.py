@@ -251,6 +251,7 @@ def test_seasonal_dropout_report_on_both_paths(tmp_path):
     cols = ["customers", "expected_purchases", "expected_revenue", "total_clv"]
     pd.testing.assert_frame_equal(eng.tier_table[cols], mem.tier_table[cols], rtol=1e-4, check_dtype=False)
     assert "Customers are most likely to leave in" in reporting.model_paragraph(mem)
+    assert "Customers leave most in" in reporting.executive_summary(mem)
     # the saved model scores the whole log (a later date) in the engine, moved to that date
     from clvmodels.models import load_model
     from clvmodels.scoring import score_customers

@@ -112,6 +112,16 @@ def plain_notes(analysis: Any) -> list[str]:
     return notes
 
 
+def _when_they_leave(analysis: Any) -> str:
+    """A sentence on the months customers leave most, when the model has a dropout season."""
+    model = getattr(analysis, "model", None)
+    if not getattr(model, "dropout_harmonics", 0) or getattr(model, "calendar_", None) is None:
+        return ""
+    months = model.monthly_pattern(dropout=True)
+    hi = str(months.idxmax())
+    return f" Customers leave most in {hi} (about {months[hi]:.1f} times an average month's rate)."
+
+
 def executive_summary(analysis: Any) -> str:
     """The sentences under the headline figures (Markdown): the horizon in words, purchases and
     revenue, the acquisition budget, what a purchase is, and plain caveats."""
@@ -135,7 +145,7 @@ def executive_summary(analysis: Any) -> str:
         "everything a customer bought on one calendar day counts as one purchase.",
         f"* **Churn**: about {total['expected_gone_now']:,.0f} customers are probably gone already; of the "
         f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} are expected to "
-        "leave during the horizon - the ones a retention effort can still reach.",
+        "leave during the horizon - the ones a retention effort can still reach." + _when_they_leave(analysis),
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
         f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}.",
     ]
