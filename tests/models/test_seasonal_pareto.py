@@ -256,3 +256,41 @@ def test_bad_settings_and_tables_are_named(cal):
     with pytest.raises(ParameterError, match="coefficients"):
         SeasonalParetoNBDModel.from_params({"r": 1, "alpha": 2, "s": 1, "beta": 3},
                                            calendar={"coefficients": [0.1], "as_of": "2021-07-05"})
+
+
+def test_events_in_the_dropout_hazard(monkeypatch):
+    """dropout_events: the events' columns act on the dropout hazard too. Customers leave at
+    e^1.5 their rate in one week a quarter (a price rise, say) and buy as usual: the dropout
+    coefficient comes out near 1.5, the purchase one near 0, and the report's words say both.
+    The gradient of the dropout coefficient is exact (it moves no quadrature node)."""
+    from worlds import START
+
+    def quarter_week(t):
+        return (np.asarray(t) % 13) < 1
+
+    log = simulate_pareto_calendar(4000, seed=5, acquisition=(0.0, 40.0), span=100.0, beta=20.0,
+                                   dropout=lambda t: np.where(quarter_week(t), np.exp(1.5), 1.0),
+                                   dropout_max=float(np.exp(1.5)))
+    days = [START + pd.Timedelta(days=7 * w + d) for w in range(0, 120, 13) for d in range(7)]
+    events = pd.DataFrame({"price rise": 1.0}, index=pd.DatetimeIndex(days))
+    cal = clvmodels.calibration_holdout(log, calibration_end=_date(80), observation_end=_date(100), time_unit="W",
+                                        calendar=True)
+    m = SeasonalParetoNBDModel(harmonics=0, dropout_harmonics=0, events=events, dropout_events=True).fit(cal)
+    eff = m.calendar_effects_
+    assert list(eff.index) == ["event: price rise", "dropout event: price rise"]
+    d = eff.loc["dropout event: price rise"]
+    assert abs(d["estimate"] - 1.5) < 3 * d["std_error"] + 0.05
+    p = eff.loc["event: price rise"]
+    assert abs(p["estimate"]) < 3 * p["std_error"] + 0.05
+    assert m._long_name == "Pareto/NBD with calendar events in purchases and dropout"
+    assert "and the dropout hazard by" in m.events_in_words()
+    assert m.log_likelihood_ > clvmodels.ParetoNBDModel().fit(cal).log_likelihood_ + 20
+    f = _captured_objective(monkeypatch, cal, SeasonalParetoNBDModel(harmonics=0, dropout_harmonics=0, events=events,
+                                                                     dropout_events=True), 6)
+    theta = np.array([np.log(0.5), np.log(4.0), np.log(0.8), np.log(20.0), 0.2, 1.0])
+    _, grad = f(theta)
+    h = 1e-5
+    num = np.array([(f(theta + h * e)[0] - f(theta - h * e)[0]) / (2 * h) for e in np.eye(6)])
+    np.testing.assert_allclose(grad[[3, 5]], num[[3, 5]], rtol=1e-6, atol=1e-9)
+    with pytest.raises(ParameterError, match="dropout_events=True"):
+        SeasonalParetoNBDModel(dropout_events=True)

@@ -191,6 +191,7 @@ class _CalendarClock:
 
     dropout_harmonics = 0
     dropout_trend = False
+    dropout_events = False
     _plain_name = "BetaGeoModel"
     _plain_long_name = "BG/NBD"
 
@@ -205,18 +206,19 @@ class _CalendarClock:
         else:
             parts = ([" and ".join(core) + (" in purchases" if dropout else "")] if core else []) + \
                 ([" and ".join(dropout) + " in dropout"] if dropout else [])
-        parts += ["calendar events"] if self.events else []
+        parts += [("calendar events in purchases and dropout" if self.dropout_events else "calendar events")] \
+            if self.events else []
         if not parts:
             return f"{self._plain_long_name} on a calendar clock"
         text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
         return f"{self._plain_long_name} with {text}"
 
     def _init_calendar(self, harmonics: Any, trend: Any, events: Any, calendar: Any,
-                       dropout_harmonics: Any = 0, dropout_trend: Any = False) -> None:
+                       dropout_harmonics: Any = 0, dropout_trend: Any = False, dropout_events: Any = False) -> None:
         for name, value in (("harmonics", harmonics), ("dropout_harmonics", dropout_harmonics)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 6:
                 raise ParameterError(f"{name} must be a whole number from 0 to 6, got {value!r}.")
-        for name, value in (("trend", trend), ("dropout_trend", dropout_trend)):
+        for name, value in (("trend", trend), ("dropout_trend", dropout_trend), ("dropout_events", dropout_events)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ParameterError(f"{name} must be True or False, got {value!r}.")
         self.harmonics = int(harmonics)
@@ -224,6 +226,11 @@ class _CalendarClock:
         if dropout_harmonics or dropout_trend:
             self.dropout_harmonics, self.dropout_trend = int(dropout_harmonics), bool(dropout_trend)
         self.events = _events(events)
+        if dropout_events:
+            if not self.events:
+                raise ParameterError("dropout_events=True lets the events table's columns act on the dropout hazard "
+                                     "too; give the table with events=...")
+            self.dropout_events = True
         self._event_days = np.array([_day(d, "events") for d in self.events["days"]], dtype=np.int64) \
             if self.events else np.zeros(0, np.int64)
         self._event_values = np.asarray(self.events["values"], float).reshape(len(self._event_days), -1) \
@@ -259,7 +266,8 @@ class _CalendarClock:
 
     @property
     def n_coefficients(self) -> int:
-        return self.n_purchase_coefficients + 2 * self.dropout_harmonics + int(self.dropout_trend)
+        n_events = len(self.events["columns"]) if self.events and self.dropout_events else 0
+        return self.n_purchase_coefficients + 2 * self.dropout_harmonics + int(self.dropout_trend) + n_events
 
     def coefficient_names(self) -> list[str]:
         names = []
@@ -269,7 +277,8 @@ class _CalendarClock:
         names += [f"event: {c}" for c in (self.events or {}).get("columns", [])]
         for k in range(1, self.dropout_harmonics + 1):
             names += [f"dropout season sin {k}", f"dropout season cos {k}"]
-        return names + (["dropout trend per year"] if self.dropout_trend else [])
+        names += ["dropout trend per year"] if self.dropout_trend else []
+        return names + ([f"dropout event: {c}" for c in self.events["columns"]] if self.dropout_events else [])
 
     def _set_calendar(self, calendar: Any) -> None:
         """Check and keep a calendar (from :meth:`fit`, or a saved model's: hostile input)."""
@@ -302,20 +311,23 @@ class _CalendarClock:
     # ---------------------------------------------------------------- the calendar
     def _z(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
         """Purchase covariates of day numbers (days since 1970-01-01)."""
-        cols = _fourier(days, self.harmonics, self.trend, trend_origin)
-        if len(self._event_days):
-            # the events' values on each day (0 on days the table does not list)
-            day = np.floor(np.asarray(days, float)).astype(np.int64)
-            pos = np.clip(np.searchsorted(self._event_days, day), 0, len(self._event_days) - 1)
-            hit = self._event_days[pos] == day
-            values = np.where(hit[:, None], self._event_values[pos], 0.0)
-            cols += list(values.T)
+        cols = _fourier(days, self.harmonics, self.trend, trend_origin) + self._event_columns(days)
         return np.column_stack(cols) if cols else np.zeros((len(np.atleast_1d(days)), 0))
 
     def _zd(self, days: np.ndarray, trend_origin: int) -> np.ndarray:
         """Dropout covariates of day numbers."""
         cols = _fourier(days, self.dropout_harmonics, self.dropout_trend, trend_origin)
+        cols += self._event_columns(days) if self.dropout_events else []
         return np.column_stack(cols) if cols else np.zeros((len(np.atleast_1d(days)), 0))
+
+    def _event_columns(self, days: np.ndarray) -> list[np.ndarray]:
+        """The events' values on each day (0 on days the table does not list), a column each."""
+        if not len(self._event_days):
+            return []
+        day = np.floor(np.asarray(days, float)).astype(np.int64)
+        pos = np.clip(np.searchsorted(self._event_days, day), 0, len(self._event_days) - 1)
+        hit = self._event_days[pos] == day
+        return list(np.where(hit[:, None], self._event_values[pos], 0.0).T)
 
     def _unit_days(self) -> float:
         unit = getattr(self, "time_unit_", None)
@@ -407,7 +419,7 @@ class _CalendarClock:
             text += (f"{' ' if text else ''}Customers are most likely to leave in {hi} ({p[hi] - 1:+.0%} against an "
                      f"average month) and least in {lo} ({p[lo] - 1:+.0%})")
             if self.dropout_trend:
-                text += f", with a trend of {np.expm1(float(self._delta[-1])):+.1%} a year"
+                text += f", with a trend of {np.expm1(float(self._delta[2 * self.dropout_harmonics])):+.1%} a year"
             text += "."
         return text
 
@@ -423,6 +435,11 @@ class _CalendarClock:
                   if np.isfinite(se) else "")
             parts.append(f"each unit of '{col}' (1 on its days, for an event marked 1) multiplies the purchase rate "
                          f"by {np.exp(est):.2f}{ci}")
+            if self.dropout_events:
+                est, se = self.calendar_effects_.loc[f"dropout event: {col}", ["estimate", "std_error"]]
+                ci = (f", 95% interval {np.exp(est - 1.96 * se):.2f}-{np.exp(est + 1.96 * se):.2f}"
+                      if np.isfinite(se) else "")
+                parts.append(f"and the dropout hazard by {np.exp(est):.2f}{ci}")
         last = self.events["days"][-1]
         return ("Events: " + "; ".join(parts) + f". The events table lists days up to {last}; later days count "
                 "as no event, in the forecast too.")
@@ -433,7 +450,8 @@ class _CalendarClock:
             return out
         eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
         eff.index.name = None
-        which = "purchase rate or dropout hazard" if self.dropout_harmonics or self.dropout_trend else "purchase rate"
+        dropout = self.dropout_harmonics or self.dropout_trend or self.dropout_events
+        which = "purchase rate or dropout hazard" if dropout else "purchase rate"
         return (out + f"<p>Calendar coefficients (on the log of the {which}):</p>"
                 + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
 

@@ -9,8 +9,9 @@ customer buys as a Poisson process of rate ``lambda m(t)`` and leaves with hazar
 * ``m(t) = exp(gamma' z(t))``: purchase covariates, the yearly season's Fourier terms
   (``harmonics``), a trend in years (``trend``) and events of your own (``events``: a table of
   day -> value, e.g. holiday 1);
-* ``d(t) = exp(delta' w(t))``: dropout covariates, a season (``dropout_harmonics``) and a trend
-  (``dropout_trend``), so customers can leave more in some months than in others.
+* ``d(t) = exp(delta' w(t))``: dropout covariates, a season (``dropout_harmonics``), a trend
+  (``dropout_trend``) and the events (``dropout_events``), so customers can leave more in some
+  months, or around some days, than at others.
 
 Both multipliers are constant within a calendar day. With ``A(u)`` and ``B(u)`` the purchase
 and dropout clocks from the customer's first purchase (``int m`` and ``int d``, in time units),
@@ -220,6 +221,9 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
         part of the year; 0: no season in the dropout).
     dropout_trend : bool, default False
         A log-linear trend in the dropout hazard.
+    dropout_events : bool, default False
+        The events' columns act on the dropout hazard too, each with its own coefficient
+        (customers who leave after a price rise, at a contract's anniversary, ...).
     calendar : dict, optional
         A fitted calendar (``coefficients``: purchase ones, then dropout ones; ``as_of``;
         ``trend_origin``), for a model rebuilt from saved parameters.
@@ -242,14 +246,15 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
                                                                     "plain_log_likelihood_")
 
     def __init__(self, harmonics: int = 2, *, trend: bool = False, events: Any = None, dropout_harmonics: int = 1,
-                 dropout_trend: bool = False, calendar: dict[str, Any] | None = None, penalizer_coef: float = 0.0,
+                 dropout_trend: bool = False, dropout_events: bool = False, calendar: dict[str, Any] | None = None,
+                 penalizer_coef: float = 0.0,
                  tol: float = 1e-9, max_iter: int = 2000):
         super().__init__(penalizer_coef=penalizer_coef, tol=tol, max_iter=max_iter)
-        self._init_calendar(harmonics, trend, events, calendar, dropout_harmonics, dropout_trend)
+        self._init_calendar(harmonics, trend, events, calendar, dropout_harmonics, dropout_trend, dropout_events)
 
     def _defining(self) -> dict[str, Any]:
         return {**super()._defining(), "dropout_harmonics": self.dropout_harmonics,
-                "dropout_trend": self.dropout_trend}
+                "dropout_trend": self.dropout_trend, "dropout_events": self.dropout_events}
 
     # ---------------------------------------------------------------- fitting
     def fit(self, rfm: pd.DataFrame, y: Any = None, *, weights: Any = None) -> SeasonalParetoNBDModel:
