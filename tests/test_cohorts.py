@@ -47,15 +47,20 @@ def test_pile_up_at_the_start_is_detected(truncated):
     assert found.cohort == (rfm["T"] < found.cutoff_T).sum()
 
 
-def test_report_learns_from_the_cohort_and_says_so(truncated):
+def test_report_learns_from_the_cohort_and_says_so(truncated, tmp_path):
     log = clvmodels.load_transactions(truncated.log[truncated.log["date"] <= pd.Timestamp(truncated.cut)])
-    cfg = reporting.validate_parameters({"observation_end": truncated.cut, "n_draws": 20, "scoring": "memory"})
+    # an events table cannot be used on a cohort (its calendar describes everyone): said, not silently dropped
+    pd.DataFrame({"date": ["2021-01-04"], "holiday": [1]}).to_csv(tmp_path / "events.csv", index=False)
+    cfg = reporting.validate_parameters({"observation_end": truncated.cut, "n_draws": 20, "scoring": "memory",
+                                         "events_path": str(tmp_path / "events.csv")})
     an = pipeline.run_analysis(cfg, log)
+    assert any("events table was not used" in n for n in an.scorecard.info["notes"])
     trunc = an.left_truncation
     assert trunc.detected and an.model.n_customers_ == int(trunc.cohort) < len(an.rfm)
     assert len(an.forecast) == len(an.rfm)  # everyone is still scored
     assert "Customers from before the log" in reporting.executive_summary(an)
-    off = pipeline.run_analysis(reporting.validate_parameters({**cfg.__dict__, "left_truncation": "no"}), log)
+    off = pipeline.run_analysis(reporting.validate_parameters({**cfg.__dict__, "left_truncation": "no",
+                                                               "events_path": ""}), log)
     assert not off.left_truncation.detected and off.model.n_customers_ == len(off.rfm)
 
 

@@ -277,6 +277,10 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     if backtest_log is not log:
         scorecard.info["notes"].append(
             f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")
+    if events is not None and not calendar:
+        scorecard.info["notes"].append(
+            "The events table was not used: the models learn from the log's cohort of new customers (left "
+            "truncation), and the calendar of purchases the events are fitted on describes every customer.")
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.new_model, choose_on
