@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._validation import read_table_file
 from clvmodels.exceptions import ClvModelsError, DataValidationError
 
 __all__ = ["CustomerAttributes", "CovariateChoice", "read_customer_table", "choose_covariates", "customer_attributes",
@@ -37,8 +38,6 @@ class CustomerAttributes:
 def read_customer_table(path: str | Path, id_col: str, ids: pd.Index) -> pd.DataFrame:
     """The customer table at ``path`` (CSV or Parquet), indexed by ``id_col`` as text and
     aligned to ``ids``; every customer of the log needs a row."""
-    from clvmodels._validation import read_table_file
-
     path = Path(path)
     table = read_table_file(path, "customer table", id_col)
     if id_col not in table.columns:

@@ -126,11 +126,12 @@ def _calendar_candidates(cal: pd.DataFrame, events: Any = None) -> dict[str, tup
     span = float(cal["T"].max()) * unit
     out: dict[str, tuple[type[PurchaseModel], dict]] = {}
     for name, cls in CALENDAR_CANDIDATES.items():
-        if span >= cls().min_span_days:
+        probe = cls()  # its defaults: the history they need, whether they have a dropout season
+        if span >= probe.min_span_days:
             out[name + (" + events" if events is not None else "")] = (cls, {"events": events} if events is not None
                                                                        else {})
         elif events is not None:
-            flat = {"harmonics": 0} | ({"dropout_harmonics": 0} if cls().dropout_harmonics else {})
+            flat = {"harmonics": 0} | ({"dropout_harmonics": 0} if probe.dropout_harmonics else {})
             out[name.replace(" + season", "") + " + events"] = (cls, {"events": events, **flat})
     return out
 

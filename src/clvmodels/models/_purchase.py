@@ -168,7 +168,7 @@ class PurchaseModel(BaseModel):
         ks = np.arange(max_frequency)
         expected = np.zeros(max_frequency + 1)
         for Tv, cnt in zip(Ts, counts, strict=True):
-            probs = self.probability_purchases(ks, float(Tv))
+            probs = self._window_pmf(ks, float(Tv))
             expected[:max_frequency] += cnt * probs
             expected[max_frequency] += cnt * (1 - probs.sum())
         freq = rfm["frequency"].to_numpy()
@@ -176,6 +176,11 @@ class PurchaseModel(BaseModel):
         labels = [str(k) for k in ks] + [f"{max_frequency}+"]
         return pd.DataFrame({"observed": observed, "expected": expected},
                             index=pd.Index(labels, name="repeat_purchases"))
+
+    def _window_pmf(self, ks: np.ndarray, T: float) -> np.ndarray:
+        """P(``ks`` repeat purchases) of a customer first seen ``T`` before the table's end: the
+        new-customer distribution over ``T`` (a calendar model's depends on where the window lies)."""
+        return self.probability_purchases(ks, T)
 
 
 def _horizon(t: Any, n: int) -> float | np.ndarray:

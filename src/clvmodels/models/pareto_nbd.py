@@ -168,24 +168,29 @@ def _one_minus_power_over(s: float, log_base: np.ndarray) -> np.ndarray:
     return -np.expm1(-(s - 1.0) * log_base) / (s - 1.0)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
 def _legendre_nodes(k: int = 256) -> tuple[np.ndarray, np.ndarray]:
     return np.polynomial.legendre.leggauss(k)
 
 
-def _pnbd_pmf(n, t, r, alpha, s, beta) -> np.ndarray:
+def _pnbd_pmf(n, t, r, alpha, s, beta, clock: Any = None) -> np.ndarray:
     """P(X(t) = n) for a Pareto/NBD customer active at 0 (see
     :meth:`ParetoNBDModel.probability_purchases`); ``n`` broadcasts against the other arguments,
-    which broadcast together (e.g. posterior parameters per customer)."""
+    which broadcast together (e.g. posterior parameters per customer).
+
+    ``clock`` maps time on the dropout clock to time on the purchase clock (a calendar model's
+    clocks, :mod:`clvmodels.models.seasonal_pareto`); ``t`` is then on the dropout clock. Without
+    it both are the calendar."""
     from scipy import stats  # heavy import, only here
 
+    a_of = (lambda v: v) if clock is None else clock
     n = np.asarray(n, float)
     t, r, alpha, s, beta = np.broadcast_arrays(*(np.asarray(v, float) for v in (t, r, alpha, s, beta)))
-    alive = np.exp(-s * np.log1p(t / beta)) * stats.nbinom.pmf(n, r, alpha / (alpha + t))
+    alive = np.exp(-s * np.log1p(t / beta)) * stats.nbinom.pmf(n, r, alpha / (alpha + a_of(t)))
     z, wz = _legendre_nodes()
     u = t[..., None] * (z + 1) / 2
     dens = (s / beta)[..., None] * np.exp(-(s + 1)[..., None] * np.log1p(u / beta[..., None])) * wz * t[..., None] / 2
-    pmf = stats.nbinom.pmf(n[..., None], r[..., None], (alpha / 1.0)[..., None] / (alpha[..., None] + u))
+    pmf = stats.nbinom.pmf(n[..., None], r[..., None], alpha[..., None] / (alpha[..., None] + a_of(u)))
     return alive + (pmf * dens).sum(axis=-1)
 
 

@@ -221,16 +221,13 @@ class _CalendarClock:
         for name, value in (("trend", trend), ("dropout_trend", dropout_trend), ("dropout_events", dropout_events)):
             if not isinstance(value, (bool, np.bool_)):
                 raise ParameterError(f"{name} must be True or False, got {value!r}.")
-        self.harmonics = int(harmonics)
-        self.trend = bool(trend)
-        if dropout_harmonics or dropout_trend:
-            self.dropout_harmonics, self.dropout_trend = int(dropout_harmonics), bool(dropout_trend)
+        self.harmonics, self.trend = int(harmonics), bool(trend)
+        self.dropout_harmonics, self.dropout_trend = int(dropout_harmonics), bool(dropout_trend)
         self.events = _events(events)
-        if dropout_events:
-            if not self.events:
-                raise ParameterError("dropout_events=True lets the events table's columns act on the dropout hazard "
-                                     "too; give the table with events=...")
-            self.dropout_events = True
+        if dropout_events and not self.events:
+            raise ParameterError("dropout_events=True lets the events table's columns act on the dropout hazard "
+                                 "too; give the table with events=...")
+        self.dropout_events = bool(dropout_events)
         self._event_days = np.array([_day(d, "events") for d in self.events["days"]], dtype=np.int64) \
             if self.events else np.zeros(0, np.int64)
         self._event_values = np.asarray(self.events["values"], float).reshape(len(self._event_days), -1) \
@@ -428,18 +425,17 @@ class _CalendarClock:
         events table lists (plain text; the event names are the user's)."""
         if not self.events or getattr(self, "calendar_effects_", None) is None:
             return ""
+        def factor(name: str) -> str:
+            est, se = self.calendar_effects_.loc[name, ["estimate", "std_error"]]
+            ci = f", 95% interval {np.exp(est - 1.96 * se):.2f}-{np.exp(est + 1.96 * se):.2f}" if np.isfinite(se) else ""
+            return f"{np.exp(est):.2f}{ci}"
+
         parts = []
         for col in self.events["columns"]:
-            est, se = self.calendar_effects_.loc[f"event: {col}", ["estimate", "std_error"]]
-            ci = (f", 95% interval {np.exp(est - 1.96 * se):.2f}-{np.exp(est + 1.96 * se):.2f}"
-                  if np.isfinite(se) else "")
             parts.append(f"each unit of '{col}' (1 on its days, for an event marked 1) multiplies the purchase rate "
-                         f"by {np.exp(est):.2f}{ci}")
+                         f"by {factor(f'event: {col}')}")
             if self.dropout_events:
-                est, se = self.calendar_effects_.loc[f"dropout event: {col}", ["estimate", "std_error"]]
-                ci = (f", 95% interval {np.exp(est - 1.96 * se):.2f}-{np.exp(est + 1.96 * se):.2f}"
-                      if np.isfinite(se) else "")
-                parts.append(f"and the dropout hazard by {np.exp(est):.2f}{ci}")
+                parts.append(f"and the dropout hazard by {factor(f'dropout event: {col}')}")
         last = self.events["days"][-1]
         return ("Events: " + "; ".join(parts) + f". The events table lists days up to {last}; later days count "
                 "as no event, in the forecast too.")
@@ -487,13 +483,12 @@ class _CalendarClock:
     @property
     def aic(self) -> float:
         self._require_fit("AIC")
-        return 2 * (len(self._param_names) + self.n_coefficients) - 2 * self.log_likelihood_
+        return 2 * self.n_free_params - 2 * self.log_likelihood_
 
     @property
     def bic(self) -> float:
         self._require_fit("BIC")
-        return (len(self._param_names) + self.n_coefficients) * np.log(self.n_customers_) - 2 * self.log_likelihood_
-
+        return self.n_free_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
     # ---------------------------------------------------------------- fitting, shared
     def _calendar_rows(self, rfm: pd.DataFrame, weights: Any) -> _CalendarRows:
@@ -639,7 +634,6 @@ class SeasonalBetaGeoModel(_CalendarClock, BetaGeoModel):
         BG/NBD's on the same table (comparable: both are densities of the calendar times).
     """
 
-    _plain_long_name = "BG/NBD"
     _reference = ("Fader, Hardie & Lee (2005) on an operational clock with a calendar covariate, after "
                   "Bachmann, Meierer & Naef (2021), Marketing Science 40(4).")
     _FITTED: ClassVar[tuple[str, ...]] = BetaGeoModel._FITTED + ("calendar_", "calendar_effects_",
@@ -777,14 +771,10 @@ class SeasonalBetaGeoModel(_CalendarClock, BetaGeoModel):
         purchases in the ``t`` time units after it."""
         return self.plain_model().probability_purchases(n, self.operational_horizon(float(t)))
 
-    def expected_customers_by_frequency(self, rfm: pd.DataFrame, max_frequency: int = 7,
-                                        weights: Any = None) -> pd.DataFrame:
-        """As :meth:`PurchaseModel.expected_customers_by_frequency`, each customer's window
-        ``(first purchase, as-of date]`` measured on the operational clock."""
-        self._check_fitted()
-        check_rfm(rfm)
-        op = rfm.assign(T=self._op_T(rfm["T"].to_numpy(float)), recency=0.0)
-        return self.plain_model().expected_customers_by_frequency(op, max_frequency, weights)
+    def _window_pmf(self, ks: np.ndarray, T: float) -> np.ndarray:
+        """The new-customer distribution over the window ``(first purchase, as-of date]``
+        measured on the operational clock."""
+        return self.plain_model().probability_purchases(ks, float(self._op_T(T)))
 
 
 def as_of(model: Any, date: Any) -> Any:
