@@ -69,7 +69,10 @@ def test_a_report_runs_within_its_budget_and_the_cli_flag_is_checked(tmp_path, c
     assert _setting("memory_limit").startswith("286")  # 300 MB in MiB
     free = pipeline.run_analysis(reporting.validate_parameters({"n_draws": 10, "scoring": "engine"}), log)
     cols = ["customers", "expected_purchases", "total_clv"]
-    pd.testing.assert_frame_equal(small.tier_table[cols], free.tier_table[cols], rtol=1e-9)
+    # the same numbers to the fits' precision: DuckDB's parallel sums may differ in the last bits between
+    # budgets, and the fits started from them stop within their tolerance (measured: 4e-9 apart in one of
+    # six fresh-clone runs, which failed the 1e-9 this test had)
+    pd.testing.assert_frame_equal(small.tier_table[cols], free.tier_table[cols], rtol=1e-7)
     proc = subprocess.run([sys.executable, "-m", "clvmodels.cli", "report", "--dataset", "cdnow-sample",
                            "--engine-memory", "plenty", "--output", str(tmp_path / "out"), "--no-progress"],
                           capture_output=True, text=True, timeout=300)
