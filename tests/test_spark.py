@@ -401,3 +401,32 @@ def test_customer_table_on_spark_equals_duckdb(spark, tmp_path):
     np.testing.assert_allclose(spk.covariate_model.model.params_, duck.covariate_model.model.params_, rtol=1e-6)
     cols = ["customers", "expected_purchases", "total_clv"]
     pd.testing.assert_frame_equal(spk.tier_table[cols], duck.tier_table[cols], rtol=1e-6, check_dtype=False)
+
+
+def test_one_pass_on_spark_equals_duckdb_and_refuses_the_same(spark, tmp_path):
+    """Issue 19: a CSV log read once on Spark (validation folded into the customer aggregation,
+    kept persisted or brought to memory) gives DuckDB's table, and a bad file the same message."""
+    from clvmodels import scoring
+    from clvmodels.rfm import summarise_log
+
+    from .test_one_pass import BAD, _log
+
+    path = tmp_path / "log.csv"
+    _log().to_csv(path, index=False)
+    duck = summarise_log(path, refunds="net", observation_end="2023-08-31")
+    on_spark = summarise_log(path, refunds="net", observation_end="2023-08-31", engine="spark")
+    assert on_spark.log._find_backend().name == "pyspark"
+    _same(on_spark.rfm("W"), duck.rfm("W"))
+    assert (on_spark.first_day, on_spark.last_day, on_spark.customers) == (duck.first_day, duck.last_day, duck.customers)
+    kept = summarise_log(path, refunds="net", keep="engine", engine="spark")
+    rows = scoring.compressed_rfm(kept.log, time_unit="W").purchases
+    pd.testing.assert_frame_equal(rows, scoring.compressed_rfm(path, time_unit="W", columns={"refunds": "net"}).purchases)
+    scoring.release()
+    for case in ("no id", "bad date", "text amount", "refund"):
+        bad = tmp_path / f"{case.replace(' ', '_')}.csv"
+        bad.write_text(BAD[case])
+        with pytest.raises(DataValidationError) as loading:
+            clvmodels.load_transactions(bad, engine="spark")
+        with pytest.raises(DataValidationError) as one_pass:
+            summarise_log(bad, keep="engine", engine="spark")
+        assert str(one_pass.value) == str(loading.value)

@@ -191,7 +191,7 @@ def test_validation_pass_learns_the_days_and_about_how_many_customers(monkeypatc
     assert date_range(dropped) == (df["date"].min(), df["date"].max())
     netted = load_transactions(pd.concat([df, refund]), refunds="net")
     assert log_facts(netted) is None and date_range(netted) == (df["date"].min(), df["date"].max())
-    # the report's windows and scoring path ask the engine nothing more
+    # the report's windows ask the engine nothing more
     import clvmodels._engine as engine
 
     calls = []
@@ -199,5 +199,4 @@ def test_validation_pass_learns_the_days_and_about_how_many_customers(monkeypatc
     monkeypatch.setattr(engine, "_execute", lambda expr: calls.append(expr) or real(expr))
     cfg = reporting.validate_parameters({})
     assert pipeline.resolve_windows(cfg, t)[0] == str(df["date"].max().date())
-    assert pipeline._scores_in_engine(cfg, t) is False
     assert calls == []

@@ -17,7 +17,7 @@ import pandas as pd
 from clvmodels._validation import DAYS_PER_UNIT
 from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
 from clvmodels.exceptions import DataValidationError
-from clvmodels.reporting import ReportConfig, load_report_transactions, save_artifacts
+from clvmodels.reporting import ReportConfig, report_source, save_artifacts
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
            "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS"]
@@ -312,21 +312,13 @@ def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = N
     return detect_left_truncation(T, weights, time_unit=cfg.time_unit)
 
 
-def _scores_in_engine(cfg: ReportConfig, log: Any) -> bool:
+def _customer_table_home(cfg: ReportConfig) -> str:
+    """Where the customer table lives (``keep`` of :func:`clvmodels.rfm.summarise_log`): as the
+    ``scoring`` parameter says; "auto" is the engine above :data:`ENGINE_SCORING_ABOVE` customers,
+    and on Spark unless a customer table is given (whose covariate models work in memory)."""
     if cfg.scoring != "auto":
-        return cfg.scoring == "engine"
-    from clvmodels._engine import backend_name, execute
-
-    if backend_name(log) == "pyspark" and not cfg.customers_path:
-        return True
-    # about how many customers (on Spark too with a customer table: up to ENGINE_SCORING_ABOVE
-    # customers the table comes to memory, where the covariate models work, as on DuckDB): learnt in the log's validation pass (a HyperLogLog estimate, within
-    # a few percent: enough to choose where the customer table lives)
-    from clvmodels.transactions import log_facts
-
-    facts = log_facts(log)
-    customers = facts["customers_approx"] if facts else int(execute(log.customer_id.approx_nunique()))
-    return customers > ENGINE_SCORING_ABOVE
+        return cfg.scoring
+    return "engine" if cfg.engine == "spark" and not cfg.customers_path else "auto"
 
 
 def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,
@@ -464,11 +456,17 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
         timings[stage] = now - clock[0]
         clock[0] = now
 
-    log = load_report_transactions(cfg) if transactions is None else transactions
+    from clvmodels.rfm import summarise_log
+
+    source, options = report_source(cfg) if transactions is None else (transactions, {})
+    # the log read, validated and summarised per customer (once, where a second pass would cost a parse)
+    summary = summarise_log(source, observation_end=cfg.observation_end or None, keep=_customer_table_home(cfg),
+                            engine_above=ENGINE_SCORING_ABOVE, **options)
+    log = summary.log
     obs_end, cal_end = resolve_windows(cfg, log)
-    if _scores_in_engine(cfg, log):
+    if summary.rfm_days is None:
         return _engine_analysis(cfg, log, obs_end, cal_end, timings, lap)
-    rfm = clvmodels.rfm_summary(log, time_unit=cfg.time_unit, observation_end=obs_end)
+    rfm = summary.rfm(cfg.time_unit)
     lap("load and RFM")
 
     def sample(n_wanted: int) -> Any:

@@ -29,10 +29,16 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._engine import execute
-from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
+from clvmodels._engine import execute, quiet_engine
+from clvmodels._validation import (
+    DAYS_PER_UNIT,
+    TimeUnit,
+    check_choice,
+    check_time_unit,
+    check_timestamp,
+)
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.transactions import load_transactions
+from clvmodels.transactions import NO_PURCHASES, CheckedLog, load_transactions
 
 __all__ = ["rfm_summary", "calibration_holdout", "purchase_calendar", "PurchaseCalendar", "HOLDOUT_COLUMNS"]
 
@@ -50,7 +56,9 @@ def _date_literal(ts: pd.Timestamp) -> ir.Value:
 
 
 def _max_date(t: ir.Table) -> pd.Timestamp:
-    return pd.Timestamp(execute(t.date.max()))
+    from clvmodels.transactions import date_range
+
+    return date_range(t)[1]
 
 
 @ibis.udf.agg.builtin(name="min_by")
@@ -71,6 +79,13 @@ def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
         total=daily.amount.sum(),
         first_amount=_min_by(daily.amount.cast("float64"), daily.date),
     )
+    return _rfm_days(per, end)
+
+
+def _rfm_days(per: ir.Table, end: pd.Timestamp) -> ir.Table:
+    """RFM in whole days from per-customer ``first, last, n_days, total, first_amount`` (the
+    customers with at least one purchase day)."""
+    per = per.filter(per.n_days > 0)
     repeat = per.n_days - 1
     return per.select(
         "customer_id",
@@ -81,6 +96,176 @@ def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
             repeat > 0, (per.total - per.first_amount) / repeat.cast("float64"), 0.0
         ),
     )
+
+
+#: later than any purchase: a day outside the window never gives a customer's first day's spend
+_NEVER = datetime.date(9999, 12, 31)
+
+
+def _checked_aggregates(log: CheckedLog, end: pd.Timestamp | None) -> ir.Table:
+    """One aggregation of the raw log that is both its validation and its customer table: per
+    customer ``first, last, n_days, total, first_amount`` of the purchase days up to ``end``
+    (all when None), ``bad`` (rows any check of :func:`load_transactions` fails, to be
+    examined only when not 0), ``rows`` and ``first_all, last_all`` (the purchase days of the whole log).
+    Refunds are handled per day as :func:`load_transactions` does."""
+    raw = log.raw
+    base = raw.select(customer_id=log.cid, date=log.date, amount=log.amount, bad=log.any_bad().cast("int64"))
+    by_day = base.group_by(["customer_id", "date"])
+    if log.refunds == "drop":  # the refunds are left out; a day of refunds only is no purchase
+        daily = by_day.aggregate(amount=base.amount.sum(where=base.amount >= 0),
+                                 keep=(base.amount >= 0).any(), bad=base.bad.sum(), rows=base.count())
+        amount, keep = daily.amount.fill_null(0.0), daily.keep.fill_null(False)
+    elif log.refunds == "net":  # netted within the day; a day whose net is not positive is no purchase
+        daily = by_day.aggregate(amount=base.amount.sum(), refund=(base.amount < 0).any(),
+                                 bad=base.bad.sum(), rows=base.count())
+        amount, keep = daily.amount.clip(lower=0), (~daily.refund | (daily.amount > 0)).fill_null(False)
+    else:
+        daily = by_day.aggregate(amount=base.amount.sum(), bad=base.bad.sum(), rows=base.count())
+        amount, keep = daily.amount, daily.date.notnull()
+    keep = keep & daily.date.notnull()
+    window = keep if end is None else keep & (daily.date <= _date_literal(end))
+    day = ibis.ifelse(window, daily.date, ibis.date(_NEVER.year, _NEVER.month, _NEVER.day))
+    return daily.group_by("customer_id").aggregate(
+        first=daily.date.min(where=window),
+        last=daily.date.max(where=window),
+        n_days=window.cast("int64").sum(),
+        total=amount.cast("float64").sum(where=window),
+        first_amount=_min_by(amount.cast("float64"), day),
+        bad=daily.bad.sum(),
+        rows=daily.rows.sum(),
+        first_all=daily.date.min(where=keep),
+        last_all=daily.date.max(where=keep),
+    )
+
+
+@dataclass
+class LogSummary:
+    """What the first pass over a log (:func:`summarise_log`) learnt."""
+
+    log: ir.Table
+    """The validated log, for the passes that follow (backtest, calendar, ...)."""
+    observation_end: pd.Timestamp
+    first_day: pd.Timestamp
+    last_day: pd.Timestamp
+    customers: int
+    """Customers with a purchase on or before the observation end (exact)."""
+    rfm_days: pd.DataFrame | None
+    """The customer table in whole days (``frequency, recency_days, T_days, monetary_value``,
+    indexed by customer, sorted) when it came to memory; None when the engine keeps it (then the
+    scoring functions of :mod:`clvmodels.scoring` find it there for this log and end)."""
+
+    def rfm(self, time_unit: TimeUnit) -> pd.DataFrame:
+        """The customer table as :func:`rfm_summary` returns it (in memory only)."""
+        if self.rfm_days is None:
+            raise RuntimeError("the customer table of this log is kept by the engine")
+        days = DAYS_PER_UNIT[check_time_unit(time_unit)]
+        df = self.rfm_days
+        out = pd.DataFrame({"frequency": df["frequency"], "recency": df["recency_days"].astype(float) / days,
+                            "T": df["T_days"].astype(float) / days, "monetary_value": df["monetary_value"]},
+                           index=df.index)
+        out.attrs.update({"time_unit": check_time_unit(time_unit), "observation_end": str(self.observation_end.date())})
+        return out
+
+
+def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memory",
+                  engine_above: int = 0, **load_options: Any) -> LogSummary:
+    """Load, validate and summarise a log per customer, reading the raw log as few times as pays.
+
+    A log whose every pass costs a parse (CSV text, an Ibis or Spark table) or whose customer
+    table the engine keeps is read **once**: the checks of :func:`load_transactions` ride along
+    in the customer aggregation (each row counts as bad or not; only a log with bad rows is
+    examined again, for the message with counts and examples), the aggregation is kept by the
+    engine, and the first and last purchase day and the exact number of customers come from
+    that table. A DataFrame or Parquet files, whose columns the engine scans in a fraction of the
+    aggregation's time, get :func:`load_transactions`' validation pass and then the customer
+    query straight to memory (cheaper there than keeping the table: measured in
+    benchmarks/README.md, "One pass or two").
+
+    ``keep``: where the customer table goes: ``"memory"`` (pandas), ``"engine"`` (kept by the
+    engine for :mod:`clvmodels.scoring`) or ``"auto"``: memory for at most ``engine_above``
+    customers. Raises what :func:`load_transactions` raises, with the same messages.
+    """
+    from clvmodels.transactions import (
+        date_range,
+        is_validated,
+        log_facts,
+        open_checked,
+        remember_facts,
+    )
+
+    check_choice("keep", keep, ("memory", "engine", "auto"))
+    end = None if observation_end is None else check_timestamp("observation_end", observation_end)
+    if is_validated(source) and not load_options:
+        checked, rows = None, None
+    else:
+        checked = open_checked(source, **load_options)
+        rows = _rows_at_most(checked)
+    if checked is None or (keep != "engine" and rows is not None and (keep == "memory" or rows <= engine_above)):
+        log = source if checked is None else checked.validated()
+        first_day, last_day = date_range(log)
+        end = last_day if end is None else end
+        if keep == "auto":  # about how many customers: from the validation pass when it counted them
+            facts = log_facts(log)
+            approx = facts["customers_approx"] if facts else int(execute(log.customer_id.approx_nunique()))
+        if keep == "engine" or (keep == "auto" and approx > engine_above):
+            from clvmodels.scoring import _customers
+
+            per = _customers(log, "D", end, None, "duckdb")[0]
+            customers = int(execute(per.count()))
+            return LogSummary(log, end, first_day, last_day, customers, None)
+        frame = _finish(_customer_frame(_per_customer_days(log.filter(log.date <= _date_literal(end)), end)
+                                        .order_by("customer_id")))
+        return LogSummary(log, end, first_day, last_day, len(frame), frame)
+    # one pass: the customer table with the checks, kept by the engine
+    from clvmodels.scoring import _materialise, _seed_customers
+
+    per, drop = None, None
+    try:
+        per, drop = _materialise(_checked_aggregates(checked, end))
+        stats = execute(per.aggregate(
+            bad=per.bad.sum(), rows=per.rows.sum(), customers=(per.n_days > 0).cast("int64").sum(),
+            first_all=per.first_all.min(), last_all=per.last_all.max())).iloc[0]
+    except Exception as exc:  # the engine reads files lazily: a bad file shows up here
+        if drop is not None:
+            drop()
+        raise checked.read_error(exc) from None
+    if pd.isna(stats["rows"]) or stats["bad"] or pd.isna(stats["first_all"]):
+        drop()
+        checked.raise_problems()  # an empty log or bad rows: the message with counts and examples
+        raise DataValidationError(NO_PURCHASES)
+    log = checked.table()
+    first_day, last_day = pd.Timestamp(stats["first_all"]), pd.Timestamp(stats["last_all"])
+    customers = int(stats["customers"])
+    end = last_day if end is None else end
+    remember_facts(log, first_day, last_day, customers)
+    table = _rfm_days(per, end)
+    if keep == "engine" or (keep == "auto" and customers > engine_above):
+        _seed_customers(log, end, table, drop)
+        return LogSummary(log, end, first_day, last_day, customers, None)
+    frame = _finish(_customer_frame(table.order_by("customer_id")))
+    drop()
+    return LogSummary(log, end, first_day, last_day, customers, frame)
+
+
+def _rows_at_most(log: CheckedLog) -> int | None:
+    """The log's number of rows when it is known without reading it (a DataFrame, Parquet
+    files' metadata); None otherwise."""
+    import os
+    from pathlib import Path
+
+    source = log.source
+    if isinstance(source, pd.DataFrame):
+        return len(source)
+    if isinstance(source, (str, os.PathLike)) and not str(source).lower().endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+        try:
+            import pyarrow.parquet as pq
+
+            from clvmodels.transactions import parquet_files
+
+            return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(Path(source)))
+        except Exception:
+            return None
+    return None
 
 
 def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
@@ -101,13 +286,18 @@ def _with_regularity(per: ir.Table, t: ir.Table, unit: str) -> ir.Table:
     """``per`` with ``litt``: each customer's sum of the logs of the times between consecutive
     purchase days, in ``unit`` (0 with fewer than two purchase days), as MBG/CNBD-k needs to
     choose its regularity (Platzer & Reutterer 2016; BTYDplus calls it ``litt``)."""
+    litt = _litt(t, unit)
+    return per.left_join(litt, "customer_id").select(per, litt=litt.litt.fill_null(0.0))
+
+
+def _litt(t: ir.Table, unit: str) -> ir.Table:
+    """``customer_id, litt`` of the customers with at least two purchase days in ``t``."""
     days = t.select("customer_id", "date").distinct()
     prev = days.date.lag().over(ibis.window(group_by="customer_id", order_by="date"))
     gaps = days.mutate(prev=prev)
     gaps = gaps.filter(gaps.prev.notnull())
     gaps = gaps.mutate(lg=(gaps.date.delta(gaps.prev, unit="day").cast("float64") / DAYS_PER_UNIT[unit]).ln())
-    litt = gaps.group_by("customer_id").aggregate(litt=gaps.lg.sum())
-    return per.left_join(litt, "customer_id").select(per, litt=litt.litt.fill_null(0.0))
+    return gaps.group_by("customer_id").aggregate(litt=gaps.lg.sum())
 
 
 @dataclass(frozen=True)
@@ -178,7 +368,7 @@ def _customer_frame(expr: ir.Table) -> pd.DataFrame:
     column (Ibis' conversion stacks the numeric columns into one block: a copy that took a third
     of the RFM table's time at 3.6M customers); the columns are ids, counts and floats, which
     Arrow and Ibis convert alike."""
-    from clvmodels._engine import backend_name, backend_of, quiet_engine
+    from clvmodels._engine import backend_name, backend_of
 
     if backend_name(expr) != "duckdb":
         return execute(expr)
@@ -247,18 +437,18 @@ def rfm_summary(
     [2.0, 30.43, 38.86]
     """
     unit = check_time_unit(time_unit)
-    t, end = _up_to(_transactions(transactions, columns), observation_end)
-    per = _per_customer(t, end, unit)
-    if regularity:
-        per = _with_regularity(per, t, unit)
-    df = _customer_frame(per.order_by("customer_id"))
-    if len(df) == 0:
+    summary = summarise_log(transactions, observation_end=observation_end, **(columns or {}))
+    end = summary.observation_end
+    out = summary.rfm(unit)
+    if len(out) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
             "choose a later observation_end."
         )
-    out = _finish(df)
-    out.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
+    t = summary.log.filter(summary.log.date <= _date_literal(end))
+    if regularity:
+        litt = _customer_frame(_litt(t, unit)).set_index("customer_id")["litt"]
+        out["litt"] = litt.reindex(out.index).fillna(0.0).to_numpy(float)
     if calendar:
         out.attrs["purchase_calendar"] = _purchase_calendar(t, end)
     return out

@@ -83,7 +83,16 @@ def _customers(transactions: Any, time_unit: Any, observation_end: Any, columns:
     instead of one per query)."""
     import weakref
 
+    from clvmodels.transactions import is_validated
+
     unit = check_time_unit(time_unit)
+    if not is_validated(transactions):
+        # a log not yet read: read, validated and aggregated in one pass (clvmodels.rfm.summarise_log)
+        from clvmodels.rfm import summarise_log
+
+        summary = summarise_log(transactions, observation_end=observation_end or None, keep="engine",
+                                engine=engine, **(columns or {}))
+        return _materialised[0][2], unit, summary.observation_end
     t = load_transactions(transactions, engine=engine, **(columns or {}))
     end = _max_date(t) if observation_end is None or observation_end == "" else check_timestamp(
         "observation_end", observation_end)
@@ -94,6 +103,15 @@ def _customers(transactions: Any, time_unit: Any, observation_end: Any, columns:
     table, drop = _materialise(per)
     _materialised.append((weakref.ref(t), end, table, drop))
     return table, unit, end
+
+
+def _seed_customers(log: ir.Table, end: pd.Timestamp, per: ir.Table, drop: Any) -> None:
+    """Hand the functions here a customer table already kept by the engine for ``log`` up to
+    ``end`` (the first pass of :func:`clvmodels.rfm.summarise_log` built it)."""
+    import weakref
+
+    release()
+    _materialised.append((weakref.ref(log), end, per, drop))
 
 
 def _materialise(per: ir.Table) -> tuple[ir.Table, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from clvmodels._engine import ENGINES, backend_name, duckdb_connection, execute,
 from clvmodels._validation import MAX_EXAMPLES, check_choice, format_examples
 from clvmodels.exceptions import DataValidationError
 
-__all__ = ["load_transactions", "TRANSACTION_COLUMNS"]
+__all__ = ["load_transactions", "TRANSACTION_COLUMNS"]  # open_checked, CheckedLog: for clvmodels.rfm
 
 TRANSACTION_COLUMNS = ("customer_id", "date", "amount")
 RefundPolicy = Literal["error", "drop", "net"]
@@ -453,6 +454,18 @@ def load_transactions(
     check_choice("engine", engine, ENGINES)
     if is_validated(source) and (customer_id, date, amount) == TRANSACTION_COLUMNS:
         return source
+    checked = open_checked(source, customer_id=customer_id, date=date, amount=amount, date_format=date_format,
+                           refunds=refunds, csv_options=csv_options, engine=engine)
+    return checked.validated()
+
+
+def open_checked(source: Any, *, customer_id: str = "customer_id", date: str = "date", amount: str = "amount",
+                 date_format: str | None = None, refunds: RefundPolicy = "error",
+                 csv_options: dict[str, Any] | None = None, engine: str = "duckdb") -> CheckedLog:
+    """The log opened and its columns mapped and parsed, with the checks of
+    :func:`load_transactions` built but not yet run (see :class:`CheckedLog`)."""
+    check_choice("refunds", refunds, REFUND_POLICIES)
+    check_choice("engine", engine, ENGINES)
     if date_format is not None and "%y" in date_format:
         raise DataValidationError(
             f"date_format {date_format!r} has a two-digit year (%y), which the engines read into different "
@@ -529,52 +542,109 @@ def load_transactions(
              "Pass refunds='drop' to ignore them or refunds='net' to subtract them from the "
              "same day's purchases (command line: --refunds drop or --refunds net).")
         )
-    counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(checks)}
-    # facts later steps would each ask of the log in a pass of their own, asked in this pass:
-    # the first and last purchase day (of the purchases kept) and about how many customers
-    kept = (parsed_amount >= 0) if refunds == "drop" else None
-    facts = {"first_day": parsed_date.min(where=kept), "last_day": parsed_date.max(where=kept),
-             "customers_approx": cid_raw.approx_nunique()} if refunds in ("error", "drop") else {}
-    try:
-        stats = execute(raw.aggregate(n=raw.count(), **counts, **facts)).iloc[0]
-    except Exception as exc:  # the engine reads files lazily: a bad file shows up here
-        raise DataValidationError(
-            f"Could not read the transaction log {str(source) if not isinstance(source, pd.DataFrame) else 'DataFrame'!r}: "
-            f"{_first_line(exc).rstrip('.')}. Check that every file has the columns {sorted(set(wanted.values()))} with one "
-            "type each.") from None
-    n_rows = int(stats["n"])
-    if n_rows == 0:
-        raise DataValidationError(
-            "The transaction log is empty (0 rows); there is nothing to summarise."
-        )
-    for i, (col, cond, shown, problem, fix) in enumerate(checks):
-        n_bad = stats[f"c{i}"]
-        n_bad = 0 if pd.isna(n_bad) else int(n_bad)
-        if n_bad:
-            examples = _examples(raw, cond, shown, col, n_bad == n_rows)
+    return CheckedLog(source, raw, checks, wanted, cid_raw, parsed_date, parsed_amount, refunds)
+
+
+@dataclass
+class CheckedLog:
+    """A log opened and mapped, its validation checks not yet run: :meth:`validated` runs them
+    in a pass of their own (what :func:`load_transactions` does); the first aggregation of the
+    report can instead carry :meth:`any_bad` and ask :meth:`raise_problems` only when it counted
+    a bad row (:func:`clvmodels.rfm.summarise_log`), so the log is read once for both."""
+
+    source: Any
+    raw: ir.Table
+    checks: list[tuple[str, Any, Any, str, str]]
+    wanted: dict[str, str]
+    cid: Any
+    date: Any
+    amount: Any
+    refunds: str
+
+    def any_bad(self) -> Any:
+        """Per raw row: whether any check fails it."""
+        out = ibis.literal(False)
+        for _, cond, *_ in self.checks:
+            out = out | cond.fill_null(False)
+        return out
+
+    def _aggregate(self, **aggregates: Any) -> pd.Series:
+        raw = self.raw
+        try:
+            return execute(raw.aggregate(n=raw.count(), **aggregates)).iloc[0]
+        except Exception as exc:  # the engine reads files lazily: a bad file shows up here
+            raise self.read_error(exc) from None
+
+    def read_error(self, exc: BaseException) -> DataValidationError:
+        """The message for a log the engine could not read (a file that turned out bad)."""
+        name = str(self.source) if not isinstance(self.source, pd.DataFrame) else "DataFrame"
+        return DataValidationError(
+            f"Could not read the transaction log {name!r}: {_first_line(exc).rstrip('.')}. Check that every "
+            f"file has the columns {sorted(set(self.wanted.values()))} with one type each.")
+
+    def raise_problems(self, stats: pd.Series | None = None) -> None:
+        """Raise the first problem the checks find (counted by ``stats`` when given, else by one
+        aggregate pass): an empty log, or a column's bad rows with examples."""
+        if stats is None:
+            stats = self._aggregate(**{f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(self.checks)})
+        n_rows = int(stats["n"])
+        if n_rows == 0:
             raise DataValidationError(
-                f"Column '{col}': {n_bad:,} of {n_rows:,} rows {problem} "
-                f"(examples: {examples}). {fix}"
+                "The transaction log is empty (0 rows); there is nothing to summarise."
             )
-    table = raw.select(customer_id=cid_raw, date=parsed_date, amount=parsed_amount)
-    if refunds == "drop":
-        table = table.filter(table.amount >= 0)
-    elif refunds == "net":
-        daily = table.group_by(["customer_id", "date"]).aggregate(
-            amount=table.amount.sum(), has_refund=(table.amount < 0).any()
-        )
-        table = daily.filter(~daily.has_refund | (daily.amount > 0)).select(
-            "customer_id", "date", daily.amount.clip(lower=0).name("amount")
-        )
-    _validated[id(table)] = table
-    if facts and not pd.isna(stats["first_day"]):
-        if len(_facts) > 1000:  # forget the tables that are gone
-            for key in [k for k, (ref, _) in _facts.items() if ref() is None]:
-                del _facts[key]
-        _facts[id(table)] = (weakref.ref(table), {"first_day": pd.Timestamp(stats["first_day"]).normalize(),
-                                                  "last_day": pd.Timestamp(stats["last_day"]).normalize(),
-                                                  "customers_approx": int(stats["customers_approx"])})
-    return table
+        for i, (col, cond, shown, problem, fix) in enumerate(self.checks):
+            n_bad = stats[f"c{i}"]
+            n_bad = 0 if pd.isna(n_bad) else int(n_bad)
+            if n_bad:
+                examples = _examples(self.raw, cond, shown, col, n_bad == n_rows)
+                raise DataValidationError(
+                    f"Column '{col}': {n_bad:,} of {n_rows:,} rows {problem} "
+                    f"(examples: {examples}). {fix}"
+                )
+
+    def table(self) -> ir.Table:
+        """The validated three-column table (refunds handled); call once the checks passed."""
+        table = self.raw.select(customer_id=self.cid, date=self.date, amount=self.amount)
+        if self.refunds == "drop":
+            table = table.filter(table.amount >= 0)
+        elif self.refunds == "net":
+            daily = table.group_by(["customer_id", "date"]).aggregate(
+                amount=table.amount.sum(), has_refund=(table.amount < 0).any()
+            )
+            table = daily.filter(~daily.has_refund | (daily.amount > 0)).select(
+                "customer_id", "date", daily.amount.clip(lower=0).name("amount")
+            )
+        _validated[id(table)] = table
+        return table
+
+    def validated(self) -> ir.Table:
+        """Run the checks in one aggregate pass (raising on the first problem) and return the
+        validated table, with the facts that pass learnt remembered for it (:func:`log_facts`)."""
+        counts = {f"c{i}": c[1].cast("int64").sum() for i, c in enumerate(self.checks)}
+        # facts later steps would each ask of the log in a pass of their own, asked in this pass:
+        # the first and last purchase day (of the purchases kept) and about how many customers
+        kept = (self.amount >= 0) if self.refunds == "drop" else None
+        facts = {"first_day": self.date.min(where=kept), "last_day": self.date.max(where=kept),
+                 "customers_approx": self.cid.approx_nunique()} if self.refunds in ("error", "drop") else {}
+        stats = self._aggregate(**counts, **facts)
+        self.raise_problems(stats)
+        if self.refunds == "drop" and pd.isna(stats["first_day"]):
+            raise DataValidationError(NO_PURCHASES)
+        table = self.table()
+        if facts and not pd.isna(stats["first_day"]):
+            remember_facts(table, stats["first_day"], stats["last_day"], int(stats["customers_approx"]))
+        return table
+
+
+def remember_facts(table: ir.Table, first_day: Any, last_day: Any, customers: int) -> None:
+    """Record what a pass over the log learnt of a validated table (see :func:`log_facts`):
+    its first and last purchase day and (about) how many customers."""
+    if len(_facts) > 1000:  # forget the tables that are gone
+        for key in [k for k, (ref, _) in _facts.items() if ref() is None]:
+            del _facts[key]
+    _facts[id(table)] = (weakref.ref(table), {"first_day": pd.Timestamp(first_day).normalize(),
+                                              "last_day": pd.Timestamp(last_day).normalize(),
+                                              "customers_approx": int(customers)})
 
 
 #: what the validation pass learnt of each validated table (see :func:`log_facts`)
@@ -597,7 +667,14 @@ def date_range(table: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
     if facts is not None:
         return facts["first_day"], facts["last_day"]
     got = execute(table.aggregate(first=table.date.min(), last=table.date.max())).iloc[0]
+    if pd.isna(got["first"]):
+        raise DataValidationError(NO_PURCHASES)
     return pd.Timestamp(got["first"]), pd.Timestamp(got["last"])
+
+
+#: a log whose every row is a refund (``refunds="drop"``) or whose every day nets to nothing (``"net"``)
+NO_PURCHASES = ("The transaction log has no purchases: every amount is a refund (or every day's refunds cancel its "
+                "purchases), so there is nothing to summarise.")
 
 
 def _examples(raw: ir.Table, cond: Any, shown: ir.Column, col: str, whole_column: bool) -> str:

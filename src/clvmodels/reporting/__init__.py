@@ -22,6 +22,7 @@ __all__ = [
     "validate_parameters",
     "parameters_from",
     "load_report_transactions",
+    "report_source",
     "save_artifacts",
     "executive_summary",
     "run_report",

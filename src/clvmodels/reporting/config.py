@@ -224,11 +224,11 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     return ReportConfig(**p)
 
 
-def load_report_transactions(cfg: ReportConfig):
-    """The transaction log a report runs on: ``input_path``, ``input_table`` (Spark) or the
-    bundled CDNOW data, on ``cfg.engine``."""
+def report_source(cfg: ReportConfig) -> tuple[Any, dict[str, Any]]:
+    """The transaction log a report runs on and how to read it (the options of
+    :func:`clvmodels.load_transactions`): ``input_path``, ``input_table`` (Spark) or the bundled
+    CDNOW data, on ``cfg.engine``."""
     from clvmodels.datasets import load_cdnow
-    from clvmodels.transactions import load_transactions
 
     options = dict(date_format=cfg.date_format or None, refunds=cfg.refunds, engine=cfg.engine, **cfg.columns)
     if cfg.engine == "spark":
@@ -236,10 +236,18 @@ def load_report_transactions(cfg: ReportConfig):
 
         spark_connection(cfg.spark_master, cfg.spark_conf)
         if cfg.input_table:
-            return load_transactions(spark_table(cfg.input_table), **options)
+            return spark_table(cfg.input_table), options
     if cfg.input_path:
-        return load_transactions(cfg.input_path, **options)
-    return load_transactions(load_cdnow(cfg.dataset.split("-")[1]), engine=cfg.engine)
+        return cfg.input_path, options
+    return load_cdnow(cfg.dataset.split("-")[1]), {"engine": cfg.engine}
+
+
+def load_report_transactions(cfg: ReportConfig):
+    """The transaction log a report runs on, loaded and validated (see :func:`report_source`)."""
+    from clvmodels.transactions import load_transactions
+
+    source, options = report_source(cfg)
+    return load_transactions(source, **options)
 
 
 def spark_table(name: str) -> Any:
