@@ -106,36 +106,35 @@ def _checked_aggregates(log: CheckedLog, end: pd.Timestamp | None) -> ir.Table:
     """One aggregation of the raw log that is both its validation and its customer table: per
     customer ``first, last, n_days, total, first_amount`` of the purchase days up to ``end``
     (all when None), ``bad`` (rows any check of :func:`load_transactions` fails, to be
-    examined only when not 0), ``rows`` and ``first_all, last_all`` (the purchase days of the whole log).
+    examined only when not 0) and ``first_all, last_all`` (the purchase days of the whole log).
     Refunds are handled per day as :func:`load_transactions` does."""
     raw = log.raw
     base = raw.select(customer_id=log.cid, date=log.date, amount=log.amount, bad=log.any_bad().cast("int64"))
     by_day = base.group_by(["customer_id", "date"])
     if log.refunds == "drop":  # the refunds are left out; a day of refunds only is no purchase
         daily = by_day.aggregate(amount=base.amount.sum(where=base.amount >= 0),
-                                 keep=(base.amount >= 0).any(), bad=base.bad.sum(), rows=base.count())
+                                 keep=(base.amount >= 0).any(), bad=base.bad.sum())
         amount, keep = daily.amount.fill_null(0.0), daily.keep.fill_null(False)
     elif log.refunds == "net":  # netted within the day; a day whose net is not positive is no purchase
-        daily = by_day.aggregate(amount=base.amount.sum(), refund=(base.amount < 0).any(),
-                                 bad=base.bad.sum(), rows=base.count())
+        daily = by_day.aggregate(amount=base.amount.sum(), refund=(base.amount < 0).any(), bad=base.bad.sum())
         amount, keep = daily.amount.clip(lower=0), (~daily.refund | (daily.amount > 0)).fill_null(False)
     else:
-        daily = by_day.aggregate(amount=base.amount.sum(), bad=base.bad.sum(), rows=base.count())
+        daily = by_day.aggregate(amount=base.amount.sum(), bad=base.bad.sum())
         amount, keep = daily.amount, daily.date.notnull()
     keep = keep & daily.date.notnull()
     window = keep if end is None else keep & (daily.date <= _date_literal(end))
     day = ibis.ifelse(window, daily.date, ibis.date(_NEVER.year, _NEVER.month, _NEVER.day))
-    return daily.group_by("customer_id").aggregate(
+    whole_log = {} if end is None else {"first_all": daily.date.min(where=keep), "last_all": daily.date.max(where=keep)}
+    per = daily.group_by("customer_id").aggregate(
         first=daily.date.min(where=window),
         last=daily.date.max(where=window),
         n_days=window.cast("int64").sum(),
         total=amount.cast("float64").sum(where=window),
         first_amount=_min_by(amount.cast("float64"), day),
         bad=daily.bad.sum(),
-        rows=daily.rows.sum(),
-        first_all=daily.date.min(where=keep),
-        last_all=daily.date.max(where=keep),
+        **whole_log,
     )
+    return per if end is not None else per.mutate(first_all=per.first, last_all=per["last"])
 
 
 @dataclass
@@ -223,13 +222,13 @@ def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memo
     try:
         per, drop = _materialise(_checked_aggregates(checked, end))
         stats = execute(per.aggregate(
-            bad=per.bad.sum(), rows=per.rows.sum(), customers=(per.n_days > 0).cast("int64").sum(),
+            bad=per.bad.sum(), rows=per.count(), customers=(per.n_days > 0).cast("int64").sum(),
             first_all=per.first_all.min(), last_all=per.last_all.max())).iloc[0]
     except Exception as exc:  # the engine reads files lazily: a bad file shows up here
         if drop is not None:
             drop()
         raise checked.read_error(exc) from None
-    if pd.isna(stats["rows"]) or stats["bad"] or pd.isna(stats["first_all"]):
+    if not stats["rows"] or stats["bad"] or pd.isna(stats["first_all"]):
         drop()
         checked.raise_problems()  # an empty log or bad rows: the message with counts and examples
         raise DataValidationError(NO_PURCHASES)
