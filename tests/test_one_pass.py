@@ -49,8 +49,9 @@ def test_one_pass_equals_loading_then_aggregating(csv_log, refunds, end):
     two = clvmodels.load_transactions(csv_log, refunds=refunds)
     expected = clvmodels.rfm_summary(two, time_unit="W", observation_end=end)
     for keep in ("memory", "auto"):
-        s = summarise_log(csv_log, observation_end=end, keep=keep, engine_above=10_000, refunds=refunds)
-        _close(s.rfm("W"), expected)
+        s = summarise_log(csv_log, observation_end=end, time_unit="W", keep=keep, engine_above=10_000,
+                          refunds=refunds)
+        _close(s.rfm, expected)
         assert s.customers == len(expected)
         assert (s.first_day, s.last_day) == date_range(two)
         assert s.observation_end == pd.Timestamp(end or date_range(two)[1])
@@ -61,7 +62,7 @@ def test_one_pass_equals_loading_then_aggregating(csv_log, refunds, end):
         assert log_facts(s.log)["first_day"] == s.first_day
     # kept by the engine: the scoring functions find it, and agree with the table built from the loaded log
     s = summarise_log(csv_log, observation_end=end, keep="engine", refunds=refunds)
-    assert s.rfm_days is None
+    assert s.rfm is None
     kept = scoring.compressed_rfm(s.log, time_unit="W", observation_end=s.observation_end)
     fresh = scoring.compressed_rfm(two, time_unit="W", observation_end=s.observation_end)
     assert kept.customers == fresh.customers == s.customers

@@ -413,10 +413,10 @@ def test_one_pass_on_spark_equals_duckdb_and_refuses_the_same(spark, tmp_path):
 
     path = tmp_path / "log.csv"
     _log().to_csv(path, index=False)
-    duck = summarise_log(path, refunds="net", observation_end="2023-08-31")
-    on_spark = summarise_log(path, refunds="net", observation_end="2023-08-31", engine="spark")
+    duck = summarise_log(path, refunds="net", observation_end="2023-08-31", time_unit="W")
+    on_spark = summarise_log(path, refunds="net", observation_end="2023-08-31", time_unit="W", engine="spark")
     assert on_spark.log._find_backend().name == "pyspark"
-    _same(on_spark.rfm("W"), duck.rfm("W"))
+    _same(on_spark.rfm, duck.rfm)
     assert (on_spark.first_day, on_spark.last_day, on_spark.customers) == (duck.first_day, duck.last_day, duck.customers)
     kept = summarise_log(path, refunds="net", keep="engine", engine="spark")
     rows = scoring.compressed_rfm(kept.log, time_unit="W").purchases

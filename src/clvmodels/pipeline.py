@@ -312,13 +312,18 @@ def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = N
     return detect_left_truncation(T, weights, time_unit=cfg.time_unit)
 
 
-def _customer_table_home(cfg: ReportConfig) -> str:
+def _customer_table_home(cfg: ReportConfig, source: Any) -> str:
     """Where the customer table lives (``keep`` of :func:`clvmodels.rfm.summarise_log`): as the
     ``scoring`` parameter says; "auto" is the engine above :data:`ENGINE_SCORING_ABOVE` customers,
     and on Spark unless a customer table is given (whose covariate models work in memory)."""
     if cfg.scoring != "auto":
         return cfg.scoring
-    return "engine" if cfg.engine == "spark" and not cfg.customers_path else "auto"
+    import ibis.expr.types as ir
+
+    from clvmodels._engine import backend_name
+
+    spark = cfg.engine == "spark" or (isinstance(source, ir.Table) and backend_name(source) == "pyspark")
+    return "engine" if spark and not cfg.customers_path else "auto"
 
 
 def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,
@@ -460,13 +465,13 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
 
     source, options = report_source(cfg) if transactions is None else (transactions, {})
     # the log read, validated and summarised per customer (once, where a second pass would cost a parse)
-    summary = summarise_log(source, observation_end=cfg.observation_end or None, keep=_customer_table_home(cfg),
-                            engine_above=ENGINE_SCORING_ABOVE, **options)
+    summary = summarise_log(source, observation_end=cfg.observation_end or None, time_unit=cfg.time_unit,
+                            keep=_customer_table_home(cfg, source), engine_above=ENGINE_SCORING_ABOVE, **options)
     log = summary.log
     obs_end, cal_end = resolve_windows(cfg, log)
-    if summary.rfm_days is None:
+    if summary.rfm is None:
         return _engine_analysis(cfg, log, obs_end, cal_end, timings, lap)
-    rfm = summary.rfm(cfg.time_unit)
+    rfm = summary.rfm
     lap("load and RFM")
 
     def sample(n_wanted: int) -> Any:

@@ -82,10 +82,11 @@ def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
     return _rfm_days(per, end)
 
 
-def _rfm_days(per: ir.Table, end: pd.Timestamp) -> ir.Table:
-    """RFM in whole days from per-customer ``first, last, n_days, total, first_amount`` (the
-    customers with at least one purchase day)."""
-    per = per.filter(per.n_days > 0)
+def _rfm_days(per: ir.Table, end: pd.Timestamp, *, some_without: bool = False) -> ir.Table:
+    """RFM in whole days from per-customer ``first, last, n_days, total, first_amount`` (of the
+    customers with at least one purchase day, when ``some_without`` says some have none)."""
+    if some_without:
+        per = per.filter(per.n_days > 0)
     repeat = per.n_days - 1
     return per.select(
         "customer_id",
@@ -148,25 +149,13 @@ class LogSummary:
     last_day: pd.Timestamp
     customers: int
     """Customers with a purchase on or before the observation end (exact)."""
-    rfm_days: pd.DataFrame | None
-    """The customer table in whole days (``frequency, recency_days, T_days, monetary_value``,
-    indexed by customer, sorted) when it came to memory; None when the engine keeps it (then the
-    scoring functions of :mod:`clvmodels.scoring` find it there for this log and end)."""
-
-    def rfm(self, time_unit: TimeUnit) -> pd.DataFrame:
-        """The customer table as :func:`rfm_summary` returns it (in memory only)."""
-        if self.rfm_days is None:
-            raise RuntimeError("the customer table of this log is kept by the engine")
-        days = DAYS_PER_UNIT[check_time_unit(time_unit)]
-        df = self.rfm_days
-        out = pd.DataFrame({"frequency": df["frequency"], "recency": df["recency_days"].astype(float) / days,
-                            "T": df["T_days"].astype(float) / days, "monetary_value": df["monetary_value"]},
-                           index=df.index)
-        out.attrs.update({"time_unit": check_time_unit(time_unit), "observation_end": str(self.observation_end.date())})
-        return out
+    rfm: pd.DataFrame | None
+    """The customer table as :func:`rfm_summary` returns it when it came to memory; None when the
+    engine keeps it (the scoring functions of :mod:`clvmodels.scoring` find it there for this log
+    and end)."""
 
 
-def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memory",
+def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUnit = "D", keep: str = "memory",
                   engine_above: int = 0, **load_options: Any) -> LogSummary:
     """Load, validate and summarise a log per customer, reading the raw log as few times as pays.
 
@@ -180,9 +169,9 @@ def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memo
     query straight to memory (cheaper there than keeping the table: measured in
     benchmarks/README.md, "One pass or two").
 
-    ``keep``: where the customer table goes: ``"memory"`` (pandas), ``"engine"`` (kept by the
-    engine for :mod:`clvmodels.scoring`) or ``"auto"``: memory for at most ``engine_above``
-    customers. Raises what :func:`load_transactions` raises, with the same messages.
+    ``keep``: where the customer table goes: ``"memory"`` (pandas, in ``time_unit``), ``"engine"``
+    (kept by the engine for :mod:`clvmodels.scoring`, in days) or ``"auto"``: memory for at most
+    ``engine_above`` customers. Raises what :func:`load_transactions` raises, with the same messages.
     """
     from clvmodels.transactions import (
         date_range,
@@ -193,6 +182,7 @@ def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memo
     )
 
     check_choice("keep", keep, ("memory", "engine", "auto"))
+    unit = check_time_unit(time_unit)
     end = None if observation_end is None else check_timestamp("observation_end", observation_end)
     if is_validated(source) and not load_options:
         checked, rows = None, None
@@ -212,9 +202,9 @@ def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memo
             per = _customers(log, "D", end, None, "duckdb")[0]
             customers = int(execute(per.count()))
             return LogSummary(log, end, first_day, last_day, customers, None)
-        frame = _finish(_customer_frame(_per_customer_days(log.filter(log.date <= _date_literal(end)), end)
-                                        .order_by("customer_id")))
-        return LogSummary(log, end, first_day, last_day, len(frame), frame)
+        frame = _customer_frame(_per_customer(log.filter(log.date <= _date_literal(end)), end, unit)
+                                .order_by("customer_id"))
+        return LogSummary(log, end, first_day, last_day, len(frame), _memory_table(frame, unit, end))
     # one pass: the customer table with the checks, kept by the engine
     from clvmodels.scoring import _materialise, _seed_customers
 
@@ -237,13 +227,19 @@ def summarise_log(source: Any, *, observation_end: Any = None, keep: str = "memo
     customers = int(stats["customers"])
     end = last_day if end is None else end
     remember_facts(log, first_day, last_day, customers)
-    table = _rfm_days(per, end)
+    table = _rfm_days(per, end, some_without=True)
     if keep == "engine" or (keep == "auto" and customers > engine_above):
         _seed_customers(log, end, table, drop)
         return LogSummary(log, end, first_day, last_day, customers, None)
-    frame = _finish(_customer_frame(table.order_by("customer_id")))
+    frame = _customer_frame(_in_unit(table, unit).order_by("customer_id"))
     drop()
-    return LogSummary(log, end, first_day, last_day, customers, frame)
+    return LogSummary(log, end, first_day, last_day, customers, _memory_table(frame, unit, end))
+
+
+def _memory_table(frame: pd.DataFrame, unit: str, end: pd.Timestamp) -> pd.DataFrame:
+    out = _finish(frame)
+    out.attrs.update({"time_unit": unit, "observation_end": str(end.date())})
+    return out
 
 
 def _rows_at_most(log: CheckedLog) -> int | None:
@@ -270,7 +266,11 @@ def _rows_at_most(log: CheckedLog) -> int | None:
 def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
     """Customer-level RFM of the purchases on or before ``end``, in ``unit`` (not ordered: the
     callers sort once, at the end)."""
-    per = _per_customer_days(t, end)
+    return _in_unit(_per_customer_days(t, end), unit)
+
+
+def _in_unit(per: ir.Table, unit: str) -> ir.Table:
+    """A table of :func:`_rfm_days` with its times in ``unit``."""
     days = DAYS_PER_UNIT[unit]
     # whole days divided by 7.0 in IEEE doubles: the same numbers numpy or lifetimes compute
     return per.select(
@@ -436,9 +436,9 @@ def rfm_summary(
     [2.0, 30.43, 38.86]
     """
     unit = check_time_unit(time_unit)
-    summary = summarise_log(transactions, observation_end=observation_end, **(columns or {}))
+    summary = summarise_log(transactions, observation_end=observation_end, time_unit=unit, **(columns or {}))
     end = summary.observation_end
-    out = summary.rfm(unit)
+    out = summary.rfm
     if len(out) == 0:
         raise DataValidationError(
             f"No purchases on or before observation_end={end.date()}; "
