@@ -159,15 +159,15 @@ def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUn
                   engine_above: int = 0, **load_options: Any) -> LogSummary:
     """Load, validate and summarise a log per customer, reading the raw log as few times as pays.
 
-    A log whose every pass costs a parse (CSV text, an Ibis or Spark table) or whose customer
-    table the engine keeps is read **once**: the checks of :func:`load_transactions` ride along
-    in the customer aggregation (each row counts as bad or not; only a log with bad rows is
-    examined again, for the message with counts and examples), the aggregation is kept by the
-    engine, and the first and last purchase day and the exact number of customers come from
-    that table. A DataFrame or Parquet files, whose columns the engine scans in a fraction of the
-    aggregation's time, get :func:`load_transactions`' validation pass and then the customer
-    query straight to memory (cheaper there than keeping the table: measured in
-    benchmarks/README.md, "One pass or two").
+    A log whose every pass costs a parse (CSV text, an Ibis or Spark table) is read **once**:
+    the checks of :func:`load_transactions` ride along in the customer aggregation (each row
+    counts as bad or not; only a log with bad rows is examined again, for the message with
+    counts and examples), the aggregation is kept by the engine, and the first and last purchase
+    day and the exact number of customers come from that table. A DataFrame or Parquet files,
+    whose three columns the engine scans in a fraction of the aggregation's time, get
+    :func:`load_transactions`' validation pass and then the customer query: carrying the checks
+    through the aggregation cost more there than the scan (measured in benchmarks/README.md,
+    "one pass or two").
 
     ``keep``: where the customer table goes: ``"memory"`` (pandas, in ``time_unit``), ``"engine"``
     (kept by the engine for :mod:`clvmodels.scoring`, in days) or ``"auto"``: memory for at most
@@ -189,14 +189,16 @@ def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUn
     else:
         checked = open_checked(source, **load_options)
         rows = _rows_at_most(checked)
-    if checked is None or (keep != "engine" and rows is not None and (keep == "memory" or rows <= engine_above)):
+    if checked is None or rows is not None:  # columns the engine scans in a fraction of the aggregation's time
         log = source if checked is None else checked.validated()
         first_day, last_day = date_range(log)
         end = last_day if end is None else end
-        if keep == "auto":  # about how many customers: from the validation pass when it counted them
+        approx = 0
+        if keep == "auto" and (rows is None or rows > engine_above):
+            # about how many customers: from the validation pass when it counted them
             facts = log_facts(log)
             approx = facts["customers_approx"] if facts else int(execute(log.customer_id.approx_nunique()))
-        if keep == "engine" or (keep == "auto" and approx > engine_above):
+        if keep == "engine" or approx > engine_above:
             from clvmodels.scoring import _customers
 
             per = _customers(log, "D", end, None, "duckdb")[0]
