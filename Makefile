@@ -28,6 +28,7 @@ report: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/bench_rfm.py
+	$(BIN)/python benchmarks/bench_one_pass.py --transactions 1e6 1e7 3e7 1e8
 	$(BIN)/python benchmarks/bench_models.py
 	$(BIN)/python benchmarks/bench_model_family.py
 	$(BIN)/python benchmarks/bench_seasonal.py
