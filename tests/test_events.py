@@ -93,3 +93,18 @@ def test_cli_refuses_a_missing_events_file_in_one_line(tmp_path):
     assert run.returncode != 0
     assert "Traceback" not in run.stderr + run.stdout
     assert "events_path" in run.stderr and "--events" in run.stderr
+
+
+def test_events_without_a_backtest_are_said_to_be_unused(tmp_path):
+    """Events enter the forecast through the backtest's calendar candidates; with
+    ``calibration_end none`` the report said nothing of the table it was given."""
+    log, events = _holiday_world(500)
+    path = tmp_path / "events.csv"
+    events.to_csv(path, index=False)
+    with_events = pipeline.run_analysis(reporting.validate_parameters(
+        {"events_path": str(path), "calibration_end": "none", "n_draws": 10, "horizon": 26}),
+        clvmodels.load_transactions(log))
+    assert "The events table given was not used" in reporting.model_paragraph(with_events)
+    without = pipeline.run_analysis(reporting.validate_parameters(
+        {"calibration_end": "none", "n_draws": 10, "horizon": 26}), clvmodels.load_transactions(log))
+    assert "events table" not in reporting.model_paragraph(without)
