@@ -38,7 +38,7 @@ from clvmodels._validation import (
     check_timestamp,
 )
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.transactions import NO_PURCHASES, CheckedLog, load_transactions
+from clvmodels.transactions import NO_PURCHASES, CheckedLog, load_transactions, net_day
 
 __all__ = ["rfm_summary", "calibration_holdout", "purchase_calendar", "PurchaseCalendar", "HOLDOUT_COLUMNS"]
 
@@ -118,7 +118,8 @@ def _checked_aggregates(log: CheckedLog, end: pd.Timestamp | None) -> ir.Table:
         amount, keep = daily.amount.fill_null(0.0), daily.keep.fill_null(False)
     elif log.refunds == "net":  # netted within the day; a day whose net is not positive is no purchase
         daily = by_day.aggregate(amount=base.amount.sum(), refund=(base.amount < 0).any(), bad=base.bad.sum())
-        amount, keep = daily.amount.clip(lower=0), (~daily.refund | (daily.amount > 0)).fill_null(False)
+        amount, keep = net_day(daily.amount, daily.refund)
+        keep = keep.fill_null(False)
     else:
         daily = by_day.aggregate(amount=base.amount.sum(), bad=base.bad.sum())
         amount, keep = daily.amount, daily.date.notnull()
@@ -250,14 +251,14 @@ def _rows_at_most(log: CheckedLog) -> int | None:
     import os
     from pathlib import Path
 
+    from clvmodels.transactions import _is_csv, is_remote, parquet_files
+
     source = log.source
     if isinstance(source, pd.DataFrame):
         return len(source)
-    if isinstance(source, (str, os.PathLike)) and not str(source).lower().endswith((".csv", ".csv.gz", ".txt", ".tsv")):
+    if isinstance(source, (str, os.PathLike)) and not _is_csv(source) and not is_remote(str(source)):
         try:
             import pyarrow.parquet as pq
-
-            from clvmodels.transactions import parquet_files
 
             return sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(Path(source)))
         except Exception:

@@ -615,9 +615,8 @@ class CheckedLog:
             daily = table.group_by(["customer_id", "date"]).aggregate(
                 amount=table.amount.sum(), has_refund=(table.amount < 0).any()
             )
-            table = daily.filter(~daily.has_refund | (daily.amount > 0)).select(
-                "customer_id", "date", daily.amount.clip(lower=0).name("amount")
-            )
+            amount, kept = net_day(daily.amount, daily.has_refund)
+            table = daily.filter(kept).select("customer_id", "date", amount.name("amount"))
         _validated[id(table)] = table
         return table
 
@@ -635,9 +634,16 @@ class CheckedLog:
         if self.refunds == "drop" and pd.isna(stats["first_day"]):
             raise DataValidationError(NO_PURCHASES)
         table = self.table()
-        if facts and not pd.isna(stats["first_day"]):
+        if facts:  # (a first day exists: the checks passed on a log with rows, and "drop" kept one)
             remember_facts(table, stats["first_day"], stats["last_day"], int(stats["customers_approx"]))
         return table
+
+
+def net_day(total: Any, has_refund: Any) -> tuple[Any, Any]:
+    """A customer's day under ``refunds="net"`` from its summed amount and whether it had a
+    refund: (its amount - the net, at least 0 - and whether it counts as a purchase day - no
+    refund, or a positive net)."""
+    return total.clip(lower=0), ~has_refund | (total > 0)
 
 
 def remember_facts(table: ir.Table, first_day: Any, last_day: Any, customers: int) -> None:

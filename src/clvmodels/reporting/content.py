@@ -250,7 +250,7 @@ def model_paragraph(analysis: Any) -> str:
     if analysis.selection is None:
         lead = ("There was no backtest in this run (no calibration window), so the model is BG/NBD and the "
                 "intervals do not include the model's own error. ")
-        if getattr(analysis.config, "events_path", ""):
+        if analysis.config.events_path:
             # events enter the forecast only as calendar candidates of the backtest
             lead += ("The events table given was not used: calendar events enter through the backtest's "
                      "candidate models, and this run had no backtest. ")
