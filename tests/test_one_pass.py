@@ -147,3 +147,20 @@ def test_report_on_a_csv_log_reads_it_once_before_the_backtest(tmp_path, monkeyp
                                eng.tier_table[["customers", "total_clv", "expected_purchases"]].to_numpy(float),
                                rtol=1e-6)
     scoring.release()
+
+
+@pytest.mark.parametrize("end", [None, "2023-08-31"])
+def test_one_pass_equals_loading_then_aggregating_without_refunds(tmp_path, end):
+    """The default policy (refunds are an error) on a log without refunds: the same table."""
+    path = tmp_path / "clean.csv"
+    log = _log()
+    log[log["amount"] >= 0].to_csv(path, index=False)
+    expected = clvmodels.rfm_summary(clvmodels.load_transactions(path), time_unit="D", observation_end=end)
+    for keep in ("memory", "engine"):
+        s = summarise_log(path, observation_end=end, keep=keep)
+        if keep == "memory":
+            _close(s.rfm, expected)
+        else:
+            rows = scoring.compressed_rfm(s.log, time_unit="D", observation_end=s.observation_end).purchases
+            assert int(rows["weight"].sum()) == len(expected) == s.customers
+            scoring.release()
