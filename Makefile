@@ -22,6 +22,8 @@ test: lint
 	@java -version > /dev/null 2>&1 || { echo "make test needs Java 17 or newer for the Spark tests (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(BIN)/python scripts/notebook_references.py build
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
+	@echo "the model tests again on one thread (numerics must not depend on the thread count)"
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -p no:cacheprovider tests/models tests/test_faults.py
 
 report: setup
 	$(BIN)/clvmodels report --dataset cdnow-master --output reports/

@@ -118,3 +118,77 @@ def test_selection_uses_squared_error(sample_cal):
     assert sel.table.loc[sel.chosen, "mse"] == pytest.approx(sel.table["mse"].min())
     assert "squared error" in sel.reason
     assert isinstance(sel.table, pd.DataFrame) and "mse" in sel.table.columns
+
+
+def _identical(x, tx, T, n=50):
+    out = pd.DataFrame({"frequency": [x] * n, "recency": [float(tx)] * n, "T": [float(T)] * n})
+    out.attrs["time_unit"] = "W"
+    return out
+
+
+def _point_mass_bgnbd(x, tx, T):
+    """BG/NBD without heterogeneity (every customer has rate lam and dropout probability p),
+    fitted directly: the model identical histories must run to, whatever the optimiser's path."""
+    from scipy import optimize
+
+    def nll(z):
+        lam, p = np.exp(z[0]), 1.0 / (1.0 + np.exp(-z[1]))
+        return -np.log((1 - p) ** x * lam**x * np.exp(-lam * T) + p * (1 - p) ** (x - 1) * lam**x * np.exp(-lam * tx))
+
+    res = optimize.minimize(nll, [0.0, 0.0], method="Nelder-Mead", options={"xatol": 1e-10, "fatol": 1e-14})
+    return float(np.exp(res.x[0])), float(1.0 / (1.0 + np.exp(-res.x[1])))
+
+
+@pytest.mark.parametrize("history", [(2, 5, 10), (3, 9, 9.5), (10, 50, 52)])
+def test_identical_histories_fit_the_point_mass_model(history):
+    """Issue 29: the limit identical histories run to is the point-mass model; the fit finds it
+    (rate and dropout probability) on any CPU, whether its optimiser path converged near the
+    limit or lost precision on the way there."""
+    lam, p = _point_mass_bgnbd(*history)
+    model = clvmodels.BetaGeoModel().fit(_identical(*history))
+    r, alpha, a, b = model.params_
+    assert model.fit_info_["at_limit"]
+    assert r / alpha == pytest.approx(lam, rel=1e-4)
+    assert a / (a + b) == pytest.approx(p, rel=1e-3, abs=1e-6)
+
+
+def test_a_fit_that_lost_precision_near_the_limit_is_placed_at_it():
+    """The point one AMD EPYC machine's BFGS stopped at (precision loss, gradient norm 0.0046, issue
+    29): the criterion finds the limiting model from there, so the outcome does not depend on
+    where rounding stopped the optimiser."""
+    from scipy import optimize
+
+    from clvmodels.models._base import _guarded
+
+    x, tx, T = np.full(50, 2.0), np.full(50, 5.0), np.full(50, 10.0)
+    d = beta_geo._prepare(x, tx, T, weights=None)
+    safe = _guarded(lambda th: beta_geo._objective(th, d, 0.0, 0))
+    stuck = np.log([2.161e9, 6.788e9, 6.164e4, 1.035e5])
+    value, grad = safe(stuck)
+    best = optimize.OptimizeResult(x=stuck, fun=value, jac=grad, nit=50, success=False, status=2)
+    found = clvmodels.BetaGeoModel()._fit_at_limit(safe, best, 1e-9)
+    assert found is not None
+    point, fixed, note = found
+    assert all(fixed) and "limiting model" in note
+    r, alpha, a, b = np.exp(point.x)
+    lam, p = _point_mass_bgnbd(2, 5, 10)
+    assert r / alpha == pytest.approx(lam, rel=1e-4)
+    assert a / (a + b) == pytest.approx(p, rel=1e-3)
+
+
+def test_an_interior_optimum_is_not_taken_for_a_limit(sample_cal):
+    """The criterion refuses a limit where the data identify the parameters: from CDNOW's
+    estimates pushed halfway to a limit, no face of the limit is as likely as the optimum."""
+    from scipy import optimize
+
+    from clvmodels.models._base import _guarded
+
+    d = beta_geo._prepare(sample_cal["frequency"].to_numpy(float), sample_cal["recency"].to_numpy(float),
+                          sample_cal["T"].to_numpy(float), weights=None)
+    safe = _guarded(lambda th: beta_geo._objective(th, d, 0.0, 0))
+    fitted = clvmodels.BetaGeoModel().fit(sample_cal)
+    optimum = np.log(fitted.params_.to_numpy())
+    value, grad = safe(optimum)
+    near = optimum + np.array([10.0, 10.0, 0.0, 0.0])  # r and alpha 2e4 times the estimates
+    best = optimize.OptimizeResult(x=near, fun=value, jac=grad, nit=50, success=False, status=2)
+    assert clvmodels.BetaGeoModel()._fit_at_limit(safe, best, 1e-9) is None

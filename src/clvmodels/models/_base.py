@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -270,6 +271,16 @@ class BaseModel:
             # flat along some direction (a ridge); the point reached is as good as any on it
             converged = ridge = True
             attempts.append(f"accepted on a flat ridge (gradient norm {grad_norm:.2g} < {RIDGE_GTOL:g})")
+        held = [False] * len(self._param_names)
+        if not converged:
+            # the optimiser ran toward a limiting model and lost precision on the way (where it
+            # stops depends on the CPU's rounding): decide by a criterion instead of by that path
+            found = self._fit_at_limit(safe, best, gtol)
+            if found is not None:
+                best, held, note = found
+                converged = True
+                grad_norm = float(np.linalg.norm(safe(best.x)[1]))
+                attempts.append(note)
         if not converged:
             raise ConvergenceError(
                 f"{type(self).__name__} did not converge.\nTried:\n  - "
@@ -283,6 +294,7 @@ class BaseModel:
                 "  4. refit in the other time unit ('D' vs 'W') so rates are not tiny or huge."
             )
         theta, fixed, limits = self._limit_point(best.x)
+        fixed = [f or h for f, h in zip(fixed, held, strict=True)]
         runaway = [(n, float(np.exp(t))) for i, (n, t) in enumerate(zip(self._param_names, theta, strict=True))
                    if abs(t) > _RUNAWAY and not fixed[i]]
         if runaway:
@@ -360,6 +372,88 @@ class BaseModel:
             if max(theta[i], theta[j]) > _NEAR_LIMIT_LOG or (first in self._vanishing and theta[i] < -_NEAR_LIMIT_LOG):
                 words.append(self._describe_limit(first, second, float(np.exp(theta[i])), float(np.exp(theta[j]))))
         return theta, fixed, words
+
+    def _fit_at_limit(
+        self, safe: Objective, best: optimize.OptimizeResult, gtol: float,
+    ) -> tuple[optimize.OptimizeResult, list[bool], str] | None:
+        """The limiting model the failed fit was running to, found by a criterion.
+
+        For every combination of :attr:`_limit_pairs` that the best point approaches (a pair's
+        larger log-parameter past :data:`_NEAR_LIMIT_LOG`, or a vanishing shape below minus
+        that), the model is refitted on that face of the parameter space: the pair's larger
+        parameter held at :data:`_LIMIT_LOG` (the other free, so the limit's mean is
+        estimated), a vanishing shape held at ``1 / e^_LIMIT_LOG``. A face is the answer when
+        (1) the fit on it converges, (2) moving further toward the limit does not lower the
+        likelihood, and (3) it is as likely as the best point any strategy reached, up to
+        what the rest of the way to the limit would still gain. Among faces that pass, the most
+        likely wins. Returns the point, which parameters sit at the limit and a line for
+        ``fit_info_['attempts']``, or None when no face passes (the fit then fails as before).
+        """
+        names = list(self._param_names)
+        x0 = np.asarray(best.x, float)
+        pairs: list[tuple[str, int, int]] = []
+        for first, second in self._limit_pairs:
+            i, j = names.index(first), names.index(second)
+            if max(x0[i], x0[j]) > _NEAR_LIMIT_LOG:
+                pairs.append(("infinite", i, j))
+            elif first in self._vanishing and x0[i] < -_NEAR_LIMIT_LOG:
+                pairs.append(("zero", i, j))
+        found: list[tuple[float, np.ndarray, list[bool], str]] = []
+        for size in range(1, len(pairs) + 1):
+            for face in itertools.combinations(pairs, size):
+                start = x0.copy()
+                held = np.zeros(len(names), bool)
+                for kind, i, j in face:
+                    if kind == "infinite":
+                        big = i if x0[i] >= x0[j] else j
+                        shift = x0[big] - _LIMIT_LOG
+                        start[[i, j]] -= shift  # the pair's ratio (the limit's mean) kept
+                        held[big] = True
+                    else:
+                        start[i] = -_LIMIT_LOG
+                        held[[i, j]] = True  # with no mass away from zero the scale is moot
+                free = ~held
+
+                def on_face(z: np.ndarray, start: np.ndarray = start, free: np.ndarray = free):
+                    theta = start.copy()
+                    theta[free] = z
+                    value, grad = safe(theta)
+                    return value, grad[free]
+
+                res = self._run_bfgs(on_face, start[free], gtol, int(self.max_iter))
+                if not _good(res):
+                    continue
+                theta = start.copy()
+                theta[free] = res.x
+                push = np.zeros(len(names))
+                fixed = held.copy()
+                for kind, i, j in face:
+                    if kind == "zero":
+                        push[i] = -1.0
+                        continue
+                    big, other = (i, j) if held[i] else (j, i)
+                    push[big] = 1.0
+                    if theta[other] >= _SHAPE_LOG:  # the pair runs off together (ratio kept)
+                        push[other] = 1.0
+                        fixed[other] = True
+                value = safe(theta)[0]
+                # what the rest of the way to the limit still gains: the step to e^2 times further
+                # out, extrapolated as a gain that falls off like 1/parameter (a mixing
+                # distribution's spread); two steps further the rounding of the huge log-gamma
+                # terms would already swamp it
+                rest = (value - safe(theta + 2.0 * push)[0]) / (1.0 - np.exp(-2.0))
+                slack = _rounding(safe, theta) + 1e-12 * (1.0 + abs(value))
+                if rest < -slack or value > best.fun + max(rest, 0.0) + slack + _rounding(safe, x0):
+                    continue
+                words = " and ".join(f"{names[i]}/{names[j]} at {'zero' if kind == 'zero' else 'infinity'}"
+                                     for kind, i, j in face)
+                found.append((value, theta, fixed.tolist(), words))
+        if not found:
+            return None
+        value, theta, fixed, words = min(found, key=lambda f: f[0])
+        point = optimize.OptimizeResult(x=theta, fun=value, jac=safe(theta)[1], nit=0, success=True, status=0,
+                                        message="limit")
+        return point, fixed, f"the limiting model ({words}): converged there, objective {value:.8g}"
 
     def _describe_limit(self, first: str, second: str, v1: float, v2: float) -> str:
         """The limiting model a pair of parameters ran to, in words (models override)."""
@@ -630,6 +724,16 @@ def penalized_objective(
     value = -total / n + penalizer * (params**2).sum()
     grad = -g * params / n + 2 * penalizer * params**2
     return value, grad
+
+
+def _rounding(objective: Objective, theta: np.ndarray) -> float:
+    """How far the objective's value at ``theta`` is from its exact value, measured: the spread
+    of the objective over moves of 1e-12 in the log-parameters (which change the exact value by
+    far less). Near a limit the log-gamma terms of huge parameters cancel and this grows to
+    1e-5 and more; comparing two points closer than this is comparing rounding."""
+    rng = np.random.default_rng(0)
+    values = [objective(theta + rng.normal(0.0, 1e-12, len(theta)))[0] for _ in range(8)]
+    return float(np.ptp(values + [objective(theta)[0]]))
 
 
 def _on_ridge(res: optimize.OptimizeResult, grad_norm: float) -> bool:
