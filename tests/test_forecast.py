@@ -158,7 +158,7 @@ def test_delta_method_agrees_with_parameter_draws(monkeypatch, master_cal):
     tenth of their width, per customer and per tier."""
     import importlib
 
-    fmod = importlib.import_module("clvmodels.forecast")
+    fmod = importlib.import_module("clvmodels.intervals")
     for cls in (clvmodels.BetaGeoModel, clvmodels.ParetoNBDModel):
         tm, gg = cls().fit(master_cal), clvmodels.GammaGammaModel().fit(master_cal)
         kw = dict(horizon=52, n_draws=400, cost_to_serve=0.02)

@@ -7,12 +7,12 @@ import pytest
 import clvmodels
 from clvmodels import BetaGeoModel, GammaGammaModel
 from clvmodels.exceptions import ParameterError
+from clvmodels.intervals import tier_intervals
 from clvmodels.tiers import (
     DEFAULT_SHARES,
     TIERS,
     assign_tiers,
     retention_what_if,
-    tier_intervals,
     tier_summary,
 )
 
@@ -103,7 +103,7 @@ def test_retention_what_if(setup, sample_rfm):
 def test_backtest_error_and_widened_intervals():
     from types import SimpleNamespace
 
-    from clvmodels.tiers import backtest_error, widen_intervals
+    from clvmodels.intervals import backtest_error, widen_intervals
 
     tiers = pd.DataFrame({
         "predicted_purchases": [100.0, 80.0, 40.0, 10.0], "actual_purchases": [90.0, 80.0, 50.0, 20.0],

@@ -18,9 +18,8 @@ from clvmodels.forecast import (
     acquisition_budget,
     annual_discount_rate,
     forecast,
-    forecast_intervals,
-    parameter_intervals,
 )
+from clvmodels.intervals import forecast_intervals, parameter_intervals, tier_intervals
 from clvmodels.models import (
     BetaDiscreteWeibullModel,
     BetaGeoBetaBinomModel,
@@ -43,7 +42,6 @@ from clvmodels.selection import ModelSelection, select_model
 from clvmodels.tiers import (
     assign_tiers,
     retention_what_if,
-    tier_intervals,
     tier_summary,
 )
 from clvmodels.transactions import load_transactions

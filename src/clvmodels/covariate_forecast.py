@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.tiers import SIMULATED_CUSTOMERS, TIERS
+from clvmodels.forecast import acquisition_budget, forecast, forecast_settings, history_groups
+from clvmodels.intervals import (
+    forecast_intervals,
+    log_jacobian,
+    purchase_jacobian,
+    simulated_deviations,
+)
+from clvmodels.models.gamma_gamma import conditional_spend
+from clvmodels.tiers import SIMULATED_CUSTOMERS, TIERS, retention_what_if, tier_groups
 
 __all__ = ["ByCovariateRow"]
 
@@ -87,34 +95,26 @@ class ByCovariateRow:
         return self.models[self.reference_row]
 
     def forecast(self, spend: Any, rfm: pd.DataFrame, **settings: Any) -> pd.DataFrame:
-        import clvmodels
-
-        parts = [clvmodels.forecast(self.models[c], spend, part, **settings) for c, part in self.parts(rfm)]
+        parts = [forecast(self.models[c], spend, part, **settings) for c, part in self.parts(rfm)]
         out = pd.concat(parts).reindex(rfm.index)
         out.attrs.update(parts[0].attrs)  # the settings, the same for every row
         return out
 
     def forecast_intervals(self, spend: Any, rfm: pd.DataFrame, **kw: Any) -> pd.DataFrame:
-        import clvmodels
-
-        return pd.concat([clvmodels.forecast_intervals(self.models[c], spend, part, **kw)
+        return pd.concat([forecast_intervals(self.models[c], spend, part, **kw)
                           for c, part in self.parts(rfm)]).reindex(rfm.index)
 
     def acquisition_budget(self, spend: Any, **settings: Any) -> pd.Series:
         """A new customer like the existing ones: the rows' budgets weighted by their customers."""
-        import clvmodels
-
         w = np.bincount(self.codes, minlength=len(self.models)).astype(float)
         w /= w.sum()
-        budgets = [clvmodels.acquisition_budget(m, spend, **settings) for m in self.models]
+        budgets = [acquisition_budget(m, spend, **settings) for m in self.models]
         out = sum(wc * b for wc, b in zip(w, budgets, strict=True))
         out.attrs.update(budgets[0].attrs)
         return out.rename("acquisition_budget")
 
     def retention_what_if(self, spend: Any, rfm: pd.DataFrame, tiers: pd.Series, **kw: Any) -> pd.DataFrame:
-        import clvmodels
-
-        tables = [clvmodels.retention_what_if(self.models[c], spend, part, tiers.loc[part.index], **kw)
+        tables = [retention_what_if(self.models[c], spend, part, tiers.loc[part.index], **kw)
                   for c, part in self.parts(rfm)]
         out = sum(t[["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"]] for t in tables)
         out["change"] = out["clv_what_if"] - out["clv"]
@@ -134,11 +134,7 @@ class ByCovariateRow:
         (see the module notes): purchases and revenue with the randomness of purchases
         simulated for up to :data:`clvmodels.tiers.SIMULATED_CUSTOMERS` customers, CLV with
         parameter uncertainty only - as :func:`clvmodels.tier_intervals`."""
-        from clvmodels.forecast import _log_jacobian, _purchase_jacobian, _settings, history_groups
-        from clvmodels.models.gamma_gamma import conditional_spend
-        from clvmodels.tiers import _simulated_deviations, tier_groups
-
-        s = _settings(self.models[0], rfm, horizon, discount_rate, margin, cost_to_serve, None)
+        s = forecast_settings(self.models[0], rfm, horizon, discount_rate, margin, cost_to_serve, None)
         rng = np.random.default_rng(seed)
         k = len(TIERS)
         n = len(rfm)
@@ -155,8 +151,8 @@ class ByCovariateRow:
             g = tier_groups(part, tiers.loc[part.index], rng=rng,
                             max_simulated=max(100, int(np.ceil(SIMULATED_CUSTOMERS * len(part) / n))))
             pairs = history_groups(tm, g.x, g.tx, g.T)
-            base, jac = _purchase_jacobian(tm, s, g.x, g.tx, g.T, pairs)  # (4, G), (4, 4, G)
-            ss, d_ss = _log_jacobian(g.spend_sums, (p, q, v))
+            base, jac = purchase_jacobian(tm, s, g.x, g.tx, g.T, pairs)  # (4, G), (4, 4, G)
+            ss, d_ss = log_jacobian(g.spend_sums, (p, q, v))
 
             def by_tier(w, code=g.code):
                 return np.bincount(code, weights=w, minlength=k)
@@ -191,7 +187,7 @@ class ByCovariateRow:
         for i in range(n_draws):
             dev_p, dev_r = np.zeros(k), np.zeros(k)
             for tm, g, s_exp, p_alive, s_spend, buyers in sims:
-                a, b = _simulated_deviations(rng, tm, s.horizon, p_alive, g.sim_x, g.sim_T, g.sim_m, buyers,
+                a, b = simulated_deviations(rng, tm, s.horizon, p_alive, g.sim_x, g.sim_T, g.sim_m, buyers,
                                              (p, q, v), s_exp, s_spend, g.sim_code, k, g.tx[g.sim_group])
                 dev_p += a
                 dev_r += b

@@ -25,12 +25,9 @@ from clvmodels._validation import (
 from clvmodels.exceptions import ModelError, ParameterError
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
-from clvmodels.models.gamma_gamma import conditional_spend
 
 __all__ = [
     "forecast",
-    "forecast_intervals",
-    "parameter_intervals",
     "acquisition_budget",
     "period_discount_rate",
     "annual_discount_rate",
@@ -105,7 +102,7 @@ class Settings:
                 "cost_to_serve": self.cost_to_serve}
 
 
-def _settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, discount_rate: Any,
+def forecast_settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, discount_rate: Any,
               margin: Any, cost_to_serve: Any, time_unit: Any) -> Settings:
     h = check_number("horizon", horizon, minimum=0.0, min_inclusive=False)
     check_number("discount_rate", discount_rate, minimum=0.0, maximum=10.0)
@@ -159,7 +156,7 @@ def check_horizon(horizon: float, unit: str) -> float:
     return horizon
 
 
-def _check_models(transaction_model: Any, spend_model: Any) -> None:
+def check_models(transaction_model: Any, spend_model: Any) -> None:
     if not isinstance(transaction_model, PurchaseModel):
         raise ParameterError(
             "transaction_model must be a fitted purchase model (BetaGeoModel, ModifiedBetaGeoModel "
@@ -221,7 +218,7 @@ def _horizon_terms(model: PurchaseModel, x: np.ndarray, T: np.ndarray, s: Settin
     return out
 
 
-def _purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: float = 1.0) -> dict[str, Any]:
+def purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: float = 1.0) -> dict[str, Any]:
     """The forecast's parts that depend on the purchase history alone (not on spend):
     P(alive), and the horizon's purchases, discounted purchases, discounted active time,
     survival and P(any purchase), each already multiplied by P(alive)."""
@@ -233,12 +230,12 @@ def _purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: fl
                for name in ("purchases", "discounted_purchases", "discounted_active", "survival", "any")}}
 
 
-def _recency(tm: PurchaseModel, tx) -> dict[str, Any]:
+def recency_terms(tm: PurchaseModel, tx) -> dict[str, Any]:
     """``tx`` for the hooks of a model whose posterior given active uses it (else nothing)."""
     return {"tx": tx} if getattr(tm, "_uses_recency_given_alive", False) else {}
 
 
-def _combine(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
+def combine_parts(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
     """The forecast's columns from the purchase parts and the expected spend per purchase.
     Arithmetic only, so the same code combines numpy arrays (here) and engine columns
     (:mod:`clvmodels.scoring`)."""
@@ -263,10 +260,10 @@ def _combine(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, Any]:
 
 def _forecast_arrays(tm: PurchaseModel, sm: GammaGammaModel, x, tx, T, m, s: Settings,
                      dropout_scale: float = 1.0) -> dict[str, np.ndarray]:
-    return _combine(_purchase_arrays(tm, x, tx, T, s, dropout_scale), sm._expected(x, m), s)
+    return combine_parts(purchase_arrays(tm, x, tx, T, s, dropout_scale), sm._expected(x, m), s)
 
 
-def _rfm_arrays(rfm: pd.DataFrame) -> tuple[np.ndarray, ...]:
+def rfm_arrays(rfm: pd.DataFrame) -> tuple[np.ndarray, ...]:
     check_rfm(rfm, monetary=True)
     return tuple(rfm[c].to_numpy(float) for c in ("frequency", "recency", "T", "monetary_value"))
 
@@ -331,11 +328,11 @@ def forecast(
     --------
     >>> fc = forecast(bgnbd, gg, rfm, horizon=52, discount_rate=0.1)  # doctest: +SKIP
     """
-    _check_models(transaction_model, spend_model)
-    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
+    check_models(transaction_model, spend_model)
+    s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
     check_number("dropout_scale", dropout_scale, minimum=0.0, min_inclusive=False, maximum=1e6)
     transaction_model._check_unit(rfm)
-    x, tx, T, m = _rfm_arrays(rfm)
+    x, tx, T, m = rfm_arrays(rfm)
     arrays = _forecast_arrays(transaction_model, spend_model, x, tx, T, m, s, dropout_scale)
     for name, values in arrays.items():
         bad = ~np.isfinite(values)
@@ -354,128 +351,7 @@ def forecast(
     return out
 
 
-#: customers above which the predictive intervals use fewer simulated futures per customer
-PREDICTIVE_FEW_SIMS_ABOVE = 1_000_000
-
-
-def forecast_intervals(
-    transaction_model: PurchaseModel,
-    spend_model: GammaGammaModel,
-    rfm: pd.DataFrame,
-    *,
-    horizon: float,
-    discount_rate: float = 0.10,
-    margin: float = 1.0,
-    cost_to_serve: float = 0.0,
-    time_unit: str | None = None,
-    level: float = 0.90,
-    n_sims: int = 400,
-    n_param_draws: int = 20,
-    seed: int | None = 0,
-    chunk_size: int = 50_000,
-) -> pd.DataFrame:
-    """Per-customer predictive intervals: what each customer may do over the horizon.
-
-    Unlike :func:`parameter_intervals` (how well the *expected* values are known) these include
-    the randomness of the purchase and dropout process and of spend, so a frequent buyer's interval
-    is at least as wide as the Poisson spread of their count (tested), not the narrow band of
-    parameter uncertainty alone. For each customer
-    ``n_sims`` futures are drawn, ``n_sims / n_param_draws`` for each of ``n_param_draws`` draws of
-    the parameters (their uncertainty included): active now with probability P(alive), then
-    purchases from the model's posterior given active (:meth:`PurchaseModel._simulate`), spend
-    rate ``nu ~ Gamma(q + p x, v + x zbar)`` and revenue ``Gamma(p N, nu)`` (Gamma-Gamma,
-    Fader & Hardie 2013). CLV: ``margin x revenue x`` the customer's mean discount factor of
-    expected purchases, minus the expected cost to serve (a stated approximation: the timing of
-    the simulated purchases is not drawn). Intervals are the equal-tailed quantiles at ``level``.
-    Holdout coverage is measured in ``validation/real_logs.py`` (validation/README.md).
-
-    Above :data:`PREDICTIVE_FEW_SIMS_ABOVE` customers, 100 futures per customer.
-
-    Returns
-    -------
-    DataFrame
-        ``purchases_lower/upper``, ``revenue_lower/upper``, ``clv_lower/upper`` indexed like ``rfm``.
-    """
-    from clvmodels.tiers import _draw_models, _parameter_draws
-
-    _check_models(transaction_model, spend_model)
-    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
-    level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
-    n_sims = check_number("n_sims", n_sims, minimum=20, integer=True)
-    n_param_draws = check_number("n_param_draws", n_param_draws, minimum=1, integer=True)
-    chunk_size = check_number("chunk_size", chunk_size, minimum=1000, integer=True)
-    x, tx, T, m = _rfm_arrays(rfm)
-    n = len(x)
-    if n > PREDICTIVE_FEW_SIMS_ABOVE:
-        n_sims = min(n_sims, 100)
-    n_param_draws = min(n_param_draws, n_sims)
-    per_draw = int(np.ceil(n_sims / n_param_draws))
-    parts = _purchase_arrays(transaction_model, x, tx, T, s)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        disc = np.where(parts["purchases"] > 0, parts["discounted_purchases"] / parts["purchases"], 1.0)
-    cost = s.cost_to_serve * parts["discounted_active"]
-    tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_param_draws, seed)
-    # a draw that is not a valid parameter set (far along a poorly identified direction) is
-    # replaced by the estimates
-    models = [(transaction_model, spend_model.params_) if tm is None else (tm, sm_draws.iloc[i])
-              for i, tm in enumerate(_draw_models(transaction_model, tm_draws))]
-    rng = np.random.default_rng(seed)
-    qs = [(1 - level) / 2, 1 - (1 - level) / 2]
-    out = {k: np.empty(n) for k in ("purchases_lower", "purchases_upper", "revenue_lower", "revenue_upper",
-                                    "clv_lower", "clv_upper")}
-    buyer = (x > 0) & (m > 0)
-    for c0 in range(0, n, chunk_size):
-        sl = slice(c0, min(c0 + chunk_size, n))
-        xc, txc, Tc, mc, bc = x[sl], tx[sl], T[sl], m[sl], buyer[sl]
-        counts = np.empty((per_draw * len(models), len(xc)))
-        revenue = np.empty_like(counts)
-        k = 0
-        for tm, (p_s, q_s, v_s) in models:
-            q_s = max(float(q_s), 1.0 + 1e-6)
-            with np.errstate(all="ignore"):
-                p_alive = tm._p_alive(xc, txc, Tc)
-            p_alive = np.where(np.isfinite(p_alive), p_alive, parts["p_alive"][sl])
-            shape = q_s + np.where(bc, p_s * xc, 0.0)
-            rate = v_s + np.where(bc, xc * mc, 0.0)
-            for _ in range(per_draw):
-                alive = rng.random(len(xc)) < p_alive
-                cnt = tm._simulate(rng, xc, Tc, s.horizon, alive, **_recency(tm, txc)).astype(float)
-                nu = rng.gamma(shape, 1.0 / rate)
-                rev = np.zeros(len(xc))
-                pos = cnt > 0
-                rev[pos] = rng.gamma(p_s * cnt[pos], 1.0 / nu[pos])
-                counts[k], revenue[k] = cnt, rev
-                k += 1
-        qc = np.quantile(counts, qs, axis=0, method="inverted_cdf")
-        qr = np.quantile(revenue, qs, axis=0)
-        out["purchases_lower"][sl], out["purchases_upper"][sl] = qc
-        out["revenue_lower"][sl], out["revenue_upper"][sl] = qr
-        out["clv_lower"][sl] = s.margin * qr[0] * disc[sl] - cost[sl]
-        out["clv_upper"][sl] = s.margin * qr[1] * disc[sl] - cost[sl]
-    result = pd.DataFrame(out, index=rfm.index, copy=False)
-    result.attrs.update(s.as_dict())
-    result.attrs.update({"level": level, "n_sims": per_draw * len(models), "kind": "predictive",
-                         "parameter_uncertainty": omitted or "included"})
-    return result
-
-
-#: customers above which intervals use the delta method (a linearisation in the log-parameters)
-#: instead of recomputing every forecast for each parameter draw: parameter uncertainty
-#: shrinks like 1/sqrt(customers) and the linearisation error faster; on CDNOW master (23,570
-#: customers) the two already agree within a tenth of the interval width (tested)
-DELTA_METHOD_ABOVE = 1_000_000
-
-
-def _use_delta_method(tm: PurchaseModel, customers: int) -> bool:
-    """Whether intervals linearise in the parameters instead of recomputing every draw: above
-    :data:`DELTA_METHOD_ABOVE` customers, or always for a model whose forecasts are sums of
-    many terms (MBG/CNBD-k: nine evaluations instead of one per draw)."""
-    return customers > DELTA_METHOD_ABOVE or bool(getattr(tm, "_costly_forecasts", False))
-
-_STEP = 1e-5  # finite-difference step in the log-parameters
-
-
-def _group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_scale: float = 1.0) -> np.ndarray:
+def group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_scale: float = 1.0) -> np.ndarray:
     """Per distinct history, per customer: expected purchases, discounted purchases and
     discounted active time over the horizon, and P(alive) (rows of the result, in that order)."""
     p_alive = tm._p_alive(gx, gtx, gT)
@@ -484,179 +360,6 @@ def _group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_sca
                       p_alive * terms["discounted_purchases"][pairs.inverse],
                       p_alive * terms["discounted_active"][pairs.inverse],
                       p_alive])
-
-
-def _purchase_jacobian(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs) -> tuple[np.ndarray, np.ndarray]:
-    """Group terms at the estimates (4, G) and their derivatives in each log-parameter (k, 4, G),
-    by central differences."""
-    base = _group_terms(tm, s, gx, gtx, gT, pairs)
-    theta = np.log(tm.params_.to_numpy())
-    jac = np.empty((len(theta), *base.shape))
-    for j in range(len(theta)):
-        step = np.zeros_like(theta)
-        step[j] = _STEP
-        up = tm._with_params(dict(zip(tm.params_.index, np.exp(theta + step), strict=True)))
-        down = tm._with_params(dict(zip(tm.params_.index, np.exp(theta - step), strict=True)))
-        jac[j] = (_group_terms(up, s, gx, gtx, gT, pairs) - _group_terms(down, s, gx, gtx, gT, pairs)) / (2 * _STEP)
-    return base, jac
-
-
-def _log_jacobian(fn, params: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``fn(*params)`` and its derivatives in each log-parameter (k, ...), by central differences."""
-    base = np.asarray(fn(*params))
-    jac = np.empty((len(params), *base.shape))
-    for j in range(len(params)):
-        up, down = list(params), list(params)
-        up[j] *= np.exp(_STEP)
-        down[j] *= np.exp(-_STEP)
-        jac[j] = (fn(*up) - fn(*down)) / (2 * _STEP)
-    return base, jac
-
-
-def _spend_and_jacobian(sm: GammaGammaModel, x: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gamma-Gamma expected spend per customer (N,) and its derivatives in log p, q, v (3, N)."""
-    return _log_jacobian(lambda p, q, v: conditional_spend(p, q, v, x, m), sm._p())
-
-
-def _covariances(tm: PurchaseModel, sm: GammaGammaModel) -> tuple[np.ndarray, np.ndarray]:
-    for model in (tm, sm):
-        cov = getattr(model, "covariance_log_", None)
-        if cov is None or not np.all(np.isfinite(cov)):
-            model.sample_params(1)  # raises the explanatory ParameterError
-    return np.asarray(tm.covariance_log_, float), np.asarray(sm.covariance_log_, float)
-
-
-def _quadratic_form(g: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """``g_i' cov g_i`` for each column i of ``g`` (k, N)."""
-    return np.einsum("jn,jk,kn->n", g, cov, g)
-
-
-def parameter_intervals(
-    transaction_model: PurchaseModel,
-    spend_model: GammaGammaModel,
-    rfm: pd.DataFrame,
-    *,
-    horizon: float,
-    discount_rate: float = 0.10,
-    margin: float = 1.0,
-    cost_to_serve: float = 0.0,
-    time_unit: str | None = None,
-    level: float = 0.90,
-    n_draws: int = 200,
-    seed: int | None = 0,
-    chunk_size: int = 200_000,
-) -> pd.DataFrame:
-    """Per-customer intervals for the *expected* purchases and CLV from parameter uncertainty
-    alone (how well the model's parameters are known), not for what a customer will do: for that,
-    :func:`forecast_intervals` (predictive intervals).
-
-    Draws both models' parameters from their asymptotic sampling distributions (normal on the
-    log scale, with the covariance of the fit), recomputes the forecast for each draw and takes
-    quantiles. Purchase terms are computed once per distinct ``(frequency, recency, T)`` and
-    draw; CLV is linear in a customer's mean spend given those terms, so it is assembled per
-    customer. Work proceeds in chunks of about ``chunk_size`` customers, so memory is bounded by
-    ``n_draws x chunk_size`` numbers however many customers there are. Above
-    :data:`DELTA_METHOD_ABOVE` customers the delta method replaces the draws (normal intervals
-    from the forecasts' derivatives in the log-parameters and the fits' covariances).
-
-    Returns
-    -------
-    DataFrame
-        ``expected_purchases_param_lower/upper``, ``clv_param_lower/upper`` indexed like ``rfm``.
-    """
-    _check_models(transaction_model, spend_model)
-    s = _settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
-    level = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
-    n_draws = check_number("n_draws", n_draws, minimum=10, integer=True)
-    chunk_size = check_number("chunk_size", chunk_size, minimum=1000, integer=True)
-    x, tx, T, m = _rfm_arrays(rfm)
-    n = len(x)
-    groups = compress(x, tx, T)
-    gx, gtx, gT = groups.columns
-    inv = groups.inverse
-    if _use_delta_method(transaction_model, n):
-        return _delta_intervals(transaction_model, spend_model, rfm, s, level, n_draws, groups, x, m, chunk_size)
-    order = np.argsort(inv, kind="stable")  # customers sorted by group
-    bounds = np.searchsorted(inv[order], np.arange(len(gx) + 1))  # customers of group g: order[bounds[g]:bounds[g+1]]
-    from clvmodels.tiers import _draw_models, _parameter_draws
-
-    tm_draws, sm_draws, omitted = _parameter_draws(transaction_model, spend_model, n_draws, seed)
-    drawn = _draw_models(transaction_model, tm_draws)
-    keep = [i for i, tm in enumerate(drawn) if tm is not None]  # invalid draws are left out
-    models = [drawn[i] for i in keep]
-    sm_draws = sm_draws.iloc[keep]
-    n_draws = len(keep)
-    p_s = sm_draws["p"].to_numpy()[:, None]
-    q_s = np.maximum(sm_draws["q"].to_numpy(), 1.0 + 1e-6)[:, None]  # q <= 1: mean spend undefined
-    v_s = sm_draws["v"].to_numpy()[:, None]
-    qs = [(1 - level) / 2, 1 - (1 - level) / 2]
-    out = {name: np.empty(n) for name in ("expected_purchases_param_lower", "expected_purchases_param_upper",
-                                          "clv_param_lower", "clv_param_upper")}
-    g0 = 0
-    while g0 < len(gx):
-        # as many whole groups as fit in a chunk of customers (at least one group)
-        g1 = max(int(np.searchsorted(bounds, bounds[g0] + chunk_size, side="right")) - 1, g0 + 1)
-        cx, ctx, cT = gx[g0:g1], gtx[g0:g1], gT[g0:g1]
-        pairs = history_groups(transaction_model, cx, ctx, cT)
-        purch = np.empty((n_draws, g1 - g0))
-        disc = np.empty_like(purch)
-        cost = np.empty_like(purch)
-        with np.errstate(all="ignore"):
-            for i, tm in enumerate(models):
-                purch[i], disc[i], cost[i], _ = _group_terms(tm, s, cx, ctx, cT, pairs)
-        # draws that cannot be evaluated (non-finite) are left out of the quantiles
-        purch[~np.isfinite(purch)] = np.nan
-        qp = np.nanquantile(purch, qs, axis=0)
-        for c0 in range(bounds[g0], bounds[g1], chunk_size):
-            cust = order[c0:min(c0 + chunk_size, bounds[g1])]
-            local = inv[cust] - g0
-            xc, mc = x[cust], m[cust]
-            spend = conditional_spend(p_s, q_s, v_s, xc, mc)
-            clv = s.margin * disc[:, local] * spend - s.cost_to_serve * cost[:, local]
-            clv[~np.isfinite(clv)] = np.nan
-            qc = np.nanquantile(clv, qs, axis=0)
-            out["expected_purchases_param_lower"][cust] = qp[0][local]
-            out["expected_purchases_param_upper"][cust] = qp[1][local]
-            out["clv_param_lower"][cust] = qc[0]
-            out["clv_param_upper"][cust] = qc[1]
-        g0 = g1
-    result = pd.DataFrame(out, index=rfm.index)
-    result.attrs.update(s.as_dict())
-    result.attrs.update({"level": level, "n_draws": n_draws, "parameter_uncertainty": omitted or "included"})
-    return result
-
-
-def _delta_intervals(tm, sm, rfm, s: Settings, level: float, n_draws: int, groups, x, m, chunk_size: int):
-    """parameter_intervals by the delta method: normal intervals with the variance of each
-    forecast's linearisation in both models' log-parameters."""
-    from scipy import stats
-
-    cov_tm, cov_sm = _covariances(tm, sm)
-    gx, gtx, gT = groups.columns
-    pairs = history_groups(tm, gx, gtx, gT)
-    base, jac = _purchase_jacobian(tm, s, gx, gtx, gT, pairs)
-    z = float(stats.norm.ppf(0.5 + level / 2))
-    sd_purch_g = np.sqrt(_quadratic_form(jac[:, 0, :], cov_tm))
-    n = len(x)
-    out = {name: np.empty(n) for name in ("expected_purchases_param_lower", "expected_purchases_param_upper",
-                                          "clv_param_lower", "clv_param_upper")}
-    inv = groups.inverse
-    out["expected_purchases_param_lower"] = np.maximum(base[0] - z * sd_purch_g, 0.0)[inv]
-    out["expected_purchases_param_upper"] = (base[0] + z * sd_purch_g)[inv]
-    for c0 in range(0, n, chunk_size):
-        sl = slice(c0, min(c0 + chunk_size, n))
-        g = inv[sl]
-        spend, d_spend = _spend_and_jacobian(sm, x[sl], m[sl])
-        clv = s.margin * base[1][g] * spend - s.cost_to_serve * base[2][g]
-        g_tm = s.margin * jac[:, 1, g] * spend - s.cost_to_serve * jac[:, 2, g]
-        g_sm = s.margin * base[1][g] * d_spend
-        sd = np.sqrt(_quadratic_form(g_tm, cov_tm) + _quadratic_form(g_sm, cov_sm))
-        out["clv_param_lower"][sl] = clv - z * sd
-        out["clv_param_upper"][sl] = clv + z * sd
-    result = pd.DataFrame(out, index=rfm.index, copy=False)
-    result.attrs.update(s.as_dict())
-    result.attrs.update({"level": level, "n_draws": n_draws, "method": "delta"})
-    return result
 
 
 def acquisition_budget(
@@ -684,8 +387,8 @@ def acquisition_budget(
         ``first_purchase``, ``repeat_purchases_value``, ``cost_to_serve``, ``budget``,
         ``expected_repeat_purchases``.
     """
-    _check_models(transaction_model, spend_model)
-    s = _settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, time_unit)
+    check_models(transaction_model, spend_model)
+    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, time_unit)
     zero = np.zeros(1)
     terms = _horizon_terms(transaction_model, zero, zero, s)
     mean_spend = spend_model.mean_spend

@@ -244,7 +244,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     below this (a left-truncated log's real cohort); the model choice then uses only them (their
     age at the end is their age at the calibration end plus the holdout)."""
     import clvmodels
-    from clvmodels.tiers import backtest_error
+    from clvmodels.intervals import backtest_error
 
     if cal_end is None:
         return None, None, None, clvmodels.BetaGeoModel, None
@@ -340,8 +340,9 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
 
     import clvmodels
     from clvmodels import scoring
-    from clvmodels.forecast import FORECAST_COLUMNS, _settings
-    from clvmodels.tiers import TIERS, grouped_tier_intervals, grouped_what_if, widen_intervals
+    from clvmodels.forecast import FORECAST_COLUMNS, forecast_settings
+    from clvmodels.intervals import grouped_tier_intervals, widen_intervals
+    from clvmodels.tiers import TIERS, grouped_what_if
 
     if cfg.customers_path:
         from clvmodels.exceptions import ParameterError
@@ -377,7 +378,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     scores = scoring.read_scores(out / "forecast.parquet", like=log)
     lap("forecast and tiers")
     details.update({f"forecast and tiers: {k}": v for k, v in result.seconds.items()})
-    s = _settings(model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve, cfg.time_unit)
+    s = forecast_settings(model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve, cfg.time_unit)
     started = time.perf_counter()
     groups = scoring.engine_tier_groups(scores, max_simulated=SAMPLE_CUSTOMERS)
     details["tier intervals: groups from the engine"] = time.perf_counter() - started
@@ -439,7 +440,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     randomly sampled customers): every purchase model is fitted on the calibration window and
     scored on the holdout (:func:`clvmodels.select_model`); the
     chosen one, with Gamma-Gamma, is scored against the baselines (:func:`clvmodels.evaluate`)
-    and its tier errors widen the intervals (:func:`clvmodels.tiers.widen_intervals`). Then the
+    and its tier errors widen the intervals (:func:`clvmodels.intervals.widen_intervals`). Then the
     chosen model is refitted on all data to the observation end for the forecast. Without a
     backtest the model is BG/NBD and the intervals are the model's own.
 
@@ -450,7 +451,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     """
     import clvmodels
     from clvmodels._engine import set_engine_memory
-    from clvmodels.tiers import widen_intervals
+    from clvmodels.intervals import widen_intervals
 
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
     timings: dict[str, float] = {}

@@ -33,9 +33,9 @@ import pandas as pd
 from clvmodels._engine import backend_name, execute, quiet_engine, spark_frame, spark_view
 from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
 from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
-from clvmodels.forecast import FORECAST_COLUMNS, _combine, _purchase_arrays, _settings
+from clvmodels.forecast import FORECAST_COLUMNS, combine_parts, forecast_settings, purchase_arrays
 from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
-from clvmodels.tiers import TIERS, _check_shares
+from clvmodels.tiers import TIERS, check_shares
 from clvmodels.transactions import load_transactions
 
 __all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers", "MAX_SPEND_ROWS", "release"]
@@ -341,8 +341,8 @@ def score_customers(
     if getattr(spend_model, "params_", None) is None:
         raise ParameterError("spend_model must be a fitted GammaGammaModel.")
     unit = time_unit or getattr(transaction_model, "time_unit_", None)
-    s = _settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, unit)
-    shares = _check_shares(tier_shares)
+    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, unit)
+    shares = check_shares(tier_shares)
     out = Path(output)
     if out.exists():
         raise ParameterError(f"Parameter 'output': {str(out)!r} already exists; give a new folder.")
@@ -363,7 +363,7 @@ def score_customers(
 
     transaction_model = as_of(transaction_model, end)  # a seasonal clock counts back from this log's end
     x = hist["frequency"].to_numpy(float)
-    parts = _purchase_arrays(transaction_model, x, hist["recency_days"].to_numpy(float) / days,
+    parts = purchase_arrays(transaction_model, x, hist["recency_days"].to_numpy(float) / days,
                              hist["T_days"].to_numpy(float) / days, s)
     bad = [k for k, v in parts.items() if not np.all(np.isfinite(v))]
     if bad:
@@ -374,7 +374,7 @@ def score_customers(
     def scores_of(customers: ir.Table) -> ir.Table:
         j = customers.inner_join(terms, _HISTORY)
         spend = _spend_expr(spend_model, j.frequency, j.monetary_value)
-        cols = _combine({k: j[f"_{k}"] for k in parts}, spend, s)
+        cols = combine_parts({k: j[f"_{k}"] for k in parts}, spend, s)
         return j.select(
             "customer_id", "frequency",
             recency=j.recency_days.cast("float64") / days, T=j.T_days.cast("float64") / days,

@@ -226,7 +226,7 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
     ``prev_end`` against what the customers did up to ``end``. The engine returns one row per
     (tier, distinct history) with the customers' count, how many have a spend to condition on,
     the sum of their mean spends and what they did; expected purchases depend only on the
-    history and the group's spend comes from :func:`clvmodels.tiers._group_spend` (Gamma-Gamma's
+    history and the group's spend comes from :func:`clvmodels.tiers.group_spend` (Gamma-Gamma's
     conditional spend is linear in the mean spend), so the sums are exact."""
     import ibis
 
@@ -249,9 +249,9 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
                          "T": g["T_days"].to_numpy(float) / days})
     per_customer = model.expected_purchases(hist, horizon).to_numpy(float)
     n = g["n"].to_numpy(float)
-    from clvmodels.tiers import _group_spend
+    from clvmodels.tiers import group_spend
 
-    spend_sum = _group_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), n, g["n_valid"].to_numpy(float),
+    spend_sum = group_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), n, g["n_valid"].to_numpy(float),
                              g["frequency"].to_numpy(float), g["m_sum"].to_numpy(float))
     table = pd.DataFrame({"tier": g["tier"].astype(str).to_numpy(), "predicted_purchases": per_customer * n,
                           "actual_purchases": g["actual_purchases"].to_numpy(float),

@@ -128,7 +128,7 @@ def test_subscriber_forecast_tiers_and_table():
     """Per subscriber: churn by the horizon, renewals, DERL and CLV from the tenure; tiers from
     the CLV; the per-tier table adds up."""
     import clvmodels
-    from clvmodels.models.contractual import subscriber_forecast, subscriber_tier_table
+    from clvmodels.subscriptions import subscriber_forecast, subscriber_tier_table
 
     rng = np.random.default_rng(3)
     n = 2000

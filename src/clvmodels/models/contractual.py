@@ -33,8 +33,7 @@ from clvmodels._validation import check_number
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.models._base import BaseModel, penalized_objective
 
-__all__ = ["ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods", "subscriber_forecast",
-           "subscriber_tier_table", "PERIODS"]
+__all__ = ["ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods", "PERIODS"]
 
 #: renewal periods, with their average length in days (to turn an annual discount rate into one
 #: per period); periods themselves are counted on the calendar
@@ -390,71 +389,6 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
         out["amount"] = values
     out.attrs.update({"period": period, "observation_end": str(obs.date())})
     return out
-
-
-def subscriber_forecast(model: BetaDiscreteWeibullModel, subscribers: pd.DataFrame, *, horizon: int,
-                        discount_rate: float = 0.10, margin: float = 1.0) -> pd.DataFrame:
-    """Per subscriber of :func:`subscription_periods`: what a contractual model says of them.
-
-    For an active subscriber who has survived ``n`` periods: ``churn_probability_during_horizon``
-    (``1 - S(n+h)/S(n)``), ``expected_renewals`` in the next ``horizon`` periods
-    (``sum_{k=1..h} S(n+k)/S(n)``), ``derl`` (:meth:`BetaDiscreteWeibullModel.derl`, per period's
-    ``discount_rate``) and ``clv`` = ``margin * amount * derl`` (the value of the payments still to
-    come; ``amount`` 1 when the table has none). Subscribers who left get 0 and ``active`` False.
-    The ``clv`` column ranks them into tiers with :func:`clvmodels.assign_tiers`.
-    """
-    if not isinstance(model, BetaDiscreteWeibullModel):
-        raise ParameterError(f"model must be a fitted sBG or BdW model, got {type(model).__name__}.")
-    model._check_fitted()
-    if not isinstance(subscribers, pd.DataFrame) or not {"periods", "churned"} <= set(subscribers.columns):
-        raise DataValidationError("subscribers must be the table of subscription_periods (periods, churned).")
-    h = int(check_number("horizon", horizon, minimum=1, integer=True))
-    margin = check_number("margin", margin, minimum=0.0)
-    n = subscribers["periods"].to_numpy(float)
-    active = ~subscribers["churned"].to_numpy(bool)
-    amount = subscribers["amount"].to_numpy(float) if "amount" in subscribers.columns else np.ones(len(n))
-    # per distinct tenure: survival ratios and DERL once
-    tenures, inverse = np.unique(n, return_inverse=True)
-    ks = np.arange(1, h + 1, dtype=float)
-    ratios = model.survival(tenures[:, None] + ks) / model.survival(tenures)[:, None]
-    renewals = ratios.sum(axis=1)[inverse]
-    churn = (1.0 - ratios[:, -1])[inverse]
-    derl = np.atleast_1d(model.derl(tenures, discount_rate))[inverse]
-    out = pd.DataFrame({
-        "active": active,
-        "periods": n.astype(np.int64),
-        "churn_probability_during_horizon": np.where(active, churn, 0.0),
-        "expected_renewals": np.where(active, renewals, 0.0),
-        "derl": np.where(active, derl, 0.0),
-        "clv": np.where(active, margin * amount * derl, 0.0),
-    }, index=subscribers.index)
-    out.attrs.update({"horizon": h, "discount_rate": float(discount_rate), "margin": float(margin),
-                      "period": subscribers.attrs.get("period")})
-    return out
-
-
-def subscriber_tier_table(forecast: pd.DataFrame, tiers: pd.Series) -> pd.DataFrame:
-    """Per tier (and in total) of active subscribers: how many, their value (total, mean, share),
-    expected renewals over the horizon and how many are expected to leave during it."""
-    from clvmodels.tiers import TIERS
-
-    act = forecast[forecast["active"]]
-    t = tiers.reindex(act.index).astype(str)
-    g = act.groupby(t)
-    table = pd.DataFrame({
-        "subscribers": g.size(),
-        "total_clv": g["clv"].sum(),
-        "mean_clv": g["clv"].mean(),
-        "expected_renewals": g["expected_renewals"].sum(),
-        "expected_to_leave": g["churn_probability_during_horizon"].sum(),
-    }).reindex(list(TIERS), fill_value=0.0)
-    table.loc["Total"] = [len(act), act["clv"].sum(), act["clv"].mean() if len(act) else 0.0,
-                          act["expected_renewals"].sum(), act["churn_probability_during_horizon"].sum()]
-    total = float(table.loc["Total", "total_clv"])
-    table["share_of_clv"] = table["total_clv"] / total if total else 0.0
-    table["share_leaving"] = (table["expected_to_leave"] / table["subscribers"].where(table["subscribers"] > 0)).fillna(0.0)
-    table.index.name = "tier"
-    return table
 
 
 def _completed(start: pd.Series, until: pd.Series, period: str) -> np.ndarray:

@@ -173,7 +173,7 @@ class MBGCNBDModel(PurchaseModel):
     #: the posterior given active depends on the time since the last purchase, not only on (x, T)
     _uses_recency_given_alive = True
     #: forecasts are sums over future purchases: intervals use the delta method (see
-    #: :func:`clvmodels.forecast._use_delta_method`)
+    #: :func:`clvmodels.forecast.use_delta_method`)
     _costly_forecasts = True
 
     def __init__(self, k: int | None = None, *, max_k: int = MAX_K, penalizer_coef: float = 0.0, tol: float = 1e-9,

@@ -112,7 +112,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
     Unknown names are refused with the list of known ones.
     """
-    from clvmodels.tiers import DEFAULT_SHARES, _check_shares
+    from clvmodels.tiers import DEFAULT_SHARES, check_shares
 
     known = {f for f in ReportConfig.__dataclass_fields__}
     unknown = sorted(set(params) - known)
@@ -218,7 +218,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
             raise ParameterError(
                 f"Parameter 'calibration_end' ({cal.date()}) must be before observation_end ({obs.date()})."
             )
-    p["tier_shares"] = _check_shares(p["tier_shares"] or DEFAULT_SHARES)
+    p["tier_shares"] = check_shares(p["tier_shares"] or DEFAULT_SHARES)
     if not p["input_path"] and not p["input_table"] and not p["currency"]:
         p["currency"] = "USD"  # the bundled CDNOW data are in US dollars
     return ReportConfig(**p)
