@@ -31,7 +31,7 @@ from _harness import DATA, machine_line, run_child, write_section
 SETUP = r"""
 import clvmodels
 from clvmodels import pipeline, reporting, scoring
-clvmodels._engine.duckdb_connection()
+clvmodels.engine.duckdb_connection()
 cfg = reporting.validate_parameters({"input_path": PATH, "calibration_end": "none"})
 """
 
@@ -59,7 +59,7 @@ _report(time.perf_counter() - t0, {"customers": n})
 """,
     "floor": r"""
 import duckdb
-from clvmodels._engine import engine_memory
+from clvmodels.engine import engine_memory
 con = duckdb.connect()
 con.sql(f"SET memory_limit = '{engine_memory() // 1024**2}MiB'")
 t0 = time.perf_counter()

@@ -72,7 +72,7 @@ _report(total, {"stages": a.timings, "details": a.details, "customers": a.custom
 #: sorted, on the in-memory path), under the same memory budget as the report's DuckDB
 FLOOR_RFM = r"""
 import duckdb
-from clvmodels._engine import engine_memory
+from clvmodels.engine import engine_memory
 con = duckdb.connect()
 con.sql(f"SET memory_limit = '{engine_memory() // 1024**2}MiB'")
 t0 = time.perf_counter()

@@ -42,7 +42,7 @@ _report(time.perf_counter() - t0, {"customers": len(rfm)})
 ENGINE = """
 import clvmodels, tempfile, os
 from clvmodels import scoring
-from clvmodels._engine import duckdb_connection
+from clvmodels.engine import duckdb_connection
 if ENGINE == "duckdb":
     duckdb_connection().raw_sql(f"SET memory_limit='{LIMIT}'")
 else:

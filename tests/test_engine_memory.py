@@ -10,7 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from clvmodels import _engine, reporting
+from clvmodels.engine import duckdb as _engine
+from clvmodels import reporting
 from clvmodels.exceptions import ParameterError
 
 

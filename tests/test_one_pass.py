@@ -108,7 +108,7 @@ def test_one_pass_refuses_what_loading_refuses_with_its_message(tmp_path, case, 
     with pytest.raises(DataValidationError) as one_pass:
         summarise_log(path, keep=keep)
     assert str(one_pass.value) == str(loading.value)
-    assert scoring._materialised == []  # nothing left behind in the engine
+    assert clvmodels.engine.kept_table() is None  # nothing left behind in the engine
 
 
 @pytest.mark.parametrize("refunds", ["drop", "net"])

@@ -197,7 +197,7 @@ def test_tier_cutoffs_rank_like_a_global_sort(ids, values, monkeypatch):
             tier = ibis.cases((table.clv < 0, "Lead"),
                               *((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"], strict=True)),
                               else_="Lead")
-            got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
+            got = clvmodels.engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
             want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
             assert (got.reindex(want.index) == want).all(), (counts, band)
 
@@ -227,7 +227,7 @@ def test_tier_cutoffs_recover_from_a_poor_quantile_estimate(monkeypatch):
     cuts = scoring.tier_cutoffs(table, counts, n)
     tier = ibis.cases(*((scoring._inside(table, c), name) for c, name in zip(cuts, ["Platinum", "Gold", "Iron"], strict=True)),
                       else_="Lead")
-    got = clvmodels._engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
+    got = clvmodels.engine.execute(table.mutate(tier=tier)).set_index("customer_id")["tier"]
     want = pd.Series(_ranked_tiers(frame, counts), index=frame["customer_id"])
     assert (got.reindex(want.index) == want).all()
     assert len(asked) > 2 * len(counts)  # more than one round of estimates

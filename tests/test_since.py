@@ -92,7 +92,7 @@ def test_since_last_run_on_spark_equals_duckdb(two_runs, two_engine_runs, tmp_pa
     """The comparison reads the earlier forecast (one file or a partitioned folder) and the log on
     Spark as on DuckDB, with the same numbers."""
     import clvmodels
-    from clvmodels._engine import spark_view
+    from clvmodels.engine import spark_view
     from clvmodels.since import compare_runs
 
     session = clvmodels.spark_connection("local[2]", {"spark.sql.shuffle.partitions": "4"})._session

@@ -264,7 +264,7 @@ def test_spark_settings_are_checked_before_a_jvm_starts():
     itself retried for 69 s, then printed 192 lines); a memory setting that is not a size is named."""
     import socket
 
-    from clvmodels._engine import check_spark_settings
+    from clvmodels.engine import check_spark_settings
 
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -286,7 +286,7 @@ def test_spark_settings_are_checked_before_a_jvm_starts():
 
 
 def test_java_errors_are_said_by_their_cause():
-    from clvmodels._engine import engine_error_text
+    from clvmodels.engine import engine_error_text
 
     wrapped = Exception("An error occurred while calling o32.parquet.\n: java.lang.RuntimeException: "
                         "java.lang.ClassNotFoundException: Class org.apache.hadoop.fs.s3a.S3AFileSystem not found\n"

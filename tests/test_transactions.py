@@ -192,7 +192,7 @@ def test_validation_pass_learns_the_days_and_about_how_many_customers(monkeypatc
     netted = load_transactions(pd.concat([df, refund]), refunds="net")
     assert log_facts(netted) is None and date_range(netted) == (df["date"].min(), df["date"].max())
     # the report's windows ask the engine nothing more
-    import clvmodels._engine as engine
+    import clvmodels.engine as engine
 
     calls = []
     real = engine._execute

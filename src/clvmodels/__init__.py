@@ -4,8 +4,8 @@ BG/NBD and Gamma-Gamma models fitted on compressed sufficient statistics, per-cu
 and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
 """
 
-from clvmodels._engine import spark_connection
 from clvmodels.datasets import load_cdnow, simulate_transactions
+from clvmodels.engine import spark_connection
 from clvmodels.evaluate import Scorecard, evaluate
 from clvmodels.exceptions import (
     ConvergenceError,

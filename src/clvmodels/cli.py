@@ -56,6 +56,7 @@ def score(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
     import clvmodels
+    from clvmodels.engine import engine_named  # (imports here: the command line starts fast)
     from clvmodels.models import load_model
     from clvmodels.scoring import compressed_rfm, score_customers
 
@@ -77,19 +78,18 @@ def score(args: argparse.Namespace) -> Any:
             settings[name] = getattr(args, name)
     engine = args.engine or "duckdb"
     if args.engine_memory:
-        from clvmodels._engine import set_engine_memory
+        from clvmodels.engine import set_engine_memory
 
         set_engine_memory(args.engine_memory)
-    if engine != "spark" and (args.table or args.spark_master or args.spark_conf):
+    eng = engine_named(engine)
+    if not eng.distributed and (args.table or args.spark_master or args.spark_conf):
         raise ParameterError("--table, --spark-master and --spark-conf need --engine spark.")
     if bool(args.table) == bool(args.input):
         raise ParameterError("Give the log with --input PATH (or, with --engine spark, --table NAME): exactly one.")
-    if engine == "spark":
-        clvmodels.spark_connection(args.spark_master or "", parse_settings(args.spark_conf))
+    eng.available()
+    eng.start(args.spark_master or "", parse_settings(args.spark_conf))
     if args.table:
-        from clvmodels.reporting import spark_table
-
-        source: Any = spark_table(args.table)
+        source: Any = eng.catalog_table(args.table)
     else:
         source = args.input
     columns = {k: v for k, v in (("customer_id", args.customer_col), ("date", args.date_col),

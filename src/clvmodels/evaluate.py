@@ -436,15 +436,13 @@ def _restrict_log(transactions: Any, ids: pd.Index, columns: dict[str, str] | No
     """The validated log of the customers in ``ids`` only (a semi-join in the engine)."""
     import ibis
 
-    from clvmodels._engine import quiet_engine
-    from clvmodels.transactions import _validated, load_transactions
+    from clvmodels.engine import quiet_engine
+    from clvmodels.transactions import load_transactions, mark_validated
 
     t = load_transactions(transactions, **(columns or {}))
     with quiet_engine():
         keep = ibis.memtable(pd.DataFrame({"customer_id": np.asarray(ids)}))
-    out = t.semi_join(keep, "customer_id")
-    _validated[id(out)] = out
-    return out
+    return mark_validated(t.semi_join(keep, "customer_id"))
 
 
 def tracking_curve(
@@ -458,8 +456,8 @@ def tracking_curve(
     first, counted by the end of each period from the first customer's first purchase to the
     holdout end.
     """
-    from clvmodels._engine import execute
-    from clvmodels.rfm import _date_literal
+    from clvmodels.engine import execute
+    from clvmodels.rfm import date_literal
     from clvmodels.transactions import load_transactions
 
     _check_cal(cal)
@@ -468,10 +466,10 @@ def tracking_curve(
     cal_end = check_timestamp("calibration_end", cal.attrs["calibration_end"])
     hold_end = check_timestamp("observation_end", cal.attrs["holdout_end"])
     t = load_transactions(transactions, **(columns or {}))
-    daily = t.filter(t.date <= _date_literal(hold_end)).select("customer_id", "date").distinct()
+    daily = t.filter(t.date <= date_literal(hold_end)).select("customer_id", "date").distinct()
     first = daily.group_by("customer_id").aggregate(first=daily.date.min())
     j = daily.inner_join(first, "customer_id")
-    j = j.filter((j.first <= _date_literal(cal_end)) & (j.date > j.first))
+    j = j.filter((j.first <= date_literal(cal_end)) & (j.date > j.first))
     per_day = execute(j.group_by("date").aggregate(n=j.count()))
     start = cal_end - pd.Timedelta(days=float(cal["T"].max()) * days)
     n_periods = int(np.ceil((hold_end - start).days / days))

@@ -11,13 +11,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT
 from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
+from clvmodels.engine import engine_named, engine_of
 from clvmodels.exceptions import DataValidationError
-from clvmodels.reporting import ReportConfig, report_source, save_artifacts
+from clvmodels.reporting import ReportConfig, overview_table, report_source, save_artifacts
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
            "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS"]
@@ -226,7 +228,7 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
     """Total spend of a few customers up to the observation end, asked of the log's engine."""
     import ibis
 
-    from clvmodels._engine import execute
+    from clvmodels.engine import execute
 
     wanted = [v.item() if hasattr(v, "item") else v for v in ids]
     t = log.filter(log.customer_id.isin(wanted) & (log.date <= ibis.date(str(observation_end))))
@@ -318,12 +320,9 @@ def _customer_table_home(cfg: ReportConfig, source: Any) -> str:
     and on Spark unless a customer table is given (whose covariate models work in memory)."""
     if cfg.scoring != "auto":
         return cfg.scoring
-    import ibis.expr.types as ir
-
-    from clvmodels._engine import backend_name
-
-    spark = cfg.engine == "spark" or (isinstance(source, ir.Table) and backend_name(source) == "pyspark")
-    return "engine" if spark and not cfg.customers_path else "auto"
+    distributed = engine_named(cfg.engine).distributed or (isinstance(source, ir.Table)
+                                                             and engine_of(source).distributed)
+    return "engine" if distributed and not cfg.customers_path else "auto"
 
 
 def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,
@@ -397,7 +396,7 @@ def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | N
     rfm.attrs.update({"time_unit": cfg.time_unit, "observation_end": obs_end})
     fc = figures[list(FORECAST_COLUMNS)]
     tiers = figures["tier"].astype(pd.CategoricalDtype(list(TIERS), ordered=True)).rename("tier")
-    overview = scoring.engine_overview(scores, cfg.time_unit, obs_end)
+    overview = overview_table(cfg.time_unit, obs_end, **scoring.engine_overview(scores))
     w = stats.purchases["weight"].to_numpy(float)
     freq_fit = model.expected_customers_by_frequency(
         stats.purchases, max_frequency=frequency_bins(stats.purchases["frequency"].to_numpy(float), w), weights=w)
@@ -450,7 +449,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     customer table is given.
     """
     import clvmodels
-    from clvmodels._engine import set_engine_memory
+    from clvmodels.engine import set_engine_memory
     from clvmodels.intervals import widen_intervals
 
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run

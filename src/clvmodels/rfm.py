@@ -21,7 +21,9 @@ freq_multiplier=7`` is what equals ``time_unit="W"`` here.
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ibis
@@ -29,7 +31,6 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._engine import execute, quiet_engine
 from clvmodels._validation import (
     DAYS_PER_UNIT,
     TimeUnit,
@@ -37,8 +38,28 @@ from clvmodels._validation import (
     check_time_unit,
     check_timestamp,
 )
+from clvmodels.engine import (
+    execute,
+    is_remote,
+    keep_table,
+    kept_table,
+    materialise,
+    parquet_files,
+    quiet_engine,
+)
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.transactions import NO_PURCHASES, CheckedLog, load_transactions, net_day
+from clvmodels.transactions import (
+    NO_PURCHASES,
+    CheckedLog,
+    date_range,
+    is_csv,
+    is_validated,
+    load_transactions,
+    log_facts,
+    net_day,
+    open_checked,
+    remember_facts,
+)
 
 __all__ = ["rfm_summary", "calibration_holdout", "purchase_calendar", "PurchaseCalendar", "HOLDOUT_COLUMNS"]
 
@@ -51,13 +72,11 @@ def _transactions(source: Any, columns: dict[str, str] | None) -> ir.Table:
     return load_transactions(source, **(columns or {}))
 
 
-def _date_literal(ts: pd.Timestamp) -> ir.Value:
+def date_literal(ts: pd.Timestamp) -> ir.Value:
     return ibis.date(ts.year, ts.month, ts.day)
 
 
-def _max_date(t: ir.Table) -> pd.Timestamp:
-    from clvmodels.transactions import date_range
-
+def max_date(t: ir.Table) -> pd.Timestamp:
     return date_range(t)[1]
 
 
@@ -68,7 +87,7 @@ def _min_by(value: float, key: datetime.date) -> float:  # type: ignore[empty-bo
     ``FIRST(x ORDER BY k)``, which sorts within each group: 15% of the RFM query at 10M rows)."""
 
 
-def _per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
+def per_customer_days(t: ir.Table, end: pd.Timestamp) -> ir.Table:
     """Customer-level RFM of the purchases on or before ``end`` with times in whole days:
     ``customer_id, frequency, recency_days, T_days, monetary_value`` (not ordered)."""
     daily = t.group_by(["customer_id", "date"]).aggregate(amount=t.amount.sum())
@@ -92,7 +111,7 @@ def _rfm_days(per: ir.Table, end: pd.Timestamp, *, some_without: bool = False) -
         "customer_id",
         frequency=repeat.cast("int64"),
         recency_days=per.last.delta(per.first, unit="day").cast("int64"),
-        T_days=_date_literal(end).delta(per.first, unit="day").cast("int64"),
+        T_days=date_literal(end).delta(per.first, unit="day").cast("int64"),
         monetary_value=ibis.ifelse(
             repeat > 0, (per.total - per.first_amount) / repeat.cast("float64"), 0.0
         ),
@@ -124,7 +143,7 @@ def _checked_aggregates(log: CheckedLog, end: pd.Timestamp | None) -> ir.Table:
         daily = by_day.aggregate(amount=base.amount.sum(), bad=base.bad.sum())
         amount, keep = daily.amount, daily.date.notnull()
     keep = keep & daily.date.notnull()
-    window = keep if end is None else keep & (daily.date <= _date_literal(end))
+    window = keep if end is None else keep & (daily.date <= date_literal(end))
     day = ibis.ifelse(window, daily.date, ibis.date(_NEVER.year, _NEVER.month, _NEVER.day))
     whole_log = {} if end is None else {"first_all": daily.date.min(where=keep), "last_all": daily.date.max(where=keep)}
     per = daily.group_by("customer_id").aggregate(
@@ -174,14 +193,6 @@ def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUn
     (kept by the engine for :mod:`clvmodels.scoring`, in days) or ``"auto"``: memory for at most
     ``engine_above`` customers. Raises what :func:`load_transactions` raises, with the same messages.
     """
-    from clvmodels.transactions import (
-        date_range,
-        is_validated,
-        log_facts,
-        open_checked,
-        remember_facts,
-    )
-
     check_choice("keep", keep, ("memory", "engine", "auto"))
     unit = check_time_unit(time_unit)
     end = None if observation_end is None else check_timestamp("observation_end", observation_end)
@@ -200,20 +211,16 @@ def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUn
             facts = log_facts(log)
             approx = facts["customers_approx"] if facts else int(execute(log.customer_id.approx_nunique()))
         if keep == "engine" or approx > engine_above:
-            from clvmodels.scoring import _customers
-
-            per = _customers(log, "D", end, None, "duckdb")[0]
+            per = engine_customer_table(log, "D", end, None, "duckdb")[0]
             customers = int(execute(per.count()))
             return LogSummary(log, end, first_day, last_day, customers, None)
-        frame = _customer_frame(_per_customer(log.filter(log.date <= _date_literal(end)), end, unit)
+        frame = _customer_frame(_per_customer(log.filter(log.date <= date_literal(end)), end, unit)
                                 .order_by("customer_id"))
         return LogSummary(log, end, first_day, last_day, len(frame), _memory_table(frame, unit, end))
     # one pass: the customer table with the checks, kept by the engine
-    from clvmodels.scoring import _materialise, _seed_customers
-
     per, drop = None, None
     try:
-        per, drop = _materialise(_checked_aggregates(checked, end))
+        per, drop = materialise(_checked_aggregates(checked, end))
         stats = execute(per.aggregate(
             bad=per.bad.sum(), rows=per.count(), customers=(per.n_days > 0).cast("int64").sum(),
             first_all=per.first_all.min(), last_all=per.last_all.max())).iloc[0]
@@ -232,11 +239,33 @@ def summarise_log(source: Any, *, observation_end: Any = None, time_unit: TimeUn
     remember_facts(log, first_day, last_day, customers)
     table = _rfm_days(per, end, some_without=True)
     if keep == "engine" or (keep == "auto" and customers > engine_above):
-        _seed_customers(log, end, table, drop)
+        keep_table(log, end, table, drop)
         return LogSummary(log, end, first_day, last_day, customers, None)
     frame = _customer_frame(_in_unit(table, unit).order_by("customer_id"))
     drop()
     return LogSummary(log, end, first_day, last_day, customers, _memory_table(frame, unit, end))
+
+
+def engine_customer_table(transactions: Any, time_unit: Any, observation_end: Any, columns: dict[str, str] | None,
+                          engine: str) -> tuple[ir.Table, str, pd.Timestamp]:
+    """The per-customer table of a log (whole days), materialised in the log's engine once and
+    reused by the next calls on the same log and observation end (one aggregation of the log
+    instead of one per query; :func:`clvmodels.engine.kept_table`)."""
+    unit = check_time_unit(time_unit)
+    if not is_validated(transactions):
+        # a log not yet read: read, validated and aggregated in one pass
+        summary = summarise_log(transactions, observation_end=observation_end or None, keep="engine",
+                                engine=engine, **(columns or {}))
+        return kept_table(), unit, summary.observation_end
+    t = load_transactions(transactions, engine=engine, **(columns or {}))
+    end = max_date(t) if observation_end is None or observation_end == "" else check_timestamp(
+        "observation_end", observation_end)
+    table = kept_table(t, end)
+    if table is not None:
+        return table, unit, end
+    table, drop = materialise(per_customer_days(t.filter(t.date <= date_literal(end)), end))
+    keep_table(t, end, table, drop)
+    return table, unit, end
 
 
 def _memory_table(frame: pd.DataFrame, unit: str, end: pd.Timestamp) -> pd.DataFrame:
@@ -248,15 +277,10 @@ def _memory_table(frame: pd.DataFrame, unit: str, end: pd.Timestamp) -> pd.DataF
 def _rows_at_most(log: CheckedLog) -> int | None:
     """The log's number of rows when it is known without reading it (a DataFrame, Parquet
     files' metadata); None otherwise."""
-    import os
-    from pathlib import Path
-
-    from clvmodels.transactions import _is_csv, is_remote, parquet_files
-
     source = log.source
     if isinstance(source, pd.DataFrame):
         return len(source)
-    if isinstance(source, (str, os.PathLike)) and not _is_csv(source) and not is_remote(str(source)):
+    if isinstance(source, (str, os.PathLike)) and not is_csv(source) and not is_remote(str(source)):
         try:
             import pyarrow.parquet as pq
 
@@ -269,7 +293,7 @@ def _rows_at_most(log: CheckedLog) -> int | None:
 def _per_customer(t: ir.Table, end: pd.Timestamp, unit: str) -> ir.Table:
     """Customer-level RFM of the purchases on or before ``end``, in ``unit`` (not ordered: the
     callers sort once, at the end)."""
-    return _in_unit(_per_customer_days(t, end), unit)
+    return _in_unit(per_customer_days(t, end), unit)
 
 
 def _in_unit(per: ir.Table, unit: str) -> ir.Table:
@@ -360,9 +384,9 @@ def purchase_calendar(transactions: Any, *, observation_end: Any = None,
 def _up_to(t: ir.Table, observation_end: Any) -> tuple[ir.Table, pd.Timestamp]:
     """The purchases on or before ``observation_end`` (default: the last purchase day) and that day."""
     if observation_end is None:
-        return t, _max_date(t)
+        return t, max_date(t)
     end = check_timestamp("observation_end", observation_end)
-    return t.filter(t.date <= _date_literal(end)), end
+    return t.filter(t.date <= date_literal(end)), end
 
 
 def _customer_frame(expr: ir.Table) -> pd.DataFrame:
@@ -370,7 +394,7 @@ def _customer_frame(expr: ir.Table) -> pd.DataFrame:
     column (Ibis' conversion stacks the numeric columns into one block: a copy that took a third
     of the RFM table's time at 3.6M customers); the columns are ids, counts and floats, which
     Arrow and Ibis convert alike."""
-    from clvmodels._engine import backend_name, backend_of
+    from clvmodels.engine import backend_name, backend_of
 
     if backend_name(expr) != "duckdb":
         return execute(expr)
@@ -447,7 +471,7 @@ def rfm_summary(
             f"No purchases on or before observation_end={end.date()}; "
             "choose a later observation_end."
         )
-    t = summary.log.filter(summary.log.date <= _date_literal(end))
+    t = summary.log.filter(summary.log.date <= date_literal(end))
     if regularity:
         litt = _customer_frame(_litt(t, unit)).set_index("customer_id")["litt"]
         out["litt"] = litt.reindex(out.index).fillna(0.0).to_numpy(float)
@@ -507,7 +531,7 @@ def calibration_holdout(
     unit = check_time_unit(time_unit)
     cal_end = check_timestamp("calibration_end", calibration_end)
     t = _transactions(transactions, columns)
-    obs_end = _max_date(t) if observation_end is None else check_timestamp(
+    obs_end = max_date(t) if observation_end is None else check_timestamp(
         "observation_end", observation_end
     )
     if cal_end >= obs_end:
@@ -515,7 +539,7 @@ def calibration_holdout(
             f"calibration_end ({cal_end.date()}) must be before observation_end "
             f"({obs_end.date()}); the holdout window would be empty."
         )
-    cal_lit, obs_lit = _date_literal(cal_end), _date_literal(obs_end)
+    cal_lit, obs_lit = date_literal(cal_end), date_literal(obs_end)
     cal = _per_customer(t.filter(t.date <= cal_lit), cal_end, unit)
     if regularity:
         cal = _with_regularity(cal, t.filter(t.date <= cal_lit), unit)

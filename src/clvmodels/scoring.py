@@ -30,13 +30,15 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._engine import backend_name, execute, quiet_engine, spark_frame, spark_view
-from clvmodels._validation import DAYS_PER_UNIT, TimeUnit, check_time_unit, check_timestamp
+from clvmodels._validation import DAYS_PER_UNIT, TimeUnit
+from clvmodels.engine import DUCKDB, engine_of, execute, release, upload
 from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, combine_parts, forecast_settings, purchase_arrays
-from clvmodels.rfm import _date_literal, _max_date, _per_customer_days
-from clvmodels.tiers import TIERS, check_shares
-from clvmodels.transactions import load_transactions
+from clvmodels.models._purchase import PurchaseModel
+from clvmodels.models.seasonal import as_of
+from clvmodels.rfm import engine_customer_table
+from clvmodels.tiers import TIERS, TierGroups, check_shares
+from clvmodels.transactions import mark_validated
 
 __all__ = ["CompressedRFM", "compressed_rfm", "ScoreResult", "score_customers", "MAX_SPEND_ROWS", "release"]
 
@@ -71,81 +73,6 @@ class CompressedRFM:
         return purchase_model, spend_model
 
 
-# the last customer table materialised in an engine: (weak reference to its log, observation end,
-# the table, how to drop it); fitting and scoring one log read it several times
-_materialised: list[Any] = []
-
-
-def _customers(transactions: Any, time_unit: Any, observation_end: Any, columns: dict[str, str] | None,
-               engine: str) -> tuple[ir.Table, str, pd.Timestamp]:
-    """The per-customer table of a log (whole days), materialised in the log's engine once and
-    reused by the next calls on the same log and observation end (one aggregation of the log
-    instead of one per query)."""
-    import weakref
-
-    from clvmodels.transactions import is_validated
-
-    unit = check_time_unit(time_unit)
-    if not is_validated(transactions):
-        # a log not yet read: read, validated and aggregated in one pass (clvmodels.rfm.summarise_log)
-        from clvmodels.rfm import summarise_log
-
-        summary = summarise_log(transactions, observation_end=observation_end or None, keep="engine",
-                                engine=engine, **(columns or {}))
-        return _materialised[0][2], unit, summary.observation_end
-    t = load_transactions(transactions, engine=engine, **(columns or {}))
-    end = _max_date(t) if observation_end is None or observation_end == "" else check_timestamp(
-        "observation_end", observation_end)
-    if _materialised and _materialised[0][0]() is t and _materialised[0][1] == end:
-        return _materialised[0][2], unit, end
-    release()
-    per = _per_customer_days(t.filter(t.date <= _date_literal(end)), end)
-    table, drop = _materialise(per)
-    _materialised.append((weakref.ref(t), end, table, drop))
-    return table, unit, end
-
-
-def _seed_customers(log: ir.Table, end: pd.Timestamp, per: ir.Table, drop: Any) -> None:
-    """Hand the functions here a customer table already kept by the engine for ``log`` up to
-    ``end`` (the first pass of :func:`clvmodels.rfm.summarise_log` built it)."""
-    import weakref
-
-    release()
-    _materialised.append((weakref.ref(log), end, per, drop))
-
-
-def _materialise(per: ir.Table) -> tuple[ir.Table, Any]:
-    """``per`` computed once and kept by its engine: a temporary DuckDB table (spilled to disk
-    beyond DuckDB's memory limit) or a persisted Spark DataFrame. Returns it and its drop."""
-    with quiet_engine():
-        if backend_name(per) == "pyspark":
-            frame = spark_frame(per).persist()
-            view = spark_view(frame, like=per)
-
-            def drop() -> None:
-                frame.unpersist()
-                frame.sparkSession.catalog.dropTempView(view.get_name())
-
-            return view, drop
-        from clvmodels._engine import duckdb_connection
-
-        con = duckdb_connection()
-        name = f"clvmodels_customers_{uuid.uuid4().hex}"
-        table = con.create_table(name, per, temp=True)
-        return table, lambda: con.drop_table(name, force=True)
-
-
-def release() -> None:
-    """Drop the customer table the engine keeps for the last log fitted or scored here."""
-    while _materialised:
-        *_, drop = _materialised.pop()
-        try:
-            with quiet_engine():
-                drop()
-        except Exception:  # the engine may be gone (Spark stopped); nothing to free then
-            pass
-
-
 _HISTORY = ["frequency", "recency_days", "T_days"]
 
 
@@ -174,7 +101,7 @@ def compressed_rfm(transactions: Any, *, time_unit: TimeUnit = "D", observation_
     Gamma-Gamma parameters is then of order ``1/sqrt(max_spend_rows)`` relative (the usual
     rate of a maximum-likelihood estimate; not measured here beyond a 3,000-row test).
     """
-    per, unit, end = _customers(transactions, time_unit, observation_end, columns, engine)
+    per, unit, end = engine_customer_table(transactions, time_unit, observation_end, columns, engine)
     days = DAYS_PER_UNIT[unit]
     hist = _histories(per, end)
     purchases = pd.DataFrame({"frequency": hist["frequency"], "recency": hist["recency_days"] / days,
@@ -223,11 +150,7 @@ def _hash_keep(table: ir.Table, share: float, salt: str = "") -> ir.Table:
 def sample_log(transactions: ir.Table, share: float) -> ir.Table:
     """The log of about ``share`` of the customers (every purchase of each chosen customer),
     drawn by the engine; validated like its source."""
-    from clvmodels.transactions import _validated
-
-    out = _hash_keep(transactions, share)
-    _validated[id(out)] = out
-    return out
+    return mark_validated(_hash_keep(transactions, share))
 
 
 def sample_scores(scores: ir.Table, share: float) -> pd.DataFrame:
@@ -246,30 +169,18 @@ def at_risk_candidates(scores: ir.Table, min_p_alive: float, limit: int,
     return out.set_index("customer_id")
 
 
-def engine_overview(scores: ir.Table, time_unit: str, observation_end: str) -> pd.DataFrame:
-    """:func:`clvmodels.reporting.data_overview` of every scored customer, aggregated by the engine."""
-    from clvmodels.reporting import overview_table
-
+def engine_overview(scores: ir.Table) -> dict[str, Any]:
+    """The numbers of :func:`clvmodels.reporting.overview_table` for every scored customer,
+    aggregated by the engine."""
     fc = scores
     repeat = fc.frequency > 0
     row = execute(fc.aggregate(
         n=fc.count(), repeat=repeat.cast("int64").sum(), purchases=fc.frequency.sum(), mean_T=fc["T"].mean(),
         mean_freq=fc.frequency.cast("float64").mean(),
         spend=ibis.ifelse(repeat, fc.monetary_value, ibis.null("float64")).mean())).iloc[0]
-    return overview_table(time_unit, observation_end, int(row["n"]), int(row["repeat"]), int(row["purchases"]),
-                          float(row["mean_T"]), float(row["mean_freq"]),
-                          None if pd.isna(row["spend"]) else float(row["spend"]))
-
-
-def _upload(frame: pd.DataFrame, like: ir.Table) -> ir.Table:
-    """A small driver-side table, placed on the backend of ``like``."""
-    if backend_name(like) == "pyspark":
-        import pyarrow as pa
-
-        session = like._find_backend()._session
-        return spark_view(session.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False)), like=like)
-    with quiet_engine():
-        return ibis.memtable(frame)
+    return {"customers": int(row["n"]), "repeat_buyers": int(row["repeat"]), "repeat_purchases": int(row["purchases"]),
+            "mean_T": float(row["mean_T"]), "mean_frequency": float(row["mean_freq"]),
+            "mean_spend": None if pd.isna(row["spend"]) else float(row["spend"])}
 
 
 def _spend_expr(spend_model: Any, x: ir.Column, m: ir.Column) -> ir.Column:
@@ -334,8 +245,6 @@ def score_customers(
     :func:`tier_cutoffs` (approximate quantiles, then an exact ranking of the few customers near
     each cut-off), and each customer is compared with them.
     """
-    from clvmodels.models._purchase import PurchaseModel
-
     if not isinstance(transaction_model, PurchaseModel) or getattr(transaction_model, "params_", None) is None:
         raise ParameterError("transaction_model must be a fitted BG/NBD, MBG/NBD or Pareto/NBD model.")
     if getattr(spend_model, "params_", None) is None:
@@ -347,7 +256,7 @@ def score_customers(
     if out.exists():
         raise ParameterError(f"Parameter 'output': {str(out)!r} already exists; give a new folder.")
 
-    per, unit, end = _customers(transactions, s.time_unit, observation_end, columns, engine)
+    per, unit, end = engine_customer_table(transactions, s.time_unit, observation_end, columns, engine)
     clock = [time.perf_counter()]
     seconds: dict[str, float] = {}
 
@@ -359,8 +268,6 @@ def score_customers(
     days = DAYS_PER_UNIT[unit]
     hist = _histories(per, end)
     n = int(hist.pop("weight").sum())
-    from clvmodels.models.seasonal import as_of
-
     transaction_model = as_of(transaction_model, end)  # a seasonal clock counts back from this log's end
     x = hist["frequency"].to_numpy(float)
     parts = purchase_arrays(transaction_model, x, hist["recency_days"].to_numpy(float) / days,
@@ -369,7 +276,7 @@ def score_customers(
     if bad:
         raise ModelError(f"The forecast's {bad[0]!r} is not finite for some purchase histories with these "
                          "parameters; refit with a small penalizer_coef or choose another purchase model.")
-    terms = _upload(hist.assign(**{f"_{k}": v for k, v in parts.items()}), per)
+    terms = upload(hist.assign(**{f"_{k}": v for k, v in parts.items()}), per)
 
     def scores_of(customers: ir.Table) -> ir.Table:
         j = customers.inner_join(terms, _HISTORY)
@@ -388,7 +295,7 @@ def score_customers(
     lap("histories")
     # the cut-offs' estimate from a sample drawn before the join (the join is most of a pass)
     # (any sample will do: the cut-offs are exact whatever it holds; Spark's has no seed in Ibis)
-    seed = 0 if backend_name(per) != "pyspark" else None
+    seed = engine_of(per).sample_seed
     sample = (scores_of(per.sample(CUTOFF_SAMPLE / n, method="row", seed=seed)) if n > 2 * CUTOFF_SAMPLE
               else None)
     cuts = tier_cutoffs(scored, [int(b) for b in bounds[:-1]], n, sample=sample)
@@ -515,25 +422,13 @@ def _in_band(scored: ir.Table, lo: float, hi: float) -> Any:
 
 
 def _write_partitioned(table: ir.Table, path: Path) -> None:
-    with quiet_engine():
-        if backend_name(table) == "pyspark":
-            spark_frame(table).write.partitionBy("tier").parquet(str(path))
-        else:
-            from clvmodels._engine import duckdb_connection
-
-            duckdb_connection().to_parquet(table, str(path), partition_by="tier")
+    engine_of(table).write_partitioned(table, path, "tier")
 
 
 def read_scores(path: str | Path, like: ir.Table | None = None) -> ir.Table:
     """The forecast written by :func:`score_customers`, as a table of the engine of ``like``
     (DuckDB when None), with its ``tier`` column."""
-    path = Path(path)
-    if like is not None and backend_name(like) == "pyspark":
-        return spark_view(like._find_backend()._session.read.parquet(str(path)), like=like)
-    from clvmodels._engine import duckdb_connection
-
-    with quiet_engine():
-        return duckdb_connection().read_parquet(str(path / "**" / "*.parquet"), hive_partitioning=True)
+    return (DUCKDB if like is None else engine_of(like)).read_parquet(Path(path), like)
 
 
 def engine_tier_groups(scores: ir.Table, *, max_simulated: int, seed: int = 0) -> Any:
@@ -541,8 +436,6 @@ def engine_tier_groups(scores: ir.Table, *, max_simulated: int, seed: int = 0) -
     the engine: the customers simulated for the process noise are all of them when there are at
     most ``max_simulated``, else a random sample of about that many (by the engine's hash of the
     customer id, salted with ``seed``), in customer-id order."""
-    from clvmodels.tiers import TierGroups
-
     fc = scores
     valid = (fc.frequency > 0) & (fc.monetary_value > 0)
     keys = ["tier", "frequency", "recency", "T"]

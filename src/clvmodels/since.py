@@ -19,11 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from clvmodels._text import md_escape, slug
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES
-from clvmodels.tiers import TIERS
+from clvmodels.engine import engine_of, execute, upload
+from clvmodels.models import load_model
+from clvmodels.rfm import date_literal, per_customer_days
+from clvmodels.tiers import TIERS, group_spend
+from clvmodels.transactions import load_transactions
 
 __all__ = ["SinceLastRun", "find_previous_run", "compare_runs", "RUN_FILE"]
 
@@ -53,8 +60,6 @@ class SinceLastRun:
 
     def summary(self) -> str:
         """The comparison in plain sentences (Markdown)."""
-        from clvmodels.reporting import md_escape
-
         if not self.available:
             return md_escape(self.reason)
         unit = UNIT_NAMES.get(self.time_unit, "time units")
@@ -97,25 +102,23 @@ def write_run_record(folder: str | Path, *, observation_end: str, calibration_en
 def find_previous_run(root: str | Path, title: str) -> Path | None:
     """The latest finished run of the report ``title`` in ``root`` (a folder with ``run.json``
     of that title and a forecast), or None."""
-    from clvmodels.reporting import _slug
-
     root = Path(root)
     if not root.is_dir():
         return None
-    prefix = _slug(title) + "-"
+    prefix = slug(title) + "-"
     found = []
     for folder in root.iterdir():
         if (not folder.name.startswith(prefix) or folder.name.endswith("-FAILED") or folder.is_symlink()
                 or not folder.is_dir()):
             continue
-        record = _read_record(folder)
+        record = read_record(folder)
         if record is None or record.get("title") != title or not (folder / "forecast.parquet").exists():
             continue
         found.append((str(record.get("observation_end")), folder.stat().st_mtime, folder))
     return max(found, key=lambda f: (f[0], f[1]))[2] if found else None
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
+def read_record(folder: Path) -> dict[str, Any] | None:
     try:
         record = json.loads((folder / RUN_FILE).read_text())
     except (OSError, ValueError):
@@ -139,14 +142,8 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
     the earlier run gave them, the earlier run's forecast of purchases and revenue for the elapsed
     period per earlier tier against what happened, and total value then and now.
     """
-    import ibis.expr.types as ir
-
-    import clvmodels
-    from clvmodels._engine import execute
-    from clvmodels.models import load_model
-
     folder = Path(previous)
-    record = _read_record(folder)
+    record = read_record(folder)
     if record is None:
         return SinceLastRun(False, f"The earlier run '{folder.name}' has no readable {RUN_FILE}; no comparison.")
     prev_end = str(record["observation_end"])
@@ -156,13 +153,11 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
         return SinceLastRun(False, f"The earlier run '{folder.name}' is as of {prev_end}, not before this one "
                                    f"({observation_end}); no comparison.", previous=folder.name)
     if not isinstance(log, ir.Table):
-        log = clvmodels.load_transactions(log)
+        log = load_transactions(log)
     if scores is None:
         if forecast is None or tiers is None:
             raise TypeError("compare_runs needs this run's forecast and tiers, or its scores table")
-        from clvmodels.scoring import _upload
-
-        scores = _upload(pd.DataFrame({"customer_id": forecast.index.astype(str), "tier": tiers.astype(str).to_numpy(),
+        scores = upload(pd.DataFrame({"customer_id": forecast.index.astype(str), "tier": tiers.astype(str).to_numpy(),
                                        "p_alive": forecast["p_alive"].to_numpy(float),
                                        "clv": forecast["clv"].to_numpy(float)}), log)
     try:
@@ -204,18 +199,9 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
 def _forecast_table(path: Path, *, like: Any) -> Any:
     """An earlier run's ``forecast.parquet`` (one file, or a folder partitioned by tier) as a
     table of the engine of ``like``: ``customer_id`` (text), ``tier`` (text), ``clv``."""
-    from clvmodels._engine import backend_name, duckdb_connection, quiet_engine, spark_view
-    from clvmodels.transactions import literal_paths, spark_literal
-
     if not path.exists():
         raise FileNotFoundError(path)
-    if backend_name(like) == "pyspark":
-        table = spark_view(like._find_backend()._session.read.parquet(spark_literal(str(path))), like=like)
-    else:
-        place = literal_paths([path])[0]  # brackets in a folder name are not a pattern
-        with quiet_engine():
-            table = duckdb_connection().read_parquet(
-                str(Path(place) / "**" / "*.parquet") if path.is_dir() else place, hive_partitioning=path.is_dir())
+    table = engine_of(like).read_parquet(path, like)
     return table.select(customer_id=table.customer_id.cast("string"), tier=table.tier.cast("string"),
                         clv=table.clv.cast("float64"))
 
@@ -228,13 +214,8 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
     the sum of their mean spends and what they did; expected purchases depend only on the
     history and the group's spend comes from :func:`clvmodels.tiers.group_spend` (Gamma-Gamma's
     conditional spend is linear in the mean spend), so the sums are exact."""
-    import ibis
-
-    from clvmodels._engine import execute
-    from clvmodels.rfm import _date_literal, _per_customer_days
-
-    cal_lit, end_lit = _date_literal(pd.Timestamp(prev_end)), _date_literal(pd.Timestamp(end))
-    cal = _per_customer_days(log.filter(log.date <= cal_lit), pd.Timestamp(prev_end))
+    cal_lit, end_lit = date_literal(pd.Timestamp(prev_end)), date_literal(pd.Timestamp(end))
+    cal = per_customer_days(log.filter(log.date <= cal_lit), pd.Timestamp(prev_end))
     cal = cal.mutate(customer_id=cal.customer_id.cast("string"))
     hold = log.filter((log.date > cal_lit) & (log.date <= end_lit))
     hold = hold.mutate(customer_id=hold.customer_id.cast("string"))
@@ -249,8 +230,6 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
                          "T": g["T_days"].to_numpy(float) / days})
     per_customer = model.expected_purchases(hist, horizon).to_numpy(float)
     n = g["n"].to_numpy(float)
-    from clvmodels.tiers import group_spend
-
     spend_sum = group_spend(*(float(spend.params_[k]) for k in ("p", "q", "v")), n, g["n_valid"].to_numpy(float),
                              g["frequency"].to_numpy(float), g["m_sum"].to_numpy(float))
     table = pd.DataFrame({"tier": g["tier"].astype(str).to_numpy(), "predicted_purchases": per_customer * n,

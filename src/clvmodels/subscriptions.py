@@ -348,7 +348,7 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
     Gold subscribers who left since, the earlier run's expected leavers for the elapsed periods
     against who left, and the change in value."""
     from clvmodels.models import load_model
-    from clvmodels.since import _read_record, find_previous_run
+    from clvmodels.since import find_previous_run, read_record
 
     choice = (cfg.previous or "none").strip()
     if choice == "none":
@@ -358,7 +358,7 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
     if folder is None:
         return {"available": False, "reason": "This is the first run of this report in its output folder: the "
                                               "next run will show what changed since this one."}
-    record = _read_record(folder)
+    record = read_record(folder)
     try:
         then = pd.read_parquet(folder / "forecast.parquet")
         earlier = load_model(folder / "subscription_model.json")

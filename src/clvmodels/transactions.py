@@ -20,8 +20,15 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._engine import ENGINES, backend_name, duckdb_connection, execute, quiet_engine
 from clvmodels._validation import MAX_EXAMPLES, check_choice, format_examples
+from clvmodels.engine import (
+    ENGINES,
+    engine_error_text,
+    engine_named,
+    engine_of,
+    execute,
+    is_remote,
+)
 from clvmodels.exceptions import DataValidationError
 
 __all__ = ["load_transactions", "TRANSACTION_COLUMNS"]  # open_checked, CheckedLog: for clvmodels.rfm
@@ -35,98 +42,25 @@ REFUND_POLICIES = ("error", "drop", "net")
 _validated: weakref.WeakValueDictionary[int, ir.Table] = weakref.WeakValueDictionary()
 
 
-@ibis.udf.scalar.builtin
-def try_strptime(text: str, fmt: str) -> datetime.datetime:  # DuckDB's own function
-    ...
-
-
-@ibis.udf.scalar.builtin(name="timezone")
-def _wall_clock(zone: str, ts: datetime.datetime) -> datetime.datetime:  # DuckDB's timezone()
-    ...
-
-
-@ibis.udf.scalar.builtin
-def try_to_timestamp(text: str, fmt: str) -> datetime.datetime:  # Spark's (null when no match)
-    ...
-
-
-@ibis.udf.scalar.builtin
-def from_utc_timestamp(ts: datetime.datetime, zone: str) -> datetime.datetime:  # Spark's
-    ...
-
-
-# strptime directives and the Java DateTimeFormatter letters Spark parses them with: the short
-# form where a separator follows (1 or 2 digits, as strptime accepts), the fixed width where
-# another field follows directly (yyyyMMdd)
-_JAVA_FIELDS = {
-    "Y": ("yyyy", "yyyy"), "y": ("yy", "yy"), "m": ("M", "MM"), "d": ("d", "dd"),
-    "H": ("H", "HH"), "I": ("h", "hh"), "M": ("m", "mm"), "S": ("s", "ss"),
-    "f": ("SSSSSS", "SSSSSS"), "b": ("MMM", "MMM"), "B": ("MMMM", "MMMM"), "p": ("a", "a"),
-    "j": ("D", "DDD"), "a": ("E", "E"), "A": ("EEEE", "EEEE"), "z": ("XX", "XX"),
-}
-
-
-def java_date_pattern(date_format: str) -> str:
-    """The Spark (Java ``DateTimeFormatter``) pattern that parses what a ``strptime`` format does.
-
-    >>> java_date_pattern("%d/%m/%Y"), java_date_pattern("%Y%m%d"), java_date_pattern("%Y-%m-%dT%H:%M")
-    ('d/M/yyyy', 'yyyyMMdd', "yyyy-M-d'T'H:m")
-    """
-    out: list[str] = []
-    literal: list[str] = []
-
-    def flush() -> None:
-        if not literal:
-            return
-        text = "".join(literal).replace("'", "''")
-        # letters and brackets are pattern symbols in Java: quote any run of text that has one
-        out.append(f"'{text}'" if any(c.isalpha() or c in "#{}[]" for c in text) else text)
-        literal.clear()
-
-    i = 0
-    while i < len(date_format):
-        c = date_format[i]
-        if c != "%":
-            literal.append(c)
-            i += 1
-            continue
-        code = date_format[i + 1:i + 2]
-        if code == "%":
-            literal.append("%")
-            i += 2
-            continue
-        if code not in _JAVA_FIELDS:
-            raise DataValidationError(
-                f"date_format {date_format!r}: the directive '%{code}' cannot be translated for "
-                f"Spark; supported there: {', '.join('%' + k for k in _JAVA_FIELDS)} and literal text."
-            )
-        # a field that touches another field directly must have its full width (yyyyMMdd)
-        fixed = (not literal and i > 0) or (
-            date_format[i + 2:i + 3] == "%" and date_format[i + 3:i + 4] != "%")
-        flush()
-        out.append(_JAVA_FIELDS[code][1 if fixed else 0])
-        i += 2
-    flush()
-    return "".join(out)
-
-
 def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = "duckdb",
                  date_column: str | None = None, id_column: str | None = None) -> ir.Table:
     if isinstance(source, ir.Table):
         return source
+    eng = engine_named(engine)
     if isinstance(source, pd.DataFrame):
-        return _from_pandas(source) if engine == "duckdb" else _spark_from_pandas(source)
+        return eng.from_arrow(_arrow_ready(source))
     if isinstance(source, str) and is_remote(source):
-        if engine != "spark":
+        if not eng.reads_remote:
             raise DataValidationError(
                 f"Transaction log '{source}' is a remote address; read it with engine='spark' "
                 "(command line: --engine spark), whose cluster can reach it, or copy it to this machine.")
         csv = source.lower().rstrip("/").endswith(CSV_SUFFIXES)
         try:
-            with quiet_engine():
-                return _spark_read(source, not csv, csv_options, date_column, id_column)
+            return eng.read(source, parquet=not csv, csv_options=csv_options, date_column=date_column,
+                            id_column=id_column)
         except Exception as exc:
-            raise DataValidationError(f"Could not read transaction log '{source}' with Spark: {_first_line(exc)}.") from None
+            raise DataValidationError(
+                f"Could not read transaction log '{source}' with {eng.label}: {engine_error_text(exc)}.") from None
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
@@ -142,22 +76,15 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
                 "expected a name ending in .csv, .csv.gz, .txt, .tsv or .parquet."
             )
         try:
-            with quiet_engine():
-                if engine == "spark":
-                    return _spark_read(path, is_parquet, csv_options, date_column, id_column)
-                con = duckdb_connection()
-                if is_parquet:
-                    files = parquet_files(path)
-                    target = files[0] if len(files) == 1 and not path.is_dir() else files
-                    return con.read_parquet(target)
-                return con.read_csv(literal_paths([path])[0], **(csv_options or {}))
+            return eng.read(path, parquet=is_parquet, csv_options=csv_options, date_column=date_column,
+                            id_column=id_column)
         except DataValidationError:
             raise
         except Exception as exc:  # the engine's message is the useful part
             if "not utf-8 encoded" in str(exc).lower() or "invalid unicode" in str(exc).lower():
                 raise DataValidationError(_NOT_UTF8.format(path=path, detail="")) from None
             raise DataValidationError(
-                f"Could not read transaction file '{path}': {_first_line(exc)}. "
+                f"Could not read transaction file '{path}': {engine_error_text(exc)}. "
                 "Check that it is a valid CSV or Parquet file."
             ) from None
     raise DataValidationError(
@@ -169,112 +96,14 @@ def _open_source(source: Any, csv_options: dict[str, Any] | None, engine: str = 
 _NOT_UTF8 = ("Transaction file '{path}' is not valid UTF-8 text{detail}: names such as José would be read "
              "wrongly. Save it as UTF-8, or give its encoding: csv_options={{'encoding': 'latin-1'}}.")
 
-#: characters DuckDB (and Hadoop) read as a file-name pattern
-_GLOB_CHARS = frozenset("*?[]{}")
-_link_dirs: list[Any] = []
-
-
-def literal_paths(paths: list[Path]) -> list[str]:
-    """Paths the engine will read literally: DuckDB reads ``*?[]{}`` in a path as a pattern, so
-    ``q[1].parquet`` would read ``q1.parquet``; such files are reached through symbolic links with
-    neutral names in a private temporary folder (removed at exit)."""
-    if not any(_GLOB_CHARS & set(str(p)) for p in paths):
-        return [str(p) for p in paths]
-    import atexit
-    import tempfile
-
-    if not _link_dirs:
-        _link_dirs.append(tempfile.TemporaryDirectory(prefix="clvmodels-links-"))
-        atexit.register(_link_dirs[0].cleanup)
-    folder = Path(tempfile.mkdtemp(dir=_link_dirs[0].name))
-    out = []
-    for i, p in enumerate(paths):
-        # the link keeps the file's suffixes (".csv.gz" tells DuckDB the compression), never a pattern character
-        suffix = "".join(c for c in "".join(Path(p).suffixes[-2:]) if c not in _GLOB_CHARS)
-        link = folder / f"f{i}{suffix}"
-        link.symlink_to(Path(p).resolve())
-        out.append(str(link))
-    return out
-
-
-def parquet_files(path: Path) -> list[str]:
-    """The Parquet files a path stands for, the same on both engines: the file itself, or the
-    ``.parquet`` files under a folder skipping what Spark (Hadoop) skips - every file or folder
-    whose name starts with ``_`` or ``.`` (``_SUCCESS``, ``_temporary/`` leftovers of a failed
-    write, hidden files) - read literally (:func:`literal_paths`)."""
-    if not path.is_dir():
-        return literal_paths([path])
-    files = sorted(p for p in path.rglob("*.parquet")
-                   if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts))
-    if not files:
-        raise DataValidationError(
-            f"Folder '{path}' holds no Parquet files (files and folders starting with '_' or '.' are skipped, "
-            "as Spark does).")
-    return literal_paths(files)
-
-
-def spark_literal(location: str) -> str:
-    """A path for Spark's reader with pattern characters escaped (Hadoop globs them too)."""
-    import re
-
-    return re.sub(r"([*?\[\]{}\\])", r"\\\1", location)
-
-
-def is_remote(location: str) -> bool:
-    """Whether a location is a URI of another file system (s3a://, hdfs://, abfss://, dbfs:/ ...)."""
-    import re
-
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", location)) and not location.lower().startswith("file:")
-
-
-def _first_line(exc: BaseException) -> str:
-    from clvmodels._engine import engine_error_text
-
-    return engine_error_text(exc)
-
-
-def _spark_read(path: Path | str, is_parquet: bool, csv_options: dict[str, Any] | None,
-                date_column: str | None, id_column: str | None = None) -> ir.Table:
-    """A file or folder read by Spark (on the cluster's workers), as an Ibis table."""
-    from clvmodels._engine import spark_connection, spark_view
-
-    session = spark_connection()._session
-    path = spark_literal(str(path))
-    if is_parquet:
-        frame = session.read.parquet(path)
-    else:
-        options = {"header": True, "inferSchema": True, **(csv_options or {})}
-        frame = session.read.csv(path, **options)
-        text = {c for c in (date_column, id_column)
-                if c in frame.columns and frame.schema[c].dataType.typeName() != "string"}
-        if text:
-            # as for DuckDB: dates are read as text and parsed one explicit way, never guessed,
-            # and ids are text exactly as written (007 is not 7)
-            from pyspark.sql.types import StringType, StructField, StructType
-
-            schema = StructType([StructField(f.name, StringType(), True) if f.name in text else f
-                                 for f in frame.schema.fields])
-            options.pop("inferSchema")
-            frame = session.read.schema(schema).csv(path, **options)
-    return spark_view(frame)
-
-
-def _spark_from_pandas(df: pd.DataFrame) -> ir.Table:
-    """A DataFrame handed to the Spark session (for tests and small logs on a cluster)."""
-    from clvmodels._engine import spark_connection, spark_view
-
-    arrow = _from_pandas(df).to_pyarrow()  # the same column conversions as for DuckDB
-    return spark_view(spark_connection()._session.createDataFrame(arrow))
-
-
-def _is_csv(source: Any) -> bool:
+def is_csv(source: Any) -> bool:
     if not isinstance(source, (str, os.PathLike)) or Path(source).is_dir():
         return False
     return "".join(Path(source).suffixes[-2:]).lower().endswith(CSV_SUFFIXES)
 
 
-def _from_pandas(df: pd.DataFrame) -> ir.Table:
-    """Hand a DataFrame to DuckDB, first making columns Arrow can always convert."""
+def _arrow_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame's columns made what Arrow can always convert (for any engine)."""
     df = df.copy(deep=False)
     df.columns = [str(c) for c in df.columns]
     for col in df.columns:
@@ -294,8 +123,7 @@ def _from_pandas(df: pd.DataFrame) -> ir.Table:
                 df[col] = pd.to_datetime(s, errors="coerce")
             else:
                 df[col] = s.astype("string")
-    with quiet_engine():
-        return ibis.memtable(df)
+    return df
 
 
 def _parquet_zone(source: Any, column: str) -> str | None:
@@ -321,12 +149,12 @@ def _parquet_zone(source: Any, column: str) -> str | None:
 
 
 def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | None = None,
-                engine: str = "duckdb") -> ir.Column:
-    """The calendar day of each value, the same on DuckDB and Spark (``engine`` is the Ibis
-    backend's name): text by one explicit format (never guessed), timestamps on the wall clock of
-    ``zone`` when the data record one (both engines otherwise read timestamps in UTC)."""
+                engine: Any = "duckdb") -> ir.Column:
+    """The calendar day of each value, the same on every engine: text by one explicit format
+    (never guessed), timestamps on the wall clock of ``zone`` when the data record one (the
+    engines otherwise read timestamps in UTC)."""
     dtype = col.type()
-    spark = engine == "pyspark"
+    eng = engine_named(engine)
     if dtype.is_date():
         return col
     if dtype.is_timestamp():
@@ -336,13 +164,11 @@ def _parse_date(col: ir.Column, date_format: str | None, name: str, zone: str | 
             offset = _fixed_offset_minutes(zone)
             if offset is not None:  # "+05:30" (what pandas writes): not a zone name DuckDB knows
                 return (col + ibis.interval(minutes=offset)).date()
-            return (from_utc_timestamp(col, zone) if spark else _wall_clock(zone, col)).date()
+            return eng.wall_clock(col, zone).date()
         return col.date()
     if date_format is not None and (dtype.is_string() or dtype.is_integer()):
         text = col.cast("string")
-        if spark:
-            return try_to_timestamp(text, java_date_pattern(date_format)).date()
-        return try_strptime(text, date_format).date()
+        return eng.text_to_timestamp(text, date_format).date()
     if dtype.is_string():
         # a UTC offset after the time ("2024-01-01T23:30:00-05:00") is dropped: the purchase's day is
         # the one written, on both engines (Spark would move it to the UTC day, DuckDB does not)
@@ -476,13 +302,6 @@ def open_checked(source: Any, *, customer_id: str = "customer_id", date: str = "
             "centuries (97 is 1997 on DuckDB, 2097 on Spark); use %Y with four-digit years "
             "(command line: --date-format).")
     raw = _open_source(source, csv_options, engine, date, customer_id)
-    as_text = [c for c in (date, customer_id) if c in raw.columns and not raw[c].type().is_string()]
-    if engine == "duckdb" and _is_csv(source) and as_text:
-        # DuckDB's CSV sniffer guesses types from a sample: a date format per file (01/02/2024
-        # could be 1 Feb in one file and 2 Jan in the next) and numbers for ids (007 and 7 would
-        # be one customer); read both as text: ids exactly as written, dates parsed one way
-        types = {**dict((csv_options or {}).get("types") or {}), **{c: "VARCHAR" for c in as_text}}
-        raw = _open_source(source, {**(csv_options or {}), "types": types})
     present = list(raw.columns)
     wanted = {"customer_id": customer_id, "date": date, "amount": amount}
     missing = [f"'{v}' ({k})" for k, v in wanted.items() if v not in present]
@@ -504,7 +323,7 @@ def open_checked(source: Any, *, customer_id: str = "customer_id", date: str = "
     if cid_type.is_floating():
         # float ids (as Spark writes integer ids with gaps) with NaN: a missing id, not a customer
         cid_missing = cid_missing | cid_raw.isnan().fill_null(False)
-    parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date), backend_name(raw))
+    parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date), engine_of(raw))
     parsed_amount = _parse_amount(amount_raw, amount)
     amount_is_float = parsed_amount.type().is_floating()
     amount_missing = amount_raw.isnull()
@@ -532,7 +351,7 @@ def open_checked(source: Any, *, customer_id: str = "customer_id", date: str = "
         (amount, infinite.fill_null(False), amount_raw, "have infinite amounts",
          "Amounts must be finite numbers."),
     ]
-    if backend_name(raw) == "pyspark" and _is_csv(source) and cid_type.is_string():
+    if engine_of(raw).replaces_bad_text and is_csv(source) and cid_type.is_string():
         # Spark decodes invalid UTF-8 bytes as U+FFFD without a word (José and Josè would become
         # one customer); DuckDB refuses such a file: refuse it here too, in the same pass
         checks.append(
@@ -583,7 +402,7 @@ class CheckedLog:
         """The message for a log the engine could not read (a file that turned out bad)."""
         name = str(self.source) if not isinstance(self.source, pd.DataFrame) else "DataFrame"
         return DataValidationError(
-            f"Could not read the transaction log {name!r}: {_first_line(exc).rstrip('.')}. Check that every "
+            f"Could not read the transaction log {name!r}: {engine_error_text(exc).rstrip('.')}. Check that every "
             f"file has the columns {sorted(set(self.wanted.values()))} with one type each.")
 
     def raise_problems(self, stats: pd.Series | None = None) -> None:
@@ -693,6 +512,13 @@ def _examples(raw: ir.Table, cond: Any, shown: ir.Column, col: str, whole_column
     if pd.api.types.is_datetime64_any_dtype(rows["value"]):
         values = [str(v) for v in rows["value"]]
     return format_examples(values)
+
+
+def mark_validated(table: ir.Table) -> ir.Table:
+    """Record that ``table`` holds only rows of a validated log (a filter or sample of one), so
+    the functions that take a log skip validating it again; returns it."""
+    _validated[id(table)] = table
+    return table
 
 
 def is_validated(table: Any) -> bool:

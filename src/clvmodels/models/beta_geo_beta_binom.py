@@ -306,7 +306,7 @@ def discrete_rfm(transactions: pd.DataFrame, *, period: str = "Y", start: Any = 
     ``n_periods`` counts the periods after it up to ``end``'s period; ``frequency`` the ones of
     them with a purchase; ``recency`` the last such period (0 if none).
     """
-    from clvmodels._engine import execute
+    from clvmodels.engine import execute
     from clvmodels.transactions import load_transactions
 
     t = execute(load_transactions(transactions).select("customer_id", "date"))

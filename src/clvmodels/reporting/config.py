@@ -3,7 +3,6 @@ reads. Below both the pipeline and the notebook runner, so neither imports the o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +15,12 @@ from clvmodels._validation import (
     check_time_unit,
     check_timestamp,
 )
-from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.datasets import load_cdnow
+from clvmodels.engine import ENGINES, SPARK, engine_named, parse_memory
+from clvmodels.exceptions import ParameterError
+from clvmodels.forecast import check_horizon
+from clvmodels.tiers import DEFAULT_SHARES, check_shares
+from clvmodels.transactions import REFUND_POLICIES, is_remote, load_transactions
 
 DATASETS = ("cdnow-sample", "cdnow-master")
 TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
@@ -87,7 +91,8 @@ class ReportConfig:
 
     @property
     def data_label(self) -> str:
-        where = " (on Spark)" if self.engine == "spark" else ""
+        eng = engine_named(self.engine)
+        where = "" if eng.default else f" (on {eng.label})"
         if self.input_table:
             return f"Spark table {self.input_table}"
         return (self.input_path or f"bundled {self.dataset} data") + where
@@ -112,7 +117,6 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
     Unknown names are refused with the list of known ones.
     """
-    from clvmodels.tiers import DEFAULT_SHARES, check_shares
 
     known = {f for f in ReportConfig.__dataclass_fields__}
     unknown = sorted(set(params) - known)
@@ -126,16 +130,13 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     _text("currency", p["currency"])
     if len(p["currency"]) > 12:
         raise ParameterError(f"Parameter 'currency' is a label such as 'USD' or 'EUR' (at most 12 characters), got {p['currency']!r}.")
-    from clvmodels.transactions import REFUND_POLICIES
 
     check_choice("refunds", p["refunds"], REFUND_POLICIES)
     check_choice("forecast_csv", p["forecast_csv"], ("auto", "yes", "no"))
-    from clvmodels._engine import ENGINES, spark_available
 
     check_choice("engine", p["engine"], ENGINES)
     check_choice("scoring", p["scoring"], ("auto", "memory", "engine"))
     if str(p["engine_memory"]).strip():
-        from clvmodels._engine import parse_memory
 
         parse_memory(p["engine_memory"])
     check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
@@ -144,9 +145,8 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
         raise ParameterError(
             f"Parameter 'previous' ({p['previous']!r}) is not a report folder (no run.json in it); give an earlier "
             "report's folder, 'auto' (the latest earlier run of the same title) or 'none' (command line: --previous).")
-    if p["engine"] == "spark" and not spark_available():
-        raise ParameterError("Parameter 'engine' is 'spark' but pyspark is not installed; "
-                             "pip install 'clvmodels[spark]', or use engine 'duckdb'.")
+    eng = engine_named(p["engine"])
+    eng.available()
     for name in ("input_table", "spark_master", "customers_path", "segment_col"):
         _text(name, p[name])
     if not isinstance(p["covariates"], list) or not all(isinstance(c, str) and c for c in p["covariates"]):
@@ -168,7 +168,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
     if p["customers_path"] and p["scoring"] == "engine":
         raise ParameterError("A customer table (customers_path) is used with the customer table in memory; "
                              "set scoring to 'memory' or 'auto'.")
-    if p["engine"] != "spark" and (p["input_table"] or p["spark_master"] or p["spark_conf"]):
+    if not eng.distributed and (p["input_table"] or p["spark_master"] or p["spark_conf"]):
         given = [n for n in ("input_table", "spark_master", "spark_conf") if p[n]]
         raise ParameterError(f"Parameter(s) {given} need engine='spark' (got engine={p['engine']!r}).")
     if p["input_table"] and p["input_path"]:
@@ -198,16 +198,14 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
             p[name] = check_number(name, p[name], **kw)
         except ParameterError as exc:
             raise ParameterError(f"Parameter {exc}") from None
-    from clvmodels.forecast import check_horizon
 
     try:
         check_horizon(p["horizon"], p["time_unit"])
     except ParameterError as exc:
         raise ParameterError(f"Parameter {exc}") from None
-    from clvmodels.transactions import is_remote
 
     remote = bool(p["input_path"]) and is_remote(p["input_path"])
-    if remote and p["engine"] != "spark":
+    if remote and not eng.reads_remote:
         raise ParameterError(f"Parameter 'input_path' ({p['input_path']!r}) is a remote address; it needs engine 'spark'.")
     if p["input_path"] and not remote and not Path(p["input_path"]).exists():
         raise ParameterError(f"Parameter 'input_path': file {p['input_path']!r} does not exist.")
@@ -228,15 +226,12 @@ def report_source(cfg: ReportConfig) -> tuple[Any, dict[str, Any]]:
     """The transaction log a report runs on and how to read it (the options of
     :func:`clvmodels.load_transactions`): ``input_path``, ``input_table`` (Spark) or the bundled
     CDNOW data, on ``cfg.engine``."""
-    from clvmodels.datasets import load_cdnow
 
     options = dict(date_format=cfg.date_format or None, refunds=cfg.refunds, engine=cfg.engine, **cfg.columns)
-    if cfg.engine == "spark":
-        from clvmodels._engine import spark_connection
-
-        spark_connection(cfg.spark_master, cfg.spark_conf)
-        if cfg.input_table:
-            return spark_table(cfg.input_table), options
+    eng = engine_named(cfg.engine)
+    eng.start(cfg.spark_master, cfg.spark_conf)
+    if cfg.input_table:
+        return eng.catalog_table(cfg.input_table), options
     if cfg.input_path:
         return cfg.input_path, options
     return load_cdnow(cfg.dataset.split("-")[1]), {"engine": cfg.engine}
@@ -244,32 +239,13 @@ def report_source(cfg: ReportConfig) -> tuple[Any, dict[str, Any]]:
 
 def load_report_transactions(cfg: ReportConfig):
     """The transaction log a report runs on, loaded and validated (see :func:`report_source`)."""
-    from clvmodels.transactions import load_transactions
 
     source, options = report_source(cfg)
     return load_transactions(source, **options)
 
 
 def spark_table(name: str) -> Any:
-    """A table of the Spark catalog (``table``, ``db.table`` or ``catalog.db.table``) as an Ibis
-    table; :class:`DataValidationError` naming the tables there when it does not exist."""
-
-    from clvmodels._engine import spark_connection, spark_view
-
-    part = r"(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]+`)"
-    if not isinstance(name, str) or not re.fullmatch(rf"{part}(?:\.{part}){{0,2}}", name.strip()):
-        raise DataValidationError(
-            f"--table {name!r} is not a table name: give 'table', 'database.table' or 'catalog.database.table' "
-            "(letters, digits and _; quote other names in backticks).")
-    session = spark_connection()._session
-    if not session.catalog.tableExists(name):
-        try:
-            known = sorted(t.name for t in session.catalog.listTables())[:20]
-        except Exception:
-            known = []
-        raise DataValidationError(
-            f"Spark table {name!r} does not exist (current database {session.catalog.currentDatabase()!r}, "
-            f"tables there: {known}). Give 'database.table' or a table of that database.")
-    return spark_view(session.table(name))
+    """A table of the Spark catalog as an Ibis table (:meth:`clvmodels.engine.SparkEngine.catalog_table`)."""
+    return SPARK.catalog_table(name)
 
 

@@ -3,14 +3,15 @@ with every piece of user text inert (escaped for HTML and Markdown)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
 
+from clvmodels._text import md_escape
 from clvmodels._validation import (
     UNIT_NAMES,
 )
+from clvmodels.engine import engine_named
 from clvmodels.reporting.config import ReportConfig
 
 
@@ -198,22 +199,6 @@ def format_tier_overview(tier_table: pd.DataFrame, *, clv: str = "CLV", money: s
                                      "Share of value": "{:.0%}", "Expected purchases": "{:,.0f}",
                                      "Probably gone now": "{:,.0f}", "Expected to leave": "{:,.0f}"},
                                     na_rep="", escape="html")
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
-
-
-def md_escape(text: Any) -> str:
-    """User text made inert inside Markdown: HTML escaped (no tags, no scripts) and Markdown's
-    own syntax characters backslash-escaped (no links, images or emphasis)."""
-    import html as _html
-
-    # quotes need no escaping in Markdown text (no attribute to break out of); escaped, their
-    # "&#x27;" would be shown as such once its "#" is backslash-escaped below
-    escaped = _MD_SPECIAL.sub(r"\\\1", _html.escape(str(text), quote=False))
-    # a bare address ("https://...", "www.") would be turned into a live link by the Markdown
-    # renderer; as character references the colon and the dot read the same but link nothing
-    return escaped.replace(":", "&#58;").replace("www\\.", "www&#46;").replace("@", "&#64;")
 
 
 def report_heading(cfg: ReportConfig) -> str:
@@ -501,7 +486,7 @@ def scoring_note(analysis: Any) -> str:
     """One sentence (Markdown) when the customer table stayed in the engine; empty otherwise."""
     if getattr(analysis, "scoring", "memory") != "engine":
         return ""
-    where = "Spark" if analysis.config.engine == "spark" else "DuckDB"
+    where = engine_named(analysis.config.engine).label
     shown = (f"figures of individual customers show a random sample of {len(analysis.rfm):,}"
              if len(analysis.rfm) < analysis.customers else "figures of individual customers show all of them")
     return (f"The {analysis.customers:,} customers were scored inside {where} (the customer table never came "

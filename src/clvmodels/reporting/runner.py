@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clvmodels._text import slug
 from clvmodels.exceptions import ParameterError, ReportError
 from clvmodels.reporting.config import TEMPLATES, ReportConfig, validate_parameters
 
@@ -59,11 +60,6 @@ def _template_defaults(path: Path) -> dict[str, Any]:
 def template_parameters(template: str | os.PathLike | None = None) -> dict[str, Any]:
     """The parameters a template declares, with their default values."""
     return _template_defaults(template_path(template))
-
-
-def _slug(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    return s[:60] or "report"
 
 
 _STYLE = """
@@ -259,7 +255,7 @@ def run_report(
     removed = clean_stale_runs(root)
     if removed:
         say(f"[clvmodels] removed {len(removed)} unfinished run folder(s) of processes that no longer exist")
-    name = f"{_slug(title)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = f"{slug(title)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
     (work / _OWNER_FILE).write_text(owner_record())
     executed = work / "report.ipynb"
