@@ -10,8 +10,8 @@ import sys
 import pandas as pd
 import pytest
 
-from clvmodels.engine import duckdb as _engine
 from clvmodels import reporting
+from clvmodels.engine import duckdb as _engine
 from clvmodels.exceptions import ParameterError
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 import clvmodels
+from clvmodels.engine import java_date_pattern
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS
 from clvmodels.reporting import ReportConfig, load_report_transactions, validate_parameters
-from clvmodels.transactions import java_date_pattern
 
 from .conftest import CAL_END, OBS_END
 
@@ -240,7 +240,7 @@ def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path, cut
 
 
 def test_remote_addresses_go_to_spark_only():
-    from clvmodels.transactions import is_remote
+    from clvmodels.engine import is_remote
 
     assert is_remote("s3a://bucket/orders/") and is_remote("hdfs://nn:8020/x.parquet") and is_remote("dbfs:/mnt/x")
     assert not is_remote("C:/data/x.csv") and not is_remote("orders.parquet") and not is_remote("file:/tmp/x")

@@ -21,6 +21,14 @@ import pandas as pd
 
 from clvmodels._validation import read_table_file
 from clvmodels.exceptions import ClvModelsError, DataValidationError
+from clvmodels.models.covariates import (
+    CovariateBetaGeoModel,
+    CovariateGammaGammaModel,
+    CovariateParetoNBDModel,
+    likelihood_ratio_test,
+)
+from clvmodels.models.registry import info_of, models_where
+from clvmodels.selection import TOLERANCE
 
 __all__ = ["CustomerAttributes", "CovariateChoice", "read_customer_table", "choose_covariates", "customer_attributes",
            "segment_table"]
@@ -95,17 +103,18 @@ class CovariateChoice:
         return _purchase_model(covariates, self.modified, self.pareto)
 
 
-def _family(model_name: str) -> tuple[bool, bool]:
-    """(modified, pareto) of the covariate family closest to a chosen plain model."""
-    return model_name in ("ModifiedBetaGeoModel", "MBGCNBDModel"), model_name == "ParetoNBDModel"
+def _family(model: Any) -> tuple[bool, bool]:
+    """(modified, pareto) of the covariate family closest to a chosen plain model (the
+    registry's ``covariate_family``; BG/NBD for a model it does not know)."""
+    info = info_of(model)
+    family = (info.covariate_family if info is not None else None) or "BG/NBD"
+    return family == "MBG/NBD", family == "Pareto/NBD"
 
 
 def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataFrame | None,
                       selection: Any) -> CovariateChoice | None:
     """Read the customer table and decide whether the forecasts use its covariates (None
     without a customer table)."""
-    from clvmodels.selection import TOLERANCE
-
     if not cfg.customers_path:
         return None
     table = read_customer_table(cfg.customers_path, cfg.customer_col, rfm.index)
@@ -113,8 +122,7 @@ def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataF
         if col not in table.columns:
             raise DataValidationError(f"The customer table has no column {col!r} (named in covariates or "
                                       f"segment_col); it has {list(table.columns)}.")
-    name = type(model_cls()).__name__
-    modified, pareto = _family(name)
+    modified, pareto = _family(model_cls)
     out = CovariateChoice(table, None, cfg.use_covariates == "yes" and bool(cfg.covariates), modified, pareto)
     if not cfg.covariates or cal is None or selection is None:
         return out
@@ -142,9 +150,6 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
     (or ``choice``: that already done by :func:`choose_covariates`)."""
     if not cfg.customers_path:
         return None
-    import clvmodels
-    from clvmodels.models.covariates import CovariateGammaGammaModel, likelihood_ratio_test
-
     if choice is None:
         choice = choose_covariates(cfg, rfm, type(model), cal, selection)
     table = choice.table
@@ -153,16 +158,15 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
         out.segments = segment_table(forecast, tiers, table[cfg.segment_col])
     if not cfg.covariates:
         return out
-    name = type(model).__name__
     modified, pareto = choice.modified, choice.pareto
     family = "Pareto/NBD" if pareto else ("MBG/NBD" if modified else "BG/NBD")
-    if name == "MBGCNBDModel":
+    info = info_of(model)
+    if info is not None and info.label != family:
         out.notes.append(f"Covariates are modelled in BG/NBD, MBG/NBD and Pareto/NBD; the forecasts use "
-                         f"{model._long_name}, so the effects shown are those of MBG/NBD with covariates.")
+                         f"{model._long_name}, so the effects shown are those of {family} with covariates.")
     try:
         with_cov = _purchase_model(cfg.covariates, modified, pareto).fit(rfm, table)
-        plain = (clvmodels.ParetoNBDModel if pareto else
-                 clvmodels.ModifiedBetaGeoModel if modified else clvmodels.BetaGeoModel)().fit(rfm)
+        plain = models_where(label=family)[family]().fit(rfm)
         spend_cov = CovariateGammaGammaModel(spend=cfg.covariates).fit(rfm, table)
         plain_spend = CovariateGammaGammaModel().fit(rfm, table)
     except ClvModelsError as exc:
@@ -181,8 +185,6 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
 
 
 def _purchase_model(covariates: list[str], modified: bool, pareto: bool) -> Any:
-    from clvmodels.models.covariates import CovariateBetaGeoModel, CovariateParetoNBDModel
-
     if pareto:
         return CovariateParetoNBDModel(purchase=covariates, dropout=covariates)
     return CovariateBetaGeoModel(purchase=covariates, dropout=covariates, modified=modified)

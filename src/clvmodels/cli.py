@@ -45,7 +45,8 @@ def parse_parameter(name: str, text: str, default: Any) -> Any:
     return text
 
 
-_MODELS = {"bgnbd": "BetaGeoModel", "mbgnbd": "ModifiedBetaGeoModel", "paretonbd": "ParetoNBDModel"}
+#: the purchase models ``clvmodels score --model`` fits (models.registry, whose keys they are)
+_MODELS = ("bgnbd", "mbgnbd", "paretonbd")
 
 
 def score(args: argparse.Namespace) -> Any:
@@ -57,7 +58,7 @@ def score(args: argparse.Namespace) -> Any:
 
     import clvmodels
     from clvmodels.engine import engine_named  # (imports here: the command line starts fast)
-    from clvmodels.models import load_model
+    from clvmodels.models.registry import load_model, model_class
     from clvmodels.scoring import compressed_rfm, score_customers
 
     out = Path(args.output)
@@ -99,7 +100,7 @@ def score(args: argparse.Namespace) -> Any:
     unit = settings["time_unit"] or (models[0].time_unit_ if models else None) or "W"
     if models is None:
         stats = compressed_rfm(log, time_unit=unit, observation_end=args.observation_end)
-        models = stats.fit(getattr(clvmodels, _MODELS[args.model])(), clvmodels.GammaGammaModel())
+        models = stats.fit(model_class(args.model)(), clvmodels.GammaGammaModel())
     from clvmodels import reporting
 
     # the same rules as a report: written in a hidden folder that records its owner, moved into

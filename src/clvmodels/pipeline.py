@@ -551,7 +551,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     # score with (the coefficients are in covariate_parameters.csv)
     models = {"gamma_gamma": spend} if by_row else {"purchase_model": model, "gamma_gamma": spend}
     if by_row:
-        extra["covariate_parameters"] = by_row.model.summary()
+        extra["covariate_parameters"] = by_row.model.summary
     save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
                    models=models, config=cfg, extra_tables=extra)
     _record_run(cfg, analysis)

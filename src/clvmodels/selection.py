@@ -25,34 +25,22 @@ import pandas as pd
 
 from clvmodels._validation import UNIT_NAMES, check_number
 from clvmodels.exceptions import ClvModelsError, DataValidationError, ParameterError
-from clvmodels.models import (
-    BetaGeoModel,
-    MBGCNBDModel,
-    ModifiedBetaGeoModel,
-    ParetoNBDModel,
-    SeasonalBetaGeoModel,
-    SeasonalParetoNBDModel,
-)
 from clvmodels.models._purchase import PurchaseModel
+from clvmodels.models.registry import models_where
 
 __all__ = ["select_model", "ModelSelection", "CANDIDATES", "REGULARITY_CANDIDATES", "CALENDAR_CANDIDATES"]
 
 #: purchase models tried by default, by their name in the papers
-CANDIDATES: dict[str, type[PurchaseModel]] = {
-    "BG/NBD": BetaGeoModel,
-    "MBG/NBD": ModifiedBetaGeoModel,
-    "Pareto/NBD": ParetoNBDModel,
-}
+CANDIDATES: dict[str, type[PurchaseModel]] = models_where(choice="base")
 
 #: tried as well when the calibration table has each customer's ``litt`` (regularity), which it
 #: needs to choose its k: ``calibration_holdout(..., regularity=True)``
-REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = {"MBG/CNBD-k": MBGCNBDModel}
+REGULARITY_CANDIDATES: dict[str, type[PurchaseModel]] = models_where(choice="regularity")
 
 #: tried as well when the calibration table carries its repeat purchases per calendar day
 #: (``calibration_holdout(..., calendar=True)``) and spans at least a year: BG/NBD with a yearly season
 #: in the purchase rate, Pareto/NBD with one in the purchase rate and one in the dropout hazard
-CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = {"BG/NBD + season": SeasonalBetaGeoModel,
-                                                       "Pareto/NBD + season": SeasonalParetoNBDModel}
+CALENDAR_CANDIDATES: dict[str, type[PurchaseModel]] = models_where(choice="calendar")
 
 #: relative MSE difference under which two models count as tied (the default of select_model)
 TOLERANCE = 0.005

@@ -21,6 +21,7 @@ from clvmodels.models.gamma_gamma import GammaGammaModel, gamma_gamma_log_likeli
 from clvmodels.models.mbg_cnbd import MBGCNBDModel, mbgcnbd_log_likelihood
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel, mbgnbd_log_likelihood
 from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihood
+from clvmodels.models.registry import MODELS, load_model
 from clvmodels.models.seasonal import SeasonalBetaGeoModel
 from clvmodels.models.seasonal_pareto import SeasonalParetoNBDModel
 
@@ -31,26 +32,5 @@ __all__ = [
     "likelihood_ratio_test",
     "ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods",
     "bgnbd_log_likelihood", "mbgnbd_log_likelihood", "mbgcnbd_log_likelihood", "bgbb_log_likelihood",
-    "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model",
+    "pareto_nbd_log_likelihood", "gamma_gamma_log_likelihood", "load_model", "MODELS",
 ]
-
-
-def load_model(path):
-    """Read any model written by ``save``, whatever its class (named in the file)."""
-    import json
-    from pathlib import Path
-
-    from clvmodels.exceptions import ModelFileError
-    classes = {c.__name__: c for c in (BetaGeoModel, ModifiedBetaGeoModel, ParetoNBDModel, MBGCNBDModel,
-                                       SeasonalBetaGeoModel, SeasonalParetoNBDModel, GammaGammaModel, BetaGeoBetaBinomModel, ShiftedBetaGeometricModel,
-                                       BetaDiscreteWeibullModel)}
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"Model file '{path}' does not exist.") from None
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
-    name = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(name, str) or name not in classes:
-        raise ModelFileError(f"Model file '{path}' names model {name!r}; known models: {sorted(classes)}.")
-    return classes[name].load(path)

@@ -19,8 +19,12 @@ row is a BG/NBD with its own parameters (:meth:`CovariateBetaGeoModel.submodels`
 
 from __future__ import annotations
 
+import html
+import inspect
+import json
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -28,7 +32,21 @@ from scipy import optimize, special, stats
 
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
-from clvmodels.exceptions import ConvergenceError, DataValidationError, ParameterError
+from clvmodels.exceptions import (
+    ConvergenceError,
+    DataValidationError,
+    ModelError,
+    ModelFileError,
+    NotFittedError,
+    ParameterError,
+)
+from clvmodels.models._base import FORMAT_NAME, FORMAT_VERSION, Z95
+from clvmodels.models.beta_geo import BetaGeoModel
+from clvmodels.models.gamma_gamma import GammaGammaModel, conditional_spend
+from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
+from clvmodels.models.pareto_nbd import ParetoNBDModel
+from clvmodels.models.pareto_nbd import _prepare as prepare_pareto
+from clvmodels.models.pareto_nbd import _terms as pareto_terms
 
 __all__ = ["CovariateBetaGeoModel", "CovariateParetoNBDModel", "CovariateGammaGammaModel", "design_matrix",
            "likelihood_ratio_test"]
@@ -249,16 +267,182 @@ def _multiplier_row(model: Any, key: str, name: str, process: str, verb: str, le
             "words": f"customers with {name} {verb.format(m=np.exp(g))} ({level:.0%} interval {lo:.2f}-{hi:.2f})"}
 
 
-class _PerCovariateRow:
+#: the most parameters (base and coefficients) a model file may hold: a design of 20,000 dummy
+#: columns is not a model file of this package, and reading one must cost nothing
+MAX_FILE_PARAMS = 2_000
+
+
+class _CovariateContract:
+    """What every covariate model shares with the plain models: ``get_params``/``set_params``,
+    ``summary`` (a property), ``covariance_log_``, ``repr``, ``save``/``load`` (versioned JSON,
+    no pickle). Subclasses give ``_n_base`` (parameters before the coefficients) and
+    ``_name_lists`` (the fitted lists of coefficient names they keep)."""
+
+    _n_base: ClassVar[int] = 4
+    _name_lists: ClassVar[tuple[str, ...]] = ()
+    _long_name: Any = ""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> Any:
+        known = self.get_params()
+        for k, v in params.items():
+            if k not in known:
+                raise ParameterError(f"Unknown parameter {k!r} for {type(self).__name__}; expected one of "
+                                     + ", ".join(repr(p) for p in known))
+            setattr(self, k, v)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(rfm, covariates) first.")
+
+    @property
+    def covariance_log_(self) -> np.ndarray:
+        """Covariance of ``theta_`` (the base parameters' logs, then the coefficients, which are on
+        the log scale already): the same quantity as the plain models' ``covariance_log_``."""
+        self._check()
+        return self.covariance_
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Estimates with standard errors (base parameters as estimated, coefficients on the log
+        scale) and 95% intervals."""
+        self._check()
+        est, se = self.params_, self.standard_errors_
+        base = np.arange(len(est)) < self._n_base
+        log_est = np.where(base, np.log(np.where(base, est, 1.0)), est)
+        lo, hi = log_est - Z95 * se, log_est + Z95 * se
+        return pd.DataFrame({"estimate": est, "std_error": np.where(base, est * se, se),
+                             "lower_95": np.where(base, np.exp(lo), lo), "upper_95": np.where(base, np.exp(hi), hi)},
+                            index=pd.Index(est.index, name="parameter"))
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if not hasattr(self, "params_"):
+            return f"{name}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+        return (f"<{name} ({self._long_name}) fitted on {self.n_customers_:,} customers: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+                + f"; log-likelihood {self.log_likelihood_:,.2f}>")
+
+    def _repr_html_(self) -> str:
+        if not hasattr(self, "params_"):
+            return f"<p><b>{type(self).__name__}</b> (not fitted)</p>"
+        table = self.summary.rename(columns={"estimate": "Estimate", "std_error": "Std. error",
+                                             "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
+        table.index.name = None
+        return (f"<p><b>{type(self).__name__}</b> &mdash; {html.escape(self._long_name)}; {self.n_customers_:,} "
+                f"customers; log-likelihood {self.log_likelihood_:,.2f}. Coefficients are on the log scale "
+                "(a coefficient g multiplies the rate by e<sup>g</sup>).</p>"
+                + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        self._check()
+        return {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": type(self).__name__,
+            "init_params": self.get_params(),
+            "params": [str(n) for n in self.params_.index], "theta": [float(v) for v in self.theta_],
+            "covariance_log": np.asarray(self.covariance_, float).tolist(),
+            "levels": self.levels_, "reference": self.reference_,
+            "names": {k: list(getattr(self, k)) for k in self._name_lists},
+            "time_unit": getattr(self, "time_unit_", None), "log_likelihood": float(self.log_likelihood_),
+            "n_customers": int(self.n_customers_),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as versioned JSON (its coefficients, covariance and how covariates are
+        coded), readable by :meth:`load` and :func:`clvmodels.models.load_model`."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Read a model written by :meth:`save`; anything else is a :class:`ModelFileError`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"Model file '{path}' does not exist.") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"Model file '{path}' has format_version {data.get('format_version')!r}; this "
+                                 f"clvmodels reads version {FORMAT_VERSION}. Refit the model or upgrade clvmodels.")
+        if data.get("model") != cls.__name__:
+            raise ModelFileError(f"Model file '{path}' holds a {data.get('model')}, not a {cls.__name__}.")
+        try:
+            return cls._from_dict(data)
+        except ModelFileError:
+            raise
+        except (ParameterError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is damaged or was not written by clvmodels: "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Any:
+        def texts(value: Any, what: str) -> list[str]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{what} must be a list of text")
+            return value
+
+        init = data.get("init_params") or {}
+        if not isinstance(init, dict) or set(init) - set(cls().get_params()):
+            raise ValueError(f"init_params must be a mapping of {sorted(cls().get_params())}")
+        model = cls(**init)
+        names = texts(data["params"], "params")
+        theta = np.asarray(data["theta"], dtype=float)
+        k = len(names)
+        if not (model._n_base <= k <= MAX_FILE_PARAMS) or theta.shape != (k,) or not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be {k} finite numbers, one per parameter (at most {MAX_FILE_PARAMS})")
+        if np.any(np.abs(theta) > 700):
+            raise ValueError("theta holds values whose exponential overflows")
+        cov = np.asarray(data["covariance_log"], dtype=float)
+        if cov.shape != (k, k) or not np.all(np.isfinite(cov)):
+            raise ValueError(f"covariance_log must be a finite {k}x{k} matrix")
+        levels = data.get("levels") or {}
+        reference = data.get("reference") or {}
+        if not isinstance(levels, dict) or not all(isinstance(c, str) for c in levels):
+            raise ValueError("levels must map covariates to their levels")
+        levels = {c: texts(v, f"levels[{c!r}]") for c, v in levels.items()}
+        if not isinstance(reference, dict) or not all(isinstance(c, str) and isinstance(v, str)
+                                                       for c, v in reference.items()):
+            raise ValueError("reference must map covariates to a level")
+        unit = data.get("time_unit")
+        if unit not in (None, "D", "W"):
+            raise ValueError(f"time_unit must be 'D' or 'W', got {unit!r}")
+        lists = data.get("names") or {}
+        if not isinstance(lists, dict):
+            raise ValueError("names must be a mapping")
+        for key in cls._name_lists:
+            setattr(model, key, texts(lists.get(key, []), key))
+        model.theta_ = theta
+        model.params_ = pd.Series(np.concatenate([np.exp(theta[:model._n_base]), theta[model._n_base:]]),
+                                  index=names, name="estimate")
+        model.covariance_ = cov
+        model.standard_errors_ = _standard_errors(cov, names)
+        model.levels_, model.reference_ = levels, reference
+        model.time_unit_ = unit
+        model.n_params_ = k
+        ll = float(data["log_likelihood"])
+        if not np.isfinite(ll):
+            raise ValueError("log_likelihood must be finite")
+        model.log_likelihood_ = ll
+        model.n_customers_ = int(data["n_customers"])
+        return model
+
+
+class _PerCovariateRow(_CovariateContract):
     """Predictions of a covariate model through the plain model of each distinct covariate row
     (every prediction of the plain models then applies). Subclasses give ``_plain_cls()`` and
     ``_plain_params(Zp, Zd)`` (a frame of the plain model's parameters per design row)."""
-
-    def _check(self):
-        if not hasattr(self, "params_"):
-            from clvmodels.exceptions import NotFittedError
-
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(rfm, covariates) first.")
 
     def _models_for(self, Zp: np.ndarray, Zd: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         params = self._plain_params(Zp, Zd).round(14)
@@ -312,32 +496,6 @@ class _PerCovariateRow:
         return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
                              "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)
 
-    def summary(self) -> pd.DataFrame:
-        """Estimates with standard errors (base parameters as estimated, coefficients on the log
-        scale) and 95% intervals."""
-        self._check()
-        est, se = self.params_, self.standard_errors_
-        base = np.arange(len(est)) < len(est) - (len(self.theta_) - 4 if hasattr(self, "theta_") else 0)
-        log_est = np.where(base, np.log(np.where(base, est, 1.0)), est)
-        lo, hi = log_est - 1.959963984540054 * se, log_est + 1.959963984540054 * se
-        out = pd.DataFrame({"estimate": est, "std_error": np.where(base, est * se, se),
-                            "lower_95": np.where(base, np.exp(lo), lo), "upper_95": np.where(base, np.exp(hi), hi)},
-                           index=pd.Index(est.index, name="parameter"))
-        return out
-
-    def _repr_html_(self) -> str:
-        import html
-
-        if not hasattr(self, "params_"):
-            return f"<p><b>{type(self).__name__}</b> (not fitted)</p>"
-        table = self.summary().rename(columns={"estimate": "Estimate", "std_error": "Std. error",
-                                               "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
-        table.index.name = None
-        return (f"<p><b>{type(self).__name__}</b> &mdash; {html.escape(self._long_name)}; {self.n_customers_:,} "
-                f"customers; log-likelihood {self.log_likelihood_:,.2f}. Coefficients are on the log scale "
-                "(a coefficient g multiplies the rate by e<sup>g</sup>).</p>"
-                + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
-
     def _designs(self, covariates: pd.DataFrame):
         levels = getattr(self, "levels_", None)
         dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
@@ -373,6 +531,8 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         Inverse observed information of ``theta_`` (log base parameters, then coefficients).
     log_likelihood_ : float
     """
+
+    _name_lists = ("purchase_names_", "dropout_names_")
 
     def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *, modified: bool = False,
                  penalizer_coef: float = 0.0, reference: dict[str, str] | None = None):
@@ -421,8 +581,6 @@ class CovariateBetaGeoModel(_PerCovariateRow):
 
         mean_x, mean_T = float((w * ux).sum() / n), float((w * uT).sum() / n)
         # start at the plain model's estimates (no covariate effect)
-        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
-
         base = (ModifiedBetaGeoModel if self.modified else BetaGeoModel)().fit(
             pd.DataFrame({"frequency": ux, "recency": utx, "T": uT}), weights=w)
         starts = [np.concatenate([np.log(base.params_.to_numpy()), np.zeros(kp + 2 * kd)]),
@@ -476,8 +634,6 @@ class CovariateBetaGeoModel(_PerCovariateRow):
         return out
 
     def _plain_cls(self):
-        from clvmodels.models import BetaGeoModel, ModifiedBetaGeoModel
-
         return ModifiedBetaGeoModel if self.modified else BetaGeoModel
 
     def _plain_params(self, Zp: np.ndarray, Zd: np.ndarray) -> pd.DataFrame:
@@ -509,6 +665,8 @@ class CovariateParetoNBDModel(_PerCovariateRow):
     through ``alpha_i`` and ``beta_i``.
     """
 
+    _name_lists = ("purchase_names_", "dropout_names_")
+
     def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *,
                  same_effect: bool = False, penalizer_coef: float = 0.0, reference: dict[str, str] | None = None):
         self.purchase = list(purchase or [])
@@ -523,8 +681,6 @@ class CovariateParetoNBDModel(_PerCovariateRow):
     _long_name = "Pareto/NBD with covariates"
 
     def _plain_cls(self):
-        from clvmodels.models import ParetoNBDModel
-
         return ParetoNBDModel
 
     def _split(self, theta):
@@ -540,15 +696,13 @@ class CovariateParetoNBDModel(_PerCovariateRow):
     def _total_and_grad(self, theta, groups, Zp_g, Zd_g):
         """Log-likelihood over the covariate rows' compressed histories and its gradient: each
         row's Pareto/NBD terms with its alpha_i, beta_i, chained to alpha_0, beta_0 and gamma."""
-        from clvmodels.models.pareto_nbd import _terms as pnbd_terms
-
         (r, alpha0, s, beta0), gp, gd = self._split(theta)
         alpha = alpha0 * np.exp(-(Zp_g @ gp))
         beta = beta0 * np.exp(-(Zd_g @ gd))
         total, g_r, g_s = 0.0, 0.0, 0.0
         d_alpha, d_beta = np.zeros(len(groups)), np.zeros(len(groups))
         for i, d in enumerate(groups):
-            ll, g = pnbd_terms((r, float(alpha[i]), s, float(beta[i])), d, grad=True)
+            ll, g = pareto_terms((r, float(alpha[i]), s, float(beta[i])), d, grad=True)
             total += float((d.w * ll).sum())
             g_r += g[0]
             g_s += g[2]
@@ -561,9 +715,6 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         return total, np.array(grad)
 
     def fit(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> CovariateParetoNBDModel:
-        from clvmodels.models import ParetoNBDModel
-        from clvmodels.models.pareto_nbd import _prepare as pnbd_prepare
-
         check_rfm(rfm)
         pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
         covariates = covariates.loc[rfm.index]
@@ -578,7 +729,7 @@ class CovariateParetoNBDModel(_PerCovariateRow):
         first = pd.Series(np.arange(len(code))).groupby(code).first().to_numpy()
         Zp_g, Zd_g = dp.matrix[first], dd.matrix[first]
         x, tx, T = (rfm[c].to_numpy(float) for c in ("frequency", "recency", "T"))
-        groups = [pnbd_prepare(x[code == g], tx[code == g], T[code == g]) for g in range(len(first))]
+        groups = [prepare_pareto(x[code == g], tx[code == g], T[code == g]) for g in range(len(first))]
         n = float(len(rfm))
         kp = Zp_g.shape[1]
 
@@ -666,7 +817,7 @@ def _gg_loglik(theta, x, m, w, Z, grad: bool):
     return total, np.array(g)
 
 
-class CovariateGammaGammaModel:
+class CovariateGammaGammaModel(_CovariateContract):
     """Gamma-Gamma spend with time-invariant covariates on the spend scale: ``v_i = v_0
     exp(gamma' z_i)``, so a customer's expected spend per purchase ``p v_i / (q - 1)`` is
     ``exp(gamma' z_i)`` times the reference customers' (and their own history updates it as in
@@ -682,6 +833,10 @@ class CovariateGammaGammaModel:
     reference : dict, optional
         Reference level per categorical covariate (default: the most frequent).
     """
+
+    _n_base = 3
+    _name_lists = ("spend_names_",)
+    _long_name = "Gamma-Gamma with covariates"
 
     def __init__(self, spend: list[str] | None = None, *, penalizer_coef: float = 0.0,
                  reference: dict[str, str] | None = None):
@@ -717,8 +872,6 @@ class CovariateGammaGammaModel:
 
         objective = _penalized(lambda th: _gg_loglik(th, ux, um, w, Z, grad=True), n, pen, 3)
 
-        from clvmodels.models import GammaGammaModel
-
         base = GammaGammaModel().fit(pd.DataFrame({"frequency": ux, "recency": 0.0, "T": 1.0, "monetary_value": um}),
                                      weights=w)
         start = np.concatenate([np.log(base.params_.to_numpy()), np.zeros(k)])
@@ -728,8 +881,6 @@ class CovariateGammaGammaModel:
                                    f"{np.linalg.norm(res.jac):.2g}); add a small penalizer_coef.")
         theta = res.x
         if np.exp(theta[1]) <= 1:
-            from clvmodels.exceptions import ModelError
-
             raise ModelError("Gamma-Gamma q <= 1: the mean spend is undefined (spend too heavy-tailed).")
         names = ["p", "q", "v"] + [f"spend: {v}" for v in design.names]
         self.theta_ = theta
@@ -753,8 +904,7 @@ class CovariateGammaGammaModel:
     def expected_spend(self, rfm: pd.DataFrame, covariates: pd.DataFrame) -> pd.Series:
         """Conditional expected spend per purchase ``p (v_i + x zbar) / (p x + q - 1)`` (the
         population mean of the customer's covariate group without a repeat purchase)."""
-        from clvmodels.models.gamma_gamma import conditional_spend
-
+        self._check()
         design = self._design(covariates.loc[rfm.index])[0]
         p, q, v0 = np.exp(self.theta_[:3])
         v = v0 * np.exp(design.matrix @ self.theta_[3:])
