@@ -189,7 +189,7 @@ def test_stale_run_folders_are_cleaned(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    marker = reporting._OWNER_FILE
+    marker = reporting.OWNER_FILE
 
     def run_folder(name: str, **record) -> Path:
         folder = tmp_path / name
@@ -355,7 +355,7 @@ def test_dangling_symlink_at_the_report_name_is_skipped(tmp_path, monkeypatch):
         def now(cls, tz=None):
             return dt.datetime(2026, 12, 1, 12, 0, 0)
 
-    monkeypatch.setattr(reporting._dt, "datetime", Frozen)
+    monkeypatch.setattr(reporting.runner._dt, "datetime", Frozen)
     name = "customer-lifetime-value-report-20261201-120000"
     (tmp_path / name).symlink_to(tmp_path / "nowhere")
     folder = run_report("clv_report", {"n_draws": 10, "calibration_end": "none"}, tmp_path, progress=False)

@@ -166,7 +166,7 @@ def test_user_text_cannot_inject_html(tmp_path):
                         tmp_path / "out", progress=False)
     html = (folder / "report.html").read_text()
     # the page's own inline script (sortable tables) is the one script allowed, exactly as written
-    from clvmodels.reporting import _SCRIPT
+    from clvmodels.reporting.runner import _SCRIPT
 
     assert html.count("<script") == 1
     html = html.replace(f"<script>{_SCRIPT}</script>", "")
@@ -233,7 +233,7 @@ def test_hostile_text_is_inert_in_tables_and_csv(tmp_path):
     html_out = reporting.format_at_risk(at_risk).to_html()
     assert "<img" not in html_out and "&lt;img" in html_out
     tier = pd.DataFrame({"x": [1.0]}, index=pd.Index(["Gold"], name="tier"))
-    styled = reporting._inert(tier.rename(columns={"x": f"Total{'<b>USD</b>'}"}).style).to_html()
+    styled = reporting.content._inert(tier.rename(columns={"x": f"Total{'<b>USD</b>'}"}).style).to_html()
     assert "<b>USD</b>" not in styled
     for text in ("see https://evil.example/x", "www.evil.example", "a@evil.example"):
         rendered = md.markdown2html_mistune(reporting.md_escape(text))

@@ -148,7 +148,7 @@ def test_score_publishes_atomically_under_any_name(cdnow_sample, tmp_path):
     dead.wait()
     killed = tmp_path / ".clvmodels-score-killed.tmp"
     (killed / "forecast.parquet").mkdir(parents=True)
-    (killed / reporting._OWNER_FILE).write_text(json.dumps({**json.loads(reporting.owner_record()), "pid": dead.pid}))
+    (killed / reporting.OWNER_FILE).write_text(json.dumps({**json.loads(reporting.owner_record()), "pid": dead.pid}))
     ok = _score_cli("--input", "log.csv", "--output", "scores[1]*", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     out = tmp_path / "scores[1]*"

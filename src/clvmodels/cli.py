@@ -109,7 +109,7 @@ def score(args: argparse.Namespace) -> Any:
     out.parent.mkdir(parents=True, exist_ok=True)
     reporting.clean_stale_runs(out.parent)
     work = Path(tempfile.mkdtemp(prefix=".clvmodels-score-", suffix=".tmp", dir=out.parent))
-    (work / reporting._OWNER_FILE).write_text(reporting.owner_record())
+    (work / reporting.OWNER_FILE).write_text(reporting.owner_record())
     try:
         result = score_customers(*models, log, work / "forecast.parquet", time_unit=unit,
                                  observation_end=args.observation_end, **{k: v for k, v in settings.items()
@@ -117,8 +117,8 @@ def score(args: argparse.Namespace) -> Any:
         reporting.write_csv(result.tier_table, work / "tier_table.csv")
         models[0].save(work / "purchase_model.json")
         models[1].save(work / "gamma_gamma.json")
-        (work / reporting._OWNER_FILE).unlink()
-        reporting._readable(work)
+        (work / reporting.OWNER_FILE).unlink()
+        reporting.make_readable(work)
         if os.path.lexists(out):
             raise ParameterError(f"--output {str(out)!r} was created by another run while this one worked.")
         try:
@@ -127,7 +127,7 @@ def score(args: argparse.Namespace) -> Any:
             raise ParameterError(f"--output {str(out)!r} could not be published: {exc.strerror}.") from None
     except BaseException as exc:
         reason = "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt) else str(exc).splitlines()[0]
-        kept = reporting._keep_failed(work, out.parent, out.name, reason)
+        kept = reporting.keep_failed(work, out.parent, out.name, reason)
         if isinstance(exc, ClvModelsError) and kept is not None:
             raise type(exc)(f"{exc} This run's files are kept in {kept}.") from None
         raise

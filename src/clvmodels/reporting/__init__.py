@@ -2,45 +2,139 @@
 export offline HTML without code, and publish everything atomically into ``reports/``.
 
 The parts, each in its own file: :mod:`.config` (the parameters), :mod:`.content` (the text and
-tables of the report), :mod:`.files` (the files a run writes) and :mod:`.runner` (the papermill
-runner with publishing and cleanup). Every name stays importable from ``clvmodels.reporting``.
+tables of the report), :mod:`.subscription` (the subscription report's), :mod:`.files` (the
+files a run writes) and :mod:`.runner` (the papermill runner with publishing and cleanup). The
+names below are the package's face for templates, scripts and the command line.
 """
 
 from __future__ import annotations
 
 from clvmodels.reporting import config, content, files, runner, subscription
-
-# one namespace for templates, scripts and the command line (private helpers included, which the
-# command line and pipeline share)
-for _module in (config, files, content, runner, subscription):
-    globals().update({k: v for k, v in vars(_module).items()
-                      if not k.startswith("__") and k not in ("annotations",)})
-del _module
+from clvmodels.reporting.config import (
+    DATASETS,
+    TEMPLATES,
+    ReportConfig,
+    load_report_transactions,
+    parameters_from,
+    report_source,
+    spark_table,
+    validate_parameters,
+)
+from clvmodels.reporting.content import (
+    assumptions_box,
+    assumptions_html,
+    backtest_reading,
+    data_overview,
+    executive_summary,
+    first_screen,
+    format_at_risk,
+    format_backtest_tiers,
+    format_deciles,
+    format_migration,
+    format_scorecard,
+    format_segments,
+    format_selection,
+    format_since_accuracy,
+    format_tier_overview,
+    format_tier_table,
+    format_what_if,
+    identification_notes,
+    md_customer_table,
+    md_escape,
+    md_since,
+    model_paragraph,
+    overview_table,
+    plain_notes,
+    pyramid_html,
+    report_heading,
+    scoring_note,
+)
+from clvmodels.reporting.files import (
+    LARGE_FORECAST,
+    save_artifacts,
+    write_csv,
+)
+from clvmodels.reporting.runner import (
+    OWNER_FILE,
+    clean_stale_runs,
+    keep_failed,
+    make_readable,
+    owner_record,
+    run_report,
+    template_parameters,
+    template_path,
+)
+from clvmodels.reporting.subscription import (
+    format_subscription_backtest,
+    format_subscription_migration,
+    format_subscription_tiers,
+    subscription_assumptions,
+    subscription_first_screen,
+    subscription_heading,
+    subscription_method,
+    subscription_since,
+    subscription_summary,
+)
 
 __all__ = [
+    "config",
+    "content",
+    "files",
+    "runner",
+    "subscription",
+    "DATASETS",
+    "TEMPLATES",
     "ReportConfig",
-    "validate_parameters",
     "parameters_from",
-    "load_report_transactions",
+    "validate_parameters",
     "report_source",
+    "load_report_transactions",
+    "spark_table",
+    "LARGE_FORECAST",
+    "write_csv",
     "save_artifacts",
+    "first_screen",
+    "pyramid_html",
+    "plain_notes",
     "executive_summary",
-    "run_report",
-    "template_path",
-    "template_parameters",
-    "clean_stale_runs",
-    "format_tier_table",
-    "format_what_if",
+    "assumptions_box",
+    "assumptions_html",
+    "format_tier_overview",
+    "report_heading",
+    "identification_notes",
+    "model_paragraph",
+    "backtest_reading",
     "format_selection",
     "format_scorecard",
     "format_backtest_tiers",
     "format_deciles",
     "format_at_risk",
-    "md_escape",
-    "report_heading",
-    "model_paragraph",
-    "backtest_reading",
+    "md_since",
+    "format_migration",
+    "format_since_accuracy",
+    "format_tier_table",
+    "format_what_if",
     "data_overview",
-    "DATASETS",
+    "scoring_note",
+    "overview_table",
+    "md_customer_table",
+    "format_segments",
+    "md_escape",
+    "template_path",
+    "template_parameters",
+    "run_report",
+    "OWNER_FILE",
+    "owner_record",
+    "make_readable",
+    "keep_failed",
+    "clean_stale_runs",
+    "subscription_heading",
+    "subscription_first_screen",
+    "subscription_summary",
+    "subscription_assumptions",
+    "format_subscription_tiers",
+    "format_subscription_backtest",
+    "subscription_method",
+    "subscription_since",
+    "format_subscription_migration",
 ]
-

@@ -257,7 +257,7 @@ def run_report(
         say(f"[clvmodels] removed {len(removed)} unfinished run folder(s) of processes that no longer exist")
     name = f"{slug(title)}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=root))
-    (work / _OWNER_FILE).write_text(owner_record())
+    (work / OWNER_FILE).write_text(owner_record())
     executed = work / "report.ipynb"
     run_params = dict(given)
     if "output_dir" in defaults:
@@ -300,17 +300,17 @@ def run_report(
     except KeyboardInterrupt:
         failure = "interrupted (Ctrl-C or SIGINT) before the report was finished"
     if failure is not None:
-        failed = _keep_failed(work, root, name, failure)
+        failed = keep_failed(work, root, name, failure)
         where = f"Executed notebook kept for debugging: {failed / 'report.ipynb'}" if failed else (
             "The unfinished run could not be kept (the disk may be full); nothing was published.")
         raise ReportError(f"Report {path.name} failed: {failure}\n{where}")
-    (work / _OWNER_FILE).unlink(missing_ok=True)
+    (work / OWNER_FILE).unlink(missing_ok=True)
     final = _publish(work, root, name)
     say(f"[clvmodels] report written: {final / 'report.html'}")
     return final
 
 
-_OWNER_FILE = ".clvmodels-run-owner"
+OWNER_FILE = ".clvmodels-run-owner"
 _OWNER_FORMAT = "clvmodels-run-owner/1"
 
 
@@ -401,7 +401,7 @@ def _child_stderr_to(path: Path):
         os.close(log)
 
 
-def _readable(folder: Path) -> None:
+def make_readable(folder: Path) -> None:
     """Report folders are made by mkdtemp with mode 0700; give them the usual permissions
     (what the umask allows for a new folder), so others who may read reports/ can open them."""
     umask = os.umask(0)
@@ -415,7 +415,7 @@ def _readable(folder: Path) -> None:
 def _publish(work: Path, root: Path, name: str) -> Path:
     """Move the finished run to ``root/name`` (or ``name-2``, ``name-3`` ... when taken, e.g. by a
     run with the same title finishing in the same second): one rename, never over another run."""
-    _readable(work)
+    make_readable(work)
     for i in range(1, 10_000):
         final = root / (name if i == 1 else f"{name}-{i}")
         # lexists: a name taken by anything, a dangling symbolic link included, is taken
@@ -430,13 +430,13 @@ def _publish(work: Path, root: Path, name: str) -> Path:
     raise ReportError(f"No free report folder name for {name!r} in {root}.")
 
 
-def _keep_failed(work: Path, root: Path, name: str, failure: str) -> Path | None:
+def keep_failed(work: Path, root: Path, name: str, failure: str) -> Path | None:
     """Keep an unfinished run as ``name-FAILED`` with FAILED.txt; never raises (it runs when the
     disk may be full), returns None when even that was impossible and removes the temp folder."""
     import shutil
 
     try:
-        (work / _OWNER_FILE).unlink(missing_ok=True)
+        (work / OWNER_FILE).unlink(missing_ok=True)
         (work / "FAILED.txt").write_text(f"This report run failed and is incomplete.\n{failure}\n")
     except OSError:
         pass
@@ -477,7 +477,7 @@ def clean_stale_runs(root: str | os.PathLike) -> list[Path]:
     for folder in Path(root).glob(".*.tmp"):
         if folder.is_symlink() or not folder.is_dir():
             continue
-        if not _owner_gone(folder / _OWNER_FILE):
+        if not _owner_gone(folder / OWNER_FILE):
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
