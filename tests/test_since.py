@@ -113,3 +113,102 @@ def test_since_last_run_on_spark_equals_duckdb(two_runs, two_engine_runs, tmp_pa
         pd.testing.assert_frame_equal(on_spark.lost, on_duckdb.lost, check_dtype=False)
         pd.testing.assert_frame_equal(on_spark.accuracy, on_duckdb.accuracy, rtol=1e-9)
         assert on_spark.value_then == pytest.approx(on_duckdb.value_then, rel=1e-12)
+
+
+def _copy_run(first, tmp_path, name="earlier"):
+    import shutil
+
+    target = tmp_path / name
+    shutil.copytree(first, target)
+    return target
+
+
+def _this_run(second):
+    fc = pd.read_parquet(second / "forecast.parquet").set_index("customer_id")
+    return fc, fc["tier"].astype(str)
+
+
+def _damage_forecast_text_clv(folder):
+    fc = pd.read_parquet(folder / "forecast.parquet")
+    fc["clv"] = "lots"
+    fc.to_parquet(folder / "forecast.parquet")
+
+
+def _damage_forecast_no_tier(folder):
+    pd.read_parquet(folder / "forecast.parquet").drop(columns=["tier"]).to_parquet(folder / "forecast.parquet")
+
+
+def _damage_forecast_not_parquet(folder):
+    (folder / "forecast.parquet").write_text("not parquet")
+
+
+def _damage_record(**fields):
+    def damage(folder):
+        record = json.loads((folder / "run.json").read_text())
+        (folder / "run.json").write_text(json.dumps({**record, **fields}))
+    return damage
+
+
+def _damage_model(folder):
+    (folder / "purchase_model.json").write_text('{"format": "clvmodels.model", "format_version": 1, "model": '
+                                                '"BetaGeoModel", "params": {"r": "x"}}')
+
+
+def _no_model(folder):
+    (folder / "purchase_model.json").unlink()
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    (_damage_forecast_text_clv, "column 'clv' holds"),
+    (_damage_forecast_no_tier, "no column 'tier'"),
+    (_damage_forecast_not_parquet, "could not be compared"),
+    (_damage_record(observation_end="1998-13-45"), "observation_end '1998-13-45', which is not a date"),
+    (_damage_record(observation_end=None), "not a date"),
+    (_damage_record(time_unit="fortnight"), "time unit 'fortnight'"),
+    (_damage_record(horizon=-3), "horizon '-3', not a positive number"),
+    (_damage_record(currency="EUR"), "its values are in EUR, this run's in USD"),
+    (_damage_model, "damaged or was not written by clvmodels"),
+    (_no_model, "no purchase_model.json"),
+])
+def test_an_earlier_run_that_cannot_be_used_is_named_and_skipped(two_runs, tmp_path, damage, reason):
+    """Issue 29: a damaged or foreign earlier run costs the comparison, never the report: the
+    comparison says which run and why, in one sentence."""
+    from clvmodels.since import compare_runs
+
+    first, second = two_runs
+    earlier = _copy_run(first, tmp_path)
+    damage(earlier)
+    fc, tiers = _this_run(second)
+    out = compare_runs(earlier, log=load_cdnow("sample"), observation_end=SECOND, forecast=fc, tiers=tiers,
+                       currency="USD")
+    assert not out.available
+    assert out.reason.startswith(f"The run in '{earlier.name}' could not be compared") or "could not be" in out.reason
+    assert reason in out.reason
+
+
+def test_another_shops_run_in_the_same_folder_is_not_taken_for_this_ones(two_runs, tmp_path):
+    """Two logs reported into one folder with the same title: the other log's run shares none of
+    this log's customers, and is said to be of another log (it cost the report before)."""
+    from clvmodels.since import compare_runs
+
+    first, second = two_runs
+    earlier = _copy_run(first, tmp_path)
+    fc = pd.read_parquet(earlier / "forecast.parquet")
+    fc["customer_id"] = "other-shop-" + fc["customer_id"].astype(str)
+    fc.to_parquet(earlier / "forecast.parquet")
+    now, tiers = _this_run(second)
+    out = compare_runs(earlier, log=load_cdnow("sample"), observation_end=SECOND, forecast=now, tiers=tiers)
+    assert not out.available and "it is of another log: 0 of its" in out.reason
+
+
+def test_a_report_beside_a_damaged_run_of_its_title_still_publishes(two_runs, tmp_path):
+    """A scheduled run (previous 'auto') whose output folder holds a damaged run of the same title:
+    the report publishes, and its page names the run it could not compare with."""
+    first, _ = two_runs
+    earlier = _copy_run(first, tmp_path, first.name)
+    _damage_record(observation_end="1998-13-45")(earlier)
+    _damage_forecast_text_clv(earlier)
+    out = run_report("clv_report", {"dataset": "cdnow-sample", "n_draws": 10, "horizon": 26, "title": "Monthly CLV"},
+                     tmp_path, progress=False)
+    page = (out / "report.html").read_text()
+    assert "could not be compared" in page and first.name in page

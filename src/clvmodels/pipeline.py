@@ -577,7 +577,8 @@ def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, fc: pd.DataFrame 
                                        "will show what changed since this one.")
     else:
         folder = Path(choice)
-    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, scores=scores, observation_end=obs_end)
+    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, scores=scores, observation_end=obs_end,
+                        currency=cfg.currency)
 
 
 def _attribute_tables(attributes: Any) -> dict[str, pd.DataFrame]:
@@ -605,4 +606,4 @@ def _record_run(cfg: ReportConfig, analysis: Analysis) -> None:
 
         write_run_record(cfg.output_dir, observation_end=analysis.observation_end,
                          calibration_end=analysis.calibration_end, time_unit=cfg.time_unit, horizon=cfg.horizon,
-                         title=cfg.title, model=analysis.model_name)
+                         title=cfg.title, model=analysis.model_name, currency=cfg.currency)

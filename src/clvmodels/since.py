@@ -26,8 +26,9 @@ import pandas as pd
 
 from clvmodels._text import md_escape, slug
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES
-from clvmodels.engine import engine_of, execute, upload
-from clvmodels.models import load_model
+from clvmodels.engine import engine_error_text, engine_of, execute, upload
+from clvmodels.exceptions import ModelFileError
+from clvmodels.models import GammaGammaModel, load_model
 from clvmodels.rfm import date_literal, per_customer_days
 from clvmodels.tiers import TIERS, group_spend
 from clvmodels.transactions import load_transactions
@@ -90,13 +91,46 @@ class SinceLastRun:
 
 
 def write_run_record(folder: str | Path, *, observation_end: str, calibration_end: str | None, time_unit: str,
-                     horizon: float, title: str, model: str) -> Path:
+                     horizon: float, title: str, model: str, currency: str = "") -> Path:
     """``run.json``: what the next run needs to compare with this one."""
     path = Path(folder) / RUN_FILE
     path.write_text(json.dumps({"observation_end": observation_end, "calibration_end": calibration_end,
-                                "time_unit": time_unit, "horizon": horizon, "title": title, "model": model},
-                               indent=2))
+                                "time_unit": time_unit, "horizon": horizon, "title": title, "model": model,
+                                "currency": currency}, indent=2))
     return path
+
+
+#: an earlier run is of this run's log when at least this share of its customers are in the log
+#: (bought by the earlier run's observation end): a log that grew keeps every one of them
+SAME_LOG_SHARE = 0.5
+
+
+def record_problem(record: dict[str, Any], units: tuple[str, ...] = ("D", "W")) -> str | None:
+    """Why an earlier run's ``run.json`` cannot be used (in words naming the field), or None."""
+    end = record.get("observation_end")
+    try:
+        ts = pd.Timestamp(str(end))
+        if pd.isna(ts):
+            raise ValueError
+    except (ValueError, TypeError, OverflowError):
+        return f"its {RUN_FILE} has observation_end {str(end)[:40]!r}, which is not a date"
+    unit = record.get("time_unit")
+    if unit is not None and unit not in units:
+        return f"its {RUN_FILE} has time unit {str(unit)[:20]!r}, not one of {list(units)}"
+    horizon = record.get("horizon")
+    if horizon is not None and (isinstance(horizon, bool) or not isinstance(horizon, (int, float))
+                                or not np.isfinite(horizon) or horizon <= 0):
+        return f"its {RUN_FILE} has horizon {str(horizon)[:20]!r}, not a positive number"
+    return None
+
+
+def currency_problem(record: dict[str, Any], currency: str) -> str | None:
+    """Why two runs' values cannot be compared as one (different currencies), or None. A run that
+    recorded no currency is compared (nothing says otherwise)."""
+    then = record.get("currency")
+    if isinstance(then, str) and then.strip() and currency.strip() and then.strip() != currency.strip():
+        return f"its values are in {then.strip()[:20]}, this run's in {currency.strip()[:20]}"
+    return None
 
 
 def find_previous_run(root: str | Path, title: str) -> Path | None:
@@ -127,7 +161,7 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 
 def compare_runs(previous: str | Path, *, log: Any, observation_end: str, forecast: pd.DataFrame | None = None,
-                 tiers: pd.Series | None = None, scores: Any = None) -> SinceLastRun:
+                 tiers: pd.Series | None = None, scores: Any = None, currency: str = "") -> SinceLastRun:
     """Compare this run with the report folder ``previous``.
 
     This run is either ``forecast`` and ``tiers`` (in memory, indexed by customer) or ``scores``
@@ -146,7 +180,10 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
     record = read_record(folder)
     if record is None:
         return SinceLastRun(False, f"The earlier run '{folder.name}' has no readable {RUN_FILE}; no comparison.")
-    prev_end = str(record["observation_end"])
+    problem = record_problem(record) or currency_problem(record, currency)
+    if problem:
+        return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {problem}.", previous=folder.name)
+    prev_end = str(pd.Timestamp(str(record["observation_end"])).date())
     unit = str(record.get("time_unit") or "W")
     days = (pd.Timestamp(observation_end) - pd.Timestamp(prev_end)).days
     if days <= 0:
@@ -161,12 +198,51 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
                                        "p_alive": forecast["p_alive"].to_numpy(float),
                                        "clv": forecast["clv"].to_numpy(float)}), log)
     try:
+        return _compare(folder, record, log, scores, prev_end, unit, days)
+    except _NotComparable as exc:
+        return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {exc}.", previous=folder.name)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign earlier run is a note, never the report's end
+        return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {_why(exc)}.",
+                            previous=folder.name)
+
+
+class _NotComparable(Exception):
+    """An earlier run that cannot be compared with this one, and why (in words)."""
+
+
+def _why(exc: BaseException) -> str:
+    """One line for an unforeseen failure reading an earlier run."""
+    text = engine_error_text(exc).splitlines()[0][:200]
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_end: str, unit: str,
+             days: int) -> SinceLastRun:
+    try:
         then = _forecast_table(folder / "forecast.parquet", like=log)
+    except FileNotFoundError:
+        raise _NotComparable("it has no forecast.parquet") from None
+    for name in ("purchase_model.json", "gamma_gamma.json"):
+        if not (folder / name).exists():
+            raise _NotComparable(f"it has no {name} (a run with a customer table keeps its covariate model's "
+                                 "parameters instead, which the comparison cannot use yet)")
+    try:
         model = load_model(folder / "purchase_model.json")
         spend = load_model(folder / "gamma_gamma.json")
-    except Exception as exc:  # noqa: BLE001 - a damaged earlier run is a note, not a failure
-        return SinceLastRun(False, f"The earlier run '{folder.name}' could not be read ({type(exc).__name__}); "
-                                   "no comparison.", previous=folder.name)
+    except ModelFileError as exc:
+        raise _NotComparable(str(exc).splitlines()[0].rstrip(".")) from None
+    if not hasattr(model, "expected_purchases") or not isinstance(spend, GammaGammaModel):
+        raise _NotComparable("its purchase_model.json or gamma_gamma.json holds another kind of model")
+    # the same log: the earlier run's customers bought by its end in this log (another shop's run
+    # in the same folder, or a damaged table, share almost none of them)
+    bought = log.filter(log.date <= date_literal(pd.Timestamp(prev_end)))
+    known = bought.select(customer_id=bought.customer_id.cast("string")).distinct()
+    n_then, found = int(execute(then.count())), int(execute(then.semi_join(known, "customer_id").count()))
+    if n_then == 0:
+        raise _NotComparable("its forecast.parquet has no customers")
+    if found < SAME_LOG_SHARE * n_then:
+        raise _NotComparable(f"it is of another log: {found:,} of its {n_then:,} customers are in this log by "
+                             f"its end ({prev_end})")
     now = scores.select(customer_id=scores.customer_id.cast("string"), tier_now=scores.tier.cast("string"),
                         p_alive=scores.p_alive, clv_now=scores.clv)
     elapsed = days / DAYS_PER_UNIT[unit]
@@ -202,6 +278,12 @@ def _forecast_table(path: Path, *, like: Any) -> Any:
     if not path.exists():
         raise FileNotFoundError(path)
     table = engine_of(like).read_parquet(path, like)
+    schema = table.schema()
+    missing = [c for c in ("customer_id", "tier", "clv") if c not in schema]
+    if missing:
+        raise _NotComparable(f"its forecast.parquet has no column {missing[0]!r}")
+    if not schema["clv"].is_numeric():
+        raise _NotComparable(f"its forecast.parquet's column 'clv' holds {schema['clv']}, not numbers")
     return table.select(customer_id=table.customer_id.cast("string"), tier=table.tier.cast("string"),
                         clv=table.clv.cast("float64"))
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clvmodels._text import write_csv
 from clvmodels._validation import check_number
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.models.contractual import (
@@ -27,6 +28,15 @@ from clvmodels.models.contractual import (
     BetaDiscreteWeibullModel,
     ShiftedBetaGeometricModel,
     subscription_periods,
+)
+from clvmodels.models.registry import load_model
+from clvmodels.since import (
+    SAME_LOG_SHARE,
+    currency_problem,
+    find_previous_run,
+    read_record,
+    record_problem,
+    write_run_record,
 )
 from clvmodels.tiers import DEFAULT_SHARES, TIERS, check_shares
 
@@ -347,9 +357,6 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
     """Against the latest earlier run of this title (or ``previous``): tier moves, Platinum and
     Gold subscribers who left since, the earlier run's expected leavers for the elapsed periods
     against who left, and the change in value."""
-    from clvmodels.models import load_model
-    from clvmodels.since import find_previous_run, read_record
-
     choice = (cfg.previous or "none").strip()
     if choice == "none":
         return {"available": False, "reason": "No comparison with an earlier run was asked for (previous 'none')."}
@@ -359,13 +366,37 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
         return {"available": False, "reason": "This is the first run of this report in its output folder: the "
                                               "next run will show what changed since this one."}
     record = read_record(folder)
-    try:
-        then = pd.read_parquet(folder / "forecast.parquet")
-        earlier = load_model(folder / "subscription_model.json")
-    except Exception as exc:  # noqa: BLE001 - a damaged earlier run is a note, not a failure
-        return {"available": False, "reason": f"The earlier run '{folder.name}' could not be read ({type(exc).__name__})."}
-    if record is None or str(record.get("observation_end")) >= analysis.observation_end:
+    if record is None:
+        return {"available": False, "reason": f"The earlier run '{folder.name}' has no readable run.json; no comparison."}
+    problem = record_problem(record, tuple(PERIODS)) or currency_problem(record, cfg.currency)
+    if problem:
+        return {"available": False, "reason": f"The run in '{folder.name}' could not be compared: {problem}."}
+    if str(pd.Timestamp(str(record["observation_end"])).date()) >= analysis.observation_end:
         return {"available": False, "reason": f"The earlier run '{folder.name}' is not from before this one."}
+    try:
+        return _compare_subscribers(folder, record, analysis)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign earlier run is a note, never the report's end
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
+        return {"available": False, "reason": f"The run in '{folder.name}' could not be compared: {reason}."}
+
+
+def _compare_subscribers(folder: Path, record: dict[str, Any], analysis: SubscriptionAnalysis) -> dict:
+    then = pd.read_parquet(folder / "forecast.parquet")
+    earlier = load_model(folder / "subscription_model.json")
+    if not isinstance(earlier, BetaDiscreteWeibullModel):
+        raise DataValidationError("its subscription_model.json holds another kind of model")
+    needed = ["customer_id", "active", "tier", "periods", "clv"]
+    missing = [c for c in needed if c not in then.columns]
+    if missing:
+        raise DataValidationError(f"its forecast.parquet has no column {missing[0]!r}")
+    then["active"] = then["active"].astype(bool)
+    then["periods"] = pd.to_numeric(then["periods"], errors="raise")
+    then["clv"] = pd.to_numeric(then["clv"], errors="raise")
+    ids = analysis.subscribers.index.astype(str)
+    shared = then["customer_id"].astype(str).isin(ids).sum()
+    if shared < SAME_LOG_SHARE * len(then):
+        raise DataValidationError(f"it is of another subscription log: {int(shared):,} of its {len(then):,} "
+                                  "subscribers are in this one")
     then = then.set_index("customer_id")  # as _save writes it
     then.index = then.index.astype(str)
     now_tier = analysis.tiers.astype(str)
@@ -399,9 +430,6 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
 
 
 def _save(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> None:
-    from clvmodels.reporting.files import write_csv
-    from clvmodels.since import write_run_record
-
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     fc = analysis.forecast.join(analysis.subscribers[["cohort"]]).assign(
@@ -414,4 +442,4 @@ def _save(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> None:
     analysis.model.save(out / "subscription_model.json")
     (out / "parameters.json").write_text(json.dumps(asdict(cfg), indent=2, default=str))
     write_run_record(out, observation_end=analysis.observation_end, calibration_end=None, time_unit=cfg.period,
-                     horizon=cfg.horizon, title=cfg.title, model=analysis.model_name)
+                     horizon=cfg.horizon, title=cfg.title, model=analysis.model_name, currency=cfg.currency)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from clvmodels._text import write_csv
 from clvmodels.reporting.config import ReportConfig
 
 #: customers above which the per-customer forecast is written as a Parquet dataset partitioned
@@ -18,29 +19,6 @@ from clvmodels.reporting.config import ReportConfig
 LARGE_FORECAST = 1_000_000
 
 
-#: first characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _neutral(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
-def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` as CSV with every text cell and label that a spreadsheet would run as a
-    formula (starting with ``= + - @``, tab or carriage return) prefixed with a single quote, as
-    OWASP recommends against CSV injection; numbers are written as they are. Customer ids are
-    the text most at risk: an id ``=HYPERLINK(...)`` opens as text, not as a live formula."""
-    out = table.copy(deep=False)
-    if out.index.dtype == object or isinstance(out.index.dtype, pd.StringDtype):
-        out.index = pd.Index([_neutral(v) for v in out.index], name=out.index.name)
-    for col in out.columns:
-        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
-            out[col] = out[col].map(_neutral)
-    out.to_csv(path)
-    return path
 
 
 def save_artifacts(output_dir: str | Path, *, forecast: pd.DataFrame | None, tiers: pd.Series | None,
