@@ -109,3 +109,37 @@ def test_template_declares_every_parameter_of_the_config():
     assert "parameters" in first.metadata.get("tags", [])
     declared = sorted(pm.inspect_notebook(str(path)))
     assert declared == sorted(subscriptions.SubscriptionConfig.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    ("no_active", "no column 'active'"),
+    ("bad_date", "which is not a date"),
+    ("bad_model", "could not be compared"),
+    ("other_log", "another subscription log"),
+    ("other_currency", "its values are in USD"),
+])
+def test_a_damaged_earlier_subscription_run_is_named_and_skipped(two_runs, tmp_path, damage, reason):
+    """Issue 29: an earlier subscription run that cannot be used costs the comparison (named, with
+    why), never the report (KeyError: 'active' before)."""
+    import shutil
+
+    first, _ = two_runs
+    earlier = tmp_path / "earlier"
+    shutil.copytree(first, earlier)
+    fc = pd.read_parquet(earlier / "forecast.parquet")
+    record = json.loads((earlier / "run.json").read_text())
+    if damage == "no_active":
+        fc.drop(columns=["active"]).to_parquet(earlier / "forecast.parquet")
+    elif damage == "bad_date":
+        (earlier / "run.json").write_text(json.dumps({**record, "observation_end": "2024-13-45"}))
+    elif damage == "bad_model":
+        (earlier / "subscription_model.json").write_text("{}")
+    elif damage == "other_log":
+        fc.assign(customer_id="x" + fc["customer_id"].astype(str)).to_parquet(earlier / "forecast.parquet")
+    else:
+        (earlier / "run.json").write_text(json.dumps({**record, "currency": "USD"}))
+    cfg = subscriptions.validate_subscription_parameters({"n_draws": 20, "previous": str(earlier),
+                                                          "currency": "<b>EUR</b>"})
+    an = subscriptions.run_subscription_analysis(cfg, example_subscriptions())
+    assert an.since["available"] is False
+    assert "earlier" in an.since["reason"] and reason in an.since["reason"]
