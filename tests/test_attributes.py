@@ -76,3 +76,20 @@ def test_customer_table_beyond_memory_scoring_is_one_clear_error(files, monkeypa
                                "covariates": ["channel"], "n_draws": 10})
     with pytest.raises(ParameterError, match="more than 100 customers.*Leave the customer table out"):
         pipeline.run_analysis(cfg, clvmodels.load_transactions(files / "log.csv"))
+
+
+def test_the_customer_table_reads_text_as_written(tmp_path):
+    """Issue 29: 'NA' (North America) and a customer called 'NA' are values, as in the log; a column
+    of numbers with 'NA' in it is refused by name instead of silently becoming categories."""
+    from clvmodels.attributes import read_customer_table
+    from clvmodels.exceptions import DataValidationError
+
+    path = tmp_path / "customers.csv"
+    path.write_text("customer_id,region,score\nNA,NA,1.5\nNone,EU,2\nC3,APAC,3\n")
+    ids = pd.Index(["NA", "None", "C3"])
+    table = read_customer_table(path, "customer_id", ids)
+    assert table["region"].tolist() == ["NA", "EU", "APAC"]
+    assert table["score"].tolist() == [1.5, 2.0, 3.0]
+    path.write_text("customer_id,region,score\nC1,NA,1.5\nC2,EU,NA\nC3,APAC,3\n")
+    with pytest.raises(DataValidationError, match=r"Column 'score' .* holds numbers and, in 1 row\(s\), \['NA'\]"):
+        read_customer_table(path, "customer_id", pd.Index(["C1", "C2", "C3"]))

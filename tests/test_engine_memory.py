@@ -84,3 +84,21 @@ def test_a_report_runs_within_its_budget_and_the_cli_flag_is_checked(tmp_path, c
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "Parameter 'engine_memory' must be" in proc.stderr
+
+
+def test_a_process_ended_by_a_signal_leaves_no_spill_folder(tmp_path):
+    """Issue 29: `timeout` ends a run with SIGTERM, which skips the removal at exit; the spill
+    folder is only named, never created, until DuckDB spills - so nothing is left behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    code = ("import time, clvmodels.engine as e; e.duckdb_connection().raw_sql('select 1'); "
+            "print('ready', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("clvmodels-duckdb-spill-")]

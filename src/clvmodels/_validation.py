@@ -110,10 +110,29 @@ def read_table_file(path: Any, what: str, text_col: str) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq") or path.is_dir():
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype={text_col: str})
+        # text is read as written, as the transaction log is: 'NA' (North America), 'None' or
+        # 'null' are values, only an empty cell is missing (pandas' default would make 'NA' a
+        # missing value: a region 'NA' vanished from the segments, a customer 'NA' had no row)
+        table = pd.read_csv(path, dtype={text_col: str}, keep_default_na=False, na_values=[""])
     except Exception as exc:  # noqa: BLE001 - the reader's words are the useful part
         raise DataValidationError(f"Could not read the {what} '{path}': {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}.") from None
+    for col in table.columns:
+        if col == text_col or not (table[col].dtype == object or pd.api.types.is_string_dtype(table[col].dtype)):
+            continue
+        values = table[col].dropna().astype(str).str.strip()
+        numbers = pd.to_numeric(values, errors="coerce")
+        words = values[numbers.isna()]
+        if numbers.notna().any() and len(words) and set(words.str.lower()) <= _MISSING_WORDS:
+            raise DataValidationError(
+                f"Column {col!r} of the {what} '{path}' holds numbers and, in {len(words):,} row(s), "
+                f"{sorted(set(words))[:3]}: is that a missing value? Leave missing values empty (or drop the rows); "
+                "text is read as written, so a column of numbers with such words would be taken as categories.")
+    return table
+
+
+#: words that mark a missing value in some exports; in a column of numbers they are refused by name
+_MISSING_WORDS = frozenset({"na", "n/a", "nan", "none", "null", "nil", "-", "?", "#n/a"})
 
 
 def check_rfm(rfm: Any, *, monetary: bool = False, name: str = "rfm") -> pd.DataFrame:

@@ -189,3 +189,15 @@ def test_a_covariate_on_a_huge_scale_is_one_clear_error(sample_rfm):
         CovariateBetaGeoModel(purchase=["big"]).fit(sample_rfm, cov)
     with pytest.raises(DataValidationError, match="Covariate 'big' has values that are not finite"):
         CovariateBetaGeoModel(purchase=["big"]).fit(sample_rfm, cov.assign(big=np.inf))
+
+
+def test_a_covariate_with_too_many_levels_is_refused_by_name():
+    """Issue 29: a covariate of 20,000 levels ran out of memory after 37 s; now one clear error
+    naming the column and the limit, before any design matrix is built."""
+    from clvmodels.exceptions import DataValidationError
+    from clvmodels.models.covariates import MAX_LEVELS
+
+    rfm = clvmodels.rfm_summary(simulate_transactions(3000, seed=2).transactions, time_unit="W")
+    covs = pd.DataFrame({"postcode": [f"P{i}" for i in range(len(rfm))]}, index=rfm.index)
+    with pytest.raises(DataValidationError, match=rf"'postcode' has 3,000 levels.*at most {MAX_LEVELS}"):
+        clvmodels.CovariateBetaGeoModel(purchase=["postcode"]).fit(rfm, covs)

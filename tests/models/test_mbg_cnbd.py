@@ -208,3 +208,19 @@ def test_forecast_on_a_coarse_grid_of_period_ends(regular, monkeypatch):
     # the discounted parts: value before and cost of serving the active (CLV is their difference)
     np.testing.assert_allclose(coarse["gross_clv"], exact["gross_clv"], rtol=1e-3)
     np.testing.assert_allclose(coarse["cost_to_serve"], exact["cost_to_serve"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("k", [20_000, 10**12, 0, 2.5])
+def test_a_model_file_with_an_absurd_k_is_refused_before_any_work(sample_rfm, tmp_path, k):
+    """Issue 29: k is bounded before any work (k = 20,000 ran for minutes; a huge k asked for 9 GB)."""
+    import json
+
+    from clvmodels.exceptions import ModelFileError
+    from clvmodels.models import load_model
+
+    path = clvmodels.MBGCNBDModel(k=2).fit(sample_rfm).save(tmp_path / "m.json")
+    data = json.loads(path.read_text())
+    data["init_params"]["k"] = k
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelFileError, match="k"):
+        load_model(path)

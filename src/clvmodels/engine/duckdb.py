@@ -113,9 +113,11 @@ _spill: list[str] = []
 
 
 def _spill_folder() -> str:
-    """A private temporary folder this process's DuckDB spills to (removed at exit)."""
+    """A private temporary folder this process's DuckDB spills to (removed at exit). Only its
+    name is chosen here: DuckDB creates it when it first spills, so a process that never spills
+    - or is ended by a signal, which skips the removal at exit - leaves no empty folder behind."""
     if not _spill:
-        folder = tempfile.mkdtemp(prefix="clvmodels-duckdb-spill-")
+        folder = os.path.join(tempfile.gettempdir(), f"clvmodels-duckdb-spill-{os.getpid()}-{uuid.uuid4().hex[:12]}")
         _spill.append(folder)
         atexit.register(shutil.rmtree, folder, True)
     return _spill[0]

@@ -61,6 +61,11 @@ class Design:
     reference: dict[str, str]
 
 
+#: levels a categorical covariate may have (each but the reference is a coefficient; a column of
+#: 20,000 levels asked for a 3.5 GiB design before this limit)
+MAX_LEVELS = 100
+
+
 def design_matrix(covariates: pd.DataFrame, columns: list[str], reference: dict[str, str] | None = None,
                   levels: dict[str, list[str]] | None = None) -> tuple[Design, dict[str, list[str]]]:
     """Numeric columns as they are; a text, category or boolean column one-hot encoded with its
@@ -87,7 +92,13 @@ def design_matrix(covariates: pd.DataFrame, columns: list[str], reference: dict[
             names.append(col)
             continue
         text = v.astype(str)
-        lv = (levels or {}).get(col) or sorted(text.unique().tolist(), key=lambda s: (-int((text == s).sum()), s))
+        counts = text.value_counts()
+        if levels is None and len(counts) > MAX_LEVELS:
+            raise DataValidationError(
+                f"Covariate {col!r} has {len(counts):,} levels (e.g. {counts.index[:3].tolist()}); a covariate may have at "
+                f"most {MAX_LEVELS} (each level but one is a coefficient to estimate). Group rare levels into "
+                "'other', use a coarser column, or summarise the forecast by it with segment_col instead.")
+        lv = (levels or {}).get(col) or sorted(counts.index.tolist(), key=lambda s: (-int(counts[s]), s))
         ref = (reference or {}).get(col, lv[0])
         if ref not in lv:
             raise ParameterError(f"Reference level {ref!r} of covariate {col!r} is not among its levels {lv}.")

@@ -33,6 +33,10 @@ __all__ = ["MBGCNBDModel", "mbgcnbd_log_likelihood"]
 
 #: largest regularity tried when ``k`` is chosen by likelihood (the paper's grocery panel: k = 2)
 MAX_K = 12
+#: the largest regularity a model may have, fitted or read from a file: the forecasts sum over k
+#: phases per future purchase (their cost grows with k), and no buyer is that regular (a tampered
+#: model file with k = 20,000 ran for minutes; one with a huge k asked for 9 GB)
+K_LIMIT = 100
 #: number of future purchases summed in the forecasts: beyond it every term is below 1e-12
 _TERMS_CAP = 20_000
 #: a forecast's period ends are evaluated at every GRID_STEP-th one (and the last), interpolated between
@@ -189,14 +193,15 @@ class MBGCNBDModel(PurchaseModel):
 
     def _check_init_params(self) -> None:
         super()._check_init_params()
-        check_number("max_k", self.max_k, minimum=1, integer=True)
+        check_number("max_k", self.max_k, minimum=1, maximum=K_LIMIT, integer=True)
         if self.k is not None:
-            check_number("k", self.k, minimum=1, integer=True)
+            check_number("k", self.k, minimum=1, maximum=K_LIMIT, integer=True)
 
     def _after_params_set(self) -> None:
         if self.k is None:
             raise ParameterError("MBGCNBDModel.from_params needs the regularity k (a whole number >= 1), e.g. k=2.")
-        check_number("k", self.k, minimum=1, integer=True)
+        check_number("k", self.k, minimum=1, maximum=K_LIMIT, integer=True)
+        check_number("max_k", self.max_k, minimum=1, maximum=K_LIMIT, integer=True)
         self.k_ = int(self.k)
 
     def to_dict(self) -> dict[str, Any]:
