@@ -321,8 +321,11 @@ def open_checked(source: Any, *, customer_id: str = "customer_id", date: str = "
             "(command line: --customer-col).")
     cid_missing = cid_raw.isnull()
     if cid_type.is_floating():
-        # float ids (as Spark writes integer ids with gaps) with NaN: a missing id, not a customer
-        cid_missing = cid_missing | cid_raw.isnan().fill_null(False)
+        # float ids (as Spark writes integer ids with gaps) with NaN: a missing id, not a customer.
+        # Not by isnan alone: DuckDB 2.0 answers isnan() = false for a Parquet file's NaN ids
+        # (seen: [1.0, 3.0, nan] accepted and two purchases became one 'nan' customer); NaN times 0
+        # is NaN, which differs from 0 on both engines (an infinite id too: no customer either)
+        cid_missing = cid_missing | cid_raw.isnan().fill_null(False) | ((cid_raw * 0.0) != 0.0).fill_null(False)
     parsed_date = _parse_date(date_raw, date_format, date, _parquet_zone(source, date), engine_of(raw))
     parsed_amount = _parse_amount(amount_raw, amount)
     amount_is_float = parsed_amount.type().is_floating()

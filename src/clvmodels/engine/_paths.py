@@ -40,13 +40,15 @@ def literal_paths(paths: list[Path]) -> list[str]:
 
 
 def parquet_files(path: Path) -> list[str]:
-    """The Parquet files a path stands for, the same on both engines: the file itself, or the
-    ``.parquet`` files under a folder skipping what Spark (Hadoop) skips - every file or folder
-    whose name starts with ``_`` or ``.`` (``_SUCCESS``, ``_temporary/`` leftovers of a failed
-    write, hidden files) - read literally (:func:`literal_paths`)."""
+    """The Parquet files a path stands for, the same on both engines: the file itself, or every
+    file under a folder - whatever its name: Hive writes ``000000_0`` without a suffix and Spark
+    reads it - skipping what Spark (Hadoop) skips, every file or folder whose name starts with
+    ``_`` or ``.`` (``_SUCCESS``, ``_temporary/`` leftovers of a failed write, hidden ``.crc``
+    files); read literally (:func:`literal_paths`). A file in the folder that is not Parquet is
+    then an error on both engines, not a file one of them skips."""
     if not path.is_dir():
         return literal_paths([path])
-    files = sorted(p for p in path.rglob("*.parquet")
+    files = sorted(p for p in path.rglob("*")
                    if p.is_file() and not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts))
     if not files:
         raise DataValidationError(
