@@ -163,3 +163,22 @@ def test_amounts_must_be_finite_and_not_negative():
         subscription_periods(log)
     ok = subscription_periods(log.assign(amount=[10.0, 12.5, 0.0]))
     assert ok["amount"].tolist() == [10.0, 12.5, 0.0]
+
+
+def test_subscription_dates_with_offsets_and_placeholder_ends():
+    """Issue 29: start times with a UTC offset (TypeError before), mixed offsets (pandas' 'Mixed
+    timezones detected') and the database placeholder 9999-12-31 for 'no end' (the observation end
+    became year 9999 and the fit failed) read as the days written and as active."""
+    plain = pd.DataFrame({"customer_id": ["a", "b", "c", "d"],
+                          "start": ["2023-01-15", "2023-03-01", "2023-06-10", "2024-01-05"],
+                          "end": ["2023-09-20", "", "", "2024-04-02"]})
+    expected = subscription_periods(plain, observation_end="2024-06-30")
+    offsets = plain.assign(start=["2023-01-15T10:00:00+01:00", "2023-03-01T23:30:00-05:00",
+                                  "2023-06-10T08:00:00Z", "2024-01-05T12:00:00+05:30"],
+                           end=["2023-09-20T09:00:00+02:00", None, "", "2024-04-02T00:00:00-08:00"])
+    pd.testing.assert_frame_equal(subscription_periods(offsets, observation_end="2024-06-30"), expected)
+    placeholder = plain.assign(end=["2023-09-20", "9999-12-31", "", "2024-04-02"])
+    got = subscription_periods(placeholder)
+    assert got.attrs["observation_end"] == "2024-04-02"  # not 9999-12-31
+    assert not got.loc["b", "churned"]
+    pd.testing.assert_frame_equal(subscription_periods(placeholder, observation_end="2024-06-30"), expected)

@@ -23,6 +23,7 @@ has left, the next one counted in full.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -307,6 +308,33 @@ def _periods(name: str, t: Any, minimum: int = 0) -> np.ndarray:
     return arr
 
 
+#: an ISO date-time followed by a UTC offset or Z; group 1 is the part before the offset
+_BEFORE_OFFSET = re.compile(r"^(.*[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.][0-9]+)?)?) ?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)$")
+#: an end date this many years after the latest start is a placeholder for "no end" (9999-12-31)
+PLACEHOLDER_YEARS = 100
+
+
+def _wall_clock_days(values: pd.Series) -> pd.Series:
+    """Dates of a column as the days written: a UTC offset ('2024-01-31T23:30:00+01:00') or a
+    time zone is dropped - the day on the subscriber's own clock, as the transaction log counts
+    it - so offsets (even mixed ones) never meet the naive observation end; empty stays NaT."""
+    def one(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+            return pd.NaT
+        if isinstance(v, str):
+            m = _BEFORE_OFFSET.match(v.strip())  # an offset only after a time, never a date's "-15"
+            v = m.group(1) if m else v.strip()
+        try:
+            ts = pd.Timestamp(v)
+        except (ValueError, TypeError, OverflowError):
+            return pd.NaT
+        if ts is pd.NaT:
+            return pd.NaT
+        return ts.tz_localize(None) if ts.tzinfo is not None else ts
+    out = values.map(one)
+    return pd.to_datetime(out, errors="coerce").astype("datetime64[s]")
+
+
 def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", observation_end: Any = None,
                          customer_id: str = "customer_id", start: str = "start", end: str = "end",
                          amount: str | None = "amount") -> pd.DataFrame:
@@ -353,13 +381,16 @@ def subscription_periods(subscriptions: pd.DataFrame, *, period: str = "month", 
         raise DataValidationError(f"Column {customer_id!r} must have one row per subscriber; repeated: {dup}.")
     for col, allow_empty in ((start, False), (end, True)):
         given = df[col].notna() & (df[col].astype(str).str.strip() != "")
-        parsed = pd.to_datetime(df[col].where(given), errors="coerce")
+        parsed = _wall_clock_days(df[col].where(given))
         bad = parsed.isna() & (given if allow_empty else True)
         if bad.any():
             raise DataValidationError(f"Column {col!r} has {int(bad.sum())} value(s) that are not dates"
                                       f"{' (empty means active)' if allow_empty else ''}, e.g. "
                                       f"{df.loc[bad, col].astype(str).head(3).tolist()}.")
         df[col] = parsed
+    # an end date a database writes for "no end" (9999-12-31, 2999-01-01, ...): active, as empty
+    placeholder = df[end] > df[start].max() + pd.DateOffset(years=PLACEHOLDER_YEARS)
+    df.loc[placeholder, end] = pd.NaT
     obs = pd.Timestamp(observation_end) if observation_end is not None else max(df[start].max(), df[end].max())
     if (df[end] < df[start]).any():
         raise DataValidationError(f"{int((df[end] < df[start]).sum())} subscription(s) end before they start.")
