@@ -359,7 +359,7 @@ def evaluate(
         cal = cal.iloc[keep]
         cal.attrs.update(attrs)
         if transactions is not None:
-            transactions = _restrict_log(transactions, cal.index, columns)
+            transactions = restrict_log(transactions, cal.index, columns)
             columns = None
     if not isinstance(transaction_model, PurchaseModel):
         raise ParameterError(f"transaction_model must be a fitted purchase model, got {type(transaction_model).__name__}.")
@@ -432,7 +432,7 @@ def evaluate(
                      info, deciles)
 
 
-def _restrict_log(transactions: Any, ids: pd.Index, columns: dict[str, str] | None) -> Any:
+def restrict_log(transactions: Any, ids: pd.Index, columns: dict[str, str] | None) -> Any:
     """The validated log of the customers in ``ids`` only (a semi-join in the engine)."""
     import ibis
 

@@ -3,26 +3,45 @@ command line and scripts alike, so the steps and their order are defined once.
 
 load -> RFM -> backtest and model choice -> refit on all data -> forecast -> tiers ->
 intervals (widened by the backtest's error) -> budget, what-if, at-risk list -> files.
+
+The steps are one list, :data:`STAGES`, run in order for every report whether its customer
+table is in memory or kept by the engine: each stage asks the run's customer table
+(:mod:`clvmodels.customer_tables`) for what it needs. A new section of the report is one stage here.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from clvmodels._validation import DAYS_PER_UNIT
+from clvmodels._validation import DAYS_PER_UNIT, check_timestamp
+from clvmodels.attributes import choose_covariates, customer_attributes
 from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
-from clvmodels.engine import engine_named, engine_of
+from clvmodels.customer_tables import InEngine, InMemory, Run
+from clvmodels.engine import engine_named, engine_of, set_engine_memory
+from clvmodels.evaluate import evaluate
 from clvmodels.exceptions import DataValidationError
-from clvmodels.reporting import ReportConfig, overview_table, report_source, save_artifacts
+from clvmodels.intervals import backtest_error, widen_intervals
+from clvmodels.models.beta_geo import BetaGeoModel
+from clvmodels.models.gamma_gamma import GammaGammaModel
+from clvmodels.models.seasonal import MIN_SPAN_DAYS, read_events
+from clvmodels.reporting import ReportConfig, data_overview, report_source, save_artifacts
+from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_ALIVE, at_risk_customers
+from clvmodels.rfm import calibration_holdout, summarise_log
+from clvmodels.selection import select_model
+from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
+from clvmodels.transactions import date_range
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
-           "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS"]
+           "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS", "STAGES", "AT_RISK_MIN_P_ALIVE", "AT_RISK_CANDIDATES"]
 
 #: customers the backtest (model choice, scorecard, error for the intervals) uses at most; with
 #: more, a random sample of this many (the final model is still fitted on everyone)
@@ -85,8 +104,6 @@ class Analysis:
     most common row (for the figures of one customer)."""
 
     def __post_init__(self) -> None:
-        from clvmodels.reporting import data_overview
-
         self.customers = self.customers or len(self.rfm)
         self.max_T = self.max_T or float(self.rfm["T"].max())
         if self.overview is None:
@@ -125,9 +142,6 @@ def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | No
     observation end (so a calibration window at least twice the holdout remains); ``"none"``:
     no backtest. A given calibration end must leave data on both sides.
     """
-    from clvmodels._validation import check_timestamp
-    from clvmodels.transactions import date_range
-
     t = transactions
     first, last = date_range(t)
     obs = check_timestamp("observation_end", cfg.observation_end) if cfg.observation_end else last
@@ -155,87 +169,6 @@ def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | No
     return str(obs.date()), str(cal.date())
 
 
-#: P(alive) at or above which a customer counts as still likely active: the at-risk list is of
-#: customers a retention effort can still reach, not of those who are probably gone already
-AT_RISK_MIN_P_ALIVE = 0.5
-#: customers pre-selected (by expected value lost in the horizon) before the exact ranking
-AT_RISK_CANDIDATES = 500
-
-
-def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings: dict[str, Any], *,
-                      observation_end: str, time_unit: str, log: Any = None, top: int = 50,
-                      tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
-    """Valuable customers who are probably still active but may leave during the horizon.
-
-    ``candidates``: per customer ``frequency, recency, T, monetary_value``, the forecast columns
-    and ``tier``. Kept: the tiers considered with P(alive) >= :data:`AT_RISK_MIN_P_ALIVE`.
-    Ranked by the **value at stake**: the value the customer brings over the horizon if retained
-    (active now and not dropping out during the horizon: the forecast with dropout switched off,
-    divided by P(alive)) minus the expected value (CLV). Every figure is what its label says and
-    at most what it is compared with: value at stake <= value if retained.
-
-    Returns up to ``top`` rows, indexed by customer: tier, last purchase date, time since it (in
-    the time unit), purchases so far, spend so far (from ``log`` when given, else the repeat
-    purchases' spend), chance still active, chance of leaving during the horizon if active now,
-    expected value (CLV), value if retained, value at stake.
-    """
-    from clvmodels.forecast import forecast
-
-    df = candidates[candidates["tier"].astype(str).isin(tiers_considered)
-                    & (candidates["p_alive"] >= AT_RISK_MIN_P_ALIVE)]
-    if df.empty:
-        return _empty_at_risk()
-    # pre-selection by the expected value lost in the horizon, then the exact figures
-    approx = df["churn_probability_during_horizon"] / df["p_alive"] * df["clv"]
-    df = df.loc[approx.sort_values(ascending=False, kind="stable").index[:AT_RISK_CANDIDATES]]
-    rfm = df[["frequency", "recency", "T", "monetary_value"]].copy()
-    rfm.attrs["time_unit"] = time_unit
-    kept = (model.forecast(spend, rfm, dropout_scale=1e-9, **settings) if hasattr(model, "parts") else
-            forecast(model, spend, rfm, dropout_scale=1e-9, **settings))
-    if_retained = kept["clv"] / df["p_alive"]
-    stake = if_retained - df["clv"]
-    since = df["T"] - df["recency"]
-    days = DAYS_PER_UNIT[time_unit]
-    last = pd.Timestamp(observation_end) - pd.to_timedelta(np.round(since.to_numpy() * days), unit="D")
-    out = pd.DataFrame({
-        "tier": df["tier"].astype(str),
-        "last_purchase": pd.DatetimeIndex(last).date,
-        "time_since_last_purchase": since,
-        "purchases_so_far": df["frequency"] + 1,
-        "spend_so_far": df["frequency"] * df["monetary_value"],
-        "p_alive": df["p_alive"],
-        "p_leave_in_horizon_if_active": df["churn_probability_during_horizon"] / df["p_alive"],
-        "clv": df["clv"],
-        "value_if_retained": if_retained,
-        "value_at_stake": stake,
-    }, index=df.index)
-    out = out.sort_values(["value_at_stake", "clv"], ascending=False, kind="stable").head(int(top))
-    if log is not None and len(out):
-        out["spend_so_far"] = _spend_so_far(log, out.index, observation_end).reindex(out.index).fillna(
-            out["spend_so_far"]).to_numpy()
-    out.attrs.update({"time_unit": time_unit, "spend_so_far": "all purchases" if log is not None else
-                      "repeat purchases"})
-    return out
-
-
-def _empty_at_risk() -> pd.DataFrame:
-    cols = ["tier", "last_purchase", "time_since_last_purchase", "purchases_so_far", "spend_so_far", "p_alive",
-            "p_leave_in_horizon_if_active", "clv", "value_if_retained", "value_at_stake"]
-    return pd.DataFrame(columns=cols)
-
-
-def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
-    """Total spend of a few customers up to the observation end, asked of the log's engine."""
-    import ibis
-
-    from clvmodels.engine import execute
-
-    wanted = [v.item() if hasattr(v, "item") else v for v in ids]
-    t = log.filter(log.customer_id.isin(wanted) & (log.date <= ibis.date(str(observation_end))))
-    got = execute(t.group_by("customer_id").aggregate(spend=t.amount.sum()))
-    return got.set_index("customer_id")["spend"]
-
-
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
               sample: Any, lap: Any, cohort_below_T: float | None = None,
               details: dict[str, float] | None = None) -> tuple[Any, Any, Any, Any, Any]:
@@ -245,11 +178,8 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     ``cohort_below_T``: the models learn from the customers whose age at the observation end is
     below this (a left-truncated log's real cohort); the model choice then uses only them (their
     age at the end is their age at the calibration end plus the holdout)."""
-    import clvmodels
-    from clvmodels.intervals import backtest_error
-
     if cal_end is None:
-        return None, None, None, clvmodels.BetaGeoModel, None
+        return None, None, None, BetaGeoModel, None
     # the backtest compares models and measures their error on a large random sample of
     # customers, not everyone: at 36M customers it saves most of its time and memory
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
@@ -257,12 +187,10 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     # not when the model learns from a left-truncated log's cohort alone
     events = None
     if cfg.events_path:
-        from clvmodels.models.seasonal import read_events
-
         events = read_events(cfg.events_path)
     calendar = cohort_below_T is None and (events is not None or _spans_a_year(log, cal_end))
     started = time.perf_counter()
-    cal = clvmodels.calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
+    cal = calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
     if details is not None:
         details["backtest: model choice: calibration table"] = time.perf_counter() - started
@@ -272,9 +200,9 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
         if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
             choose_on = in_cohort
             choose_on.attrs.update(cal.attrs)
-    selection = clvmodels.select_model(choose_on, events=events)
+    selection = select_model(choose_on, events=events)
     lap("backtest: model choice")
-    scorecard = clvmodels.evaluate(cal, selection.calibration_model, clvmodels.GammaGammaModel().fit(cal),
+    scorecard = evaluate(cal, selection.calibration_model, GammaGammaModel().fit(cal),
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)
     if backtest_log is not log:
         scorecard.info["notes"].append(
@@ -290,20 +218,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
 
 def _spans_a_year(log: Any, end: str) -> bool:
     """At least a season's history (:data:`clvmodels.models.seasonal.MIN_SPAN_DAYS`) before ``end``."""
-    from clvmodels.models.seasonal import MIN_SPAN_DAYS
-    from clvmodels.transactions import date_range
-
     return (pd.Timestamp(end) - date_range(log)[0]).days >= MIN_SPAN_DAYS
-
-
-def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
-    """``table`` with its purchase calendar when the chosen model needs one (a seasonal model)."""
-    from clvmodels.models.seasonal import _CalendarClock
-    from clvmodels.rfm import purchase_calendar
-
-    if isinstance(model_cls(), _CalendarClock):  # a class, or the selection's factory of the chosen model
-        table.attrs["purchase_calendar"] = purchase_calendar(log, observation_end=obs_end)
-    return table
 
 
 def _truncation(cfg: ReportConfig, T: np.ndarray, weights: np.ndarray | None = None) -> Any:
@@ -324,109 +239,126 @@ def _customer_table_home(cfg: ReportConfig, source: Any) -> str:
                                                              and engine_of(source).distributed)
     return "engine" if distributed and not cfg.customers_path else "auto"
 
+# ------------------------------------------------------------------ the stages, in order
 
-def _engine_analysis(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None,
-                     timings: dict[str, float], lap: Any) -> Analysis:
-    """The analysis with the customer table kept in the engine (DuckDB or Spark): models fitted
-    on distinct histories, every customer scored and tiered by the engine into
-    ``output_dir/forecast.parquet``, tier intervals and what-if from engine-side groups; in
-    memory only distinct rows and a random sample of customers for the figures. Per-customer
-    intervals are not computed on this path."""
-    import shutil
-    import tempfile
-    import weakref
-    from pathlib import Path
 
-    import clvmodels
-    from clvmodels import scoring
-    from clvmodels.forecast import FORECAST_COLUMNS, forecast_settings
-    from clvmodels.intervals import grouped_tier_intervals, widen_intervals
-    from clvmodels.tiers import TIERS, grouped_what_if
+def _truncation_and_backtest(run: Run) -> None:
+    """Left truncation, then the backtest: model choice, scorecard and the tier errors that widen
+    the intervals, on the customers the models learn from."""
+    run.truncation = _truncation(run.cfg, *run.table.ages())
+    (run.selection, run.scorecard, run.error, run.model_cls, run.backtest_cal) = _backtest(
+        run.cfg, run.log, run.obs_end, run.cal_end, run.customers, lambda k: run.table.sample(run, k), run.lap,
+        run.cohort_below_T, run.details)
 
-    if cfg.customers_path:
-        from clvmodels.exceptions import ParameterError
 
-        raise ParameterError("A customer table (customers_path, --customers) is used with the customer table in "
-                             "memory; this log is scored in the engine (more than "
-                             f"{ENGINE_SCORING_ABOVE:,} customers). Leave the customer table out, or use "
-                             "scoring 'memory' on a machine that holds the customers.")
-    stats = scoring.compressed_rfm(log, time_unit=cfg.time_unit, observation_end=obs_end)
-    lap("load and RFM")
-    n = stats.customers
-    rows = stats.purchases
-    trunc = _truncation(cfg, rows["T"].to_numpy(float), rows["weight"].to_numpy(float))
-    sample = lambda k: scoring.sample_log(log, k / n)  # noqa: E731
-    details: dict[str, float] = {}
-    selection, scorecard, error, model_cls, _ = _backtest(cfg, log, obs_end, cal_end, n, sample, lap,
-                                                          trunc.cutoff_T if trunc.usable_cohort else None, details)
-    _with_calendar(model_cls, stats.purchases, log, obs_end)
-    # a left-truncated log: the dynamics of its real cohort, the customers first seen after the pile-up
-    model, spend = stats.fit(model_cls(), clvmodels.GammaGammaModel(),
-                             below_T=trunc.cutoff_T if trunc.usable_cohort else None)
-    lap("fit on all data")
-    settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
-                    cost_to_serve=cfg.cost_to_serve)
-    scratch = None
+def _covariates(run: Run) -> None:
+    """The customer table: do its covariates forecast the backtest's holdout better than the
+    chosen model? (scored on the customers the model choice was scored on)"""
+    if run.cfg.customers_path:
+        run.choice = choose_covariates(run.cfg, run.table.rfm, run.model_cls, run.backtest_cal, run.selection)
+        run.lap("customer table: covariates in the backtest")
+
+
+def _fit(run: Run) -> None:
+    run.table.fit(run)
+    run.lap("fit on all data")
+
+
+def _forecast_and_tiers(run: Run) -> None:
+    run.table.forecast(run)
+    run.lap("forecast and tiers")
+
+
+def _tier_intervals(run: Run) -> None:
+    run.model_only = run.table.tier_intervals(run)
+    run.tier_table = (run.model_only if run.error is None else
+                      widen_intervals(run.model_only, run.error, level=run.cfg.interval_level))
+    run.lap("tier intervals")
+
+
+def _budget_and_what_if(run: Run) -> None:
+    run.budget, run.what_if = run.table.budget_and_what_if(run)
+    run.lap("budget and what-if")
+
+
+def _customer_intervals(run: Run) -> None:
+    run.customer_intervals = run.table.customer_intervals(run)
+    if run.customer_intervals is not None:
+        run.lap("per-customer intervals")
+
+
+def _at_risk(run: Run) -> None:
+    run.at_risk = at_risk_customers(run.table.at_risk_candidates(run), run.by_row or run.model, run.spend,
+                                    run.settings, observation_end=run.obs_end, time_unit=run.cfg.time_unit,
+                                    log=run.log)
+    run.lap("at-risk list")
+
+
+def _figures(run: Run) -> None:
+    """The analysis as the report shows it (its figures from every customer, or a sample)."""
+    view = run.table.figures(run, frequency_bins(*_frequencies(run)))
+    run.analysis = Analysis(
+        config=run.cfg, transactions=run.log, rfm=view["rfm"], observation_end=run.obs_end,
+        calibration_end=run.cal_end, selection=run.selection, scorecard=run.scorecard, backtest_error=run.error,
+        model=run.model, spend=run.spend, forecast=view["forecast"], tiers=view["tiers"],
+        tier_table=run.tier_table, tier_table_model_only=run.model_only, budget=run.budget, what_if=run.what_if,
+        customer_intervals=run.customer_intervals, at_risk=run.at_risk, timings=run.timings,
+        scoring=run.table.kind, customers=view["customers"], overview=view["overview"],
+        frequency_fit=view["frequency_fit"], max_T=view["max_T"], left_truncation=run.truncation,
+        covariate_model=run.by_row)
+    run.analysis.details.update(run.details)
+    run.table.release(run)
+    if run.table.kind == "engine":
+        run.lap("sample for the figures")
+
+
+def _frequencies(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
+    if isinstance(run.table, InMemory):
+        return run.table.rfm["frequency"].to_numpy(float), None
+    rows = run.table.stats.purchases
+    return rows["frequency"].to_numpy(float), rows["weight"].to_numpy(float)
+
+
+def _since(run: Run) -> None:
+    run.analysis.since = _since_last_run(run.cfg, run.log, run.obs_end, **run.table.comparison(run))
+    run.lap("since the last run")
+
+
+def _attributes(run: Run) -> None:
+    if run.cfg.customers_path:
+        run.analysis.attributes = customer_attributes(run.cfg, run.table.rfm, run.forecast, run.tiers,
+                                                      run.model_cls(), run.backtest_cal, run.selection, run.choice)
+        run.lap("customer table")
+
+
+def _files(run: Run) -> None:
+    """Every file of the run (nothing without an output folder)."""
+    analysis, cfg = run.analysis, run.cfg
+    if isinstance(run.table, InEngine):
+        run.table.keep_scratch_with(analysis)
     if cfg.output_dir:
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-    else:
-        out = scratch = Path(tempfile.mkdtemp(prefix="clvmodels-scores-"))
-    result = scoring.score_customers(model, spend, log, out / "forecast.parquet", tier_shares=cfg.tier_shares,
-                                     observation_end=obs_end, time_unit=cfg.time_unit, **settings)
-    scores = scoring.read_scores(out / "forecast.parquet", like=log)
-    lap("forecast and tiers")
-    details.update({f"forecast and tiers: {k}": v for k, v in result.seconds.items()})
-    s = forecast_settings(model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve, cfg.time_unit)
-    started = time.perf_counter()
-    groups = scoring.engine_tier_groups(scores, max_simulated=SAMPLE_CUSTOMERS)
-    details["tier intervals: groups from the engine"] = time.perf_counter() - started
-    intervals = grouped_tier_intervals(model, spend, groups, s, level=cfg.interval_level, n_draws=cfg.n_draws)
-    model_only = result.tier_table.join(intervals, how="left")
-    model_only.attrs.update({**s.as_dict(), "description": s.describe()})
-    tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
-    lap("tier intervals")
-    budget = clvmodels.acquisition_budget(model, spend, **settings)
-    what_if = grouped_what_if(model, spend, groups, s, cfg.dropout_reduction)
-    lap("budget and what-if")
-    at_risk = at_risk_customers(scoring.at_risk_candidates(scores, AT_RISK_MIN_P_ALIVE, AT_RISK_CANDIDATES),
-                                model, spend, settings, observation_end=obs_end, time_unit=cfg.time_unit, log=log)
-    figures = scoring.sample_scores(scores, SAMPLE_CUSTOMERS / n)
-    rfm = figures[["frequency", "recency", "T", "monetary_value"]].copy()
-    rfm.attrs.update({"time_unit": cfg.time_unit, "observation_end": obs_end})
-    fc = figures[list(FORECAST_COLUMNS)]
-    tiers = figures["tier"].astype(pd.CategoricalDtype(list(TIERS), ordered=True)).rename("tier")
-    overview = overview_table(cfg.time_unit, obs_end, **scoring.engine_overview(scores))
-    w = stats.purchases["weight"].to_numpy(float)
-    freq_fit = model.expected_customers_by_frequency(
-        stats.purchases, max_frequency=frequency_bins(stats.purchases["frequency"].to_numpy(float), w), weights=w)
-    analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc, tiers,
-                        tier_table, model_only, budget, what_if, None, at_risk, timings, scoring="engine",
-                        customers=n, overview=overview, frequency_fit=freq_fit,
-                        max_T=float(stats.purchases["T"].max()), left_truncation=trunc)
-    analysis.details.update(details)
-    scoring.release()  # the engine's customer table: the scores are written, it is not needed again
-    lap("sample for the figures")
-    analysis.since = _since_last_run(cfg, log, obs_end, scores=scores)
-    if scratch is not None:
-        weakref.finalize(analysis, shutil.rmtree, scratch, True)
-    else:
-        from clvmodels.reporting import save_artifacts
+        parts = run.table.files(run)
+        extra = {"at_risk_customers": run.at_risk, **_since_tables(analysis.since),
+                 **_attribute_tables(analysis.attributes),
+                 **({"model_selection": run.selection.table} if run.selection is not None else {}), **parts["extra"]}
+        save_artifacts(cfg.output_dir, forecast=parts["forecast"], intervals=parts["intervals"], tiers=parts["tiers"],
+                       tier_table=run.tier_table, models=parts["models"], config=cfg, extra_tables=extra)
+        write_run_record(cfg.output_dir, observation_end=analysis.observation_end,
+                         calibration_end=analysis.calibration_end, time_unit=cfg.time_unit, horizon=cfg.horizon,
+                         title=cfg.title, model=analysis.model_name, currency=cfg.currency)
+    run.lap("write files")
 
-        save_artifacts(out, forecast=None, tiers=None, tier_table=tier_table,
-                       models={"purchase_model": model, "gamma_gamma": spend}, config=cfg,
-                       extra_tables={"at_risk_customers": at_risk, **_since_tables(analysis.since),
-                                     **({"model_selection": selection.table} if selection is not None else {})})
-        _record_run(cfg, analysis)
-    lap("write files")
-    return analysis
+
+#: the report's analysis, stage by stage, for every customer table (in memory or in the engine)
+STAGES: list[Callable[[Run], None]] = [
+    _truncation_and_backtest, _covariates, _fit, _forecast_and_tiers, _tier_intervals, _budget_and_what_if,
+    _customer_intervals, _at_risk, _figures, _since, _attributes, _files,
+]
 
 
 def run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     """See :func:`_run_analysis`; the report states its time unit in words, so the API's
     reminder that a short horizon on a day table is in days is not repeated here."""
-    import warnings
-
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"horizon=.* is in days")
         return _run_analysis(cfg, transactions)
@@ -444,14 +376,10 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     backtest the model is BG/NBD and the intervals are the model's own.
 
     ``cfg.scoring``: "memory" holds the customer table in pandas; "engine" keeps it in the
-    engine (see :func:`_engine_analysis`: only distinct histories and a sample of customers come
-    into memory); "auto" is "engine" above :data:`ENGINE_SCORING_ABOVE` customers, and on Spark unless a
-    customer table is given.
+    engine (:class:`clvmodels.customer_tables.InEngine`: only distinct histories and a sample of
+    customers come into memory; no per-customer intervals); "auto" is "engine" above
+    :data:`ENGINE_SCORING_ABOVE` customers, and on Spark unless a customer table is given.
     """
-    import clvmodels
-    from clvmodels.engine import set_engine_memory
-    from clvmodels.intervals import widen_intervals
-
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -461,112 +389,25 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
         timings[stage] = now - clock[0]
         clock[0] = now
 
-    from clvmodels.rfm import summarise_log
-
+    run = Run(cfg, lap, SAMPLE_CUSTOMERS, timings=timings)
     source, options = report_source(cfg) if transactions is None else (transactions, {})
     # the log read, validated and summarised per customer (once, where a second pass would cost a parse)
     summary = summarise_log(source, observation_end=cfg.observation_end or None, time_unit=cfg.time_unit,
                             keep=_customer_table_home(cfg, source), engine_above=ENGINE_SCORING_ABOVE, **options)
-    log = summary.log
-    obs_end, cal_end = resolve_windows(cfg, log)
-    if summary.rfm is None:
-        return _engine_analysis(cfg, log, obs_end, cal_end, timings, lap)
-    rfm = summary.rfm
+    run.log = summary.log
+    run.obs_end, run.cal_end = resolve_windows(cfg, run.log)
+    run.table = InMemory(summary.rfm) if summary.rfm is not None else InEngine(run)
+    run.customers = run.table.customers()
     lap("load and RFM")
-
-    def sample(n_wanted: int) -> Any:
-        from clvmodels.evaluate import _restrict_log
-
-        rng = np.random.default_rng(0)
-        ids = rfm.index[np.sort(rng.choice(len(rfm), n_wanted, replace=False))]
-        return _restrict_log(log, ids, None)
-
-    trunc = _truncation(cfg, rfm["T"].to_numpy(float))
-    cohort = rfm.index[rfm["T"].to_numpy() < trunc.cutoff_T] if trunc.usable_cohort else None
-    details: dict[str, float] = {}
-    selection, scorecard, error, model_cls, backtest_cal = _backtest(
-        cfg, log, obs_end, cal_end, len(rfm), sample, lap, trunc.cutoff_T if cohort is not None else None, details)
-    # the customer table: do its covariates forecast the backtest's holdout better than the chosen
-    # model? (scored on the customers the model choice was scored on)
-    choice = None
-    if cfg.customers_path:
-        from clvmodels.attributes import choose_covariates
-
-        choice = choose_covariates(cfg, rfm, model_cls, backtest_cal, selection)
-        lap("customer table: covariates in the backtest")
-    fit_rows = rfm if cohort is None else rfm.loc[cohort]
-    by_row = None
-    if choice is not None and choice.use:
-        from clvmodels.covariate_forecast import ByCovariateRow
-
-        # a left-truncated log: the purchase and dropout dynamics of its real cohort, applied to all
-        cov_model = choice.model(cfg.covariates).fit(fit_rows, choice.table.loc[fit_rows.index])
-        by_row = ByCovariateRow.build(cov_model, rfm, choice.table)
-        model = by_row.reference_model
-    else:
-        model = model_cls().fit(_with_calendar(model_cls, rfm, log, obs_end) if cohort is None else fit_rows)
-    spend = clvmodels.GammaGammaModel().fit(rfm)
-    lap("fit on all data")
-    settings = dict(horizon=cfg.horizon, discount_rate=cfg.discount_rate, margin=cfg.margin,
-                    cost_to_serve=cfg.cost_to_serve)
-    fc = by_row.forecast(spend, rfm, **settings) if by_row else clvmodels.forecast(model, spend, rfm, **settings)
-    tiers = clvmodels.assign_tiers(fc, shares=cfg.tier_shares)
-    lap("forecast and tiers")
-    iv = dict(level=cfg.interval_level, n_draws=cfg.n_draws, **settings)
-    intervals = (by_row.tier_intervals(spend, rfm, tiers, **iv) if by_row else
-                 clvmodels.tier_intervals(model, spend, rfm, tiers, **iv))
-    model_only = clvmodels.tier_summary(fc, tiers, intervals=intervals)
-    tier_table = model_only if error is None else widen_intervals(model_only, error, level=cfg.interval_level)
-    lap("tier intervals")
-    wi = dict(dropout_reduction=cfg.dropout_reduction, **settings)
-    if by_row:
-        budget = by_row.acquisition_budget(spend, **settings)
-        what_if = by_row.retention_what_if(spend, rfm, tiers, **wi)
-    else:
-        budget = clvmodels.acquisition_budget(model, spend, **settings)
-        what_if = clvmodels.retention_what_if(model, spend, rfm, tiers, **wi)
-    lap("budget and what-if")
-    # predictive intervals (what each customer may do), 4 simulated futures per parameter draw
-    pi = dict(level=cfg.interval_level, n_sims=4 * cfg.n_draws, n_param_draws=min(cfg.n_draws, 20), **settings)
-    customer_intervals = (by_row.forecast_intervals(spend, rfm, **pi) if by_row else
-                          clvmodels.forecast_intervals(model, spend, rfm, **pi))
-    lap("per-customer intervals")
-    at_risk = at_risk_customers(rfm.join(fc).assign(tier=tiers), by_row or model, spend, settings,
-                                observation_end=obs_end, time_unit=cfg.time_unit, log=log)
-    freq_fit = (by_row.expected_customers_by_frequency(rfm, frequency_bins(rfm["frequency"].to_numpy(float)))
-                if by_row else None)
-    analysis = Analysis(cfg, log, rfm, obs_end, cal_end, selection, scorecard, error, model, spend, fc,
-                        tiers, tier_table, model_only, budget, what_if, customer_intervals, at_risk, timings,
-                        left_truncation=trunc, frequency_fit=freq_fit, covariate_model=by_row)
-    analysis.details.update(details)
-    analysis.since = _since_last_run(cfg, log, obs_end, fc, tiers)
-    if cfg.customers_path:
-        from clvmodels.attributes import customer_attributes
-
-        analysis.attributes = customer_attributes(cfg, rfm, fc, tiers, model_cls(), backtest_cal, selection, choice)
-        lap("customer table")
-    extra = {"at_risk_customers": at_risk, **_since_tables(analysis.since), **_attribute_tables(analysis.attributes),
-             **({"model_selection": selection.table} if selection is not None else {})}
-    # with covariates each customer has their row's parameters: no single purchase model file to
-    # score with (the coefficients are in covariate_parameters.csv)
-    models = {"gamma_gamma": spend} if by_row else {"purchase_model": model, "gamma_gamma": spend}
-    if by_row:
-        extra["covariate_parameters"] = by_row.model.summary
-    save_artifacts(cfg.output_dir, forecast=fc, intervals=customer_intervals, tiers=tiers, tier_table=tier_table,
-                   models=models, config=cfg, extra_tables=extra)
-    _record_run(cfg, analysis)
-    lap("write files")
-    return analysis
+    for stage in STAGES:
+        stage(run)
+    return run.analysis
 
 
-def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, fc: pd.DataFrame | None = None,
+def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, forecast: pd.DataFrame | None = None,
                     tiers: pd.Series | None = None, scores: Any = None) -> Any:
     """The comparison with the earlier run ``cfg.previous`` names ("auto": the latest earlier run
     of the same title beside this run's output folder)."""
-    from pathlib import Path
-
-    from clvmodels.since import SinceLastRun, compare_runs, find_previous_run
-
     choice = (cfg.previous or "none").strip()
     if choice == "none":
         return SinceLastRun(False, "No comparison with an earlier run was asked for (previous 'none').")
@@ -577,7 +418,7 @@ def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, fc: pd.DataFrame 
                                        "will show what changed since this one.")
     else:
         folder = Path(choice)
-    return compare_runs(folder, log=log, forecast=fc, tiers=tiers, scores=scores, observation_end=obs_end,
+    return compare_runs(folder, log=log, forecast=forecast, tiers=tiers, scores=scores, observation_end=obs_end,
                         currency=cfg.currency)
 
 
@@ -598,12 +439,3 @@ def _since_tables(since: Any) -> dict[str, pd.DataFrame]:
     if not since.available:
         return {}
     return {"since_last_run_migration": since.migration, "since_last_run_accuracy": since.accuracy}
-
-
-def _record_run(cfg: ReportConfig, analysis: Analysis) -> None:
-    if cfg.output_dir:
-        from clvmodels.since import write_run_record
-
-        write_run_record(cfg.output_dir, observation_end=analysis.observation_end,
-                         calibration_end=analysis.calibration_end, time_unit=cfg.time_unit, horizon=cfg.horizon,
-                         title=cfg.title, model=analysis.model_name, currency=cfg.currency)
