@@ -4,6 +4,7 @@ BG/NBD and Gamma-Gamma models fitted on compressed sufficient statistics, per-cu
 and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
 """
 
+from clvmodels._version import __version__
 from clvmodels.datasets import load_cdnow, simulate_transactions
 from clvmodels.engine import spark_connection
 from clvmodels.evaluate import Scorecard, evaluate
@@ -45,8 +46,6 @@ from clvmodels.tiers import (
     tier_summary,
 )
 from clvmodels.transactions import load_transactions
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

@@ -28,7 +28,7 @@ from clvmodels.exceptions import ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, acquisition_budget, forecast, forecast_settings
 from clvmodels.intervals import forecast_intervals, grouped_tier_intervals, tier_intervals
 from clvmodels.models.gamma_gamma import GammaGammaModel
-from clvmodels.models.seasonal import _CalendarClock
+from clvmodels.models.seasonal import needs_calendar
 from clvmodels.reporting import ReportConfig, data_overview, overview_table
 from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_ALIVE
 from clvmodels.rfm import purchase_calendar
@@ -92,7 +92,7 @@ class Run:
 
 def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
     """``table`` with its purchase calendar when the chosen model needs one (a seasonal model)."""
-    if isinstance(model_cls(), _CalendarClock):  # a class, or the selection's factory of the chosen model
+    if needs_calendar(model_cls()):  # a class, or the selection's factory of the chosen model
         table.attrs["purchase_calendar"] = purchase_calendar(log, observation_end=obs_end)
     return table
 

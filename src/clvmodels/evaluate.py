@@ -10,9 +10,14 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_rfm, check_timestamp
+from clvmodels.engine import execute, quiet_engine
 from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.forecast import forecast
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
+from clvmodels.rfm import calibration_holdout, date_literal
+from clvmodels.tiers import TIER_DTYPE, assign_tiers
+from clvmodels.transactions import load_transactions, mark_validated
 
 __all__ = ["evaluate", "Scorecard", "tracking_curve", "naive_baseline", "gradient_boosting_baseline",
            "normalized_gini", "decile_table"]
@@ -66,7 +71,7 @@ class Scorecard:
         return "Scorecard\n" + self.metrics.to_string(float_format=lambda v: f"{v:.4g}")
 
 
-def _check_cal(cal: pd.DataFrame) -> None:
+def check_calibration(cal: pd.DataFrame) -> None:
     check_rfm(cal, monetary=True, name="cal")
     missing = [c for c in HOLDOUT_NEEDED if c not in cal.columns]
     if missing:
@@ -83,7 +88,7 @@ def naive_baseline(cal: pd.DataFrame) -> pd.DataFrame:
     Poisson count with this mean; spend per purchase is the customer's calibration mean
     (the population mean of repeat buyers for everyone else).
     """
-    _check_cal(cal)
+    check_calibration(cal)
     t = cal["duration_holdout"].to_numpy(float)
     rate = cal["frequency"].to_numpy(float) / np.maximum(cal["T"].to_numpy(float), 1e-9)
     expected = rate * t
@@ -105,8 +110,6 @@ def _features(cal: pd.DataFrame, transactions: Any, end: pd.Timestamp, unit: str
     younger, and trees cannot extrapolate past the ages they saw (with those features the
     baseline over-predicts CDNOW's 26-week holdout by 30% instead of under-predicting by 5%).
     """
-    from clvmodels.rfm import calibration_holdout
-
     days = DAYS_PER_UNIT[unit]
     out = pd.DataFrame({
         "since_last": cal["T"] - cal["recency"], "monetary_value": cal["monetary_value"],
@@ -126,8 +129,6 @@ def _features(cal: pd.DataFrame, transactions: Any, end: pd.Timestamp, unit: str
 def _training_window(transactions: Any, cutoff: pd.Timestamp, unit: str, window_days: int,
                      columns: dict[str, str] | None) -> pd.DataFrame:
     """Features at ``cutoff`` and the target: purchase days and revenue in the window after it."""
-    from clvmodels.rfm import calibration_holdout
-
     cal = calibration_holdout(transactions, calibration_end=cutoff,
                               observation_end=cutoff + pd.Timedelta(days=window_days),
                               time_unit=unit, columns=columns)
@@ -162,7 +163,7 @@ def gradient_boosting_baseline(
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    _check_cal(cal)
+    check_calibration(cal)
     unit = cal.attrs.get("time_unit")
     cal_end = cal.attrs.get("calibration_end")
     if unit is None or cal_end is None:
@@ -346,10 +347,7 @@ def evaluate(
     -------
     Scorecard
     """
-    from clvmodels.forecast import forecast
-    from clvmodels.tiers import TIER_DTYPE, assign_tiers
-
-    _check_cal(cal)
+    check_calibration(cal)
     notes: list[str] = []
     if max_customers is not None and len(cal) > int(max_customers):
         rng = np.random.default_rng(seed)
@@ -436,9 +434,6 @@ def restrict_log(transactions: Any, ids: pd.Index, columns: dict[str, str] | Non
     """The validated log of the customers in ``ids`` only (a semi-join in the engine)."""
     import ibis
 
-    from clvmodels.engine import quiet_engine
-    from clvmodels.transactions import load_transactions, mark_validated
-
     t = load_transactions(transactions, **(columns or {}))
     with quiet_engine():
         keep = ibis.memtable(pd.DataFrame({"customer_id": np.asarray(ids)}))
@@ -456,11 +451,7 @@ def tracking_curve(
     first, counted by the end of each period from the first customer's first purchase to the
     holdout end.
     """
-    from clvmodels.engine import execute
-    from clvmodels.rfm import date_literal
-    from clvmodels.transactions import load_transactions
-
-    _check_cal(cal)
+    check_calibration(cal)
     unit = cal.attrs["time_unit"]
     days = DAYS_PER_UNIT[unit]
     cal_end = check_timestamp("calibration_end", cal.attrs["calibration_end"])

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels._validation import UNIT_NAMES, check_number
+from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_number
+from clvmodels.evaluate import check_calibration
 from clvmodels.exceptions import ClvModelsError, DataValidationError, ParameterError
 from clvmodels.models._purchase import PurchaseModel
 from clvmodels.models.registry import models_where
@@ -106,8 +107,6 @@ def _calendar_candidates(cal: pd.DataFrame, events: Any = None) -> dict[str, tup
     calendar and spans the history each one needs (a year for a purchase season, two for a
     dropout season); with ``events`` each takes them, and where the history is too short for
     its season it is offered with the events alone."""
-    from clvmodels._validation import DAYS_PER_UNIT
-
     unit = DAYS_PER_UNIT.get(cal.attrs.get("time_unit", ""), 0.0)
     if cal.attrs.get("purchase_calendar") is None or len(cal) == 0:
         return {}
@@ -167,9 +166,7 @@ def select_model(
     BG/BB needs discrete opportunities (:mod:`clvmodels.models.beta_geo_beta_binom`) and is
     not a candidate for continuous-time logs.
     """
-    from clvmodels.evaluate import _check_cal
-
-    _check_cal(cal)
+    check_calibration(cal)
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
     if candidates is None:
         cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}

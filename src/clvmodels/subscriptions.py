@@ -22,6 +22,7 @@ import pandas as pd
 
 from clvmodels._text import write_csv
 from clvmodels._validation import check_number
+from clvmodels.datasets import example_subscriptions
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.models.contractual import (
     PERIODS,
@@ -38,7 +39,7 @@ from clvmodels.since import (
     record_problem,
     write_run_record,
 )
-from clvmodels.tiers import DEFAULT_SHARES, TIERS, check_shares
+from clvmodels.tiers import DEFAULT_SHARES, TIERS, assign_tiers, check_shares
 
 __all__ = ["SubscriptionConfig", "validate_subscription_parameters", "run_subscription_analysis",
            "SubscriptionAnalysis", "CANDIDATES", "subscriber_forecast", "subscriber_tier_table"]
@@ -194,8 +195,6 @@ class SubscriptionAnalysis:
 def load_subscriptions(cfg: SubscriptionConfig) -> pd.DataFrame:
     """The subscription log the parameters name (CSV or Parquet), or the generated example."""
     if not cfg.input_path:
-        from clvmodels.datasets import example_subscriptions
-
         return example_subscriptions()
     path = Path(cfg.input_path)
     try:
@@ -335,8 +334,6 @@ def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None 
         backtest["chosen"] = backtest.index == chosen
     model = CANDIDATES[chosen]().fit(subs)
     fc = subscriber_forecast(model, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
-    from clvmodels.tiers import assign_tiers
-
     active = fc[fc["active"]]
     if len(active) == 0:
         raise DataValidationError("No subscriber is active at the observation end: there is nobody to value.")

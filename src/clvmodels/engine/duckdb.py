@@ -220,6 +220,18 @@ class DuckDBEngine:
                 table = con.read_csv(where, **{**(csv_options or {}), "types": types})
             return table
 
+    def to_frame(self, expr: ir.Table) -> pd.DataFrame:
+        """A result as pandas straight from Arrow, one block per column (Ibis' conversion stacks
+        the numeric columns into one block: a copy that took a third of the RFM table's time at
+        3.6M customers); ids, counts and floats convert alike either way."""
+        try:
+            backend = expr._find_backend(use_default=False)
+        except Exception:  # memtables have no backend of their own: the embedded DuckDB runs them
+            backend = None
+        with quiet_engine():
+            table = (backend or duckdb_connection()).to_pyarrow(expr)
+        return table.to_pandas(split_blocks=True, self_destruct=True)
+
     def from_arrow(self, frame: Any) -> ir.Table:
         """A pandas DataFrame or Arrow table (columns Arrow converts) as a table of this engine."""
         with quiet_engine():

@@ -276,6 +276,11 @@ class SparkEngine:
                 frame = session.read.schema(schema).csv(where, **options)
             return spark_view(frame)
 
+    def to_frame(self, expr: ir.Table) -> pd.DataFrame:
+        """A result as pandas (collected by Spark)."""
+        with quiet_engine():
+            return expr._find_backend().execute(expr)
+
     def from_arrow(self, frame: Any, like: ir.Table | None = None) -> ir.Table:
         """A pandas DataFrame or Arrow table handed to the Spark session."""
         with quiet_engine():  # the same column conversions as for DuckDB

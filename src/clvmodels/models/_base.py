@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import optimize
 
 from clvmodels._validation import TIME_UNITS, UNIT_NAMES, check_number
+from clvmodels._version import __version__
 from clvmodels.exceptions import (
     ConvergenceError,
     DataValidationError,
@@ -601,8 +602,6 @@ class BaseModel:
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
-        from clvmodels import __version__
-
         self._check_fitted()
         cov = None if self.covariance_log_ is None else np.asarray(self.covariance_log_).tolist()
         return {

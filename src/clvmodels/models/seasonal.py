@@ -183,6 +183,12 @@ class _CalendarRows:
     table_w: np.ndarray
 
 
+def needs_calendar(model: object) -> bool:
+    """Whether a model (or the factory of one) reads each customer's repeat purchases per
+    calendar day: a model with a calendar clock (the seasonal families)."""
+    return isinstance(model, _CalendarClock)
+
+
 class _CalendarClock:
     """What the seasonal models share: the calendar covariates, the clock they drive, saving,
     "as of" dates, and the season in words. Purchase covariates (``harmonics``, ``trend``,

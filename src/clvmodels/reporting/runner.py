@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from clvmodels._text import slug
+from clvmodels._version import __version__
 from clvmodels.exceptions import ParameterError, ReportError
 from clvmodels.reporting.config import TEMPLATES, ReportConfig, validate_parameters
 
@@ -165,8 +166,6 @@ def _export_html(notebook_path: Path, html_path: Path, title: str = "Report") ->
     import nbformat
     from nbconvert import HTMLExporter
     from traitlets.config import Config
-
-    from clvmodels import __version__
 
     nb = nbformat.read(str(notebook_path), as_version=4)
     # a teaching notebook (metadata clvmodels.show_code, e.g. the explore template) keeps its code
