@@ -93,3 +93,18 @@ def test_the_customer_table_reads_text_as_written(tmp_path):
     path.write_text("customer_id,region,score\nC1,NA,1.5\nC2,EU,NA\nC3,APAC,3\n")
     with pytest.raises(DataValidationError, match=r"Column 'score' .* holds numbers and, in 1 row\(s\), \['NA'\]"):
         read_customer_table(path, "customer_id", pd.Index(["C1", "C2", "C3"]))
+
+
+def test_weekly_runs_with_a_customer_table_compare_with_each_other(files, tmp_path):
+    """Issue 29: a run with a customer table writes covariate_parameters.csv and no
+    purchase_model.json; the next run said the earlier one 'could not be read'. Now it compares
+    tier moves, lost customers and value, and says the earlier forecast's accuracy is not measured."""
+    common = {"input_path": str(files / "log.csv"), "customers_path": str(files / "customers.csv"),
+              "covariates": ["channel"], "use_covariates": "yes", "n_draws": 10, "horizon": 26, "title": "Weekly"}
+    first = run_report("clv_report", {**common, "observation_end": "2021-02-28"}, tmp_path, progress=False)
+    assert (first / "covariate_parameters.csv").exists() and not (first / "purchase_model.json").exists()
+    second = run_report("clv_report", common, tmp_path, progress=False)
+    page = (second / "report.html").read_text()
+    assert "Compared with the run as of <strong>2021-02-28</strong>" in page
+    assert "How the last forecast did</strong>: not measured" in page
+    assert (second / "since_last_run_migration.csv").exists()

@@ -438,4 +438,7 @@ def _since_tables(since: Any) -> dict[str, pd.DataFrame]:
     """The comparison's tables as files of the run (none when there was no comparison)."""
     if not since.available:
         return {}
-    return {"since_last_run_migration": since.migration, "since_last_run_accuracy": since.accuracy}
+    out = {"since_last_run_migration": since.migration}
+    if len(since.accuracy):
+        out["since_last_run_accuracy"] = since.accuracy
+    return out

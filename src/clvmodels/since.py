@@ -67,7 +67,14 @@ class SinceLastRun:
         lost = self.lost
         n_lost = int(lost["customers"].sum()) if len(lost) else 0
         value_lost = float(lost["value_then"].sum()) if len(lost) else 0.0
-        acc = self.accuracy.loc["Total"]
+        if len(self.accuracy):
+            acc = self.accuracy.loc["Total"]
+            how = (f"for the {self.elapsed:g} {unit} since, it expected {acc['predicted_purchases']:,.0f} purchases "
+                   f"and customers made {acc['actual_purchases']:,.0f} ({acc['purchases_pct_error']:+.1f}%); "
+                   f"revenue {acc['revenue_pct_error']:+.1f}%.")
+        else:
+            how = ("not measured: the earlier run forecast with the customer table's covariates, whose model "
+                   "the comparison does not reuse yet.")
         change = self.value_now - self.value_then
         pct = f" ({100 * change / abs(self.value_then):+.1f}%)" if self.value_then else ""
         # rows: tier then, columns: tier now, both Platinum first; right of the diagonal is down
@@ -82,9 +89,7 @@ class SinceLastRun:
             f"* **Valuable customers lost**: {n_lost:,} customers who were Platinum or Gold then are now "
             f"probably gone (less than an even chance of being active); the earlier run valued them at "
             f"{value_lost:,.0f}.",
-            f"* **How the last forecast did**: for the {self.elapsed:g} {unit} since, it expected "
-            f"{acc['predicted_purchases']:,.0f} purchases and customers made {acc['actual_purchases']:,.0f} "
-            f"({acc['purchases_pct_error']:+.1f}%); revenue {acc['revenue_pct_error']:+.1f}%.",
+            f"* **How the last forecast did**: {how}",
             f"* **Total customer value** over the horizon is {self.value_now:,.0f} now against "
             f"{self.value_then:,.0f} then{pct}.",
         ])
@@ -222,17 +227,22 @@ def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_e
         then = _forecast_table(folder / "forecast.parquet", like=log)
     except FileNotFoundError:
         raise _NotComparable("it has no forecast.parquet") from None
-    for name in ("purchase_model.json", "gamma_gamma.json"):
-        if not (folder / name).exists():
-            raise _NotComparable(f"it has no {name} (a run with a customer table keeps its covariate model's "
-                                 "parameters instead, which the comparison cannot use yet)")
-    try:
-        model = load_model(folder / "purchase_model.json")
-        spend = load_model(folder / "gamma_gamma.json")
-    except ModelFileError as exc:
-        raise _NotComparable(str(exc).splitlines()[0].rstrip(".")) from None
-    if not hasattr(model, "expected_purchases") or not isinstance(spend, GammaGammaModel):
-        raise _NotComparable("its purchase_model.json or gamma_gamma.json holds another kind of model")
+    # a run with a customer table forecast with covariates: no single purchase model file (its
+    # coefficients are in covariate_parameters.csv); tier moves, lost customers and value compare
+    # all the same, the earlier forecast's accuracy needs the earlier model
+    covariate_run = (folder / "covariate_parameters.csv").exists() and not (folder / "purchase_model.json").exists()
+    model = spend = None
+    if not covariate_run:
+        for name in ("purchase_model.json", "gamma_gamma.json"):
+            if not (folder / name).exists():
+                raise _NotComparable(f"it has no {name}")
+        try:
+            model = load_model(folder / "purchase_model.json")
+            spend = load_model(folder / "gamma_gamma.json")
+        except ModelFileError as exc:
+            raise _NotComparable(str(exc).splitlines()[0].rstrip(".")) from None
+        if not hasattr(model, "expected_purchases") or not isinstance(spend, GammaGammaModel):
+            raise _NotComparable("its purchase_model.json or gamma_gamma.json holds another kind of model")
     # the same log: the earlier run's customers bought by its end in this log (another shop's run
     # in the same folder, or a damaged table, share almost none of them)
     bought = log.filter(log.date <= date_literal(pd.Timestamp(prev_end)))
@@ -266,7 +276,7 @@ def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_e
     # end, grouped by earlier tier and distinct history in the engine
     horizon = min(elapsed, float(record.get("horizon") or elapsed))
     end = str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit])).date())
-    acc = _accuracy(log, then, model, spend, prev_end, end, unit, horizon)
+    acc = pd.DataFrame() if model is None else _accuracy(log, then, model, spend, prev_end, end, unit, horizon)
     return SinceLastRun(True, previous=folder.name, previous_end=prev_end, elapsed=round(horizon, 2),
                         time_unit=unit, migration=migration, lost=lost, accuracy=acc,
                         value_then=float(values[0] or 0.0), value_now=float(values[1] or 0.0))
