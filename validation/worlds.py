@@ -29,6 +29,8 @@ world               what breaks
                     around New Year as on average, e^-0.8 in midsummer; cut at week 160 of
                     212 (a dropout season needs two years of calibration before the
                     backtest's holdout year)
+``no prices``       every purchase is worth 1 (a log of counts, or one fixed-price product):
+                    spend has no variation to model
 =================== ===================================================================
 """
 
@@ -157,6 +159,8 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
             purchase=lambda t: 1 + 0.5 * np.sin(2 * np.pi * t / 52.0), purchase_max=1.5,
             dropout=lambda t: np.exp(0.8 * np.cos(2 * np.pi * t / 52.0)), dropout_max=float(np.exp(0.8))),
               _date(160.0), _date(212.0), "purchases +-50% and dropout x e^+-0.8 over the year"),
+        World("no prices", _simulate(n, acquisition=acq, span=span, seed=seed + 9).assign(amount=1.0),
+              _date(cut), _date(span), "every purchase is worth the same (a log of counts)"),
     ]
     return out
 

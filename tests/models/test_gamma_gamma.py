@@ -142,3 +142,31 @@ def test_fit_matches_lifetimes_on_generated_data(seed):
     ggf = GammaGammaFitter().fit(b["frequency"], b["monetary_value"])
     for k in ("p", "q", "v"):
         assert ours.params_[k] == pytest.approx(ggf.params_[k], rel=1e-4), k
+
+
+def test_a_log_without_price_variation_gives_constant_spend(tmp_path):
+    """Issue 27: a log of counts (every amount 1; same-day purchases merge into 2, 3, ...) stopped
+    the report with a Gamma-Gamma convergence error. Gamma-Gamma is then at its constant-spend
+    limit, says so, and every customer's expected spend is the mean spend per purchase."""
+    from clvmodels.datasets import simulate_transactions
+    from clvmodels.models import load_model
+
+    log = simulate_transactions(2000, seed=5).transactions.assign(amount=1.0)
+    rfm = clvmodels.rfm_summary(log, time_unit="W")
+    gg = GammaGammaModel().fit(rfm)
+    repeat = rfm[rfm["frequency"] > 0]
+    c = float((repeat["frequency"] * repeat["monetary_value"]).sum() / repeat["frequency"].sum())
+    assert gg.constant_spend == pytest.approx(c, rel=1e-12)
+    np.testing.assert_allclose(gg.expected_spend(rfm), c, rtol=1e-5)
+    assert gg.mean_spend == pytest.approx(c, rel=1e-9)
+    assert "spend is taken as constant" in gg.fit_info_["limits"][0]
+    assert np.isfinite(gg.log_likelihood_)
+    back = load_model(gg.save(tmp_path / "gg.json"))
+    assert back.constant_spend == pytest.approx(c) and np.allclose(back.expected_spend(rfm), c, rtol=1e-5)
+    fc = clvmodels.forecast(clvmodels.BetaGeoModel().fit(rfm), gg, rfm, horizon=26)
+    np.testing.assert_allclose(fc["expected_revenue"], fc["expected_purchases"] * c, rtol=1e-5)
+    # real spread: the failure is not hidden behind a constant
+    spread = rfm.assign(monetary_value=np.where(rfm["frequency"] > 0, np.exp(np.random.default_rng(0).standard_cauchy(
+        len(rfm)).clip(-30, 30) * 3), 0.0))
+    with pytest.raises((clvmodels.ConvergenceError, clvmodels.exceptions.ModelError)):
+        GammaGammaModel().fit(spread)

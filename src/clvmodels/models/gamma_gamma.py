@@ -10,6 +10,7 @@ Spend is assumed independent of the purchase process.
 
 from __future__ import annotations
 
+import datetime as _dt
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,12 @@ from scipy import special
 
 from clvmodels._compress import compress
 from clvmodels._validation import check_rfm
-from clvmodels.exceptions import DataValidationError, ModelAssumptionWarning, ModelError
+from clvmodels.exceptions import (
+    ConvergenceError,
+    DataValidationError,
+    ModelAssumptionWarning,
+    ModelError,
+)
 from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
 
 __all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "conditional_spend", "CORRELATION_WARNING_THRESHOLD"]
@@ -106,6 +112,21 @@ def gamma_gamma_log_likelihood(params: dict[str, float] | pd.Series, frequency: 
 
 def _objective(theta: np.ndarray, d: _Data, penalizer: float) -> tuple[float, np.ndarray]:
     return penalized_objective(lambda params: _terms(params, d, grad=True), theta, d.n, penalizer)
+
+
+#: coefficient of variation of repeat buyers' mean spend below which a Gamma-Gamma fit that cannot
+#: converge is taken at its constant-spend limit (a log of counts merges same-day purchases into
+#: 1, 2, ...: 0.05 on such a generated log; CDNOW's is 0.83); above it the failure is reported
+CONSTANT_SPEND_CV = 0.25
+#: the shape of a purchase's value at the constant-spend limit (large: no spread)
+CONSTANT_P = 1e6
+
+
+def _spend_spread(d: Any) -> float:
+    """Coefficient of variation of the repeat buyers' mean spend (weighted by customers)."""
+    mean = float((d.w * d.m).sum() / d.n)
+    var = float((d.w * (d.m - mean) ** 2).sum() / d.n)
+    return float(np.sqrt(var) / mean) if mean > 0 else float("inf")
 
 
 class GammaGammaModel(BaseModel):
@@ -227,7 +248,13 @@ class GammaGammaModel(BaseModel):
             k = ws > 0
             small = _prepare(d.x[k], d.m[k], ws[k])
             warm = lambda th: _objective(th, small, penalizer)  # noqa: E731
-        self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
+        try:
+            self._maximise(lambda th: _objective(th, d, penalizer), starts, d.n, warm)
+        except ConvergenceError:
+            spread = _spend_spread(d)
+            if spread >= CONSTANT_SPEND_CV:
+                raise
+            self._constant(d, spread)  # a log of counts or one price: spend is the constant it is
         try:
             self._after_params_set()
         except ModelError:
@@ -239,6 +266,33 @@ class GammaGammaModel(BaseModel):
         self.n_excluded_ = int(round(w[~keep].sum()))
         self.time_unit_ = rfm.attrs.get("time_unit")
         return self
+
+    def _constant(self, d: Any, spread: float) -> None:
+        """Place the model at its constant-spend limit: every purchase worth the repeat buyers'
+        mean spend per purchase ``c``, for every customer. Gamma-Gamma's conditional spend is
+        ``((q - 1) c + p x zbar) / (p x + q - 1)`` with ``v = (q - 1) c / p``: with ``q`` a million
+        times ``p`` times the most purchases it is ``c`` to 1e-6, and a large ``p`` leaves no
+        randomness in the value of a purchase. Nothing is estimated (no standard errors)."""
+        c = float((d.w * d.x * d.m).sum() / (d.w * d.x).sum())
+        p = CONSTANT_P
+        q = 1e6 * p * max(float(d.x.max()), 1.0)
+        self.params_ = pd.Series({"p": p, "q": q, "v": (q - 1) * c / p}, name="estimate")
+        self.converged_ = True
+        self.covariance_log_ = np.zeros((3, 3))
+        self.fit_info_ = {
+            "source": "constant spend", "constant_spend": c, "spend_spread": spread, "at_limit": ["p", "q", "v"],
+            "limits": [f"Spend per purchase barely varies (coefficient of variation {spread:.2f} across repeat "
+                       f"buyers), too little for Gamma-Gamma to tell customers apart: spend is taken as constant, "
+                       f"{c:,.4g} per purchase for every customer."],
+            "fitted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    @property
+    def constant_spend(self) -> float | None:
+        """The spend per purchase when the model is at its constant-spend limit (a log without
+        price variation), else None."""
+        self._check_fitted()
+        return (self.fit_info_ or {}).get("constant_spend")
 
     @property
     def mean_spend(self) -> float:

@@ -229,6 +229,14 @@ def identification_notes(model: Any) -> list[str]:
     return notes
 
 
+def _spend_words(spend: Any) -> str:
+    """How spend per purchase is modelled, in words (with why, when it is taken as constant)."""
+    constant = getattr(spend, "constant_spend", None) if spend is not None else None
+    if constant is None:
+        return "spend per purchase the Gamma-Gamma model (Fader & Hardie 2013)"
+    return "spend per purchase constant: " + " ".join(identification_notes(spend)).rstrip(".")
+
+
 def model_paragraph(analysis: Any) -> str:
     """Which purchase model the forecast uses, why, and its reference (Markdown)."""
     model = analysis.model
@@ -247,12 +255,10 @@ def model_paragraph(analysis: Any) -> str:
         text = lead + (f"Purchases and dropout follow the **{cov.model._long_name}** model (Fader & Hardie, "
                        f"\"Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD models\"): each "
                        f"customer's purchase and dropout parameters follow their attributes ({names}), "
-                       f"{len(cov.models)} distinct combinations; spend per purchase the Gamma-Gamma model "
-                       "(Fader & Hardie 2013). ")
+                       f"{len(cov.models)} distinct combinations; {_spend_words(analysis.spend)}. ")
     else:
         text = lead + (f"Purchases and dropout follow the **{model._long_name}** model "
-                       f"({model._reference.rstrip('.')}); spend per purchase the Gamma-Gamma model "
-                       "(Fader & Hardie 2013). ")
+                       f"({model._reference.rstrip('.')}); {_spend_words(analysis.spend)}. ")
     if analysis.selection is not None:
         text += analysis.selection.reason + " "
     if cov is not None and analysis.attributes is not None and analysis.attributes.backtest:
