@@ -45,6 +45,8 @@ class Run:
     lap: Callable[[str], None]
     sample_customers: int
     """Customers the figures of an engine-scored run are drawn from."""
+    engine_above: int = 0
+    """Customers above which "auto" keeps the customer table in the engine (for messages)."""
     log: Any = None
     obs_end: str = ""
     cal_end: str | None = None
@@ -195,8 +197,10 @@ class InEngine:
 
     def __init__(self, run: Run):
         if run.cfg.customers_path:
+            why = (f" (more than {run.engine_above:,} customers)" if run.cfg.scoring == "auto" and run.engine_above
+                   else "")
             raise ParameterError("A customer table (customers_path, --customers) is used with the customer table in "
-                                 "memory; this log is scored in the engine. Leave the customer table out, or use "
+                                 f"memory; this log is scored in the engine{why}. Leave the customer table out, or use "
                                  "scoring 'memory' on a machine that holds the customers.")
         self.stats = scoring.compressed_rfm(run.log, time_unit=run.cfg.time_unit, observation_end=run.obs_end)
         self.scores: Any = None

@@ -389,7 +389,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
         timings[stage] = now - clock[0]
         clock[0] = now
 
-    run = Run(cfg, lap, SAMPLE_CUSTOMERS, timings=timings)
+    run = Run(cfg, lap, SAMPLE_CUSTOMERS, engine_above=ENGINE_SCORING_ABOVE, timings=timings)
     source, options = report_source(cfg) if transactions is None else (transactions, {})
     # the log read, validated and summarised per customer (once, where a second pass would cost a parse)
     summary = summarise_log(source, observation_end=cfg.observation_end or None, time_unit=cfg.time_unit,
