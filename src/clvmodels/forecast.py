@@ -7,6 +7,7 @@ forecast no longer depends on recency), then joined back to customers.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from clvmodels._validation import (
     check_rfm,
     check_time_unit,
 )
-from clvmodels.exceptions import ModelError, ParameterError
+from clvmodels.exceptions import ClvModelsWarning, ModelError, ParameterError
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
 
@@ -128,10 +129,6 @@ def forecast_settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon:
     unit = check_time_unit(units.pop())
     check_horizon(h, unit)
     if unit == "D" and h < 90 and time_unit is None:
-        import warnings
-
-        from clvmodels.exceptions import ClvModelsWarning
-
         warnings.warn(
             f"horizon={h:g} is in days, the unit of the RFM table and model: a {h:g}-day forecast. For "
             f"{h:g} weeks pass horizon={7 * h:g} (or build the RFM table with time_unit='W').",

@@ -14,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from clvmodels._validation import UNIT_NAMES
+from clvmodels.exceptions import ParameterError
 from clvmodels.tiers import TIERS
 
 __all__ = [
@@ -127,8 +128,6 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
                              max_frequency: int = 20, T: float | None = None, n_recency: int = 20,
                              ax=None, **kwargs):
     """P(alive) or expected purchases in ``t`` for a grid of frequency x recency, at age ``T``."""
-    from clvmodels.exceptions import ParameterError
-
     if kind not in ("p_alive", "expected_purchases"):
         raise ParameterError(f"Unknown kind {kind!r}; expected 'p_alive' or 'expected_purchases'.")
     ax = _ax(ax, (6.5, 4.5))

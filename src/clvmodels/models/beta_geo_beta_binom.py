@@ -24,6 +24,7 @@ from clvmodels._compress import compress
 from clvmodels._validation import check_number, raise_bad_rows
 from clvmodels.exceptions import DataValidationError
 from clvmodels.models._base import BaseModel, penalized_objective
+from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoBetaBinomModel", "bgbb_log_likelihood", "discrete_rfm"]
 
@@ -268,8 +269,6 @@ class BetaGeoBetaBinomModel(BaseModel):
 
     def expected_discounted_residual_purchases(self, data: pd.DataFrame, discount_rate: float) -> pd.Series:
         """DERT per customer at a discount rate per opportunity (FHS 2010, eq. 14)."""
-        from clvmodels.models._special import hyp2f1
-
         alpha, beta, gamma, delta = self._p()
         dr = check_number("discount_rate", discount_rate, minimum=0.0, min_inclusive=False)
         x, tx, n = self._arrays(data)

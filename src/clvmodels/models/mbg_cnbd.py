@@ -28,6 +28,7 @@ from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
+from clvmodels.models._special import _beta_rule
 
 __all__ = ["MBGCNBDModel", "mbgcnbd_log_likelihood"]
 
@@ -379,8 +380,6 @@ class MBGCNBDModel(PurchaseModel):
         ``r+kx+i``, ``z = t/(t+alpha+T)``), so the sum over purchases is a sum over phase counts
         ``n`` of ``P(n phases) C(floor((n+i)/k))`` with ``C`` the cumulative coin weights; the
         probabilities come from their ratio recurrence (no special function per term)."""
-        from clvmodels.models._special import _beta_rule
-
         r, alpha, a, b = self._p()
         k = self.k_
         z = t / (t + alpha + T)

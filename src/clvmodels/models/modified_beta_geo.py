@@ -17,7 +17,7 @@ from scipy import special
 
 from clvmodels._validation import check_number
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models.beta_geo import BetaGeoModel
+from clvmodels.models.beta_geo import BetaGeoModel, _prepare, _terms
 
 __all__ = ["ModifiedBetaGeoModel", "mbgnbd_log_likelihood"]
 
@@ -26,8 +26,6 @@ def mbgnbd_log_likelihood(params, frequency, recency, T) -> np.ndarray:
     """Log-likelihood of each customer under MBG/NBD (Batislam et al. 2007, eq. 3), a pure
     function: ``ln G(r+x) - ln G(r) + r ln alpha + ln[B(a, b+x+1)/B(a,b) (alpha+T)^-(r+x)
     + B(a+1, b+x)/B(a,b) (alpha+t_x)^-(r+x)]``."""
-    from clvmodels.models.beta_geo import _prepare, _terms
-
     x = np.asarray(frequency, float)
     d = _prepare(x, np.asarray(recency, float), np.asarray(T, float), weights=np.ones_like(x))
     ll, _ = _terms(tuple(float(params[k]) for k in ("r", "alpha", "a", "b")), d, grad=False, shift=1)
