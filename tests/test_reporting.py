@@ -283,3 +283,20 @@ def test_explore_template_shows_its_code_and_the_report_does_not(tmp_path, finis
     assert "rfm_summary" in page and "select_model" in page and 'class="highlight' in page and "<img" in page
     assert "Which model? Ask a holdout" in page
     assert "pipeline.run_analysis" not in (finished[1] / "report.html").read_text()
+
+
+def test_the_first_screen_says_when_spend_is_taken_as_constant():
+    """Issue 27: a log without price variation: the executive summary's caveats say every purchase
+    is taken to be worth the same (the model section says why)."""
+    from types import SimpleNamespace
+
+    from clvmodels.datasets import simulate_transactions
+
+    log = simulate_transactions(1500, seed=6).transactions.assign(amount=1.0)
+    rfm = clvmodels.rfm_summary(log, time_unit="W")
+    spend = clvmodels.GammaGammaModel().fit(rfm)
+    analysis = SimpleNamespace(model=clvmodels.BetaGeoModel().fit(rfm), spend=spend, left_truncation=None,
+                               config=SimpleNamespace(currency="EUR"))
+    notes = reporting.plain_notes(analysis)
+    assert any(n.startswith(f"Every purchase is taken to be worth the same (EUR {spend.constant_spend:,.2f})")
+               for n in notes)

@@ -107,6 +107,10 @@ def plain_notes(analysis: Any) -> list[str]:
         notes.append("Churn figures are rough: the data say little about how customers leave.")
     elif weak:
         notes.append("Purchase figures are rough: the data say little about how often customers buy.")
+    constant = getattr(getattr(analysis, "spend", None), "constant_spend", None)
+    if constant is not None:
+        notes.append(f"Every purchase is taken to be worth the same ({_money(constant, analysis.config.currency)}): "
+                     "the log shows almost no price variation, so revenue and value follow purchases alone.")
     trunc = getattr(analysis, "left_truncation", None)
     if trunc is not None and trunc.detected:
         notes.append(trunc.describe())
