@@ -212,3 +212,49 @@ def test_a_report_beside_a_damaged_run_of_its_title_still_publishes(two_runs, tm
                      tmp_path, progress=False)
     page = (out / "report.html").read_text()
     assert "could not be compared" in page and first.name in page
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "spark"])
+def test_damaged_or_foreign_earlier_runs_on_every_engine(two_engine_runs, tmp_path, engine):
+    """Issue 29 on both engines: the comparison with an earlier engine-scored run (its forecast a
+    folder partitioned by tier) names and skips a damaged or foreign run in the same words on DuckDB
+    and on Spark, with the log and this run's scores kept in the engine."""
+    import shutil
+
+    import clvmodels
+    from clvmodels.engine import spark_view
+    from clvmodels.scoring import read_scores
+    from clvmodels.since import compare_runs
+
+    first, second = two_engine_runs
+    log = load_cdnow("sample")[["customer_id", "date", "amount"]].assign(customer_id=lambda d: d["customer_id"].astype(str))
+    log.to_parquet(tmp_path / "log.parquet")
+    engine_log = clvmodels.load_transactions(tmp_path / "log.parquet", engine=engine)
+    if engine == "spark":
+        session = clvmodels.spark_connection("local[2]", {"spark.sql.shuffle.partitions": "4"})._session
+        now = pd.read_parquet(second / "forecast.parquet", columns=["customer_id", "tier", "p_alive", "clv"])
+        now.assign(tier=now["tier"].astype(str)).to_parquet(tmp_path / "now.parquet")
+        scores = spark_view(session.read.parquet(str(tmp_path / "now.parquet")), like=engine_log)
+    else:
+        scores = read_scores(second / "forecast.parquet")
+    then = pd.read_parquet(first / "forecast.parquet")
+    then["tier"] = then["tier"].astype(str)
+
+    def replaced(frame, name):
+        folder = tmp_path / name
+        shutil.copytree(first, folder)
+        shutil.rmtree(folder / "forecast.parquet")
+        frame.to_parquet(folder / "forecast.parquet")
+        return folder
+
+    cases = {
+        replaced(then.assign(clv="lots"), "text_clv"): "column 'clv' holds",
+        replaced(then.drop(columns=["tier"]), "no_tier"): "no column 'tier'",
+        replaced(then.assign(customer_id="x" + then["customer_id"].astype(str)), "other_log"): "it is of another log",
+    }
+    for folder, reason in cases.items():
+        out = compare_runs(folder, log=engine_log, scores=scores, observation_end=SECOND)
+        assert not out.available and out.reason.startswith(f"The run in '{folder.name}' could not be compared")
+        assert reason in out.reason
+    intact = compare_runs(first, log=engine_log, scores=scores, observation_end=SECOND)
+    assert intact.available
