@@ -170,3 +170,23 @@ def test_a_log_without_price_variation_gives_constant_spend(tmp_path):
         len(rfm)).clip(-30, 30) * 3), 0.0))
     with pytest.raises((clvmodels.ConvergenceError, clvmodels.exceptions.ModelError)):
         GammaGammaModel().fit(spread)
+
+
+def test_spend_that_does_not_differ_between_customers_is_a_stated_limit():
+    """Every purchase's value drawn from one Gamma(2, 1/20) for everyone (the 400-customer random
+    log of issue 30): q and v run to infinity together - the report stopped with 'v ran off'. The
+    fit is the limiting model (every customer forecast to spend the population's mean per
+    purchase), said in words, with finite forecasts."""
+    rng = np.random.default_rng(0)
+    rows = [(f"C{i:04d}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=float(d)), rng.gamma(2, 20))
+            for i in range(400) for d in rng.uniform(0, 182, 1 + rng.poisson(2.5))]
+    rfm = clvmodels.rfm_summary(pd.DataFrame(rows, columns=["customer_id", "date", "amount"]), time_unit="W")
+    gg = GammaGammaModel().fit(rfm)
+    assert set(gg.fit_info_["at_limit"]) == {"q", "v"}
+    assert "Spend barely differs between customers" in gg.fit_info_["limits"][0]
+    repeat = rfm[rfm["frequency"] > 0]
+    mean = float((repeat["frequency"] * repeat["monetary_value"]).sum() / repeat["frequency"].sum())
+    assert gg.mean_spend == pytest.approx(mean, rel=1e-3)
+    spend = gg.expected_spend(rfm)
+    assert np.isfinite(spend).all() and spend.std() / spend.mean() < 1e-3
+    assert gg.constant_spend is None  # the values of purchases still vary: not the constant-spend limit

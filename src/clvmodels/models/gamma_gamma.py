@@ -166,6 +166,9 @@ class GammaGammaModel(BaseModel):
     """
 
     _param_names = ("p", "q", "v")
+    #: q and v running to infinity together (v/q kept) is the model whose spend rate nu is the
+    #: same for every customer: purchases' values all follow one Gamma(p, nu) distribution
+    _limit_pairs = (("q", "v"),)
     _long_name = "Gamma-Gamma spend model"
     _reference = "Fader & Hardie (2013), The Gamma-Gamma model of monetary value, brucehardie.com/notes/025."
 
@@ -286,6 +289,11 @@ class GammaGammaModel(BaseModel):
                        f"{c:,.4g} per purchase for every customer."],
             "fitted_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
+
+    def _describe_limit(self, first: str, second: str, v1: float, v2: float) -> str:
+        return ("Spend barely differs between customers (q and v ran to infinity): every customer's purchases "
+                "follow the same distribution of value, so their own past spend does not change their forecast "
+                "(each is forecast to spend the population's mean per purchase).")
 
     @property
     def constant_spend(self) -> float | None:
