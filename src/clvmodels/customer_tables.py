@@ -114,6 +114,10 @@ class InMemory:
         """Each customer's time observed (``T``) and weights (None: one customer per row)."""
         return self.rfm["T"].to_numpy(float), None
 
+    def frequencies(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each customer's repeat purchases and weights (None: one customer per row)."""
+        return self.rfm["frequency"].to_numpy(float), None
+
     def sample(self, run: Run, n_wanted: int) -> Any:
         """The log of ``n_wanted`` random customers."""
         rng = np.random.default_rng(0)
@@ -216,6 +220,10 @@ class InEngine:
         rows = self.stats.purchases
         return rows["T"].to_numpy(float), rows["weight"].to_numpy(float)
 
+    def frequencies(self) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = self.stats.purchases
+        return rows["frequency"].to_numpy(float), rows["weight"].to_numpy(float)
+
     def sample(self, run: Run, n_wanted: int) -> Any:
         return scoring.sample_log(run.log, n_wanted / self.stats.customers)
 
@@ -290,10 +298,8 @@ class InEngine:
                 "models": {"purchase_model": run.model, "gamma_gamma": run.spend}, "extra": {}}
 
     def release(self, run: Run) -> None:
-        """The engine's customer table: the scores are written, it is not needed again."""
+        """The engine's customer table: the scores are written, it is not needed again; a
+        scratch folder of scores (no output folder) lives as long as the analysis."""
         scoring.release()
-
-    def keep_scratch_with(self, analysis: Any) -> None:
-        """A scratch folder of scores (no output folder) lives as long as the analysis."""
         if self.scratch is not None:
-            weakref.finalize(analysis, shutil.rmtree, self.scratch, True)
+            weakref.finalize(run.analysis, shutil.rmtree, self.scratch, True)

@@ -296,7 +296,7 @@ def _at_risk(run: Run) -> None:
 
 def _figures(run: Run) -> None:
     """The analysis as the report shows it (its figures from every customer, or a sample)."""
-    view = run.table.figures(run, frequency_bins(*_frequencies(run)))
+    view = run.table.figures(run, frequency_bins(*run.table.frequencies()))
     run.analysis = Analysis(
         config=run.cfg, transactions=run.log, rfm=view["rfm"], observation_end=run.obs_end,
         calibration_end=run.cal_end, selection=run.selection, scorecard=run.scorecard, backtest_error=run.error,
@@ -310,13 +310,6 @@ def _figures(run: Run) -> None:
     run.table.release(run)
     if run.table.kind == "engine":
         run.lap("sample for the figures")
-
-
-def _frequencies(run: Run) -> tuple[np.ndarray, np.ndarray | None]:
-    if isinstance(run.table, InMemory):
-        return run.table.rfm["frequency"].to_numpy(float), None
-    rows = run.table.stats.purchases
-    return rows["frequency"].to_numpy(float), rows["weight"].to_numpy(float)
 
 
 def _since(run: Run) -> None:
@@ -334,8 +327,6 @@ def _attributes(run: Run) -> None:
 def _files(run: Run) -> None:
     """Every file of the run (nothing without an output folder)."""
     analysis, cfg = run.analysis, run.cfg
-    if isinstance(run.table, InEngine):
-        run.table.keep_scratch_with(analysis)
     if cfg.output_dir:
         parts = run.table.files(run)
         extra = {"at_risk_customers": run.at_risk, **_since_tables(analysis.since),

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT, TimeUnit
-from clvmodels.engine import DUCKDB, engine_of, execute, release, upload
+from clvmodels.engine import engine_of, execute, release, upload
 from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, combine_parts, forecast_settings, purchase_arrays
 from clvmodels.models._purchase import PurchaseModel
@@ -428,7 +428,7 @@ def _write_partitioned(table: ir.Table, path: Path) -> None:
 def read_scores(path: str | Path, like: ir.Table | None = None) -> ir.Table:
     """The forecast written by :func:`score_customers`, as a table of the engine of ``like``
     (DuckDB when None), with its ``tier`` column."""
-    return (DUCKDB if like is None else engine_of(like)).read_parquet(Path(path), like)
+    return engine_of(like).read_parquet(Path(path), like)
 
 
 def engine_tier_groups(scores: ir.Table, *, max_simulated: int, seed: int = 0) -> Any:

@@ -207,7 +207,7 @@ def compare_runs(previous: str | Path, *, log: Any, observation_end: str, foreca
     except _NotComparable as exc:
         return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {exc}.", previous=folder.name)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign earlier run is a note, never the report's end
-        return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {_why(exc)}.",
+        return SinceLastRun(False, f"The run in '{folder.name}' could not be compared: {failure_words(exc)}.",
                             previous=folder.name)
 
 
@@ -215,7 +215,7 @@ class _NotComparable(Exception):
     """An earlier run that cannot be compared with this one, and why (in words)."""
 
 
-def _why(exc: BaseException) -> str:
+def failure_words(exc: BaseException) -> str:
     """One line for an unforeseen failure reading an earlier run."""
     text = engine_error_text(exc).splitlines()[0][:200]
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -34,6 +34,7 @@ from clvmodels.models.registry import load_model
 from clvmodels.since import (
     SAME_LOG_SHARE,
     currency_problem,
+    failure_words,
     find_previous_run,
     read_record,
     record_problem,
@@ -373,8 +374,8 @@ def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> 
     try:
         return _compare_subscribers(folder, record, analysis)
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign earlier run is a note, never the report's end
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc) else type(exc).__name__
-        return {"available": False, "reason": f"The run in '{folder.name}' could not be compared: {reason}."}
+        return {"available": False, "reason": f"The run in '{folder.name}' could not be compared: "
+                                              f"{failure_words(exc)}."}
 
 
 def _compare_subscribers(folder: Path, record: dict[str, Any], analysis: SubscriptionAnalysis) -> dict:

@@ -68,9 +68,6 @@ class Engine(Protocol):
 
     default: bool
     distributed: bool
-    reads_tables: bool
-
-    def connection(self) -> Any: ...
 
     def available(self) -> None: ...
 

@@ -31,8 +31,6 @@ def backend_name(table: Any) -> str:
     return getattr(backend, "name", "duckdb") if backend is not None else "duckdb"
 
 
-
-
 def engine_error_text(exc: BaseException) -> str:
     """One line saying why an engine call failed: for a Java error raised through Spark, its
     innermost cause ("java.lang.ClassNotFoundException: Class ...S3AFileSystem not found"),

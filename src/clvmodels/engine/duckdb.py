@@ -183,11 +183,6 @@ class DuckDBEngine:
     default = True
     #: runs on a cluster: a report keeps the customer table in the engine by default
     distributed = False
-    #: reads named tables of a catalog (``--table``)
-    reads_tables = False
-
-    def connection(self) -> Any:
-        return duckdb_connection()
 
     def available(self) -> None:
         """Nothing to check: DuckDB is a dependency of the package."""

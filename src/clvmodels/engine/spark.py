@@ -216,10 +216,6 @@ class SparkEngine:
 
     default = False
     distributed = True
-    reads_tables = True
-
-    def connection(self) -> Any:
-        return spark_connection()
 
     def available(self) -> None:
         """ParameterError when pyspark (the ``spark`` extra) is not installed."""

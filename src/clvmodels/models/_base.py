@@ -406,6 +406,7 @@ class BaseModel:
             elif first in self._vanishing and x0[i] < -_NEAR_LIMIT_LOG:
                 pairs.append(("zero", i, j))
         found: list[tuple[float, np.ndarray, list[bool], str]] = []
+        best_rounding = _rounding(safe, x0) if pairs else 0.0
         for size in range(1, len(pairs) + 1):
             for face in itertools.combinations(pairs, size):
                 start = x0.copy()
@@ -450,7 +451,7 @@ class BaseModel:
                 # terms would already swamp it
                 rest = (value - safe(theta + 2.0 * push)[0]) / (1.0 - np.exp(-2.0))
                 slack = _rounding(safe, theta) + 1e-12 * (1.0 + abs(value))
-                if rest < -slack or value > best.fun + max(rest, 0.0) + slack + _rounding(safe, x0):
+                if rest < -slack or value > best.fun + max(rest, 0.0) + slack + best_rounding:
                     continue
                 words = " and ".join(f"{names[i]}/{names[j]} at {'zero' if kind == 'zero' else 'infinity'}"
                                      for kind, i, j in face)
