@@ -32,21 +32,29 @@ def test_windows_come_from_the_data(log):
 
 
 def test_at_risk_customers(sample_rfm):
-    """Issue 16: the list holds customers probably still active, ranked by the value at stake,
-    with their history; no figure is larger than what it is compared with."""
+    """Issue 28: the list holds valuable customers more likely than not to buy nothing in the
+    horizon, ranked by the value at risk (value if retained x P(active) x P(no purchase)), each
+    with the reason in words; no figure is larger than what it is compared with."""
     bg = clvmodels.BetaGeoModel().fit(sample_rfm)
     gg = clvmodels.GammaGammaModel().fit(sample_rfm)
     settings = dict(horizon=52, discount_rate=0.1, margin=0.3, cost_to_serve=0.0)
     fc = clvmodels.forecast(bg, gg, sample_rfm, **settings)
     tiers = clvmodels.assign_tiers(fc)
     log = clvmodels.load_transactions(load_cdnow("sample")[["customer_id", "date", "amount"]])
-    risk = pipeline.at_risk_customers(sample_rfm.join(fc).assign(tier=tiers), bg, gg, settings,
-                                      observation_end="1997-09-30", time_unit="W", log=log)
-    assert 0 < len(risk) <= 50
-    assert set(risk["tier"]) <= {"Platinum", "Gold"} and (risk["p_alive"] >= 0.5).all()
-    assert (risk["value_at_stake"] <= risk["value_if_retained"] + 1e-9).all()
+    cands = sample_rfm.join(fc).assign(tier=tiers)
+    risk = pipeline.at_risk_customers(cands, bg, gg, settings, observation_end="1997-09-30", time_unit="W", log=log)
+    eligible = cands["tier"].isin(["Platinum", "Gold"]) & (cands["p_any_purchase"] <= 0.5)
+    assert len(risk) == int(eligible.sum()) > 50  # every one listed, not a page's worth
+    assert set(risk["tier"]) == {"Platinum", "Gold"} and (risk["p_no_purchase_in_horizon"] >= 0.5).all()
+    assert (risk["value_at_risk"] <= risk["value_if_retained"] + 1e-9).all()
     assert (risk["clv"] <= risk["value_if_retained"] + 1e-9).all()
-    assert risk["value_at_stake"].is_monotonic_decreasing
+    assert risk["value_at_risk"].is_monotonic_decreasing
+    expected = risk["value_if_retained"] * risk["p_alive"] * risk["p_no_purchase_in_horizon"]
+    np.testing.assert_allclose(risk["value_at_risk"], expected, rtol=1e-9)
+    repeat = risk[risk["purchases_so_far"] > 1].iloc[0]
+    gap = repeat["usual_gap"]
+    assert repeat["why"].startswith(f"usually buys every {gap:.1f} weeks, silent for "
+                                    f"{repeat['time_since_last_purchase']:.1f}")
     one = risk.index[0]
     row = sample_rfm.loc[one]
     assert risk.loc[one, "purchases_so_far"] == row["frequency"] + 1

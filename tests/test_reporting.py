@@ -50,7 +50,7 @@ def test_report_folder_contents(finished):
                                     "Pareto/NBD": "ParetoNBDModel"}[selection.index[selection["chosen"]][0]]
     assert model.time_unit_ == "W"
     risk = pd.read_csv(folder / "at_risk_customers.csv", index_col=0)
-    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_stake"].is_monotonic_decreasing
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_risk"].is_monotonic_decreasing
     assert not list(out.glob(".*.tmp")), "temporary folder left behind"
 
 
@@ -228,7 +228,7 @@ def test_hostile_text_is_inert_in_tables_and_csv(tmp_path):
 
     evil = "<img src=x onerror=alert(1)>"
     at_risk = pd.DataFrame({"tier": ["Gold", "Platinum"], "p_alive": [0.5, 0.6], "clv": [10.0, 20.0],
-                            "value_if_retained": [30.0, 40.0], "value_at_stake": [20.0, 20.0]},
+                            "value_if_retained": [30.0, 40.0], "value_at_risk": [20.0, 20.0]},
                            index=pd.Index([evil, "=HYPERLINK(\"http://x\")"], name="customer_id"))
     html_out = reporting.format_at_risk(at_risk).to_html()
     assert "<img" not in html_out and "&lt;img" in html_out

@@ -30,7 +30,7 @@ from clvmodels.intervals import forecast_intervals, grouped_tier_intervals, tier
 from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.models.seasonal import needs_calendar
 from clvmodels.reporting import ReportConfig, data_overview, overview_table
-from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_ALIVE
+from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE
 from clvmodels.rfm import purchase_calendar
 from clvmodels.tiers import TIERS, assign_tiers, grouped_what_if, retention_what_if, tier_summary
 
@@ -270,7 +270,7 @@ class InEngine:
         return None
 
     def at_risk_candidates(self, run: Run) -> pd.DataFrame:
-        return scoring.at_risk_candidates(self.scores, AT_RISK_MIN_P_ALIVE, AT_RISK_CANDIDATES)
+        return scoring.at_risk_candidates(self.scores, AT_RISK_MIN_P_NO_PURCHASE, AT_RISK_CANDIDATES)
 
     def figures(self, run: Run, max_frequency: int) -> dict[str, Any]:
         """A random sample of the scored customers for the figures; overview and frequency fit

@@ -34,14 +34,14 @@ from clvmodels.models.beta_geo import BetaGeoModel
 from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.models.seasonal import MIN_SPAN_DAYS, read_events
 from clvmodels.reporting import ReportConfig, data_overview, report_source, save_artifacts
-from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_ALIVE, at_risk_customers
+from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE, at_risk_customers
 from clvmodels.rfm import calibration_holdout, summarise_log
 from clvmodels.selection import select_model
 from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
 from clvmodels.transactions import date_range
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
-           "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS", "STAGES", "AT_RISK_MIN_P_ALIVE", "AT_RISK_CANDIDATES"]
+           "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS", "STAGES", "AT_RISK_MIN_P_NO_PURCHASE", "AT_RISK_CANDIDATES"]
 
 #: customers the backtest (model choice, scorecard, error for the intervals) uses at most; with
 #: more, a random sample of this many (the final model is still fitted on everyone)

@@ -36,6 +36,7 @@ from clvmodels.exceptions import DataValidationError, ModelError, ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, combine_parts, forecast_settings, purchase_arrays
 from clvmodels.models._purchase import PurchaseModel
 from clvmodels.models.seasonal import as_of
+from clvmodels.retention import approximate_value_at_risk
 from clvmodels.rfm import engine_customer_table
 from clvmodels.tiers import TIERS, TierGroups, check_shares
 from clvmodels.transactions import mark_validated
@@ -158,13 +159,13 @@ def sample_scores(scores: ir.Table, share: float) -> pd.DataFrame:
     return execute(_hash_keep(scores, share, "figures").order_by("customer_id")).set_index("customer_id")
 
 
-def at_risk_candidates(scores: ir.Table, min_p_alive: float, limit: int,
+def at_risk_candidates(scores: ir.Table, min_p_no_purchase: float, limit: int,
                        tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
-    """The customers :func:`clvmodels.pipeline.at_risk_customers` ranks, pre-selected by the
-    engine (tiers considered, P(alive) >= ``min_p_alive``, the ``limit`` with most expected value
-    lost in the horizon), with their history and forecast."""
-    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & (scores.p_alive >= min_p_alive))
-    approx = fc.churn_probability_during_horizon / fc.p_alive * fc.clv
+    """The customers :func:`clvmodels.retention.at_risk_customers` ranks, pre-selected by the
+    engine (tiers considered, chance of no purchase in the horizon >= ``min_p_no_purchase``, the
+    ``limit`` with the highest approximate value at risk), with their history and forecast."""
+    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & ((1 - scores.p_any_purchase) >= min_p_no_purchase))
+    approx = approximate_value_at_risk(fc.clv, fc.p_any_purchase)
     out = execute(fc.order_by([approx.desc(), fc.customer_id]).limit(int(limit)))
     return out.set_index("customer_id")
 

@@ -27,7 +27,9 @@ from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_number
 from clvmodels.evaluate import check_calibration
 from clvmodels.exceptions import ClvModelsError, DataValidationError, ParameterError
 from clvmodels.models._purchase import PurchaseModel
+from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.models.registry import models_where
+from clvmodels.tiers import TIERS, assign_tiers
 
 __all__ = ["select_model", "ModelSelection", "CANDIDATES", "REGULARITY_CANDIDATES", "CALENDAR_CANDIDATES"]
 
@@ -102,6 +104,51 @@ class ModelSelection:
         return f"ModelSelection(chosen={self.chosen!r})\n" + self.table.to_string(float_format=lambda v: f"{v:.4g}")
 
 
+def holdout_spend(cal: pd.DataFrame) -> np.ndarray:
+    """Each customer's expected spend per purchase from the calibration window, the way the
+    report gets it (Gamma-Gamma, which states a constant spend when amounts do not vary); the
+    mean spend of repeat purchases for everyone when Gamma-Gamma cannot be fitted."""
+    try:
+        return GammaGammaModel().fit(cal).expected_spend(cal).to_numpy(float)
+    except ClvModelsError:
+        rep = cal["frequency"].to_numpy(float) > 0
+        m = cal["monetary_value"].to_numpy(float)
+        mean = float(m[rep].mean()) if rep.any() else 0.0
+        return np.full(len(cal), mean)
+
+
+def holdout_scores(cal: pd.DataFrame, predicted: Any, spend: np.ndarray,
+                   tier_shares: dict[str, float] | None = None) -> dict[str, float]:
+    """How a forecast of each customer's holdout purchases did on what the report promises.
+
+    ``predicted``: expected purchases per customer in the holdout (rows of ``cal``); ``spend``:
+    expected spend per purchase. Customers are tiered by predicted value (purchases x spend, the
+    report's ranking) and each tier's predicted purchases and revenue compared with what its
+    customers did. Returns ``mse`` (per customer, purchases), ``total_pct`` and
+    ``revenue_total_pct`` (100 (predicted - actual) / actual over everyone), ``<q>_<tier>_pct``
+    for the 4 tiers x purchases, revenue, and ``tier_pct``: the mean absolute error of those 8
+    cells (a cell with nothing actual counts as 100% when something was predicted)."""
+    pred = np.asarray(predicted, float)
+    actual = cal["frequency_holdout"].to_numpy(float)
+    revenue = (cal["revenue_holdout"].to_numpy(float) if "revenue_holdout" in cal.columns
+               else actual * spend)
+    tiers = assign_tiers(pd.DataFrame({"clv": pred * spend}, index=cal.index), shares=tier_shares).to_numpy()
+    out = {"mse": float(((pred - actual) ** 2).mean())}
+    cells = []
+    for q, p, a in (("purchases", pred, actual), ("revenue", pred * spend, revenue)):
+        tot = float(a.sum())
+        out[("total_pct" if q == "purchases" else "revenue_total_pct")] = (
+            100 * (float(p.sum()) - tot) / tot if tot > 0 else float("nan"))
+        for tier in TIERS:
+            inside = tiers == tier
+            pt, at = float(p[inside].sum()), float(a[inside].sum())
+            e = 100 * (pt - at) / at if at > 0 else (100.0 if pt > 0 else 0.0)
+            out[f"{q}_{tier}_pct"] = e
+            cells.append(abs(e))
+    out["tier_pct"] = float(np.mean(cells))
+    return out
+
+
 def _calendar_candidates(cal: pd.DataFrame, events: Any = None) -> dict[str, tuple[type[PurchaseModel], dict]]:
     """The calendar candidates ``cal`` can fit, with their settings: it carries its purchase
     calendar and spans the history each one needs (a year for a purchase season, two for a
@@ -121,6 +168,24 @@ def _calendar_candidates(cal: pd.DataFrame, events: Any = None) -> dict[str, tup
             flat = {"harmonics": 0} | ({"dropout_harmonics": 0} if probe.dropout_harmonics else {})
             out[name.replace(" + season", "") + " + events"] = (cls, {"events": events, **flat})
     return out
+
+
+def candidate_classes(cal: pd.DataFrame, candidates: dict[str, type[PurchaseModel]] | None = None,
+                      events: Any = None) -> dict[str, tuple[type[PurchaseModel], dict]]:
+    """The models the choice tries on ``cal``, by name, each with its settings: ``candidates``
+    as given, or by default :data:`CANDIDATES`, :data:`REGULARITY_CANDIDATES` when ``cal`` has
+    each customer's ``litt`` and the calendar candidates its history allows."""
+    if candidates is None:
+        cands = {name: (cls, {}) for name, cls in
+                 {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}.items()}
+        cands.update(_calendar_candidates(cal, events))
+        return cands
+    if not candidates:
+        raise ParameterError("candidates must name at least one model.")
+    for name, cls in candidates.items():
+        if not (isinstance(cls, type) and issubclass(cls, PurchaseModel)):
+            raise ParameterError(f"candidates[{name!r}] must be a purchase model class, got {cls!r}.")
+    return {name: (cls, {}) for name, cls in candidates.items()}
 
 
 def select_model(
@@ -168,19 +233,7 @@ def select_model(
     """
     check_calibration(cal)
     tol = check_number("tolerance", tolerance, minimum=0.0, maximum=1.0)
-    if candidates is None:
-        cands = {**CANDIDATES, **(REGULARITY_CANDIDATES if "litt" in cal.columns else {})}
-    else:
-        cands = dict(candidates)
-    if not cands:
-        raise ParameterError("candidates must name at least one model.")
-    for name, cls in cands.items():
-        if not (isinstance(cls, type) and issubclass(cls, PurchaseModel)):
-            raise ParameterError(f"candidates[{name!r}] must be a purchase model class, got {cls!r}.")
-    settings: dict[str, dict] = {}
-    if candidates is None:
-        for name, (cls, init) in _calendar_candidates(cal, events).items():
-            cands[name], settings[name] = cls, init
+    cands = candidate_classes(cal, candidates, events)
     t = float(cal["duration_holdout"].iloc[0])
     actual = cal["frequency_holdout"].to_numpy(float)
     if actual.sum() == 0:
@@ -190,10 +243,10 @@ def select_model(
         )
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, PurchaseModel] = {}
-    for name, cls in cands.items():
+    for name, (cls, init) in cands.items():
         start = time.perf_counter()
         try:
-            model = cls(**settings.get(name, {})).fit(cal)
+            model = cls(**init).fit(cal)
         except ClvModelsError as exc:
             rows[name] = {"error": str(exc).splitlines()[0]}
             continue

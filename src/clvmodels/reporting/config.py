@@ -48,6 +48,7 @@ class ReportConfig:
     dropout_reduction: float = 0.10
     interval_level: float = 0.90
     n_draws: int = 100
+    at_risk_top: int = 50
     title: str = "Customer lifetime value report"
     output_dir: str = ""
     refunds: str = "error"
@@ -192,6 +193,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
         ("dropout_reduction", {"minimum": 0.0, "maximum": 1.0, "max_inclusive": False}),
         ("interval_level", {"minimum": 0.0, "maximum": 1.0, "min_inclusive": False, "max_inclusive": False}),
         ("n_draws", {"minimum": 10, "maximum": 100_000, "integer": True}),
+        ("at_risk_top", {"minimum": 0, "maximum": 5000, "integer": True}),
     ]
     for name, kw in checks:
         try:

@@ -389,22 +389,28 @@ def format_deciles(deciles: pd.DataFrame):
 
 
 def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks", money: str = ""):
-    """The at-risk list as a formatted table, sortable by any column and filterable in the page
-    (by the report page's own script; no external one)."""
+    """The at-risk list's first ``top`` rows as a formatted table, sortable by any column and
+    filterable in the page (by the report page's own script; no external one)."""
     since = f"{unit.capitalize()} since last purchase"
+    gap = f"Usual gap ({unit})"
     spend = "Spend so far" + money
     t = at_risk.head(top).rename(columns={
-        "tier": "Tier", "last_purchase": "Last purchase", "time_since_last_purchase": since,
-        "purchases_so_far": "Purchases so far", "spend_so_far": spend, "p_alive": "Chance still active",
-        "p_leave_in_horizon_if_active": "Chance of leaving in the horizon", "clv": "Expected value" + money,
-        "value_if_retained": "Value if retained" + money, "value_at_stake": "Value at stake" + money})
+        "tier": "Tier", "why": "Why listed", "last_purchase": "Last purchase", "time_since_last_purchase": since,
+        "usual_gap": gap, "purchases_so_far": "Purchases so far", "spend_so_far": spend,
+        "p_alive": "Chance still active", "p_no_purchase_in_horizon": "Chance of no purchase in the horizon",
+        "clv": "Expected value" + money, "value_if_retained": "Value if retained" + money,
+        "value_at_risk": "Value at risk" + money})
     t.index = t.index.astype(str)
     t.columns.name = "Customer"
     t.index.name = None
-    fmt = {since: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}", "Chance still active": "{:.0%}",
-           "Chance of leaving in the horizon": "{:.0%}", "Expected value" + money: "{:,.2f}",
-           "Value if retained" + money: "{:,.2f}", "Value at stake" + money: "{:,.2f}"}
-    styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html")
+    fmt = {since: "{:,.1f}", gap: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}",
+           "Chance still active": "{:.0%}", "Chance of no purchase in the horizon": "{:.0%}",
+           "Expected value" + money: "{:,.2f}", "Value if retained" + money: "{:,.2f}",
+           "Value at risk" + money: "{:,.2f}"}
+    styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
+    shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
+    styler = styler.set_caption(f"{len(at_risk):,} customers listed, {shown}" if len(at_risk) else
+                                "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")
     return styler.set_table_attributes('class="sortable filterable"')
 
 
