@@ -116,9 +116,11 @@ class ByCovariateRow:
     def retention_what_if(self, spend: Any, rfm: pd.DataFrame, tiers: pd.Series, **kw: Any) -> pd.DataFrame:
         tables = [retention_what_if(self.models[c], spend, part, tiers.loc[part.index], **kw)
                   for c, part in self.parts(rfm)]
-        out = sum(t[["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"]] for t in tables)
-        out["change"] = out["clv_what_if"] - out["clv"]
-        out["change_pct"] = 100 * out["change"] / out["clv"].where(out["clv"] != 0)
+        out = sum(t[["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if", "lifetime_clv",
+                     "lifetime_clv_what_if"]] for t in tables)
+        for pre in ("", "lifetime_"):
+            out[f"{pre}change"] = out[f"{pre}clv_what_if"] - out[f"{pre}clv"]
+            out[f"{pre}change_pct"] = 100 * out[f"{pre}change"] / out[f"{pre}clv"].where(out[f"{pre}clv"] != 0)
         out.attrs.update(tables[0].attrs)
         return out
 

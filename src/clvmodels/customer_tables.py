@@ -245,10 +245,10 @@ class InEngine:
         self.scores = scoring.read_scores(self.out / "forecast.parquet", like=run.log)
         run.details.update({f"forecast and tiers: {k}": v for k, v in self.result.seconds.items()})
 
-    def _settings(self, run: Run) -> Any:
+    def _settings(self, run: Run, lifetime: bool = False) -> Any:
         cfg = run.cfg
         return forecast_settings(run.model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve,
-                                 cfg.time_unit)
+                                 cfg.time_unit, lifetime=lifetime)
 
     def tier_intervals(self, run: Run) -> pd.DataFrame:
         s = self._settings(run)
@@ -263,7 +263,8 @@ class InEngine:
 
     def budget_and_what_if(self, run: Run) -> tuple[pd.Series, pd.DataFrame]:
         return (acquisition_budget(run.model, run.spend, **run.settings),
-                grouped_what_if(run.model, run.spend, self.groups, self._settings(run), run.cfg.dropout_reduction))
+                grouped_what_if(run.model, run.spend, self.groups, self._settings(run, lifetime=True),
+                                run.cfg.dropout_reduction))
 
     def customer_intervals(self, run: Run) -> None:
         """Not computed in the engine (the page says so)."""

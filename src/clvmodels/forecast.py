@@ -47,6 +47,8 @@ FORECAST_COLUMNS = (
     "gross_clv",
     "cost_to_serve",
     "clv",
+    "lifetime_purchases",
+    "lifetime_clv",
 )
 
 
@@ -84,10 +86,17 @@ class Settings:
     discount_rate: float
     margin: float
     cost_to_serve: float
+    lifetime: bool = False
+    """Also the residual lifetime terms (:meth:`PurchaseModel._lifetime_if_alive`)."""
 
     @property
     def per_period_rate(self) -> float:
         return period_discount_rate(self.discount_rate, self.time_unit)
+
+    @property
+    def continuous_rate(self) -> float:
+        """The discount rate per time unit, continuously compounded: ``log(1 + per_period_rate)``."""
+        return float(np.log1p(self.per_period_rate))
 
     def describe(self) -> str:
         unit = UNIT_NAMES[self.time_unit]
@@ -104,7 +113,7 @@ class Settings:
 
 
 def forecast_settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon: Any, discount_rate: Any,
-              margin: Any, cost_to_serve: Any, time_unit: Any) -> Settings:
+              margin: Any, cost_to_serve: Any, time_unit: Any, lifetime: bool = False) -> Settings:
     h = check_number("horizon", horizon, minimum=0.0, min_inclusive=False)
     check_number("discount_rate", discount_rate, minimum=0.0, maximum=10.0)
     check_number("margin", margin, minimum=0.0, maximum=1.0, min_inclusive=False)
@@ -133,7 +142,7 @@ def forecast_settings(transaction_model: Any, rfm: pd.DataFrame | None, horizon:
             f"horizon={h:g} is in days, the unit of the RFM table and model: a {h:g}-day forecast. For "
             f"{h:g} weeks pass horizon={7 * h:g} (or build the RFM table with time_unit='W').",
             ClvModelsWarning, stacklevel=3)
-    return Settings(h, unit, float(discount_rate), float(margin), float(cost_to_serve))
+    return Settings(h, unit, float(discount_rate), float(margin), float(cost_to_serve), bool(lifetime))
 
 
 #: the longest forecast horizon, in days: ten years. Forecasts are computed per time unit, so a
@@ -212,6 +221,9 @@ def _horizon_terms(model: PurchaseModel, x: np.ndarray, T: np.ndarray, s: Settin
         out["discounted_active"] = (surv * (length * disc)[None, :]).sum(axis=1)
     else:
         out["discounted_active"] = np.zeros(len(x))
+    if s.lifetime:
+        life = model._lifetime_if_alive(x, T, s.continuous_rate, dropout_scale, **one)
+        out["lifetime_purchases"], out["lifetime_active"] = life["purchases"], life["active"]
     return out
 
 
@@ -222,9 +234,9 @@ def purchase_arrays(tm: PurchaseModel, x, tx, T, s: Settings, dropout_scale: flo
     p_alive = tm._p_alive(x, tx, T)
     pairs = history_groups(tm, x, tx, T)
     terms = _group_horizon_terms(tm, pairs, s, dropout_scale)
-    return {"p_alive": p_alive,
-            **{name: p_alive * terms[name][pairs.inverse]
-               for name in ("purchases", "discounted_purchases", "discounted_active", "survival", "any")}}
+    names = ("purchases", "discounted_purchases", "discounted_active", "survival", "any") + (
+        ("lifetime_purchases", "lifetime_active") if s.lifetime else ())
+    return {"p_alive": p_alive, **{name: p_alive * terms[name][pairs.inverse] for name in names}}
 
 
 def recency_terms(tm: PurchaseModel, tx) -> dict[str, Any]:
@@ -239,6 +251,11 @@ def combine_parts(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, A
     purchases = parts["purchases"]
     gross = s.margin * spend * parts["discounted_purchases"]
     cost = s.cost_to_serve * parts["discounted_active"]
+    lifetime = {}
+    if "lifetime_purchases" in parts:
+        lifetime = {"lifetime_purchases": parts["lifetime_purchases"],
+                    "lifetime_clv": s.margin * spend * parts["lifetime_purchases"]
+                    - s.cost_to_serve * parts["lifetime_active"]}
     return {
         "p_alive": parts["p_alive"],
         "churn_probability": 1.0 - parts["p_alive"],
@@ -252,6 +269,7 @@ def combine_parts(parts: dict[str, Any], spend: Any, s: Settings) -> dict[str, A
         "gross_clv": gross,
         "cost_to_serve": cost,
         "clv": gross - cost,
+        **lifetime,
     }
 
 
@@ -312,7 +330,11 @@ def forecast(
         ``expected_purchases`` and ``p_any_purchase`` over the horizon; ``expected_spend`` per
         purchase; ``expected_revenue`` (undiscounted); ``gross_clv`` (margin x spend x
         purchases in each period, discounted at each period's end); ``cost_to_serve``
-        (discounted); ``clv`` = gross - cost. ``attrs`` holds the settings.
+        (discounted); ``clv`` = gross - cost; ``lifetime_purchases`` (the discounted expected
+        residual purchases, DERT, over the customer's whole remaining lifetime - at most
+        :data:`clvmodels.models._purchase.LIFETIME_YEARS` - at the same discount rate compounded
+        continuously) and ``lifetime_clv`` (margin x spend x that, minus the discounted cost to
+        serve while active: the residual lifetime value). ``attrs`` holds the settings.
 
     Notes
     -----
@@ -326,7 +348,8 @@ def forecast(
     >>> fc = forecast(bgnbd, gg, rfm, horizon=52, discount_rate=0.1)  # doctest: +SKIP
     """
     check_models(transaction_model, spend_model)
-    s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit)
+    s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit,
+                          lifetime=True)
     check_number("dropout_scale", dropout_scale, minimum=0.0, min_inclusive=False, maximum=1e6)
     transaction_model._check_unit(rfm)
     x, tx, T, m = rfm_arrays(rfm)
@@ -350,13 +373,15 @@ def forecast(
 
 def group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_scale: float = 1.0) -> np.ndarray:
     """Per distinct history, per customer: expected purchases, discounted purchases and
-    discounted active time over the horizon, and P(alive) (rows of the result, in that order)."""
+    discounted active time over the horizon, and P(alive) (rows of the result, in that order);
+    with ``s.lifetime`` then the lifetime's discounted purchases and active time."""
     p_alive = tm._p_alive(gx, gtx, gT)
     terms = _group_horizon_terms(tm, pairs, s, dropout_scale)
-    return np.vstack([p_alive * terms["purchases"][pairs.inverse],
-                      p_alive * terms["discounted_purchases"][pairs.inverse],
-                      p_alive * terms["discounted_active"][pairs.inverse],
-                      p_alive])
+    names = ["purchases", "discounted_purchases", "discounted_active"]
+    rows = [p_alive * terms[name][pairs.inverse] for name in names] + [p_alive]
+    if s.lifetime:
+        rows += [p_alive * terms[name][pairs.inverse] for name in ("lifetime_purchases", "lifetime_active")]
+    return np.vstack(rows)
 
 
 def acquisition_budget(
@@ -382,10 +407,13 @@ def acquisition_budget(
     -------
     Series
         ``first_purchase``, ``repeat_purchases_value``, ``cost_to_serve``, ``budget``,
-        ``expected_repeat_purchases``.
+        ``expected_repeat_purchases``; ``lifetime_budget``: the same over the customer's whole
+        expected lifetime (discounted expected residual purchases, at most
+        :data:`clvmodels.models._purchase.LIFETIME_YEARS`).
     """
     check_models(transaction_model, spend_model)
-    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, time_unit)
+    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, time_unit,
+                          lifetime=True)
     zero = np.zeros(1)
     terms = _horizon_terms(transaction_model, zero, zero, s)
     mean_spend = spend_model.mean_spend
@@ -399,6 +427,8 @@ def acquisition_budget(
             "cost_to_serve": cost,
             "budget": first + repeat - cost,
             "expected_repeat_purchases": float(terms["purchases"][0]),
+            "lifetime_budget": first + s.margin * mean_spend * float(terms["lifetime_purchases"][0])
+            - s.cost_to_serve * float(terms["lifetime_active"][0]),
         },
         name="acquisition_budget",
     )

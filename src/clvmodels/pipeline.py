@@ -36,7 +36,7 @@ from clvmodels.models.seasonal import MIN_SPAN_DAYS, read_events
 from clvmodels.reporting import ReportConfig, data_overview, report_source, save_artifacts
 from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE, at_risk_customers
 from clvmodels.rfm import calibration_holdout, summarise_log
-from clvmodels.selection import select_model
+from clvmodels.selection import ROLLING_ORIGINS, select_model
 from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
 from clvmodels.transactions import date_range
 
@@ -192,15 +192,12 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     started = time.perf_counter()
     cal = calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
+    choose_on = _cohort_of(cal, cohort_below_T)
+    earlier = [_cohort_of(window, cohort_below_T, shift)
+               for window, shift in _earlier_windows(cfg, backtest_log, obs_end, cal_end, calendar)]
     if details is not None:
-        details["backtest: model choice: calibration table"] = time.perf_counter() - started
-    choose_on = cal
-    if cohort_below_T is not None:
-        in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() < cohort_below_T - 1e-9]
-        if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
-            choose_on = in_cohort
-            choose_on.attrs.update(cal.attrs)
-    selection = select_model(choose_on, events=events)
+        details["backtest: model choice: calibration tables"] = time.perf_counter() - started
+    selection = select_model(choose_on, events=events, earlier=earlier, tier_shares=cfg.tier_shares)
     lap("backtest: model choice")
     scorecard = evaluate(cal, selection.calibration_model, GammaGammaModel().fit(cal),
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)
@@ -214,6 +211,42 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     error = backtest_error(scorecard)
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.new_model, choose_on
+
+
+def _cohort_of(cal: pd.DataFrame, cohort_below_T: float | None, shift: float = 0.0) -> pd.DataFrame:
+    """The customers of a backtest the models learn from: everyone, or a left-truncated log's
+    cohort (age at the observation end below ``cohort_below_T``; their age then is their age at
+    the calibration end plus the holdout plus ``shift``, the time from the window's end to the
+    observation end) when it has enough customers who bought in the holdout."""
+    if cohort_below_T is None:
+        return cal
+    in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() + shift < cohort_below_T - 1e-9]
+    if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
+        in_cohort.attrs.update(cal.attrs)
+        return in_cohort
+    return cal
+
+
+def _earlier_windows(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str,
+                     calendar: bool) -> list[tuple[pd.DataFrame, float]]:
+    """Backtests at earlier origins (rolling origin), each with the holdout of the latest one and
+    half a holdout before the last: as many as :data:`clvmodels.selection.ROLLING_ORIGINS` allows
+    while the calibration window stays at least a holdout long. Returns each window with its
+    distance to the observation end, in time units."""
+    days = DAYS_PER_UNIT[cfg.time_unit]
+    obs, cal = pd.Timestamp(obs_end), pd.Timestamp(cal_end)
+    holdout_days = (obs - cal).days
+    step = int(np.floor(holdout_days / 2 / days)) * days
+    first = date_range(log)[0]
+    out = []
+    for k in range(1, ROLLING_ORIGINS):
+        end_k, cal_k = obs - pd.Timedelta(days=k * step), cal - pd.Timedelta(days=k * step)
+        if step <= 0 or (cal_k - first).days < holdout_days:
+            break
+        window = calibration_holdout(log, calibration_end=str(cal_k.date()), observation_end=str(end_k.date()),
+                                     time_unit=cfg.time_unit, regularity=True, calendar=calendar)
+        out.append((window, k * step / days))
+    return out
 
 
 def _spans_a_year(log: Any, end: str) -> bool:

@@ -251,7 +251,7 @@ def score_customers(
     if getattr(spend_model, "params_", None) is None:
         raise ParameterError("spend_model must be a fitted GammaGammaModel.")
     unit = time_unit or getattr(transaction_model, "time_unit_", None)
-    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, unit)
+    s = forecast_settings(transaction_model, None, horizon, discount_rate, margin, cost_to_serve, unit, lifetime=True)
     shares = check_shares(tier_shares)
     out = Path(output)
     if out.exists():
@@ -467,7 +467,7 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
         customers=fc.count(), total_clv=fc.clv.sum(), expected_purchases=fc.expected_purchases.sum(),
         expected_revenue=fc.expected_revenue.sum(), churn=fc.churn_probability.sum(),
         churn_h=fc.churn_probability_by_horizon.sum(), alive=fc.p_alive.sum(),
-        leave=fc.churn_probability_during_horizon.sum(),
+        leave=fc.churn_probability_during_horizon.sum(), lifetime=fc.lifetime_clv.sum(),
     )
     g = execute(fc.group_by("tier").aggregate(**sums)).set_index("tier")
     # every tier has a row, empty ones too (all customers can be Lead when serving costs more)
@@ -489,6 +489,8 @@ def _tier_table(path: Path, *, like: ir.Table) -> pd.DataFrame:
         "expected_active_now": table["alive"],
         "expected_to_leave": table["leave"],
         "share_of_active_leaving": (table["leave"] / table["alive"].where(table["alive"] > 0)).fillna(0.0),
+        "total_lifetime_clv": table["lifetime"],
+        "mean_lifetime_clv": (table["lifetime"] / table["customers"].where(table["customers"] > 0)).fillna(0.0),
     })
     out.index.name = "tier"
     return out

@@ -135,7 +135,9 @@ def tier_summary(
     undiscounted), ``mean_churn_probability`` (already gone), ``mean_churn_by_horizon``,
     ``expected_gone_now`` (expected number of customers probably gone already),
     ``expected_active_now``, ``expected_to_leave`` (expected number of those active now who
-    leave during the horizon) and ``share_of_active_leaving`` (their share of the active). With
+    leave during the horizon) and ``share_of_active_leaving`` (their share of the active); with a
+    forecast's ``lifetime_clv``, ``total_lifetime_clv`` and ``mean_lifetime_clv`` (the residual
+    lifetime value). With
     ``intervals`` (from :func:`tier_intervals`) the interval columns are joined on.
     """
     if len(tiers) != len(forecast) or not tiers.index.equals(forecast.index):
@@ -176,6 +178,10 @@ def tier_summary(
         out[col] = out[col].fillna(0.0)
     out["share_of_active_leaving"] = out["expected_to_leave"] / out["expected_active_now"].where(out["expected_active_now"] > 0)
     out["share_of_active_leaving"] = out["share_of_active_leaving"].fillna(0.0)
+    if "lifetime_clv" in df.columns:
+        life = df.groupby("tier", observed=False)["lifetime_clv"]
+        out["total_lifetime_clv"] = list(life.sum()) + [df["lifetime_clv"].sum()]
+        out["mean_lifetime_clv"] = (out["total_lifetime_clv"] / out["customers"].where(out["customers"] > 0)).fillna(0.0)
     out.index.name = "tier"
     if intervals is not None:
         out = out.join(intervals, how="left")
@@ -274,11 +280,13 @@ def retention_what_if(
     -------
     DataFrame
         Per tier and in total: ``clv``, ``clv_what_if``, ``change``, ``change_pct``,
-        ``expected_purchases``, ``expected_purchases_what_if``.
+        ``expected_purchases``, ``expected_purchases_what_if``, and the same over the customers'
+        remaining lifetime: ``lifetime_clv``, ``lifetime_clv_what_if``, ``lifetime_change``,
+        ``lifetime_change_pct`` (where a few points of retention show their worth).
     """
     f = check_number("dropout_reduction", dropout_reduction, minimum=0.0, maximum=1.0, max_inclusive=False)
     check_models(transaction_model, spend_model)
-    s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None)
+    s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, None, lifetime=True)
     transaction_model._check_unit(rfm)
     return grouped_what_if(transaction_model, spend_model, tier_groups(rfm, tiers, max_simulated=0), s, f)
 
@@ -295,11 +303,18 @@ def grouped_what_if(transaction_model: Any, spend_model: Any, g: TierGroups, s: 
         columns[f"clv{label}"] = np.bincount(
             g.code, weights=s.margin * terms[1] * g_spend - s.cost_to_serve * g.n * terms[2], minlength=k)
         columns[f"expected_purchases{label}"] = np.bincount(g.code, weights=g.n * terms[0], minlength=k)
-    out = pd.DataFrame(columns, index=pd.Index(list(TIERS), name="tier"))[
-        ["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"]]
+        if s.lifetime:
+            columns[f"lifetime_clv{label}"] = np.bincount(
+                g.code, weights=s.margin * terms[4] * g_spend - s.cost_to_serve * g.n * terms[5], minlength=k)
+    names = ["clv", "clv_what_if", "expected_purchases", "expected_purchases_what_if"] + (
+        ["lifetime_clv", "lifetime_clv_what_if"] if s.lifetime else [])
+    out = pd.DataFrame(columns, index=pd.Index(list(TIERS), name="tier"))[names]
     out.loc["Total"] = out.sum()
     out["change"] = out["clv_what_if"] - out["clv"]
     out["change_pct"] = 100 * out["change"] / out["clv"].where(out["clv"] != 0)
+    if s.lifetime:
+        out["lifetime_change"] = out["lifetime_clv_what_if"] - out["lifetime_clv"]
+        out["lifetime_change_pct"] = 100 * out["lifetime_change"] / out["lifetime_clv"].where(out["lifetime_clv"] != 0)
     out.index.name = "tier"
     out.attrs.update({"dropout_reduction": f, **s.as_dict(), "description": s.describe()})
     return out

@@ -18,6 +18,8 @@ from clvmodels.models import load_model
 from clvmodels.models.registry import MODELS, models_where
 
 HORIZON = 10.0
+#: a discount rate per time unit for the residual lifetime (10% a year in weeks)
+DELTA = 0.0018
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +52,20 @@ def _predictions(model, info, args):
         if info.kind == "spend":
             return {"expected_spend": model.expected_spend(data, cov)}
         return {"probability_alive": model.predict("probability_alive", data, cov),
-                "expected_purchases": model.predict("expected_purchases", data, cov, HORIZON)}
+                "expected_purchases": model.predict("expected_purchases", data, cov, HORIZON),
+                "residual_lifetime": model.predict("expected_discounted_residual_purchases", data, cov, DELTA)}
     if info.kind == "purchase":
         return {"probability_alive": model.probability_alive(data),
                 "expected_purchases": model.expected_purchases(data, HORIZON),
                 "expected_purchases_new_customer": model.expected_purchases_new_customer(HORIZON),
+                "residual_lifetime": model.expected_discounted_residual_purchases(data, DELTA),
                 "probability_purchases": model.probability_purchases(np.arange(4), HORIZON)}
     if info.kind == "spend":
         return {"expected_spend": model.expected_spend(data)}
     if info.kind == "discrete":
         return {"probability_alive": model.probability_alive(data),
-                "expected_purchases": model.expected_purchases(data, 5)}
+                "expected_purchases": model.expected_purchases(data, 5),
+                "residual_lifetime": model.expected_discounted_residual_purchases(data, 0.1)}
     if info.kind == "contractual":
         return {"survival": model.survival(np.arange(12)), "derl": model.derl(np.arange(5), 0.1)}
     raise AssertionError(f"no predictions known for kind {info.kind!r}: add them here")

@@ -113,11 +113,11 @@ def test_intervals_without_covariance_say_so(sample_rfm):
     assert ti.attrs["parameter_uncertainty"].startswith("omitted: BetaGeoModel has no parameter covariance")
 
 
-def test_selection_uses_squared_error(sample_cal):
+def test_selection_uses_the_tier_score(sample_cal):
     sel = clvmodels.select_model(sample_cal, tolerance=0.0)
-    assert sel.table.loc[sel.chosen, "mse"] == pytest.approx(sel.table["mse"].min())
-    assert "squared error" in sel.reason
-    assert isinstance(sel.table, pd.DataFrame) and "mse" in sel.table.columns
+    assert sel.table.loc[sel.chosen, "score"] == pytest.approx(sel.table["score"].min())
+    assert "tier cells" in sel.reason
+    assert isinstance(sel.table, pd.DataFrame) and {"mse", "tier_pct_error"} <= set(sel.table.columns)
 
 
 def _identical(x, tx, T, n=50):

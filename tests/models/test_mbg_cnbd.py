@@ -71,7 +71,10 @@ def test_k1_is_mbgnbd(sample_rfm, monkeypatch):
                                mbg.expected_purchases_new_customer(np.array([10.0, 78.0])), rtol=1e-9)
     forecast = clvmodels.forecast(same, clvmodels.GammaGammaModel().fit(sample_rfm), sample_rfm, horizon=52)
     expected = clvmodels.forecast(mbg, clvmodels.GammaGammaModel().fit(sample_rfm), sample_rfm, horizon=52)
-    pd.testing.assert_frame_equal(forecast, expected, rtol=1e-8, atol=1e-10)
+    life = ["lifetime_purchases", "lifetime_clv"]
+    pd.testing.assert_frame_equal(forecast.drop(columns=life), expected.drop(columns=life), rtol=1e-8, atol=1e-10)
+    # the lifetime: MBG/CNBD-k's closed form (untruncated) against MBG/NBD's quadrature over 100 years
+    pd.testing.assert_frame_equal(forecast[life], expected[life], rtol=1e-4)
 
 
 def test_gradient_is_the_derivative_of_the_likelihood(regular):

@@ -127,6 +127,25 @@ def _beta_rule(a: np.ndarray, b: np.ndarray, n: int = _BETA_NODES) -> tuple[np.n
     return nodes, weights / weights.sum(axis=1, keepdims=True)
 
 
+def _gamma_rule(shape: np.ndarray, n: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss quadrature nodes and weights (summing to one) for ``Gamma(shape, 1)``, one row per
+    shape, by Golub-Welsch on the generalised Laguerre recurrence (nothing overflows at a large
+    shape, unlike normalising SciPy's ``roots_genlaguerre``)."""
+    from scipy.linalg import eigh_tridiagonal
+
+    shape = np.asarray(shape, float).ravel()
+    nodes = np.empty((shape.size, n))
+    weights = np.empty((shape.size, n))
+    k = np.arange(n, dtype=float)
+    for i, sh in enumerate(shape):
+        diag = 2 * k + sh
+        off = np.sqrt(k[1:] * (k[1:] + sh - 1))
+        z, vec = eigh_tridiagonal(diag, off)
+        nodes[i] = z
+        weights[i] = vec[0] ** 2
+    return nodes, weights / weights.sum(axis=1, keepdims=True)
+
+
 def beta_average(fn, a: float, b) -> np.ndarray:
     """``E[fn(p)]`` for ``p ~ Beta(a, b)``, elementwise over the array ``b``.
 

@@ -52,6 +52,9 @@ def first_screen(analysis: Any) -> str:
                 f"{100 * err.attrs['sigma_revenue']:.0f}%")
     else:
         miss = ("not measured", "this run had no backtest: too little history before the forecast date")
+    if "total_lifetime_clv" in t.columns:
+        value_small += ("; " if value_small else "") + (
+            f"{_money_text(total['total_lifetime_clv'], cur)} over their remaining lifetime")
     tiles = [
         _tile(f"Value of the customers over the next {horizon}", _money_text(total["total_clv"], cur), value_small),
         _tile(f"Customers expected to leave in the next {horizon}", f"{total['expected_to_leave']:,.0f}",
@@ -152,7 +155,9 @@ def executive_summary(analysis: Any) -> str:
         f"{total['expected_active_now']:,.0f} still active, about {total['expected_to_leave']:,.0f} are expected to "
         "leave during the horizon - the ones a retention effort can still reach." + _when_they_leave(analysis),
         f"* **Acquisition budget**: a comparable new customer is worth {_money(budget['budget'], cur)} "
-        f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}.",
+        f"over the horizon (first purchase included) - the most to spend to win one and break even{budget_note}"
+        + (f"; over their whole expected lifetime {_money(budget['lifetime_budget'], cur)}"
+           if "lifetime_budget" in budget.index else "") + ".",
     ]
     notes = plain_notes(analysis)
     if notes:
@@ -325,7 +330,8 @@ _METRIC_LABELS = {
     "aggregate_pct_error": "Total error %", "mse": "MSE per customer", "mae": "MAE per customer", "rmse": "RMSE per customer",
     "auc": "AUC (any purchase)", "brier": "Brier score", "gini": "Normalised Gini", "spearman": "Spearman",
     "spend_mae": "Spend MAE (buyers)", "log_likelihood": "Log-likelihood", "bic": "BIC",
-    "fit_seconds": "Fit time (s)", "chosen": "Chosen",
+    "fit_seconds": "Fit time (s)", "chosen": "Chosen", "revenue_pct_error": "Revenue total error %",
+    "tier_pct_error": "Mean tier error %", "score": "Score (1 = best)", "origins": "Origins",
 }
 
 
@@ -350,7 +356,9 @@ def format_selection(selection: Any):
     t["Chosen"] = t["Chosen"].map({True: "yes", False: ""})
     return _inert(t.style).set_caption("Purchase models compared on the backtest holdout").format({"MSE per customer": "{:.4f}", "MAE per customer": "{:.3f}", "RMSE per customer": "{:.3f}", "Total error %": "{:+.1f}",
                            "Predicted purchases": "{:,.0f}", "Actual purchases": "{:,.0f}",
-                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}"}, na_rep="", escape="html")
+                           "Log-likelihood": "{:,.1f}", "BIC": "{:,.1f}", "Revenue total error %": "{:+.1f}",
+                           "Mean tier error %": "{:.1f}", "Score (1 = best)": "{:.3f}", "Origins": "{:,.0f}"},
+                          na_rep="", escape="html")
 
 
 def format_scorecard(scorecard: Any):
@@ -460,6 +468,9 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
         "expected_gone_now": "Probably gone now", "expected_to_leave": "Expected to leave in horizon",
         "share_of_active_leaving": "Of the active, leaving",
     }
+    life_total, life_mean = f"Lifetime value{money}", f"Mean lifetime value{money}"
+    if "total_lifetime_clv" in t.columns:
+        cols.update({"total_lifetime_clv": life_total, "mean_lifetime_clv": life_mean})
     out = pd.DataFrame(index=t.index.astype(str).rename(None))
     out.columns.name = "Tier"
     for key, label in cols.items():
@@ -472,21 +483,44 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
     fmt = {"Customers": "{:,.0f}", "Share of customers": "{:.1%}", total: "{:,.0f}", "Share of value": "{:.1%}",
            mean: "{:,.2f}", "Expected purchases": "{:,.0f}", revenue: "{:,.0f}",
            "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}",
-           "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}"}
-    return _inert(out.style).format(fmt, escape="html")
+           "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}",
+           life_total: "{:,.0f}", life_mean: "{:,.2f}"}
+    return _inert(out.style).format({k: v for k, v in fmt.items() if k in out.columns}, escape="html")
 
 
 def format_what_if(what_if: pd.DataFrame):
-    """The retention what-if as a formatted table."""
-    out = pd.DataFrame(index=what_if.index.astype(str).rename(None), data={
+    """The retention what-if as a formatted table: over the horizon and, where the analysis has
+    it, over the customers' remaining lifetime."""
+    data = {
         "CLV now": what_if["clv"].to_numpy(), "CLV if dropout fell": what_if["clv_what_if"].to_numpy(),
         "Change": what_if["change"].to_numpy(), "Change %": what_if["change_pct"].to_numpy() / 100,
         "Purchases now": what_if["expected_purchases"].to_numpy(),
         "Purchases if dropout fell": what_if["expected_purchases_what_if"].to_numpy(),
-    })
+    }
+    if "lifetime_clv" in what_if.columns:
+        data.update({"Lifetime value now": what_if["lifetime_clv"].to_numpy(),
+                     "Lifetime value if dropout fell": what_if["lifetime_clv_what_if"].to_numpy(),
+                     "Lifetime change": what_if["lifetime_change"].to_numpy(),
+                     "Lifetime change %": what_if["lifetime_change_pct"].to_numpy() / 100})
+    out = pd.DataFrame(index=what_if.index.astype(str).rename(None), data=data)
     out.columns.name = "Tier"
-    return _inert(out.style).format({"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}",
-                             "Change %": "{:+.2%}", "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}"}, escape="html")
+    fmt = {"CLV now": "{:,.0f}", "CLV if dropout fell": "{:,.0f}", "Change": "{:+,.0f}", "Change %": "{:+.2%}",
+           "Purchases now": "{:,.0f}", "Purchases if dropout fell": "{:,.0f}", "Lifetime value now": "{:,.0f}",
+           "Lifetime value if dropout fell": "{:,.0f}", "Lifetime change": "{:+,.0f}", "Lifetime change %": "{:+.1%}"}
+    return _inert(out.style).format({k: v for k, v in fmt.items() if k in out.columns}, escape="html")
+
+
+def md_what_if(what_if: pd.DataFrame, dropout_reduction: float, horizon: str, currency: str = "") -> str:
+    """The retention what-if in one sentence (Markdown): the horizon's change beside the lifetime's."""
+    tot = what_if.loc["Total"]
+    text = (f"Dropout lower by **{dropout_reduction:.0%}** adds {_money(tot['change'], currency)} "
+            f"({tot['change_pct']:+.1f}%) over the next {horizon}")
+    if "lifetime_change" in what_if.columns:
+        top = what_if.loc[["Platinum", "Gold"], "lifetime_change"].sum()
+        text += (f", and {_money(tot['lifetime_change'], currency)} ({tot['lifetime_change_pct']:+.1f}%) over the "
+                 f"customers' remaining lifetime, {_money(top, currency)} of it from Platinum and Gold: retention "
+                 "is worth far more than one horizon shows")
+    return text + "."
 
 
 def data_overview(rfm: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,156 @@
+"""The model choice judged against hindsight (issue 27): on every validation log and CDNOW cut,
+the report's rule of choice (:func:`clvmodels.select_model` on the backtests at rolling origins
+before the cut, as the report builds them) against the best single model chosen after the fact,
+the squared-error rule used until December 2026, and a forecast combination.
+
+    .venv/bin/python validation/choice_vs_hindsight.py [--customers 4000] [--only NAME ...]   # about 10 min
+
+For each log: every candidate is fitted on the history to the cut and scored on what then
+happened over the horizon (:func:`clvmodels.selection.holdout_scores`: customers tiered by the
+model's own predicted value, mean absolute error of the 8 tier cells, total errors); the best of
+them is the best single model in hindsight. Each rule's pick is then looked up there. Writes
+``validation/choice_vs_hindsight.csv`` and the table in ``validation/README.md``.
+
+The combination (not in the report): each candidate's forecast weighted by
+``1 / score^4`` (its relative error over the origins, the report's score), the weights fixed
+before the cut.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import clvmodels
+from clvmodels.exceptions import ClvModelsError
+from clvmodels.models.seasonal import MIN_SPAN_DAYS
+from clvmodels.selection import (
+    ROLLING_ORIGINS,
+    candidate_classes,
+    holdout_scores,
+    holdout_spend,
+    select_model,
+)
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _readme import write_section  # noqa: E402
+from real_logs import logs  # noqa: E402
+
+WEEK = pd.Timedelta(days=7)
+
+
+def window(log: pd.DataFrame, cal_end: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    part = log[log["date"] <= end]
+    calendar = (cal_end - part["date"].min()).days >= MIN_SPAN_DAYS
+    return clvmodels.calibration_holdout(part, calibration_end=str(cal_end.date()), observation_end=str(end.date()),
+                                         time_unit="W", regularity=True, calendar=calendar)
+
+
+def old_rule(table: pd.DataFrame, models: dict) -> str:
+    """The rule until December 2026: lowest MSE at the latest origin, 0.5% ties to the fewest
+    parameters, then the smaller absolute total error, then BIC."""
+    ok = table.loc[list(models)]
+    tied = ok[ok["mse"] <= ok["mse"].min() * 1.005]
+    keys = tied.assign(a=tied["aggregate_pct_error"].abs().round(6), b=tied["bic"].round(6),
+                       n=[models[m].n_free_params for m in tied.index])
+    return str(keys.sort_values(["n", "a", "b"], kind="stable").index[0])
+
+
+def check(name: str, log: pd.DataFrame, cut: str, end: str) -> dict:
+    cut_t = pd.Timestamp(cut)
+    horizon = float(np.floor((pd.Timestamp(end) - cut_t).days / 7))
+    hind = window(log, cut_t, cut_t + horizon * WEEK)
+    spend = holdout_spend(hind)
+    t = float(hind["duration_holdout"].iloc[0])
+    before = log[log["date"] <= cut_t]
+    first = before["date"].min()
+    h = float(np.floor(min(horizon, (cut_t - first).days / 7 / 3)))
+    step = np.floor(h / 2)
+    windows = []
+    for k in range(ROLLING_ORIGINS):
+        cal_end = cut_t - (h + k * step) * WEEK
+        if k and (step <= 0 or (cal_end - first).days / 7 < h):
+            break
+        windows.append(window(before, cal_end, cal_end + h * WEEK))
+    started = time.perf_counter()
+    sel = select_model(windows[0], earlier=windows[1:])
+    seconds = time.perf_counter() - started
+    hindsight, preds = {}, {}
+    for model_name, (cls, init) in candidate_classes(hind).items():
+        if model_name not in sel.models:
+            continue
+        try:
+            pred = cls(**init).fit(hind).expected_purchases(hind, t).to_numpy(float)
+        except ClvModelsError:
+            continue
+        preds[model_name] = pred
+        hindsight[model_name] = holdout_scores(hind, pred, spend)
+    best = min(hindsight, key=lambda m: hindsight[m]["tier_pct"])
+    score = sel.table["score"].dropna()
+    w = (1 / score[list(preds)] ** 4)
+    mix = holdout_scores(hind, sum(w[m] / w.sum() * preds[m] for m in preds), spend)
+    old = old_rule(sel.table, sel.models)
+    row = {"log": name, "origins": int(sel.origins["origin"].nunique()), "choice_seconds": seconds,
+           "best": best, "best_tier_pct": hindsight[best]["tier_pct"], "best_total_pct": hindsight[best]["total_pct"],
+           "chosen": sel.chosen, "chosen_tier_pct": hindsight[sel.chosen]["tier_pct"],
+           "chosen_total_pct": hindsight[sel.chosen]["total_pct"],
+           "old": old, "old_tier_pct": hindsight[old]["tier_pct"], "old_total_pct": hindsight[old]["total_pct"],
+           "mix_tier_pct": mix["tier_pct"], "mix_total_pct": mix["total_pct"]}
+    for m, sc in hindsight.items():
+        row[f"hindsight {m}"] = sc["tier_pct"]
+    return row
+
+
+def to_markdown(t: pd.DataFrame) -> str:
+    lines = ["| log | origins | best single model in hindsight | the report's choice | the rule until December 2026 | "
+             "combination (1/score^4) |", "|---|---:|---|---|---|---|"]
+    for _, r in t.iterrows():
+        lines.append(f"| {r['log']} | {r['origins']} | {r['best']}: {r['best_tier_pct']:.1f}% ({r['best_total_pct']:+.0f}%) | "
+                     f"{r['chosen']}: {r['chosen_tier_pct']:.1f}% ({r['chosen_total_pct']:+.0f}%) | "
+                     f"{r['old']}: {r['old_tier_pct']:.1f}% ({r['old_total_pct']:+.0f}%) | "
+                     f"{r['mix_tier_pct']:.1f}% ({r['mix_total_pct']:+.0f}%) |")
+    gap = {k: float((t[f"{k}_tier_pct"] - t["best_tier_pct"]).mean()) for k in ("chosen", "old", "mix")}
+    hits = {k: int((t[f"{k}_tier_pct"] <= t["best_tier_pct"] + 0.05).sum()) for k in ("chosen", "old", "mix")}
+    lines.append(f"| **mean gap to the best in hindsight** | | | **{gap['chosen']:+.2f} points** "
+                 f"(as good on {hits['chosen']} of {len(t)}) | {gap['old']:+.2f} points ({hits['old']} of {len(t)}) | "
+                 f"{gap['mix']:+.2f} points ({hits['mix']} of {len(t)}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=4000)
+    ap.add_argument("--only", nargs="*")
+    args = ap.parse_args()
+    rows = []
+    start = time.perf_counter()
+    for name, log, cut, end in logs(args.customers):
+        if args.only and name not in args.only:
+            continue
+        print(f"{name} ...", flush=True)
+        log = log[["customer_id", "date", "amount"]].copy()
+        log["customer_id"] = log["customer_id"].astype(str)
+        rows.append(check(name, log, cut, end))
+    t = pd.DataFrame(rows)
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(t.round(1).to_string())
+    if args.only:
+        return
+    t.to_csv(HERE / "choice_vs_hindsight.csv", index=False)
+    block = ("### The model choice against hindsight (`validation/choice_vs_hindsight.py`)\n\n"
+             "Each log is cut as in the table above; every candidate is fitted to the cut and scored on what then "
+             "happened (mean absolute error over the 8 tier cells, total purchases error in brackets, customers tiered "
+             "by each model's own forecast). The report's choice is made before the cut on up to "
+             f"{ROLLING_ORIGINS} backtests (rolling origins); the combination weights every candidate by "
+             f"1/score^4 (not in the report). Run time {time.perf_counter() - start:.0f} s.\n\n" + to_markdown(t))
+    write_section("choice-vs-hindsight", block)
+
+
+if __name__ == "__main__":
+    main()
