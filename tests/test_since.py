@@ -42,6 +42,13 @@ def test_second_run_compares_with_the_first(two_runs):
 
     down = int(np.triu(migration.loc[list(TIERS), list(TIERS)].to_numpy(), 1).sum())
     assert f"{down:,} customers moved down the pyramid" in page
+    # issue 28, item 3: the first screen says what changed, and what to do, one line each
+    first_screen = page[:page.index("The customer pyramid")]
+    assert f"<b>What changed:</b> since the run as of {FIRST}" in first_screen
+    assert f"; {down:,} customers moved down the pyramid" in first_screen
+    risk = pd.read_csv(second / "at_risk_customers.csv", index_col=0)
+    assert f"<b>What to do:</b> contact the {len(risk):,} Platinum and Gold customers" in first_screen
+    assert 'href="#Valuable-customers-at-risk"' in first_screen and 'id="Valuable-customers-at-risk"' in page
     accuracy = pd.read_csv(second / "since_last_run_accuracy.csv", index_col=0)
     log = load_cdnow("sample")
     after = log[(log["date"] > FIRST) & (log["date"] <= SECOND)]

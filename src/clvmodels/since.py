@@ -95,6 +95,22 @@ class SinceLastRun:
         ])
 
 
+def headline(since: SinceLastRun | None, currency: str = "") -> str:
+    """What changed since the earlier run, in one plain line (no markup), or "" without one."""
+    if since is None or not since.available:
+        return ""
+    unit = UNIT_NAMES.get(since.time_unit, "time units")
+    lost = int(since.lost["customers"].sum()) if len(since.lost) else 0
+    grid = since.migration.loc[list(TIERS), list(TIERS)].to_numpy()
+    cur = f"{currency} " if currency else ""
+    change = since.value_now - since.value_then
+    pct = f" ({100 * change / abs(since.value_then):+.1f}%)" if since.value_then else ""
+    return (f"since the run as of {since.previous_end} ({since.elapsed:g} {unit} earlier), customer value moved from "
+            f"{cur}{since.value_then:,.0f} to {cur}{since.value_now:,.0f}{pct}; {int(np.triu(grid, 1).sum()):,} customers "
+            f"moved down the pyramid and {int(np.tril(grid, -1).sum()):,} up; {lost:,} who were Platinum or Gold are "
+            "probably gone.")
+
+
 def write_run_record(folder: str | Path, *, observation_end: str, calibration_end: str | None, time_unit: str,
                      horizon: float, title: str, model: str, currency: str = "") -> Path:
     """``run.json``: what the next run needs to compare with this one."""

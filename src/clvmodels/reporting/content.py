@@ -13,6 +13,7 @@ from clvmodels._validation import (
 )
 from clvmodels.engine import engine_named
 from clvmodels.reporting.config import ReportConfig
+from clvmodels.since import headline as since_headline
 
 
 def _money(v: float, currency: str = "") -> str:
@@ -64,7 +65,24 @@ def first_screen(analysis: Any) -> str:
               f"from the top {top['share_of_customers']:.0%} of customers ({int(top['customers']):,})"),
         _tile("How far the last backtest missed", *miss),
     ]
-    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid_html(t, "customers")}'
+    return f'<div class="tiles">{"".join(tiles)}</div>{_act_lines(analysis)}{pyramid_html(t, "customers")}'
+
+
+def _act_lines(analysis: Any) -> str:
+    """What to do and what changed, one line each (HTML) under the headline figures."""
+    cfg = analysis.config
+    risk = getattr(analysis, "at_risk", None)
+    out = []
+    if risk is not None and len(risk):
+        at_risk = float(risk["value_at_risk"].sum())
+        out.append(f'<p class="act"><b>What to do:</b> contact the {len(risk):,} Platinum and Gold customers likely '
+                   f'to buy nothing in the next {_h(f"{cfg.horizon:g} {cfg.unit_name}")} - '
+                   f'{_h(_money_text(at_risk, cfg.currency))} of value at risk, the most first: '
+                   '<a href="#Valuable-customers-at-risk">the list</a>.</p>')
+    changed = since_headline(getattr(analysis, "since", None), cfg.currency)
+    if changed:
+        out.append(f'<p class="act"><b>What changed:</b> {_h(changed)}</p>')
+    return "".join(out)
 
 
 def pyramid_html(t: pd.DataFrame, who: str) -> str:
@@ -416,6 +434,10 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
            "Expected value" + money: "{:,.2f}", "Value if retained" + money: "{:,.2f}",
            "Value at risk" + money: "{:,.2f}"}
     styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
+    if "Why listed" in t.columns:
+        styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left"})
+    styler = styler.set_table_styles([{"selector": "caption", "props": "text-align: left; caption-side: top"}],
+                                     overwrite=False)
     shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
     styler = styler.set_caption(f"{len(at_risk):,} customers listed, {shown}" if len(at_risk) else
                                 "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")

@@ -83,6 +83,7 @@ table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
 .tile-label { font-size: 13px; color: #4a5568; }
 .tile-big { font-size: 28px; font-weight: 600; margin: .15em 0; white-space: nowrap; }
 .tile-small { font-size: 13px; color: #4a5568; }
+.act { margin: .5em 0; padding: 8px 14px; border-left: 4px solid #c9a100; background: #fffbea; font-size: 15px; }
 .pyramid { margin: 1.2em auto; max-width: 720px; }
 .pyramid .band { margin: 4px auto; padding: 7px 6px; text-align: center; color: #fff; border-radius: 4px;
                  font-size: 14px; box-sizing: border-box; }
