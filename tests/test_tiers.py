@@ -139,6 +139,25 @@ def test_backtest_error_and_widened_intervals():
     # the negative CLV of Lead is widened on the original scale
     assert wide.loc["Lead", "total_clv_lower"] < -8 and wide.loc["Lead", "total_clv_upper"] > -2
 
+    # issue 27, item 6: an earlier origin where Platinum was over-predicted by 25% (log error
+    # ln(1/1.25)) widens Platinum's range down to that correction, and sigma covers both origins
+    from clvmodels.intervals import with_earlier_origins
+
+    earlier = pd.DataFrame([{"origin": 1, "purchases_Platinum_pct": 25.0, "purchases_Gold_pct": 0.0,
+                             "purchases_Iron_pct": -20.0, "purchases_Lead_pct": -50.0, "total_pct": -4.0,
+                             "revenue_Platinum_pct": 0.0, "revenue_Gold_pct": 0.0, "revenue_Iron_pct": 0.0,
+                             "revenue_Lead_pct": 100.0, "revenue_total_pct": 0.0}])
+    both = with_earlier_origins(err, earlier)
+    assert both.loc["Platinum", "purchases_log_error_low"] == pytest.approx(np.log(1 / 1.25))
+    assert both.loc["Platinum", "purchases_log_error_high"] == pytest.approx(np.log(90 / 100))
+    all_logs = np.r_[logs, -np.log1p(np.array([25.0, 0.0, -20.0, -50.0, -4.0]) / 100)]
+    assert both.attrs["sigma_purchases"] == pytest.approx(np.sqrt((all_logs**2).mean()))
+    wider = widen_intervals(table, both, level=0.9)
+    sig2 = both.attrs["sigma_purchases"]
+    assert wider.loc["Platinum", "expected_purchases_lower"] == pytest.approx(
+        100 * np.exp(np.log(1 / 1.25) - np.sqrt(np.log(100 / 90) ** 2 + (z * sig2) ** 2)))
+    assert with_earlier_origins(err, earlier.iloc[:0]) is err
+
 
 def test_tier_intervals_from_a_subsample_match_full_simulation(setup, sample_rfm):
     """Above max_simulated customers only a subsample is simulated and its noise scaled; the

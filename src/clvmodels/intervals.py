@@ -42,6 +42,7 @@ __all__ = [
     "grouped_tier_intervals",
     "backtest_error",
     "widen_intervals",
+    "with_earlier_origins",
     "DELTA_METHOD_ABOVE",
     "PREDICTIVE_FEW_SIMS_ABOVE",
 ]
@@ -597,6 +598,31 @@ def backtest_error(scorecard: Any) -> pd.DataFrame:
     return out
 
 
+def with_earlier_origins(error: pd.DataFrame, origins: pd.DataFrame) -> pd.DataFrame:
+    """:func:`backtest_error` of the latest backtest with the tier errors of earlier origins
+    (rows of :attr:`clvmodels.selection.ModelSelection.origins` for the chosen model, origin >= 1):
+    ``{q}_log_error_low`` / ``_high`` span every origin's log error per tier and ``sigma_{q}`` is
+    the root mean square over all of them, so the ranges carry how much the model's misses
+    varied from one window to the next (issue 27, item 6)."""
+    earlier = origins[origins["origin"] > 0] if len(origins) else origins
+    if not len(earlier):
+        return error
+    out = error.copy()
+    out.attrs.update(error.attrs)
+    for q, total in (("purchases", "total_pct"), ("revenue", "revenue_total_pct")):
+        cols = {tier: f"{q}_{tier}_pct" for tier in error.index if tier != "Total"} | {"Total": total}
+        logs = np.column_stack([error[f"{q}_log_error"].reindex(list(cols)).to_numpy(float)] + [
+            -np.log1p(np.clip(row[list(cols.values())].to_numpy(float) / 100, -0.999, None))
+            for _, row in earlier.iterrows()])
+        with np.errstate(all="ignore"):
+            out[f"{q}_log_error_low"] = pd.Series(np.nanmin(logs, axis=1), index=list(cols)).reindex(out.index)
+            out[f"{q}_log_error_high"] = pd.Series(np.nanmax(logs, axis=1), index=list(cols)).reindex(out.index)
+        finite = logs[np.isfinite(logs)]
+        out.attrs[f"sigma_{q}"] = float(np.sqrt((finite**2).mean())) if len(finite) else float("nan")
+    out.attrs["origins"] = 1 + int(earlier["origin"].nunique())
+    return out
+
+
 def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: float = 0.90) -> pd.DataFrame:
     """Tier intervals that include model error as measured by a backtest.
 
@@ -611,7 +637,8 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
         upper = point * exp(max(0, e) + sqrt(d_upper^2 + (z sigma)^2))
 
     The interval spans the model's forecast and the forecast corrected by the tier's backtest
-    error, widened by both sources of uncertainty. Revenue's errors also widen CLV. A point
+    error (every origin's, with :func:`with_earlier_origins`), widened by both sources of
+    uncertainty. Revenue's errors also widen CLV. A point
     value that is not positive (net CLV of Lead) is widened the same way on the original scale.
     The point forecasts stay as they are. Coverage on generated and CDNOW data, with and
     without drift, is measured by ``validation/interval_coverage.py`` (validation/README.md).
@@ -632,17 +659,21 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
         if lo_col not in out.columns or not np.isfinite(sigma):
             continue
         e = error[f"{q}_log_error"].reindex(out.index).fillna(0.0).to_numpy(float)
+        # with earlier origins: the span of the tier's errors over every backtest
+        e_lo = (error[f"{q}_log_error_low"].reindex(out.index).fillna(0.0).to_numpy(float)
+                if f"{q}_log_error_low" in error.columns else e)
+        e_hi = (error[f"{q}_log_error_high"].reindex(out.index).fillna(0.0).to_numpy(float)
+                if f"{q}_log_error_high" in error.columns else e)
         p = out[col].to_numpy(float)
         lo = out[lo_col].to_numpy(float)
         hi = out[hi_col].to_numpy(float)
         spread = z * sigma
         positive = (p > 0) & (lo > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            log_lo = np.minimum(0.0, e) - np.sqrt(np.log(p / lo) ** 2 + spread**2)
-            log_hi = np.maximum(0.0, e) + np.sqrt(np.log(hi / p) ** 2 + spread**2)
-        shift = np.abs(p) * np.expm1(e)
-        abs_lo = p + np.minimum(0.0, shift) - np.sqrt((p - lo) ** 2 + (spread * np.abs(p)) ** 2)
-        abs_hi = p + np.maximum(0.0, shift) + np.sqrt((hi - p) ** 2 + (spread * np.abs(p)) ** 2)
+            log_lo = np.minimum(0.0, e_lo) - np.sqrt(np.log(p / lo) ** 2 + spread**2)
+            log_hi = np.maximum(0.0, e_hi) + np.sqrt(np.log(hi / p) ** 2 + spread**2)
+        abs_lo = p + np.minimum(0.0, np.abs(p) * np.expm1(e_lo)) - np.sqrt((p - lo) ** 2 + (spread * np.abs(p)) ** 2)
+        abs_hi = p + np.maximum(0.0, np.abs(p) * np.expm1(e_hi)) + np.sqrt((hi - p) ** 2 + (spread * np.abs(p)) ** 2)
         out[lo_col] = np.where(positive, p * np.exp(log_lo), abs_lo)
         out[hi_col] = np.where(positive, p * np.exp(log_hi), abs_hi)
     out.attrs.update({"sigma_purchases": error.attrs.get("sigma_purchases", np.nan),

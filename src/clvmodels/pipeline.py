@@ -29,7 +29,7 @@ from clvmodels.customer_tables import InEngine, InMemory, Run
 from clvmodels.engine import engine_named, engine_of, set_engine_memory
 from clvmodels.evaluate import evaluate
 from clvmodels.exceptions import DataValidationError
-from clvmodels.intervals import backtest_error, widen_intervals
+from clvmodels.intervals import backtest_error, widen_intervals, with_earlier_origins
 from clvmodels.models.beta_geo import BetaGeoModel
 from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.models.seasonal import MIN_SPAN_DAYS, read_events
@@ -208,7 +208,8 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
         scorecard.info["notes"].append(
             "The events table was not used: the models learn from the log's cohort of new customers (left "
             "truncation), and the calendar of purchases the events are fitted on describes every customer.")
-    error = backtest_error(scorecard)
+    error = with_earlier_origins(backtest_error(scorecard),
+                                 selection.origins[selection.origins["model"] == selection.chosen])
     lap("backtest: scorecard and baselines")
     return selection, scorecard, error, selection.new_model, choose_on
 
