@@ -113,6 +113,13 @@ def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
                                   check_dtype=False)
     pd.testing.assert_frame_equal(eng.what_if, mem.what_if, rtol=1e-6)
     pd.testing.assert_frame_equal(eng.at_risk, mem.at_risk, rtol=1e-6, check_dtype=False)
+    pd.testing.assert_frame_equal(eng.cash_flow, mem.cash_flow, rtol=1e-6)
+    # issue 28, item 4: the periods add up to the horizon's totals, and the lifetime is in both paths
+    total = mem.tier_table.loc["Total"]
+    assert mem.cash_flow["expected_purchases"].sum() == pytest.approx(total["expected_purchases"], rel=1e-6)
+    assert mem.cash_flow["expected_revenue"].sum() == pytest.approx(total["expected_revenue"], rel=1e-6)
+    assert (mem.cash_flow["expected_revenue_lower"] <= mem.cash_flow["expected_revenue"]).all()
+    assert eng.tier_table.loc["Total", "total_lifetime_clv"] == pytest.approx(total["total_lifetime_clv"], rel=1e-6)
     pd.testing.assert_frame_equal(eng.overview, mem.overview)
     pd.testing.assert_frame_equal(eng.frequency_fit, mem.frequency_fit, rtol=1e-6)
     assert eng.max_T == mem.max_T

@@ -33,7 +33,7 @@ def test_report_folder_contents(finished):
     assert folder.parent == out and folder.name.startswith("test-run-")
     for name in ("report.html", "report.ipynb", "forecast.parquet", "forecast.csv", "tier_table.csv",
                  "purchase_model.json", "gamma_gamma.json", "parameters.json", "at_risk_customers.csv",
-                 "model_selection.csv"):
+                 "model_selection.csv", "cash_flow.csv"):
         assert (folder / name).is_file(), name
     fc = pd.read_parquet(folder / "forecast.parquet")
     assert len(fc) == 2357 and {"clv", "p_alive", "tier", "clv_lower", "clv_upper"} <= set(fc.columns)

@@ -31,6 +31,9 @@ world               what breaks
                     backtest's holdout year)
 ``no prices``       every purchase is worth 1 (a log of counts, or one fixed-price product):
                     spend has no variation to model
+``left-truncated, late arrivals differ`` a customer base from before the log, and newcomers
+                    during it who buy half as often (a loyalty panel: learning from the
+                    newcomers alone under-forecasts everyone else)
 =================== ===================================================================
 """
 
@@ -161,8 +164,21 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
               _date(160.0), _date(212.0), "purchases +-50% and dropout x e^+-0.8 over the year"),
         World("no prices", _simulate(n, acquisition=acq, span=span, seed=seed + 9).assign(amount=1.0),
               _date(cut), _date(span), "every purchase is worth the same (a log of counts)"),
+        World("left-truncated, late arrivals differ", _late_arrivals_differ(n, span, seed + 10), _date(cut),
+              _date(span), "a customer base from before the log, and newcomers who buy half as often"),
     ]
     return out
+
+
+def _late_arrivals_differ(n: int, span: float, seed: int) -> pd.DataFrame:
+    """A loyalty panel's log: ``6n`` customers acquired over the three years before it starts
+    (left truncation; about ``2n`` still buying when it starts) and ``n`` newcomers during it who
+    buy half as often (alpha 10 instead of 5): learning from the newcomers alone mis-forecasts
+    the long-standing customers."""
+    old = _simulate(6 * n, acquisition=(-156.0, 0.0), span=span + 156.0, observed_from=156.0, seed=seed)
+    new = _simulate(n, acquisition=(156.0, 156.0 + span), span=span + 156.0, observed_from=156.0, alpha=10.0,
+                    seed=seed + 1000)
+    return pd.concat([old, new.assign(customer_id="n" + new["customer_id"])], ignore_index=True)
 
 
 def simulate_pareto_calendar(n: int, *, r: float = 0.6, alpha: float = 4.0, s: float = 0.8, beta: float = 30.0,

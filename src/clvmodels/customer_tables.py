@@ -32,7 +32,15 @@ from clvmodels.models.seasonal import needs_calendar
 from clvmodels.reporting import ReportConfig, data_overview, overview_table
 from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE
 from clvmodels.rfm import purchase_calendar
-from clvmodels.tiers import TIERS, assign_tiers, grouped_what_if, retention_what_if, tier_summary
+from clvmodels.tiers import (
+    TIERS,
+    assign_tiers,
+    cash_flow,
+    grouped_what_if,
+    retention_what_if,
+    tier_groups,
+    tier_summary,
+)
 
 __all__ = ["Run", "InMemory", "InEngine"]
 
@@ -70,6 +78,7 @@ class Run:
     model_only: pd.DataFrame | None = None
     budget: pd.Series | None = None
     what_if: pd.DataFrame | None = None
+    cash_flow: pd.DataFrame | None = None
     customer_intervals: pd.DataFrame | None = None
     at_risk: pd.DataFrame | None = None
     since: Any = None
@@ -90,6 +99,13 @@ class Run:
         """The age below which customers are a left-truncated log's real cohort (None: everyone)."""
         t = self.truncation
         return t.cutoff_T if t is not None and t.usable_cohort else None
+
+
+def run_settings(run: Run) -> Any:
+    """The forecast settings of a run (:class:`clvmodels.forecast.Settings`)."""
+    cfg = run.cfg
+    return forecast_settings(run.model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve,
+                             cfg.time_unit)
 
 
 def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
@@ -157,6 +173,13 @@ class InMemory:
                     run.by_row.retention_what_if(run.spend, self.rfm, run.tiers, **wi))
         return (acquisition_budget(run.model, run.spend, **run.settings),
                 retention_what_if(run.model, run.spend, self.rfm, run.tiers, **wi))
+
+    def cash_flow(self, run: Run) -> pd.DataFrame | None:
+        """Revenue and margin per month (or quarter) of the horizon; None for covariate forecasts."""
+        if run.by_row:
+            return None
+        return cash_flow(run.model, run.spend, tier_groups(self.rfm, run.tiers, max_simulated=0),
+                         run_settings(run), run.obs_end, run.tier_table.loc["Total"])
 
     def customer_intervals(self, run: Run) -> pd.DataFrame:
         """Predictive intervals (what each customer may do), 4 simulated futures per parameter draw."""
@@ -260,6 +283,11 @@ class InEngine:
         out = self.result.tier_table.join(intervals, how="left")
         out.attrs.update({**s.as_dict(), "description": s.describe()})
         return out
+
+    def cash_flow(self, run: Run) -> pd.DataFrame:
+        """Revenue and margin per month (or quarter) of the horizon, from the engine's groups."""
+        return cash_flow(run.model, run.spend, self.groups, self._settings(run), run.obs_end,
+                         run.tier_table.loc["Total"])
 
     def budget_and_what_if(self, run: Run) -> tuple[pd.Series, pd.DataFrame]:
         return (acquisition_budget(run.model, run.spend, **run.settings),

@@ -98,6 +98,9 @@ class Analysis:
     """The comparison with the previous run (:class:`clvmodels.since.SinceLastRun`)."""
     attributes: Any = None
     """What the customer table says (:class:`clvmodels.attributes.CustomerAttributes`; None without one)."""
+    cash_flow: pd.DataFrame | None = None
+    """Expected purchases, revenue and margin per month or quarter of the horizon
+    (:func:`clvmodels.tiers.cash_flow`); None for a covariate forecast."""
     covariate_model: Any = None
     """The forecasts' covariate model per covariate row (:class:`clvmodels.covariate_forecast.ByCovariateRow`)
     when the backtest chose the customer table's covariates; ``model`` is then the plain model of the
@@ -315,6 +318,11 @@ def _budget_and_what_if(run: Run) -> None:
     run.lap("budget and what-if")
 
 
+def _cash_flow(run: Run) -> None:
+    run.cash_flow = run.table.cash_flow(run)
+    run.lap("cash flow by period")
+
+
 def _customer_intervals(run: Run) -> None:
     run.customer_intervals = run.table.customer_intervals(run)
     if run.customer_intervals is not None:
@@ -339,7 +347,7 @@ def _figures(run: Run) -> None:
         customer_intervals=run.customer_intervals, at_risk=run.at_risk, timings=run.timings,
         scoring=run.table.kind, customers=view["customers"], overview=view["overview"],
         frequency_fit=view["frequency_fit"], max_T=view["max_T"], left_truncation=run.truncation,
-        covariate_model=run.by_row)
+        covariate_model=run.by_row, cash_flow=run.cash_flow)
     run.analysis.details.update(run.details)
     run.table.release(run)
     if run.table.kind == "engine":
@@ -364,6 +372,7 @@ def _files(run: Run) -> None:
     if cfg.output_dir:
         parts = run.table.files(run)
         extra = {"at_risk_customers": run.at_risk, **_since_tables(analysis.since),
+                 **({"cash_flow": run.cash_flow} if run.cash_flow is not None else {}),
                  **_attribute_tables(analysis.attributes),
                  **({"model_selection": run.selection.table} if run.selection is not None else {}), **parts["extra"]}
         save_artifacts(cfg.output_dir, forecast=parts["forecast"], intervals=parts["intervals"], tiers=parts["tiers"],
@@ -377,7 +386,7 @@ def _files(run: Run) -> None:
 #: the report's analysis, stage by stage, for every customer table (in memory or in the engine)
 STAGES: list[Callable[[Run], None]] = [
     _truncation_and_backtest, _covariates, _fit, _forecast_and_tiers, _tier_intervals, _budget_and_what_if,
-    _customer_intervals, _at_risk, _figures, _since, _attributes, _files,
+    _cash_flow, _customer_intervals, _at_risk, _figures, _since, _attributes, _files,
 ]
 
 

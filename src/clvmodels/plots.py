@@ -18,6 +18,7 @@ from clvmodels.exceptions import ParameterError
 from clvmodels.tiers import TIERS
 
 __all__ = [
+    "plot_cash_flow",
     "set_report_style",
     "plot_tier_value",
     "plot_tier_churn",
@@ -224,6 +225,25 @@ def plot_retention_what_if(what_if: pd.DataFrame, ax=None, **kwargs):
     ax.set_ylabel("Change in total CLV")
     ax.set_title(f"If dropout fell by {f:.0%}")
     ax.axhline(0, color="black", linewidth=0.8)
+    return ax
+
+
+def plot_cash_flow(cash_flow: pd.DataFrame, ax=None, *, money: str = "", **kwargs):
+    """Expected revenue per month or quarter of the horizon, with its range (from
+    :func:`clvmodels.tiers.cash_flow`); the margin is the darker part of each bar."""
+    ax = _ax(ax)
+    labels = [pd.Timestamp(s).strftime("%b %Y") for s in cash_flow["start"]]
+    x = np.arange(len(cash_flow))
+    rev = cash_flow["expected_revenue"].to_numpy(float)
+    ax.bar(x, rev, color="#9fb3c8", label="revenue", **kwargs)
+    ax.bar(x, cash_flow["expected_margin"].to_numpy(float), color="#2c3e50", label="margin")
+    if "expected_revenue_lower" in cash_flow.columns:
+        lo, hi = cash_flow["expected_revenue_lower"].to_numpy(float), cash_flow["expected_revenue_upper"].to_numpy(float)
+        ax.errorbar(x, rev, yerr=[rev - lo, hi - rev], fmt="none", ecolor="black", capsize=3, linewidth=1)
+    ax.set_xticks(x, labels, rotation=45, ha="right")
+    ax.set_ylabel(f"Expected revenue{money}")
+    ax.set_title(f"Cash flow by {cash_flow.attrs.get('period', 'period')}")
+    ax.legend(frameon=False)
     return ax
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from clvmodels._compress import compress
-from clvmodels._validation import check_number
+from clvmodels._validation import DAYS_PER_UNIT, check_number
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.forecast import (
     check_models,
@@ -32,6 +32,7 @@ __all__ = [
     "assign_tiers",
     "tier_summary",
     "retention_what_if",
+    "cash_flow",
 ]
 
 TIERS = ("Platinum", "Gold", "Iron", "Lead")
@@ -320,3 +321,65 @@ def grouped_what_if(transaction_model: Any, spend_model: Any, g: TierGroups, s: 
     return out
 
 
+
+
+#: horizons up to this many months are cut into months for the cash flow, longer ones into quarters
+CASH_FLOW_MONTHS = 18
+
+
+def cash_flow(transaction_model: Any, spend_model: Any, g: TierGroups, s: Any, observation_end: str,
+              total: pd.Series | None = None) -> pd.DataFrame:
+    """Expected purchases, revenue and margin per calendar period of the horizon, for finance.
+
+    The horizon after ``observation_end`` is cut into months (quarters beyond
+    :data:`CASH_FLOW_MONTHS` months; the last period may be partial, and less than a week joins
+    the one before); each period's expected
+    purchases are the model's cumulative purchases at its end minus at its start, summed over
+    every customer's history (``g``: :class:`TierGroups`, of memory or of the engine) and weighted
+    by their expected spend for revenue; margin is ``s.margin`` x revenue, undiscounted (what
+    comes in, when). ``total``: the tier table's total row; with its ranges, each period's range is
+    the total's relative range applied to the period (the periods' errors move together, as a
+    model's do).
+
+    Returns
+    -------
+    DataFrame
+        One row per period: ``start``, ``end``, ``expected_purchases``, ``expected_revenue``,
+        ``expected_margin`` and, with ranges, ``expected_revenue_lower`` / ``_upper`` and
+        ``expected_margin_lower`` / ``_upper``.
+    """
+    days = DAYS_PER_UNIT[s.time_unit]
+    start = pd.Timestamp(observation_end)
+    end = start + pd.Timedelta(days=float(s.horizon) * days)
+    months = int(np.ceil((end - start).days / 30.4375 - 1e-9))
+    step = 1 if months <= CASH_FLOW_MONTHS else 3
+    edges = [start]
+    k = 1
+    while edges[-1] < end:
+        edges.append(min(start + pd.DateOffset(months=k * step), end))
+        k += 1
+    if len(edges) > 2 and (edges[-1] - edges[-2]).days < 7:
+        edges.pop(-2)  # a stub of days at the end joins the period before it
+    t = np.array([(e - start).days / days for e in edges[1:]], float)
+    pairs = history_groups(transaction_model, g.x, g.tx, g.T)
+    cols = pairs.columns
+    p_alive = transaction_model._p_alive(g.x, g.tx, g.T)
+    extra = {"tx": cols[2][:, None]} if len(cols) > 2 else {}
+    cum = transaction_model._expected_if_alive(t[None, :], cols[0].astype(float)[:, None], cols[1][:, None],
+                                               **extra)[pairs.inverse] * p_alive[:, None]
+    per = np.diff(cum, axis=1, prepend=0.0)
+    spend = g.spend_sums(*spend_model._p())
+    out = pd.DataFrame({
+        "start": [e.date() for e in edges[:-1]], "end": [e.date() for e in edges[1:]],
+        "expected_purchases": (g.n[:, None] * per).sum(axis=0),
+        "expected_revenue": (spend[:, None] * per).sum(axis=0),
+    })
+    out["expected_margin"] = s.margin * out["expected_revenue"]
+    if total is not None and "expected_revenue_lower" in total.index and total["expected_revenue"] > 0:
+        lo = total["expected_revenue_lower"] / total["expected_revenue"]
+        hi = total["expected_revenue_upper"] / total["expected_revenue"]
+        for col in ("expected_revenue", "expected_margin"):
+            out[f"{col}_lower"], out[f"{col}_upper"] = out[col] * lo, out[col] * hi
+    out.index = pd.Index([str(d) for d in out["start"]], name="period")
+    out.attrs.update({"period": "month" if step == 1 else "quarter", **s.as_dict()})
+    return out

@@ -532,6 +532,28 @@ def format_what_if(what_if: pd.DataFrame):
     return _inert(out.style).format({k: v for k, v in fmt.items() if k in out.columns}, escape="html")
 
 
+def format_cash_flow(cash_flow: pd.DataFrame, level: float = 0.90, *, money: str = ""):
+    """The cash flow by period as a formatted table (revenue and margin with their ranges)."""
+    pct = f"{level:.0%}"
+    data = {"From": [str(d) for d in cash_flow["start"]], "To": [str(d) for d in cash_flow["end"]],
+            "Expected purchases": cash_flow["expected_purchases"].to_numpy(),
+            f"Expected revenue{money}": cash_flow["expected_revenue"].to_numpy(),
+            f"Expected margin{money}": cash_flow["expected_margin"].to_numpy()}
+    if "expected_revenue_lower" in cash_flow.columns:
+        data[f"Revenue, {pct} range"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(
+            cash_flow["expected_revenue_lower"], cash_flow["expected_revenue_upper"], strict=True)]
+        data[f"Margin, {pct} range"] = [f"{lo:,.0f} to {hi:,.0f}" for lo, hi in zip(
+            cash_flow["expected_margin_lower"], cash_flow["expected_margin_upper"], strict=True)]
+    out = pd.DataFrame(data, index=[str(i) for i in cash_flow.index])
+    out.loc["Total"] = ["", "", out["Expected purchases"].sum(), out[f"Expected revenue{money}"].sum(),
+                        out[f"Expected margin{money}"].sum()] + [""] * (len(out.columns) - 5)
+    out = out.reset_index(drop=True)
+    out.index = [*[f"{i + 1}" for i in range(len(out) - 1)], "Total"]
+    out.columns.name = cash_flow.attrs.get("period", "period").capitalize()
+    fmt = {"Expected purchases": "{:,.0f}", f"Expected revenue{money}": "{:,.0f}", f"Expected margin{money}": "{:,.0f}"}
+    return _inert(out.style).format(fmt, escape="html")
+
+
 def md_what_if(what_if: pd.DataFrame, dropout_reduction: float, horizon: str, currency: str = "") -> str:
     """The retention what-if in one sentence (Markdown): the horizon's change beside the lifetime's."""
     tot = what_if.loc["Total"]
