@@ -32,7 +32,8 @@ def two_runs(tmp_path_factory):
 def test_report_first_screen_tiers_and_files(two_runs):
     _, second = two_runs
     page = (second / "report.html").read_text()
-    for words in ("subscribers (payments still to come)", "Subscribers expected to leave in the next 12 months",
+    for words in ("over their remaining lifetime (payments still to come)",
+                  "Subscribers expected to leave in the next 12 months",
                   "share of that value", "How far the last backtest missed",
                   ">Retention<", "Assumptions behind every value"):
         assert words in page, words
@@ -49,6 +50,14 @@ def test_report_first_screen_tiers_and_files(two_runs):
     assert set(backtest.index) == {"sBG", "BdW"} and backtest["chosen"].sum() == 1
     assert backtest.loc[backtest["chosen"], "log_loss"].iloc[0] == backtest["log_loss"].min()
     assert json.loads((second / "run.json").read_text())["model"] in ("sBG", "BdW")
+    # issue 28, item 5: the subscribers to call, ranked by value at stake, with the reason; named on the first screen
+    risk = pd.read_csv(second / "subscribers_at_risk.csv", index_col=0, dtype={0: str})
+    assert len(risk) > 50 and set(risk["tier"]) <= {"Platinum", "Gold"}
+    assert risk["value_at_stake"].is_monotonic_decreasing
+    np.testing.assert_allclose(risk["value_at_stake"], risk["clv"] * risk["churn_probability_during_horizon"])
+    assert risk["why"].iloc[0].startswith("subscribed for ") and "chance of cancelling in the next 12 months" in risk["why"].iloc[0]
+    assert "<b>What to do:</b> call the Platinum and Gold subscribers" in page and 'id="Subscribers-to-call"' in page
+    assert f"{len(risk):,} subscribers listed, the first 50 shown" in page
 
 
 def test_since_the_last_run(two_runs):

@@ -89,6 +89,37 @@ def subscriber_forecast(model: BetaDiscreteWeibullModel, subscribers: pd.DataFra
     return out
 
 
+#: subscribers the at-risk list holds at most (its CSV; the page shows the first 50)
+SUBSCRIBERS_AT_RISK = 5000
+
+
+def subscribers_at_risk(forecast: pd.DataFrame, tiers: pd.Series, *, period: str = "month",
+                        tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
+    """Active Platinum and Gold subscribers ranked by the **value at stake**: their remaining
+    lifetime value (``clv``, the discounted payments still to come) times their chance of
+    cancelling within the horizon, each with the reason in words (tenure, chance of cancelling
+    against their tier's average). Up to :data:`SUBSCRIBERS_AT_RISK` rows, best first."""
+    act = forecast[forecast["active"]]
+    tier = tiers.reindex(act.index).astype(str)
+    df = act[tier.isin(tiers_considered)].assign(tier=tier)
+    if df.empty:
+        return pd.DataFrame(columns=["tier", "why", "periods", "churn_probability_during_horizon", "clv",
+                                     "value_at_stake"])
+    tier_mean = act.groupby(tier)["churn_probability_during_horizon"].mean()
+    h = forecast.attrs.get("horizon", "")
+    out = pd.DataFrame({
+        "tier": df["tier"],
+        "why": [f"subscribed for {int(n):,} {period}s; {p:.0%} chance of cancelling in the next {h} {period}s, "
+                f"against {tier_mean[t]:.0%} for {t}" for n, p, t in
+                zip(df["periods"], df["churn_probability_during_horizon"], df["tier"], strict=True)],
+        "periods": df["periods"],
+        "churn_probability_during_horizon": df["churn_probability_during_horizon"],
+        "clv": df["clv"],
+        "value_at_stake": df["clv"] * df["churn_probability_during_horizon"],
+    }, index=df.index)
+    return out.sort_values(["value_at_stake", "clv"], ascending=False, kind="stable").head(SUBSCRIBERS_AT_RISK)
+
+
 def subscriber_tier_table(forecast: pd.DataFrame, tiers: pd.Series) -> pd.DataFrame:
     """Per tier (and in total) of active subscribers: how many, their value (total, mean, share),
     expected renewals over the horizon and how many are expected to leave during it."""
@@ -187,6 +218,9 @@ class SubscriptionAnalysis:
     since: dict | None
     observation_end: str
     notes: list[str]
+    at_risk: pd.DataFrame | None = None
+    """Active Platinum and Gold subscribers most likely to cancel, by value at stake
+    (:func:`subscribers_at_risk`)."""
 
     @property
     def model_name(self) -> str:
@@ -345,6 +379,7 @@ def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None 
         error = float(backtest.loc[chosen, "survivors_pct_error"])
     analysis = SubscriptionAnalysis(cfg, subs, model, fc, tiers, table, backtest, error,
                                     _retention_table(subs, model), None, str(obs_end.date()), notes)
+    analysis.at_risk = subscribers_at_risk(fc, tiers, period=cfg.period)
     analysis.since = _since_last_run(cfg, analysis)
     if cfg.output_dir:
         _save(cfg, analysis)
@@ -435,6 +470,8 @@ def _save(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> None:
     fc.reset_index().to_parquet(out / "forecast.parquet")
     write_csv(fc, out / "forecast.csv")
     write_csv(analysis.tier_table, out / "tier_table.csv")
+    if analysis.at_risk is not None:
+        write_csv(analysis.at_risk, out / "subscribers_at_risk.csv")
     if analysis.backtest is not None:
         write_csv(analysis.backtest, out / "backtest.csv")
     analysis.model.save(out / "subscription_model.json")

@@ -67,6 +67,7 @@ from clvmodels.reporting.runner import (
     template_path,
 )
 from clvmodels.reporting.subscription import (
+    format_subscribers_at_risk,
     format_subscription_backtest,
     format_subscription_migration,
     format_subscription_tiers,
@@ -137,6 +138,7 @@ __all__ = [
     "subscription_summary",
     "subscription_assumptions",
     "format_subscription_tiers",
+    "format_subscribers_at_risk",
     "format_subscription_backtest",
     "subscription_method",
     "subscription_since",

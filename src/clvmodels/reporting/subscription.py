@@ -19,7 +19,8 @@ from clvmodels.reporting.content import (
 
 __all__ = ["subscription_heading", "subscription_first_screen", "subscription_summary",
            "format_subscription_tiers", "format_subscription_backtest", "subscription_method",
-           "subscription_since", "format_subscription_migration", "subscription_assumptions"]
+           "subscription_since", "format_subscription_migration", "subscription_assumptions",
+           "format_subscribers_at_risk"]
 
 
 def subscription_heading(cfg: Any) -> str:
@@ -37,7 +38,8 @@ def subscription_first_screen(an: Any) -> str:
             (f"{an.backtest_error:+.1f}%", f"subscribers still active {cfg.holdout_periods} {cfg.period}s after "
                                            f"the backtest's date, forecast against what happened"))
     tiles = [
-        _tile("Value of today's subscribers (payments still to come)", _money_text(total["total_clv"], cur),
+        _tile("Value of today's subscribers over their remaining lifetime (payments still to come)",
+              _money_text(total["total_clv"], cur),
               f"likely between {_money_text(total['total_clv_lower'], cur)} and "
               f"{_money_text(total['total_clv_upper'], cur)} ({cfg.interval_level:.0%} range); margin "
               f"{cfg.margin:.0%}, discounted"),
@@ -47,7 +49,29 @@ def subscription_first_screen(an: Any) -> str:
               f"from the top {int(top['subscribers']):,} subscribers"),
         _tile("How far the last backtest missed", *miss),
     ]
-    return f'<div class="tiles">{"".join(tiles)}</div>{pyramid_html(t, "subscribers")}'
+    risk = getattr(an, "at_risk", None)
+    act = ""
+    if risk is not None and len(risk):
+        act = (f'<p class="act"><b>What to do:</b> call the Platinum and Gold subscribers most likely to cancel in the '
+               f'next {_h(horizon)}: {_h(_money_text(float(risk["value_at_stake"].sum()), cur))} of lifetime value at '
+               f'stake over {len(risk):,} subscribers, the most first: <a href="#Subscribers-to-call">the list</a>.</p>')
+    return f'<div class="tiles">{"".join(tiles)}</div>{act}{pyramid_html(t, "subscribers")}'
+
+
+def format_subscribers_at_risk(at_risk: pd.DataFrame, top: int = 50, *, money: str = "", period: str = "month"):
+    """The subscribers to call, first ``top`` rows, sortable and filterable in the page."""
+    t = at_risk.head(top).rename(columns={
+        "tier": "Tier", "why": "Why listed", "periods": f"{period.capitalize()}s subscribed",
+        "churn_probability_during_horizon": "Chance of cancelling in the horizon",
+        "clv": f"Lifetime value{money}", "value_at_stake": f"Value at stake{money}"})
+    t.index = t.index.astype(str)
+    t.index.name, t.columns.name = None, "Subscriber"
+    styler = _inert(t.style).format({"Chance of cancelling in the horizon": "{:.0%}", f"Lifetime value{money}": "{:,.2f}",
+                                     f"Value at stake{money}": "{:,.2f}"}, escape="html")
+    if "Why listed" in t.columns:
+        styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left"})
+    styler = styler.set_caption(f"{len(at_risk):,} subscribers listed, the first {len(t):,} shown")
+    return styler.set_table_attributes('class="sortable filterable"')
 
 
 def subscription_summary(an: Any) -> str:
