@@ -58,6 +58,7 @@ def test_html_is_self_contained_and_has_no_code(finished):
     html = (finished[1] / "report.html").read_text()
     assert "Platinum" in html and "Share of value" in html and "Lead" in html   # the tier table
     assert "next 26 weeks" in html and "discounted at 10% a year" in html     # the parameters
+    assert "Spend per purchase rises weakly with how often customers buy" in html  # Gamma-Gamma's assumption, checked
     assert "bundled cdnow-sample data" in html
     assert "<img" in html and "data:image/png;base64" in html                 # figures embedded
     assert not re.search(r"https?://", html), "the report must not reference external URLs"

@@ -190,3 +190,19 @@ def test_spend_that_does_not_differ_between_customers_is_a_stated_limit():
     spend = gg.expected_spend(rfm)
     assert np.isfinite(spend).all() and spend.std() / spend.mean() < 1e-3
     assert gg.constant_spend is None  # the values of purchases still vary: not the constant-spend limit
+
+
+def test_spend_frequency_check_in_words(sample_rfm):
+    """Issue 27, item 5: Gamma-Gamma's independence of spend and frequency is measured and said."""
+    from clvmodels.models.gamma_gamma import spend_frequency_check
+
+    found = spend_frequency_check(sample_rfm)
+    rep = sample_rfm[sample_rfm["frequency"] > 0]
+    assert found["buyers"] == len(rep) and 0.1 < found["rho"] < 0.3  # CDNOW: a weak rise
+    assert found["words"].startswith("Spend per purchase rises weakly")
+    rng = np.random.default_rng(0)
+    independent = rep.assign(monetary_value=rng.permutation(rep["monetary_value"].to_numpy()))
+    assert spend_frequency_check(independent)["words"].startswith("Spend per purchase does not vary")
+    linked = rep.assign(monetary_value=rep["frequency"] * 5.0 + rng.uniform(0, 1, len(rep)))
+    assert "rises clearly" in spend_frequency_check(linked)["words"]
+    assert spend_frequency_check(rep.head(10))["words"] == ""

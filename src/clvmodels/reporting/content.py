@@ -12,6 +12,7 @@ from clvmodels._validation import (
     UNIT_NAMES,
 )
 from clvmodels.engine import engine_named
+from clvmodels.models.gamma_gamma import spend_frequency_check
 from clvmodels.reporting.config import ReportConfig
 from clvmodels.since import headline as since_headline
 
@@ -303,6 +304,9 @@ def model_paragraph(analysis: Any) -> str:
     notes = identification_notes(model)
     if notes:
         text += " ".join(notes) + " "
+    if getattr(analysis.spend, "constant_spend", None) is None:
+        words = spend_frequency_check(analysis.rfm)["words"]
+        text += words + " " if words else ""
     return text + "Parameter intervals below are 95% and computed on the log scale."
 
 
