@@ -143,7 +143,7 @@ def test_papermill_sees_every_parameter(name):
 
 def test_report_states_model_choice_and_backtest(finished):
     html = (finished[1] / "report.html").read_text()
-    assert "was chosen by backtest on a holdout of" in html and "squared error" in html
+    assert "was chosen by backtest on" in html and "tier cells" in html and "Rule:" in html
     assert "How far the last backtest missed" in html and "against what customers then did over" in html
     assert "Assumptions behind every value" in html and "default - set it to your own" in html
     assert 'name="viewport"' in html and 'class="pyramid"' in html
