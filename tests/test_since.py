@@ -49,6 +49,12 @@ def test_second_run_compares_with_the_first(two_runs):
     risk = pd.read_csv(second / "at_risk_customers.csv", index_col=0)
     assert f"<b>What to do:</b> contact the {len(risk):,} Platinum and Gold customers" in first_screen
     assert 'href="#Valuable-customers-at-risk"' in first_screen and 'id="Valuable-customers-at-risk"' in page
+    # the lost Platinum and Gold customers are named (page: the first 20; CSV: every one)
+    lost = pd.read_csv(second / "since_last_run_lost_customers.csv", index_col=0, dtype={0: str})
+    assert len(lost) > 0 and set(lost["tier_then"]) <= {"Platinum", "Gold"} and (lost["p_alive_now"] < 0.5).all()
+    assert lost["value_then"].is_monotonic_decreasing
+    assert f"{len(lost):,} customers who were Platinum or Gold then are now probably gone" in page
+    assert f"Platinum and Gold customers of the earlier run probably gone now: {len(lost):,}" in page
     accuracy = pd.read_csv(second / "since_last_run_accuracy.csv", index_col=0)
     log = load_cdnow("sample")
     after = log[(log["date"] > FIRST) & (log["date"] <= SECOND)]

@@ -473,6 +473,8 @@ def _since_tables(since: Any) -> dict[str, pd.DataFrame]:
     if not since.available:
         return {}
     out = {"since_last_run_migration": since.migration}
+    if len(since.lost_customers):
+        out["since_last_run_lost_customers"] = since.lost_customers
     if len(since.accuracy):
         out["since_last_run_accuracy"] = since.accuracy
     return out

@@ -38,6 +38,8 @@ __all__ = ["SinceLastRun", "find_previous_run", "compare_runs", "RUN_FILE"]
 #: what a run records about itself for the next one
 RUN_FILE = "run.json"
 
+#: lost valuable customers named at most (the CSV; the page shows the first 20)
+LOST_LISTED = 5000
 #: P(alive) below which a customer counts as lost
 LOST_BELOW = 0.5
 
@@ -55,6 +57,9 @@ class SinceLastRun:
     time_unit: str = "W"
     migration: pd.DataFrame = field(default_factory=pd.DataFrame)
     lost: pd.DataFrame = field(default_factory=pd.DataFrame)
+    lost_customers: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """The Platinum and Gold customers of the earlier run who are probably gone now, by their value
+    then (most first, up to :data:`LOST_LISTED`): ``tier_then``, ``value_then``, ``p_alive_now``."""
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)
     value_then: float = 0.0
     value_now: float = 0.0
@@ -286,6 +291,9 @@ def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_e
     gone = v.filter(v.p_alive.fill_null(0.0) < LOST_BELOW)
     lost = execute(gone.group_by("tier").aggregate(customers=gone.count(), value_then=gone.clv.sum()))
     lost = lost.set_index("tier").reindex(["Platinum", "Gold"], fill_value=0)
+    named = execute(gone.select(customer_id=gone.customer_id, tier_then=gone.tier, value_then=gone.clv,
+                                p_alive_now=gone.p_alive.fill_null(0.0))
+                    .order_by([ibis.desc("value_then"), "customer_id"]).limit(LOST_LISTED)).set_index("customer_id")
     values = execute(then.aggregate(v=then.clv.sum())).iloc[0, 0], execute(now.aggregate(v=now.clv_now.sum())).iloc[0, 0]
 
     # the earlier forecast for the elapsed period, recomputed on the histories as they were at its
@@ -294,7 +302,7 @@ def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_e
     end = str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit])).date())
     acc = pd.DataFrame() if model is None else _accuracy(log, then, model, spend, prev_end, end, unit, horizon)
     return SinceLastRun(True, previous=folder.name, previous_end=prev_end, elapsed=round(horizon, 2),
-                        time_unit=unit, migration=migration, lost=lost, accuracy=acc,
+                        time_unit=unit, migration=migration, lost=lost, accuracy=acc, lost_customers=named,
                         value_then=float(values[0] or 0.0), value_now=float(values[1] or 0.0))
 
 

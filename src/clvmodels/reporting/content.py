@@ -455,6 +455,19 @@ def md_since(since: Any) -> str:
     return since.summary()
 
 
+def format_lost_customers(lost: pd.DataFrame, top: int = 20, *, money: str = ""):
+    """The valuable customers lost since the earlier run, most valuable then first."""
+    t = lost.head(top).rename(columns={"tier_then": "Tier then", "value_then": f"Value then{money}",
+                                       "p_alive_now": "Chance still active now"})
+    t.index = t.index.astype(str)
+    t.index.name, t.columns.name = None, "Customer"
+    shown = f", the first {len(t):,} shown" if len(t) < len(lost) else ""
+    return _inert(t.style).format({f"Value then{money}": "{:,.2f}", "Chance still active now": "{:.0%}"},
+                                  escape="html").set_caption(
+        f"Platinum and Gold customers of the earlier run probably gone now: {len(lost):,}{shown} "
+        "(all in since_last_run_lost_customers.csv)")
+
+
 def format_migration(migration: pd.DataFrame):
     """Customers by tier then (rows) and tier now (columns)."""
     t = migration.copy()
