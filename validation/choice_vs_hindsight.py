@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 import clvmodels
+from clvmodels import pipeline, reporting
 from clvmodels.exceptions import ClvModelsError
 from clvmodels.models.seasonal import MIN_SPAN_DAYS
 from clvmodels.selection import (
@@ -40,7 +41,7 @@ from clvmodels.selection import (
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _readme import write_section  # noqa: E402
-from real_logs import logs  # noqa: E402
+from real_logs import run_each  # noqa: E402
 
 WEEK = pd.Timedelta(days=7)
 
@@ -68,16 +69,14 @@ def check(name: str, log: pd.DataFrame, cut: str, end: str) -> dict:
     hind = window(log, cut_t, cut_t + horizon * WEEK)
     spend = holdout_spend(hind)
     t = float(hind["duration_holdout"].iloc[0])
+    # the report's own backtests as of the cut: its latest window and the earlier ones
     before = log[log["date"] <= cut_t]
-    first = before["date"].min()
-    h = float(np.floor(min(horizon, (cut_t - first).days / 7 / 3)))
-    step = np.floor(h / 2)
-    windows = []
-    for k in range(ROLLING_ORIGINS):
-        cal_end = cut_t - (h + k * step) * WEEK
-        if k and (step <= 0 or (cal_end - first).days / 7 < h):
-            break
-        windows.append(window(before, cal_end, cal_end + h * WEEK))
+    cfg = reporting.validate_parameters({"observation_end": cut, "horizon": horizon})
+    obs_end, cal_end = pipeline.resolve_windows(cfg, clvmodels.load_transactions(before))
+    latest = window(before, pd.Timestamp(cal_end), pd.Timestamp(obs_end))
+    calendar = latest.attrs.get("purchase_calendar") is not None
+    windows = [latest] + [w for w, _ in pipeline.earlier_backtests(cfg, clvmodels.load_transactions(before), obs_end,
+                                                                   cal_end, calendar)]
     started = time.perf_counter()
     sel = select_model(windows[0], earlier=windows[1:])
     seconds = time.perf_counter() - started
@@ -128,15 +127,8 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=4000)
     ap.add_argument("--only", nargs="*")
     args = ap.parse_args()
-    rows = []
     start = time.perf_counter()
-    for name, log, cut, end in logs(args.customers):
-        if args.only and name not in args.only:
-            continue
-        print(f"{name} ...", flush=True)
-        log = log[["customer_id", "date", "amount"]].copy()
-        log["customer_id"] = log["customer_id"].astype(str)
-        rows.append(check(name, log, cut, end))
+    rows = run_each(args.customers, args.only, check)
     t = pd.DataFrame(rows)
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(t.round(1).to_string())

@@ -44,8 +44,6 @@ CDNOW_END = "1998-06-30"
 
 
 def check(name: str, log: pd.DataFrame, cut: str, end: str, n_draws: int = 100) -> dict:
-    log = log[["customer_id", "date", "amount"]].copy()
-    log["customer_id"] = log["customer_id"].astype(str)
     horizon = float(np.floor((pd.Timestamp(end) - pd.Timestamp(cut)).days / 7))
     end = str((pd.Timestamp(cut) + pd.Timedelta(days=7 * horizon)).date())
     row: dict = {"log": name, "cut": cut, "horizon_weeks": horizon}
@@ -109,6 +107,20 @@ def logs(customers: int) -> list[tuple[str, pd.DataFrame, str, str]]:
     return out
 
 
+def run_each(customers: int, only: list[str] | None, check_one) -> list[dict]:
+    """``check_one(name, log, cut, end)`` on every log of :func:`logs` (or those named in ``only``),
+    saying which as it goes; the log with ids as text and only the report's columns."""
+    rows = []
+    for name, log, cut, end in logs(customers):
+        if only and name not in only:
+            continue
+        print(f"{name} ...", flush=True)
+        log = log[["customer_id", "date", "amount"]].copy()
+        log["customer_id"] = log["customer_id"].astype(str)
+        rows.append(check_one(name, log, cut, end))
+    return rows
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     def f(v, fmt="{:+.0f}%"):
         return "" if pd.isna(v) else fmt.format(v)
@@ -140,13 +152,8 @@ def main() -> None:
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    rows = []
     start = time.perf_counter()
-    for name, log, cut, end in logs(args.customers):
-        if args.only and name not in args.only:
-            continue
-        print(f"{name} ...", flush=True)
-        rows.append(check(name, log, cut, end))
+    rows = run_each(args.customers, args.only, check)
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 250)
     print(table.filter(regex="log|model|mean_abs|total|covered|halfwidth|coverage|crash").to_string())

@@ -101,11 +101,11 @@ class Run:
         return t.cutoff_T if t is not None and t.usable_cohort else None
 
 
-def run_settings(run: Run) -> Any:
+def run_settings(run: Run, lifetime: bool = False) -> Any:
     """The forecast settings of a run (:class:`clvmodels.forecast.Settings`)."""
     cfg = run.cfg
     return forecast_settings(run.model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve,
-                             cfg.time_unit)
+                             cfg.time_unit, lifetime=lifetime)
 
 
 def _with_calendar(model_cls: Any, table: pd.DataFrame, log: Any, obs_end: str) -> pd.DataFrame:
@@ -268,13 +268,8 @@ class InEngine:
         self.scores = scoring.read_scores(self.out / "forecast.parquet", like=run.log)
         run.details.update({f"forecast and tiers: {k}": v for k, v in self.result.seconds.items()})
 
-    def _settings(self, run: Run, lifetime: bool = False) -> Any:
-        cfg = run.cfg
-        return forecast_settings(run.model, None, cfg.horizon, cfg.discount_rate, cfg.margin, cfg.cost_to_serve,
-                                 cfg.time_unit, lifetime=lifetime)
-
     def tier_intervals(self, run: Run) -> pd.DataFrame:
-        s = self._settings(run)
+        s = run_settings(run)
         started = time.perf_counter()
         self.groups = scoring.engine_tier_groups(self.scores, max_simulated=run.sample_customers)
         run.details["tier intervals: groups from the engine"] = time.perf_counter() - started
@@ -286,12 +281,12 @@ class InEngine:
 
     def cash_flow(self, run: Run) -> pd.DataFrame:
         """Revenue and margin per month (or quarter) of the horizon, from the engine's groups."""
-        return cash_flow(run.model, run.spend, self.groups, self._settings(run), run.obs_end,
+        return cash_flow(run.model, run.spend, self.groups, run_settings(run), run.obs_end,
                          run.tier_table.loc["Total"])
 
     def budget_and_what_if(self, run: Run) -> tuple[pd.Series, pd.DataFrame]:
         return (acquisition_budget(run.model, run.spend, **run.settings),
-                grouped_what_if(run.model, run.spend, self.groups, self._settings(run, lifetime=True),
+                grouped_what_if(run.model, run.spend, self.groups, run_settings(run, lifetime=True),
                                 run.cfg.dropout_reduction))
 
     def customer_intervals(self, run: Run) -> None:

@@ -40,7 +40,7 @@ from clvmodels.selection import ROLLING_ORIGINS, select_model
 from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
 from clvmodels.transactions import date_range
 
-__all__ = ["Analysis", "run_analysis", "resolve_windows", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
+__all__ = ["Analysis", "run_analysis", "resolve_windows", "earlier_backtests", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
            "ENGINE_SCORING_ABOVE", "SAMPLE_CUSTOMERS", "STAGES", "AT_RISK_MIN_P_NO_PURCHASE", "AT_RISK_CANDIDATES"]
 
 #: customers the backtest (model choice, scorecard, error for the intervals) uses at most; with
@@ -197,7 +197,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
     choose_on = _cohort_of(cal, cohort_below_T)
     earlier = [_cohort_of(window, cohort_below_T, shift)
-               for window, shift in _earlier_windows(cfg, backtest_log, obs_end, cal_end, calendar)]
+               for window, shift in earlier_backtests(cfg, backtest_log, obs_end, cal_end, calendar)]
     if details is not None:
         details["backtest: model choice: calibration tables"] = time.perf_counter() - started
     selection = select_model(choose_on, events=events, earlier=earlier, tier_shares=cfg.tier_shares)
@@ -231,7 +231,7 @@ def _cohort_of(cal: pd.DataFrame, cohort_below_T: float | None, shift: float = 0
     return cal
 
 
-def _earlier_windows(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str,
+def earlier_backtests(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str,
                      calendar: bool) -> list[tuple[pd.DataFrame, float]]:
     """Backtests at earlier origins (rolling origin), each with the holdout of the latest one and
     half a holdout before the last: as many as :data:`clvmodels.selection.ROLLING_ORIGINS` allows

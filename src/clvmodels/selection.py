@@ -360,7 +360,7 @@ def select_model(
     chosen = min(tied, key=lambda n: (round(float(total[n]), 6), ok.index(n)))
     table["chosen"] = table.index == chosen
     rule = RULE.format(tol=tol)
-    reason = _reason(chosen, table, origins, tied, windows, cal, rule, unused if earlier else "")
+    reason = _reason(chosen, table, origins, tied, windows, cal, rule, unused)
     return ModelSelection(table, chosen, reason, models, rule, origins)
 
 

@@ -64,14 +64,24 @@ class SinceLastRun:
     value_then: float = 0.0
     value_now: float = 0.0
 
+    def changes(self) -> dict[str, Any]:
+        """The counts both the summary and the first screen's line say: customers who moved down
+        and up the pyramid, Platinum and Gold customers lost (and their value then), the change in
+        total value in words (" (+3.1%)", or "" when there was no value then)."""
+        # rows: tier then, columns: tier now, both Platinum first; right of the diagonal is down
+        grid = self.migration.loc[list(TIERS), list(TIERS)].to_numpy()
+        change = self.value_now - self.value_then
+        return {"down": int(np.triu(grid, 1).sum()), "up": int(np.tril(grid, -1).sum()),
+                "lost": int(self.lost["customers"].sum()) if len(self.lost) else 0,
+                "value_lost": float(self.lost["value_then"].sum()) if len(self.lost) else 0.0,
+                "pct": f" ({100 * change / abs(self.value_then):+.1f}%)" if self.value_then else ""}
+
     def summary(self) -> str:
         """The comparison in plain sentences (Markdown)."""
         if not self.available:
             return md_escape(self.reason)
         unit = UNIT_NAMES.get(self.time_unit, "time units")
-        lost = self.lost
-        n_lost = int(lost["customers"].sum()) if len(lost) else 0
-        value_lost = float(lost["value_then"].sum()) if len(lost) else 0.0
+        c = self.changes()
         if len(self.accuracy):
             acc = self.accuracy.loc["Total"]
             how = (f"for the {self.elapsed:g} {unit} since, it expected {acc['predicted_purchases']:,.0f} purchases "
@@ -80,23 +90,17 @@ class SinceLastRun:
         else:
             how = ("not measured: the earlier run forecast with the customer table's covariates, whose model "
                    "the comparison does not reuse yet.")
-        change = self.value_now - self.value_then
-        pct = f" ({100 * change / abs(self.value_then):+.1f}%)" if self.value_then else ""
-        # rows: tier then, columns: tier now, both Platinum first; right of the diagonal is down
-        grid = self.migration.loc[list(TIERS), list(TIERS)].to_numpy()
-        moved_down = int(np.triu(grid, 1).sum())
-        moved_up = int(np.tril(grid, -1).sum())
         return "\n".join([
             f"Compared with the run as of **{md_escape(self.previous_end)}**, {self.elapsed:g} {unit} earlier:",
             "",
-            f"* **Tier moves**: {moved_down:,} customers moved down the pyramid and {moved_up:,} moved up "
+            f"* **Tier moves**: {c['down']:,} customers moved down the pyramid and {c['up']:,} moved up "
             "(the migration table below; rows are the earlier tier, columns the tier now).",
-            f"* **Valuable customers lost**: {n_lost:,} customers who were Platinum or Gold then are now "
+            f"* **Valuable customers lost**: {c['lost']:,} customers who were Platinum or Gold then are now "
             f"probably gone (less than an even chance of being active); the earlier run valued them at "
-            f"{value_lost:,.0f}.",
+            f"{c['value_lost']:,.0f}.",
             f"* **How the last forecast did**: {how}",
             f"* **Total customer value** over the horizon is {self.value_now:,.0f} now against "
-            f"{self.value_then:,.0f} then{pct}.",
+            f"{self.value_then:,.0f} then{c['pct']}.",
         ])
 
 
@@ -105,15 +109,11 @@ def headline(since: SinceLastRun | None, currency: str = "") -> str:
     if since is None or not since.available:
         return ""
     unit = UNIT_NAMES.get(since.time_unit, "time units")
-    lost = int(since.lost["customers"].sum()) if len(since.lost) else 0
-    grid = since.migration.loc[list(TIERS), list(TIERS)].to_numpy()
+    c = since.changes()
     cur = f"{currency} " if currency else ""
-    change = since.value_now - since.value_then
-    pct = f" ({100 * change / abs(since.value_then):+.1f}%)" if since.value_then else ""
     return (f"since the run as of {since.previous_end} ({since.elapsed:g} {unit} earlier), customer value moved from "
-            f"{cur}{since.value_then:,.0f} to {cur}{since.value_now:,.0f}{pct}; {int(np.triu(grid, 1).sum()):,} customers "
-            f"moved down the pyramid and {int(np.tril(grid, -1).sum()):,} up; {lost:,} who were Platinum or Gold are "
-            "probably gone.")
+            f"{cur}{since.value_then:,.0f} to {cur}{since.value_now:,.0f}{c['pct']}; {c['down']:,} customers moved "
+            f"down the pyramid and {c['up']:,} up; {c['lost']:,} who were Platinum or Gold are probably gone.")
 
 
 def write_run_record(folder: str | Path, *, observation_end: str, calibration_end: str | None, time_unit: str,

@@ -321,8 +321,6 @@ def grouped_what_if(transaction_model: Any, spend_model: Any, g: TierGroups, s: 
     return out
 
 
-
-
 #: horizons up to this many months are cut into months for the cash flow, longer ones into quarters
 CASH_FLOW_MONTHS = 18
 

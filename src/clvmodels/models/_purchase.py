@@ -95,7 +95,7 @@ class PurchaseModel(BaseModel):
         groups = compress(*cols)
         g = groups.columns
         fn = {"expected": self._expected_if_alive, "survival": self._survival_if_alive,
-              "any": self._any_if_alive}[term]
+              "any": self._any_if_alive, "lifetime": self._lifetime_purchases_if_alive}[term]
         extra = {"tx": g[2]} if recency else {}
         values = p_alive * fn(g[-1] if np.ndim(t) else t, g[0].astype(float), g[1], **extra)[groups.inverse]
         return pd.Series(values, index=rfm.index, name=name)
@@ -118,6 +118,10 @@ class PurchaseModel(BaseModel):
         return {"purchases": np.exp(-delta * end) * e[:, -1] + delta * (e[:, :-1] * w).sum(axis=1),
                 "active": (s * w).sum(axis=1)}
 
+    def _lifetime_purchases_if_alive(self, delta, x, T, **tx):
+        """DERT given active (:meth:`_lifetime_if_alive`) in the argument order of the horizon hooks."""
+        return self._lifetime_if_alive(x, T, float(delta), **tx)["purchases"]
+
     def expected_discounted_residual_purchases(self, rfm: pd.DataFrame, discount_rate: float) -> pd.Series:
         """DERT: the discounted expected residual purchases of each customer (Fader, Hardie & Lee
         2005, "RFM and CLV: using iso-value curves for customer base analysis", JMR 42(4), eq. 2):
@@ -125,13 +129,7 @@ class PurchaseModel(BaseModel):
         compounded rate per time unit (a 10% annual rate in weeks: ``log(1.10) / 52.18``), counted
         over :data:`LIFETIME_YEARS`. Multiply by margin x spend for residual lifetime value."""
         delta = check_number("discount_rate", discount_rate, minimum=0.0)
-        x, tx, T = self._rows(rfm)
-        p_alive = self._p_alive(x, tx, T)
-        recency = getattr(self, "_uses_recency_given_alive", False)
-        groups = compress(*([x.astype(np.int64), T] + ([tx] if recency else [])))
-        g = groups.columns
-        given = self._lifetime_if_alive(g[0].astype(float), g[1], delta, tx=g[2] if recency else None)["purchases"]
-        return pd.Series(p_alive * given[groups.inverse], index=rfm.index, name="dert")
+        return self._per_customer(rfm, delta, "lifetime", "dert")
 
     def conditional_probability_purchases(self, rfm: pd.DataFrame, n: int, t: Any) -> pd.Series:
         """P(exactly ``n`` purchases in the next ``t`` | x, t_x, T) per customer.

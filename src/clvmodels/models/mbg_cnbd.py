@@ -499,9 +499,8 @@ class MBGCNBDModel(PurchaseModel):
             A = -np.expm1(k * np.log1p(-delta / (lam + delta)))  # 1 - q^k without cancellation
             B = c * Q
             z = -B / A
-            one = hyp2f1(np.ones_like(z), np.broadcast_to(a, z.shape), (a + bb)[:, None] + 0 * z, z) / A
-            with_p = (a / (a + bb))[:, None] * hyp2f1(np.ones_like(z), np.broadcast_to(a + 1, z.shape),
-                                                      (a + bb + 1)[:, None] + 0 * z, z) / A
+            one = hyp2f1(1.0, a, (a + bb)[:, None], z) / A
+            with_p = (a / (a + bb))[:, None] * hyp2f1(1.0, a + 1, (a + bb + 1)[:, None], z) / A
             lead = q ** (k - i)
             purchases += wi[:, i] * (weights[inv] * lead * one).sum(axis=1)
             dropped += wi[:, i] * (weights[inv] * c * lead * with_p).sum(axis=1)

@@ -438,14 +438,19 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
            "Expected value" + money: "{:,.2f}", "Value if retained" + money: "{:,.2f}",
            "Value at risk" + money: "{:,.2f}"}
     styler = _inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
-    if "Why listed" in t.columns:
+    shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
+    return ranked_list(styler, f"{len(at_risk):,} customers listed, {shown}" if len(at_risk) else
+                       "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")
+
+
+def ranked_list(styler: Any, caption: str) -> Any:
+    """A list of people to act on as the page shows it: the reasons left-aligned, the caption
+    (how many listed, how many shown) above it, sortable and filterable by the page's script."""
+    if "Why listed" in styler.data.columns:
         styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left"})
     styler = styler.set_table_styles([{"selector": "caption", "props": "text-align: left; caption-side: top"}],
                                      overwrite=False)
-    shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
-    styler = styler.set_caption(f"{len(at_risk):,} customers listed, {shown}" if len(at_risk) else
-                                "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")
-    return styler.set_table_attributes('class="sortable filterable"')
+    return styler.set_caption(caption).set_table_attributes('class="sortable filterable"')
 
 
 def md_since(since: Any) -> str:

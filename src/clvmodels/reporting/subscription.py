@@ -15,6 +15,7 @@ from clvmodels.reporting.content import (
     assumptions_html,
     md_escape,
     pyramid_html,
+    ranked_list,
 )
 
 __all__ = ["subscription_heading", "subscription_first_screen", "subscription_summary",
@@ -68,10 +69,7 @@ def format_subscribers_at_risk(at_risk: pd.DataFrame, top: int = 50, *, money: s
     t.index.name, t.columns.name = None, "Subscriber"
     styler = _inert(t.style).format({"Chance of cancelling in the horizon": "{:.0%}", f"Lifetime value{money}": "{:,.2f}",
                                      f"Value at stake{money}": "{:,.2f}"}, escape="html")
-    if "Why listed" in t.columns:
-        styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left"})
-    styler = styler.set_caption(f"{len(at_risk):,} subscribers listed, the first {len(t):,} shown")
-    return styler.set_table_attributes('class="sortable filterable"')
+    return ranked_list(styler, f"{len(at_risk):,} subscribers listed, the first {len(t):,} shown")
 
 
 def subscription_summary(an: Any) -> str:
