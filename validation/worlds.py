@@ -20,6 +20,9 @@ world               what breaks
 ``seasonal``        purchase rates swing +-60% over the calendar year
 ``trending``        purchase rates fall 45% over the 2.5 years of the log
 ``heavy-tailed``    spend per purchase is log-normal with a heavy tail (not Gamma-Gamma)
+``spend drifts``    Gamma-Gamma spend whose level moves from year to year (log-normal shock
+                    of spread ``DRIFT`` per customer-year): past spend says less about future
+                    spend than within-year consistency suggests (an apparel shop's top spenders)
 ``weakly identified`` 400 customers acquired in two weeks, observed 20 weeks
 ``regular buyers``  inter-purchase times are Erlang-3, not exponential (MBG/CNBD-k's world,
                     :func:`simulate_regular`: a customer silent for three of their usual
@@ -57,6 +60,10 @@ class World:
     note: str
 
 
+#: spread (log scale) of a customer's yearly spend level in the ``spend drifts`` world
+DRIFT = 0.7
+
+
 def _simulate(n: int, *, acquisition: tuple[float, float], span: float, r: float = 0.5, alpha: float = 5.0,
               a: float = 0.8, b: float = 2.5, multiplier: Callable[[np.ndarray], np.ndarray] | None = None,
               mult_max: float = 1.0, spend: str = "gamma-gamma", observed_from: float = 0.0,
@@ -82,6 +89,12 @@ def _simulate(n: int, *, acquisition: tuple[float, float], span: float, r: float
             continue
         if spend == "gamma-gamma":
             z = rng.gamma(6.25, 1.0 / nu[i], len(t))
+        elif spend == "outliers":
+            z = rng.gamma(6.25, 1.0 / nu[i], len(t)) * np.where(rng.random(len(t)) < 0.03, 15.0, 1.0)
+        elif spend == "drifting":
+            # Gamma-Gamma spend whose level moves from year to year (one shock per customer-year)
+            shock = np.exp(rng.normal(-0.5 * DRIFT ** 2, DRIFT, int(span // 52) + 2))
+            z = rng.gamma(6.25, 1.0 / nu[i], len(t)) * shock[(t // 52).astype(int)]
         else:
             z = cust_mean[i] * np.exp(rng.normal(-0.5, 1.0, len(t)))
         ids.append(np.full(len(t), i))
@@ -153,6 +166,10 @@ def worlds(n: int = 4000, seed: int = 0) -> list[World]:
               _date(cut), _date(span), "purchase rates fall 45% over the log"),
         World("heavy-tailed", _simulate(n, acquisition=acq, span=span, seed=seed + 5, spend="lognormal"),
               _date(cut), _date(span), "log-normal spend, customer means spread over a factor of 50"),
+        World("spend drifts", _simulate(n, acquisition=acq, span=span, seed=seed + 11, spend="drifting"),
+              _date(cut), _date(span), "a customer's spend level changes from year to year"),
+        World("outliers", _simulate(n, acquisition=acq, span=span, seed=seed + 12, spend="outliers"),
+              _date(cut), _date(span), "3% of purchases 15x"),
         World("weakly identified", _simulate(400, acquisition=(0.0, 2.0), span=46.0, seed=seed + 6),
               _date(20.0), _date(46.0), "400 customers, 20 weeks"),
         World("regular buyers", _regular_log(n, seed + 7), _date(cut), _date(span),
