@@ -62,7 +62,8 @@ def test_the_backtest_chooses_the_covariates_and_every_figure_uses_them(files, t
     assert float(store.probability_alive(row).iloc[0]) < float(web.probability_alive(row).iloc[0]) - 0.2
     # the forecast is each customer's covariate row's plain model's
     table = pd.read_csv(files / "customers.csv", dtype={"customer_id": str}).set_index("customer_id")
-    direct = cov.model.forecast(a.spend, a.rfm, table, horizon=26, discount_rate=cfg.discount_rate, margin=cfg.margin)
+    direct = clvmodels.forecast(cov.model, a.spend, a.rfm, covariates=table, horizon=26, discount_rate=cfg.discount_rate,
+                                margin=cfg.margin)
     np.testing.assert_allclose(a.forecast["clv"], direct["clv"], rtol=1e-12)
     assert np.isfinite(a.tier_table.select_dtypes("number").to_numpy()).all()
     assert (a.tier_table["expected_purchases_lower"] <= a.tier_table["expected_purchases"]).all()
@@ -111,7 +112,7 @@ def test_tier_intervals_match_exact_parameter_draws(fitted):
     for d in rng.multivariate_normal(model.theta_, model.covariance_, 200):
         m = __import__("copy").copy(model)
         m.theta_ = d
-        f = m.forecast(spend_fixed, rfm, table, horizon=26)
+        f = clvmodels.forecast(m, spend_fixed, rfm, covariates=table, horizon=26)
         totals.append(f.groupby(tiers, observed=False)["clv"].sum().to_numpy())
     q = np.quantile(np.array(totals), [0.05, 0.95], axis=0)
     tiers_ = ["Platinum", "Gold", "Iron", "Lead"]

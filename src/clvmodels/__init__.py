@@ -5,6 +5,7 @@ and value forecasts, the customer pyramid, holdout scorecards and HTML reports.
 """
 
 from clvmodels._version import __version__
+from clvmodels.covariate_forecast import covariate_what_if
 from clvmodels.datasets import load_cdnow, simulate_transactions
 from clvmodels.engine import spark_connection
 from clvmodels.evaluate import Scorecard, evaluate
@@ -49,6 +50,7 @@ from clvmodels.transactions import load_transactions
 
 __all__ = [
     "__version__",
+    "covariate_what_if",
     "load_transactions",
     "spark_connection",
     "BetaGeoModel",

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from clvmodels.forecast import acquisition_budget, forecast, forecast_settings, history_groups
+from clvmodels.forecast import (
+    acquisition_budget,
+    forecast,
+    forecast_by_model,
+    forecast_settings,
+    history_groups,
+)
 from clvmodels.intervals import (
     forecast_intervals,
     log_jacobian,
@@ -34,7 +40,7 @@ from clvmodels.intervals import (
 from clvmodels.models.gamma_gamma import conditional_spend
 from clvmodels.tiers import SIMULATED_CUSTOMERS, TIERS, retention_what_if, tier_groups
 
-__all__ = ["ByCovariateRow"]
+__all__ = ["ByCovariateRow", "covariate_what_if"]
 
 
 @dataclass
@@ -95,10 +101,8 @@ class ByCovariateRow:
         return self.models[self.reference_row]
 
     def forecast(self, spend: Any, rfm: pd.DataFrame, **settings: Any) -> pd.DataFrame:
-        parts = [forecast(self.models[c], spend, part, **settings) for c, part in self.parts(rfm)]
-        out = pd.concat(parts).reindex(rfm.index)
-        out.attrs.update(parts[0].attrs)  # the settings, the same for every row
-        return out
+        codes = pd.Series(self.codes, index=self.index).reindex(rfm.index).to_numpy()
+        return forecast_by_model(codes, self.models, spend, rfm, **settings)
 
     def forecast_intervals(self, spend: Any, rfm: pd.DataFrame, **kw: Any) -> pd.DataFrame:
         return pd.concat([forecast_intervals(self.models[c], spend, part, **kw)
@@ -208,3 +212,16 @@ class ByCovariateRow:
                                                     if omitted else "included (delta method in the covariate "
                                                     "model's parameters)")})
         return out
+
+
+def covariate_what_if(model: Any, spend_model: Any, rfm: pd.DataFrame, dropout_like: dict[str, Any],
+                      covariates: pd.DataFrame | None = None, **settings: Any) -> pd.DataFrame:
+    """CLV as forecast and if the dropout covariates of a covariate purchase model were as
+    ``dropout_like`` says (e.g. ``{"channel": "A"}``: channel B customers dropping out like
+    channel A's), purchases unchanged. ``covariates``: as for :func:`clvmodels.forecast` (default:
+    ``rfm``'s own columns); ``settings``: :func:`clvmodels.forecast`'s (``horizon``, ...)."""
+    before = forecast(model, spend_model, rfm, covariates=covariates, **settings)
+    after = forecast_by_model(*model.customer_models(rfm, covariates, dropout_like=dropout_like), spend_model, rfm,
+                              **settings)
+    return pd.DataFrame({"clv": before["clv"], "clv_what_if": after["clv"],
+                         "p_alive": before["p_alive"], "p_alive_what_if": after["p_alive"]}, index=rfm.index)

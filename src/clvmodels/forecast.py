@@ -29,6 +29,7 @@ from clvmodels.models._purchase import PurchaseModel
 
 __all__ = [
     "forecast",
+    "forecast_by_model",
     "acquisition_budget",
     "period_discount_rate",
     "annual_discount_rate",
@@ -294,13 +295,15 @@ def forecast(
     cost_to_serve: float = 0.0,
     time_unit: str | None = None,
     dropout_scale: float = 1.0,
+    covariates: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per-customer churn, purchase, spend and CLV forecast over a horizon.
 
     Parameters
     ----------
-    transaction_model : BetaGeoModel, ModifiedBetaGeoModel or ParetoNBDModel
-        Fitted purchase/dropout model.
+    transaction_model : purchase model
+        Fitted purchase/dropout model (any of :mod:`clvmodels.models.registry`'s purchase
+        models; a covariate model forecasts each customer with their covariate row's parameters).
     spend_model : GammaGammaModel
         Fitted spend model.
     rfm : DataFrame
@@ -319,6 +322,9 @@ def forecast(
     dropout_scale : float, default 1.0
         Multiplies every customer's dropout probability from now on (0.9 = 10% less dropout);
         used by :func:`clvmodels.tiers.retention_what_if`.
+    covariates : DataFrame, optional
+        For a covariate model: the customers' covariates, indexed like ``rfm`` (default: read
+        from ``rfm``'s own columns).
 
     Returns
     -------
@@ -347,6 +353,11 @@ def forecast(
     --------
     >>> fc = forecast(bgnbd, gg, rfm, horizon=52, discount_rate=0.1)  # doctest: +SKIP
     """
+    settings = {"horizon": horizon, "discount_rate": discount_rate, "margin": margin, "cost_to_serve": cost_to_serve,
+                "time_unit": time_unit, "dropout_scale": dropout_scale}
+    if hasattr(transaction_model, "customer_models"):  # a covariate model: its plain model per covariate row
+        codes, models = transaction_model.customer_models(rfm, covariates)
+        return forecast_by_model(codes, models, spend_model, rfm, **settings)
     check_models(transaction_model, spend_model)
     s = forecast_settings(transaction_model, rfm, horizon, discount_rate, margin, cost_to_serve, time_unit,
                           lifetime=True)
@@ -382,6 +393,20 @@ def group_terms(tm: PurchaseModel, s: Settings, gx, gtx, gT, pairs, dropout_scal
     if s.lifetime:
         rows += [p_alive * terms[name][pairs.inverse] for name in ("lifetime_purchases", "lifetime_active")]
     return np.vstack(rows)
+
+
+
+def forecast_by_model(codes: np.ndarray, models: list[Any], spend_model: GammaGammaModel, rfm: pd.DataFrame,
+                      **settings: Any) -> pd.DataFrame:
+    """:func:`forecast` of customer ``i`` of ``rfm`` with ``models[codes[i]]`` (a covariate
+    model's plain model per covariate row), joined back in the order of ``rfm``."""
+    codes = np.asarray(codes)
+    parts = [forecast(m, spend_model, rfm[codes == i], **settings) for i, m in enumerate(models) if (codes == i).any()]
+    if not parts:
+        raise ParameterError("There is no customer to forecast (the table is empty).")
+    out = pd.concat(parts).reindex(rfm.index)
+    out.attrs.update(parts[0].attrs)  # the settings, the same for every row
+    return out
 
 
 def acquisition_budget(

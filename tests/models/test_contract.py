@@ -27,7 +27,7 @@ def inputs():
     """Data for every kind of ``inputs`` a registered model may take, built once."""
     log = load_cdnow("sample")
     rfm = clvmodels.rfm_summary(log, time_unit="W", observation_end="1997-09-30")
-    covariates = pd.DataFrame({"channel": np.where(np.arange(len(rfm)) % 3 == 0, "web", "store")}, index=rfm.index)
+    channel = np.where(np.arange(len(rfm)) % 3 == 0, "web", "store")
     long_log = simulate_transactions(1500, period=160.0, seed=3).transactions  # three years: a season can be told
     rng = np.random.default_rng(0)
     theta = rng.beta(0.7, 1.5, 3000)
@@ -38,7 +38,7 @@ def inputs():
         "rfm": ((rfm,), {}),
         "rfm+litt": ((clvmodels.rfm_summary(log, time_unit="W", observation_end="1997-09-30", regularity=True),), {}),
         "rfm+calendar": ((clvmodels.rfm_summary(long_log, time_unit="W", calendar=True),), {}),
-        "rfm+covariates": ((rfm, covariates), {}),
+        "rfm+covariates": ((rfm.assign(channel=channel),), {}),  # covariates are columns of the data
         "discrete": ((donations,), {"weights": donations["weights"]}),
         "periods": ((periods,), {}),
     }
@@ -47,13 +47,6 @@ def inputs():
 def _predictions(model, info, args):
     """The predictions every model of a kind gives, as arrays indexed like its data."""
     data = args[0]
-    if info.inputs == "rfm+covariates":
-        cov = args[1]
-        if info.kind == "spend":
-            return {"expected_spend": model.expected_spend(data, cov)}
-        return {"probability_alive": model.predict("probability_alive", data, cov),
-                "expected_purchases": model.predict("expected_purchases", data, cov, HORIZON),
-                "residual_lifetime": model.predict("expected_discounted_residual_purchases", data, cov, DELTA)}
     if info.kind == "purchase":
         return {"probability_alive": model.probability_alive(data),
                 "expected_purchases": model.expected_purchases(data, HORIZON),
@@ -78,9 +71,16 @@ def fitted(inputs):
     for name, info in MODELS.items():
         assert info.inputs in inputs, f"{name}: no data built for inputs {info.inputs!r}; add it to inputs()"
         args, kw = inputs[info.inputs]
-        model = info.cls()
-        out[name] = (model, model.fit(*args, **kw), args)
+        out[name] = (model := _configured(info), model.fit(*args, **kw), args)
     return out
+
+
+def _configured(info):
+    """A model of the registered class; a covariate model reads the data's ``channel`` column."""
+    model = info.cls()
+    if info.inputs == "rfm+covariates":
+        model.set_params(**{k: ["channel"] for k in ("purchase", "dropout", "spend") if k in model.get_params()})
+    return model
 
 
 NAMES = sorted(MODELS)
@@ -148,8 +148,25 @@ def test_common_predictions_are_finite_and_indexed_alike(name, fitted):
         assert np.isfinite(arr).all(), f"{name}.{what} is not finite"
         if isinstance(values, pd.Series) and what not in ("probability_purchases",):
             assert values.index.equals(args[0].index), f"{name}.{what} is not indexed like the data"
-    if info.kind == "purchase" and info.inputs != "rfm+covariates":
+    if info.kind == "purchase":
         assert model.probability_purchases(np.arange(200), HORIZON).sum() == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weights_count_customers(name, inputs):
+    """``fit(data, weights=w)``: a row of weight 2 counts as two customers, so weights of 2
+    everywhere give the same estimates as none (the mean log-likelihood is the same); negative
+    weights are refused by name."""
+    info = MODELS[name]
+    args, kw = inputs[info.inputs]
+    plain = _configured(info).fit(*args, **kw)
+    # a calendar table's purchase calendar counts each customer once: its weights must agree with it
+    factor = 1.0 if info.inputs == "rfm+calendar" else 2.0
+    w = factor * np.asarray(kw.get("weights", np.ones(len(args[0]))), float)
+    doubled = _configured(info).fit(*args, **{**kw, "weights": w})
+    np.testing.assert_allclose(doubled.params_.to_numpy(float), plain.params_.to_numpy(float), rtol=2e-4, atol=1e-6)
+    with pytest.raises(clvmodels.exceptions.DataValidationError, match="weights"):
+        _configured(info).fit(*args, **{**kw, "weights": -w})
 
 
 @pytest.mark.parametrize("name", NAMES)

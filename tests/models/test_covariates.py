@@ -74,7 +74,13 @@ def test_recovers_the_effects_and_says_them(channels):
     np.testing.assert_allclose(m.predict("expected_purchases", rfm, covs, 26).loc[one],
                                models[1].expected_purchases(rfm.loc[one], 26))
     spend = clvmodels.GammaGammaModel().fit(rfm)
-    wi = m.what_if(spend, rfm, covs, {"channel": "A"}, horizon=26)
+    wi = clvmodels.covariate_what_if(m, spend, rfm, {"channel": "A"}, covariates=covs, horizon=26)
+    # the covariates may as well be columns of the data: the same numbers
+    joined = rfm.join(covs)
+    pd.testing.assert_frame_equal(clvmodels.covariate_what_if(m, spend, joined, {"channel": "A"}, horizon=26), wi)
+    np.testing.assert_allclose(m.expected_purchases(joined, 26), m.predict("expected_purchases", rfm, covs, 26))
+    again = CovariateBetaGeoModel(purchase=["channel"], dropout=["channel"]).fit(joined)
+    pd.testing.assert_series_equal(again.params_, m.params_, rtol=1e-9)
     a_customers = covs["channel"] == "A"
     np.testing.assert_allclose(wi.loc[a_customers, "clv_what_if"], wi.loc[a_customers, "clv"])
     b = covs["channel"] == "B"
@@ -102,7 +108,7 @@ def test_penalty_reference_and_bad_covariates(channels):
 def test_gamma_gamma_with_covariates():
     """Spend per purchase scaled by exp(gamma z) (v_i = v_0 exp(gamma z)): the multiplier is
     recovered, no covariate is plain Gamma-Gamma, and the gradient is the derivative."""
-    from clvmodels.models.covariates import CovariateGammaGammaModel, _gg_loglik
+    from clvmodels.models.covariate_spend import CovariateGammaGammaModel, _gg_loglik
 
     rng = np.random.default_rng(5)
     n = 20_000

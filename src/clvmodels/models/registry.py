@@ -58,7 +58,8 @@ class ModelInfo:
     inputs: str = "rfm"
     """What ``fit`` takes: ``"rfm"`` (an RFM table), ``"rfm+litt"`` (with each customer's
     regularity, ``rfm_summary(regularity=True)``), ``"rfm+calendar"`` (with the repeat purchases
-    per calendar day, ``calendar=True``), ``"rfm+covariates"`` (and a covariate table),
+    per calendar day, ``calendar=True``), ``"rfm+covariates"`` (with the covariate
+    columns the model names; a separate covariate table is accepted too),
     ``"discrete"`` (:func:`discrete_rfm`), ``"periods"`` (:func:`subscription_periods`)."""
 
     @property

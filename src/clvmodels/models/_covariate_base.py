@@ -1,0 +1,456 @@
+"""What the covariate models share (issue 17; issue 26, item 2): covariates as numbers
+(:func:`design_matrix`), the penalised objective and its observed information, and the contract
+every model of the package keeps - ``fit(data, weights=None)`` returning self with the covariates
+read from ``data``'s own columns (or from a separate table), ``summary``, ``covariance_log_``,
+``repr``, ``save``/``load``, and the common predictions (``probability_alive``,
+``expected_purchases``, ``probability_purchases``, the residual lifetime), each customer through
+the plain model of their covariate row.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from clvmodels.exceptions import DataValidationError, ModelFileError, NotFittedError, ParameterError
+from clvmodels.models._base import FORMAT_NAME, FORMAT_VERSION, Z95, BaseModel
+
+__all__ = ["Design", "design_matrix", "likelihood_ratio_test", "MAX_LEVELS"]
+
+
+@dataclass
+@dataclass
+class Design:
+    """Covariates as numbers: the matrix, its column names, and how categories were coded."""
+
+    matrix: np.ndarray
+    names: list[str]
+    reference: dict[str, str]
+
+
+#: levels a categorical covariate may have (each but the reference is a coefficient; a column of
+#: 20,000 levels asked for a 3.5 GiB design before this limit)
+MAX_LEVELS = 100
+
+
+def design_matrix(covariates: pd.DataFrame, columns: list[str], reference: dict[str, str] | None = None,
+                  levels: dict[str, list[str]] | None = None) -> tuple[Design, dict[str, list[str]]]:
+    """Numeric columns as they are; a text, category or boolean column one-hot encoded with its
+    most frequent level as the reference (or the one ``reference`` names). Returns the design
+    and the levels of each categorical column (to encode new data the same way)."""
+    if not isinstance(covariates, pd.DataFrame):
+        raise DataValidationError(f"covariates must be a pandas DataFrame, got {type(covariates).__name__}.")
+    missing = [c for c in columns if c not in covariates.columns]
+    if missing:
+        raise DataValidationError(f"covariates lack column(s) {missing}; they have {list(covariates.columns)}.")
+    blocks, names = [], []
+    ref_out: dict[str, str] = {}
+    levels_out: dict[str, list[str]] = {}
+    for col in columns:
+        v = covariates[col]
+        if v.isna().any():
+            raise DataValidationError(f"Covariate {col!r} is missing for {int(v.isna().sum())} customer(s); fill or "
+                                      "drop them (a missing value is not a level).")
+        if pd.api.types.is_numeric_dtype(v) and not pd.api.types.is_bool_dtype(v):
+            x = v.to_numpy(float)
+            if not np.all(np.isfinite(x)):
+                raise DataValidationError(f"Covariate {col!r} has values that are not finite.")
+            blocks.append(x[:, None])
+            names.append(col)
+            continue
+        text = v.astype(str)
+        counts = text.value_counts()
+        if levels is None and len(counts) > MAX_LEVELS:
+            raise DataValidationError(
+                f"Covariate {col!r} has {len(counts):,} levels (e.g. {counts.index[:3].tolist()}); a covariate may have at "
+                f"most {MAX_LEVELS} (each level but one is a coefficient to estimate). Group rare levels into "
+                "'other', use a coarser column, or summarise the forecast by it with segment_col instead.")
+        lv = (levels or {}).get(col) or sorted(counts.index.tolist(), key=lambda s: (-int(counts[s]), s))
+        ref = (reference or {}).get(col, lv[0])
+        if ref not in lv:
+            raise ParameterError(f"Reference level {ref!r} of covariate {col!r} is not among its levels {lv}.")
+        unseen = sorted(set(text.unique()) - set(lv))
+        if unseen:
+            raise DataValidationError(f"Covariate {col!r} has level(s) {unseen} the model was not fitted with "
+                                      f"(known: {lv}).")
+        others = [s for s in lv if s != ref]
+        for level in others:
+            blocks.append((text == level).to_numpy(float)[:, None])
+            names.append(f"{col}={level}")
+        ref_out[col] = ref
+        levels_out[col] = lv
+    matrix = np.hstack(blocks) if blocks else np.zeros((len(covariates), 0))
+    return Design(matrix, names, ref_out), levels_out
+
+
+
+def penalized_mean(total_and_grad, n: float, penalizer: float, n_base: int):
+    """Mean negative log-likelihood plus an L2 penalty on the coefficients (the parameters after
+    the first ``n_base``), with its gradient; non-finite values become a wall for the optimiser."""
+    def objective(theta):
+        with np.errstate(all="ignore"):  # a wild step of the optimiser is a wall, not a warning
+            total, g = total_and_grad(theta)
+        coef = theta[n_base:]
+        value = -total / n + penalizer * float((coef**2).sum())
+        grad = -g / n
+        grad[n_base:] += 2 * penalizer * coef
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros_like(theta)
+        return value, grad
+
+    return objective
+
+
+def observed_covariance(objective, theta: np.ndarray, n: float) -> np.ndarray:
+    """The inverse observed information: central differences of the analytic gradient (of the
+    mean objective, times the customers), inverted; NaN where it is singular."""
+    k = len(theta)
+    hess = np.empty((k, k))
+    for j in range(k):
+        e = np.zeros(k)
+        e[j] = 1e-5
+        hess[j] = (objective(theta + e)[1] - objective(theta - e)[1]) / 2e-5 * n
+    try:
+        cov = np.linalg.inv((hess + hess.T) / 2)
+    except np.linalg.LinAlgError:
+        return np.full((k, k), np.nan)
+    return cov if np.all(np.diag(cov) >= 0) else np.full((k, k), np.nan)
+
+
+def standard_errors(cov: np.ndarray, names: list[str]) -> pd.Series:
+    return pd.Series(np.sqrt(np.clip(np.diag(cov), 0, None)), index=names, name="std_error")
+
+
+def multiplier_row(model: Any, key: str, name: str, process: str, verb: str, level: float) -> dict:
+    """The coefficient ``key`` of ``model`` as a multiplier ``exp(gamma)`` with its interval, and in
+    words: "customers with NAME " + ``verb`` (formatted with the multiplier ``m``)."""
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    g, se = model.params_[key], model.standard_errors_[key]
+    lo, hi = np.exp(g - z * se), np.exp(g + z * se)
+    return {"covariate": name, "process": process, "estimate": np.exp(g), "lower": lo, "upper": hi,
+            "words": f"customers with {name} {verb.format(m=np.exp(g))} ({level:.0%} interval {lo:.2f}-{hi:.2f})"}
+
+
+#: the most parameters (base and coefficients) a model file may hold: a design of 20,000 dummy
+#: columns is not a model file of this package, and reading one must cost nothing
+MAX_FILE_PARAMS = 2_000
+
+
+class CovariateContract:
+    """What every covariate model shares with the plain models: ``get_params``/``set_params``,
+    ``summary`` (a property), ``covariance_log_``, ``repr``, ``save``/``load`` (versioned JSON,
+    no pickle). Subclasses give ``_n_base`` (parameters before the coefficients) and
+    ``_name_lists`` (the fitted lists of coefficient names they keep)."""
+
+    _n_base: ClassVar[int] = 4
+    _name_lists: ClassVar[tuple[str, ...]] = ()
+    _long_name: Any = ""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def set_params(self, **params: Any) -> Any:
+        known = self.get_params()
+        for k, v in params.items():
+            if k not in known:
+                raise ParameterError(f"Unknown parameter {k!r} for {type(self).__name__}; expected one of "
+                                     + ", ".join(repr(p) for p in known))
+            setattr(self, k, v)
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "params_"):
+            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(data) first.")
+
+    def _covariate_columns(self) -> list[str]:
+        return list(dict.fromkeys(self.purchase + self.dropout))
+
+    def _table(self, data: pd.DataFrame, covariates: pd.DataFrame | None) -> pd.DataFrame:
+        """The covariates of ``data``'s customers: ``data``'s own columns the model names, or
+        ``covariates`` (a table with a row for each customer of ``data``, by index)."""
+        if not isinstance(data, pd.DataFrame):
+            raise DataValidationError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+        names = self._covariate_columns()
+        if covariates is None:
+            missing = [c for c in names if c not in data.columns]
+            if missing:
+                raise DataValidationError(
+                    f"{type(self).__name__} reads its covariates {names} from the data's columns; "
+                    f"{missing} {'is' if len(missing) == 1 else 'are'} not among them ({list(data.columns)}). "
+                    "Join them to the RFM table (rfm.join(customers)) or pass covariates=customers.")
+            return data[names]
+        if not isinstance(covariates, pd.DataFrame):
+            raise DataValidationError(f"covariates must be a pandas DataFrame, got {type(covariates).__name__}.")
+        for name in names:
+            if name not in covariates.columns:
+                raise DataValidationError(f"Covariate {name!r} is not a column of covariates {list(covariates.columns)}.")
+        if covariates.index.equals(data.index):
+            return covariates
+        if not covariates.index.is_unique:
+            dup = covariates.index[covariates.index.duplicated()]
+            raise DataValidationError(f"covariates has {len(dup):,} repeated customer id(s), e.g. {list(dup[:3])}; "
+                                      "it needs one row per customer.")
+        missing_ids = data.index.difference(covariates.index)
+        if len(missing_ids):
+            raise DataValidationError(
+                f"covariates must have a row for every customer of the data (same index); {len(missing_ids):,} "
+                f"have none, e.g. {list(missing_ids[:3])}.")
+        return covariates.loc[data.index]
+
+    @staticmethod
+    def _weights(weights: Any, n: int) -> np.ndarray:
+        """``weights`` checked (one finite non-negative number per row), or ones."""
+        w = BaseModel._fit_weights(weights, n)
+        return np.ones(n) if w is None else w
+
+    @property
+    def covariance_log_(self) -> np.ndarray:
+        """Covariance of ``theta_`` (the base parameters' logs, then the coefficients, which are on
+        the log scale already): the same quantity as the plain models' ``covariance_log_``."""
+        self._check()
+        return self.covariance_
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Estimates with standard errors (base parameters as estimated, coefficients on the log
+        scale) and 95% intervals."""
+        self._check()
+        est, se = self.params_, self.standard_errors_
+        base = np.arange(len(est)) < self._n_base
+        log_est = np.where(base, np.log(np.where(base, est, 1.0)), est)
+        lo, hi = log_est - Z95 * se, log_est + Z95 * se
+        return pd.DataFrame({"estimate": est, "std_error": np.where(base, est * se, se),
+                             "lower_95": np.where(base, np.exp(lo), lo), "upper_95": np.where(base, np.exp(hi), hi)},
+                            index=pd.Index(est.index, name="parameter"))
+
+    def __repr__(self) -> str:
+        name = type(self).__name__
+        if not hasattr(self, "params_"):
+            return f"{name}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+        return (f"<{name} ({self._long_name}) fitted on {self.n_customers_:,} customers: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
+                + f"; log-likelihood {self.log_likelihood_:,.2f}>")
+
+    def _repr_html_(self) -> str:
+        if not hasattr(self, "params_"):
+            return f"<p><b>{type(self).__name__}</b> (not fitted)</p>"
+        table = self.summary.rename(columns={"estimate": "Estimate", "std_error": "Std. error",
+                                             "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
+        table.index.name = None
+        return (f"<p><b>{type(self).__name__}</b> &mdash; {html.escape(self._long_name)}; {self.n_customers_:,} "
+                f"customers; log-likelihood {self.log_likelihood_:,.2f}. Coefficients are on the log scale "
+                "(a coefficient g multiplies the rate by e<sup>g</sup>).</p>"
+                + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        self._check()
+        return {
+            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": type(self).__name__,
+            "init_params": self.get_params(),
+            "params": [str(n) for n in self.params_.index], "theta": [float(v) for v in self.theta_],
+            "covariance_log": np.asarray(self.covariance_, float).tolist(),
+            "levels": self.levels_, "reference": self.reference_,
+            "names": {k: list(getattr(self, k)) for k in self._name_lists},
+            "time_unit": getattr(self, "time_unit_", None), "log_likelihood": float(self.log_likelihood_),
+            "n_customers": int(self.n_customers_),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as versioned JSON (its coefficients, covariance and how covariates are
+        coded), readable by :meth:`load` and :func:`clvmodels.models.load_model`."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Read a model written by :meth:`save`; anything else is a :class:`ModelFileError`."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ModelFileError(f"Model file '{path}' does not exist.") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelFileError(f"Model file '{path}' has format_version {data.get('format_version')!r}; this "
+                                 f"clvmodels reads version {FORMAT_VERSION}. Refit the model or upgrade clvmodels.")
+        if data.get("model") != cls.__name__:
+            raise ModelFileError(f"Model file '{path}' holds a {data.get('model')}, not a {cls.__name__}.")
+        try:
+            return cls._from_dict(data)
+        except ModelFileError:
+            raise
+        except (ParameterError, KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise ModelFileError(f"Model file '{path}' is damaged or was not written by clvmodels: "
+                                 f"{type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Any:
+        def texts(value: Any, what: str) -> list[str]:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{what} must be a list of text")
+            return value
+
+        init = data.get("init_params") or {}
+        if not isinstance(init, dict) or set(init) - set(cls().get_params()):
+            raise ValueError(f"init_params must be a mapping of {sorted(cls().get_params())}")
+        model = cls(**init)
+        names = texts(data["params"], "params")
+        theta = np.asarray(data["theta"], dtype=float)
+        k = len(names)
+        if not (model._n_base <= k <= MAX_FILE_PARAMS) or theta.shape != (k,) or not np.all(np.isfinite(theta)):
+            raise ValueError(f"theta must be {k} finite numbers, one per parameter (at most {MAX_FILE_PARAMS})")
+        if np.any(np.abs(theta) > 700):
+            raise ValueError("theta holds values whose exponential overflows")
+        cov = np.asarray(data["covariance_log"], dtype=float)
+        if cov.shape != (k, k) or not np.all(np.isfinite(cov)):
+            raise ValueError(f"covariance_log must be a finite {k}x{k} matrix")
+        levels = data.get("levels") or {}
+        reference = data.get("reference") or {}
+        if not isinstance(levels, dict) or not all(isinstance(c, str) for c in levels):
+            raise ValueError("levels must map covariates to their levels")
+        levels = {c: texts(v, f"levels[{c!r}]") for c, v in levels.items()}
+        if not isinstance(reference, dict) or not all(isinstance(c, str) and isinstance(v, str)
+                                                       for c, v in reference.items()):
+            raise ValueError("reference must map covariates to a level")
+        unit = data.get("time_unit")
+        if unit not in (None, "D", "W"):
+            raise ValueError(f"time_unit must be 'D' or 'W', got {unit!r}")
+        lists = data.get("names") or {}
+        if not isinstance(lists, dict):
+            raise ValueError("names must be a mapping")
+        for key in cls._name_lists:
+            setattr(model, key, texts(lists.get(key, []), key))
+        model.theta_ = theta
+        model.params_ = pd.Series(np.concatenate([np.exp(theta[:model._n_base]), theta[model._n_base:]]),
+                                  index=names, name="estimate")
+        model.covariance_ = cov
+        model.standard_errors_ = standard_errors(cov, names)
+        model.levels_, model.reference_ = levels, reference
+        model.time_unit_ = unit
+        model.n_params_ = k
+        ll = float(data["log_likelihood"])
+        if not np.isfinite(ll):
+            raise ValueError("log_likelihood must be finite")
+        model.log_likelihood_ = ll
+        model.n_customers_ = int(data["n_customers"])
+        return model
+
+
+class PerCovariateRow(CovariateContract):
+    """Predictions of a covariate model through the plain model of each distinct covariate row
+    (every prediction of the plain models then applies). Subclasses give ``_plain_cls()`` and
+    ``_plain_params(Zp, Zd)`` (a frame of the plain model's parameters per design row)."""
+
+    def _models_for(self, Zp: np.ndarray, Zd: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+        params = self._plain_params(Zp, Zd).round(14)
+        codes, uniques = pd.factorize(pd.MultiIndex.from_frame(params))
+        cls = self._plain_cls()
+        models = [cls.from_params(dict(zip(params.columns, row, strict=True)), time_unit=self.time_unit_)
+                  for row in uniques]
+        return np.asarray(codes), models
+
+    def submodels(self, covariates: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
+        """Each customer's plain model: a code per customer and one plain model per code, with
+        the parameters of that covariate row."""
+        self._check()
+        dp, dd, _ = self._designs(covariates)
+        return self._models_for(dp.matrix, dd.matrix)
+
+    def customer_models(self, data: pd.DataFrame, covariates: pd.DataFrame | None = None,
+                        dropout_like: dict[str, Any] | None = None) -> tuple[np.ndarray, list[Any]]:
+        """:meth:`submodels` for the customers of ``data``, their covariates read from ``data``'s
+        columns (or from ``covariates``, indexed like it). ``dropout_like`` (e.g.
+        ``{"channel": "A"}``) sets dropout covariates for everyone, purchases unchanged: the
+        what-if of channel B customers dropping out like channel A's."""
+        self._check()
+        table = self._table(data, covariates)
+        dp, dd, _ = self._designs(table)
+        if dropout_like:
+            changed = table.copy()
+            for k, v in dropout_like.items():
+                if k not in self.dropout:
+                    raise ParameterError(f"{k!r} is not a dropout covariate of this model ({self.dropout}).")
+                changed[k] = v
+            dd = self._designs(changed)[1]
+        return self._models_for(dp.matrix, dd.matrix)
+
+    def predict(self, method: str, rfm: pd.DataFrame, covariates: pd.DataFrame | None, *args: Any) -> pd.Series:
+        """A plain model's prediction (``"probability_alive"``, ``"expected_purchases"``,
+        ``"probability_alive_after"``, ...) per customer, each with their covariates' model
+        (``covariates`` None: read from ``rfm``'s columns)."""
+        codes, models = self.customer_models(rfm, covariates)
+        parts = [getattr(m, method)(rfm[codes == i], *args) for i, m in enumerate(models)]
+        return pd.concat(parts).reindex(rfm.index)
+
+    # the common predictions of every purchase model, covariates read from the data's columns
+    def probability_alive(self, data: pd.DataFrame, covariates: pd.DataFrame | None = None) -> pd.Series:
+        """P(alive) per customer, with their covariate row's parameters."""
+        return self.predict("probability_alive", data, covariates)
+
+    def expected_purchases(self, data: pd.DataFrame, t: Any, covariates: pd.DataFrame | None = None) -> pd.Series:
+        """Expected purchases per customer in the next ``t``."""
+        return self.predict("expected_purchases", data, covariates, t)
+
+    def probability_alive_after(self, data: pd.DataFrame, t: Any,
+                                covariates: pd.DataFrame | None = None) -> pd.Series:
+        """P(still active ``t`` from now) per customer."""
+        return self.predict("probability_alive_after", data, covariates, t)
+
+    def expected_discounted_residual_purchases(self, data: pd.DataFrame, discount_rate: float,
+                                               covariates: pd.DataFrame | None = None) -> pd.Series:
+        """DERT per customer (the residual lifetime's discounted purchases)."""
+        return self.predict("expected_discounted_residual_purchases", data, covariates, discount_rate)
+
+    def base_model(self) -> Any:
+        """The plain model of the reference customer (every categorical covariate at its
+        reference level, every numeric one 0): the base parameters."""
+        self._check()
+        kp = len(getattr(self, "purchase_names_", []))
+        kd = len(getattr(self, "dropout_names_", []))
+        return self._models_for(np.zeros((1, kp)), np.zeros((1, kd)))[1][0]
+
+    def probability_purchases(self, n: Any, t: float) -> Any:
+        """P(X(t) = n) for a new reference customer (:meth:`base_model`)."""
+        return self.base_model().probability_purchases(n, t)
+
+    def expected_purchases_new_customer(self, t: Any) -> Any:
+        """E[X(t)] for a new reference customer (:meth:`base_model`)."""
+        return self.base_model().expected_purchases_new_customer(t)
+
+    def _designs(self, covariates: pd.DataFrame):
+        levels = getattr(self, "levels_", None)
+        dp, lp = design_matrix(covariates, self.purchase, self.reference, levels)
+        dd, ld = design_matrix(covariates, self.dropout, self.reference, levels)
+        return dp, dd, {**lp, **ld}
+
+
+def likelihood_ratio_test(restricted: Any, full: Any) -> dict[str, float]:
+    """Likelihood-ratio test of a model against a larger one it is nested in (e.g. without and
+    with a covariate): ``2 (LL_full - LL_restricted)`` against chi-squared with the difference in
+    parameters as degrees of freedom."""
+    def n_params(m):
+        return getattr(m, "n_params_", None) or len(m.params_)
+
+    df = n_params(full) - n_params(restricted)
+    if df <= 0:
+        raise ParameterError("The full model must have more parameters than the restricted one.")
+    stat = 2.0 * (float(full.log_likelihood_) - float(restricted.log_likelihood_))
+    return {"statistic": stat, "df": float(df), "p_value": float(stats.chi2.sf(max(stat, 0.0), df))}
+
+
