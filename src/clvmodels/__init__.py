@@ -36,10 +36,15 @@ from clvmodels.models import (
     SeasonalBetaGeoModel,
     SeasonalParetoNBDModel,
     ShiftedBetaGeometricModel,
-    discrete_rfm,
     subscription_periods,
 )
-from clvmodels.rfm import PurchaseCalendar, calibration_holdout, purchase_calendar, rfm_summary
+from clvmodels.rfm import (
+    PurchaseCalendar,
+    calibration_holdout,
+    discrete_rfm,
+    purchase_calendar,
+    rfm_summary,
+)
 from clvmodels.selection import ModelSelection, select_model
 from clvmodels.tiers import (
     assign_tiers,

@@ -61,7 +61,8 @@ from clvmodels.transactions import (
     remember_facts,
 )
 
-__all__ = ["rfm_summary", "calibration_holdout", "purchase_calendar", "PurchaseCalendar", "HOLDOUT_COLUMNS"]
+__all__ = ["rfm_summary", "calibration_holdout", "discrete_rfm", "purchase_calendar", "PurchaseCalendar",
+           "HOLDOUT_COLUMNS"]
 
 HOLDOUT_COLUMNS = (
     "frequency_holdout", "monetary_value_holdout", "revenue_holdout", "duration_holdout"
@@ -565,4 +566,28 @@ def calibration_holdout(
     )
     if calendar:
         out.attrs["purchase_calendar"] = _purchase_calendar(t.filter(t.date <= cal_lit), cal_end)
+    return out
+
+
+def discrete_rfm(transactions: pd.DataFrame, *, period: str = "Y", start: Any = None,
+                 end: Any = None) -> pd.DataFrame:
+    """Per-customer ``frequency``, ``recency``, ``n_periods`` for BG/BB
+    (:class:`clvmodels.BetaGeoBetaBinomModel`) from a transaction log.
+
+    Calendar periods (``period`` a pandas period alias: "Y" years, "Q", "M", "W") are the
+    opportunities; a customer's first period with a purchase is their trial (opportunity 0);
+    ``n_periods`` counts the periods after it up to ``end``'s period; ``frequency`` the ones of
+    them with a purchase; ``recency`` the last such period (0 if none).
+    """
+    t = execute(load_transactions(transactions).select("customer_id", "date"))
+    ordinal = pd.to_datetime(t["date"]).dt.to_period(period).map(lambda q: q.ordinal).to_numpy()
+    lo = pd.Period(start, period).ordinal if start is not None else ordinal.min()
+    hi = pd.Period(end, period).ordinal if end is not None else ordinal.max()
+    keep = (ordinal >= lo) & (ordinal <= hi)
+    df = pd.DataFrame({"customer_id": t["customer_id"].to_numpy()[keep], "k": ordinal[keep]}).drop_duplicates()
+    g = df.groupby("customer_id")["k"]
+    first = g.min()
+    out = pd.DataFrame({"frequency": g.size() - 1, "recency": g.max() - first, "n_periods": hi - first})
+    out = out.astype(int)
+    out.attrs["period"] = period
     return out

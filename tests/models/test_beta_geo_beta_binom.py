@@ -12,8 +12,8 @@ from clvmodels.models.beta_geo_beta_binom import (
     BetaGeoBetaBinomModel,
     _prepare,
     _terms,
-    discrete_rfm,
 )
+from clvmodels.rfm import discrete_rfm
 
 
 @pytest.fixture(scope="module")

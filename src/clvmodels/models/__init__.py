@@ -1,11 +1,7 @@
 """Probabilistic "buy till you die" models."""
 
 from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
-from clvmodels.models.beta_geo_beta_binom import (
-    BetaGeoBetaBinomModel,
-    bgbb_log_likelihood,
-    discrete_rfm,
-)
+from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_log_likelihood
 from clvmodels.models.contractual import (
     BetaDiscreteWeibullModel,
     ShiftedBetaGeometricModel,
@@ -24,6 +20,9 @@ from clvmodels.models.pareto_nbd import ParetoNBDModel, pareto_nbd_log_likelihoo
 from clvmodels.models.registry import MODELS, load_model
 from clvmodels.models.seasonal import SeasonalBetaGeoModel
 from clvmodels.models.seasonal_pareto import SeasonalParetoNBDModel
+
+# BG/BB's table from a transaction log is data preparation (clvmodels.rfm); kept importable from here
+from clvmodels.rfm import discrete_rfm
 
 __all__ = [
     "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",

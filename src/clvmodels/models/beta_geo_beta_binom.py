@@ -26,7 +26,7 @@ from clvmodels.exceptions import DataValidationError
 from clvmodels.models._base import BaseModel, penalized_objective
 from clvmodels.models._special import hyp2f1
 
-__all__ = ["BetaGeoBetaBinomModel", "bgbb_log_likelihood", "discrete_rfm"]
+__all__ = ["BetaGeoBetaBinomModel", "bgbb_log_likelihood"]
 
 BGBB_COLUMNS = ("frequency", "recency", "n_periods")
 
@@ -47,7 +47,7 @@ def _check(data: Any, name: str = "data") -> tuple[np.ndarray, np.ndarray, np.nd
     if missing:
         raise DataValidationError(
             f"{name} is missing column(s) {missing}; it has {list(data.columns)}. Build it with "
-            "clvmodels.models.beta_geo_beta_binom.discrete_rfm(transactions, ...)."
+            "clvmodels.discrete_rfm(transactions, ...)."
         )
     if len(data) == 0:
         raise DataValidationError(f"{name} has no rows (no customers).")
@@ -146,7 +146,7 @@ class BetaGeoBetaBinomModel(BaseModel):
     Notes
     -----
     Fitted on a table with ``frequency``, ``recency`` and ``n_periods`` per customer (or per
-    distinct pattern with ``weights``), e.g. from :func:`discrete_rfm`. Predictions follow
+    distinct pattern with ``weights``), e.g. from :func:`clvmodels.rfm.discrete_rfm`. Predictions follow
     FHS 2010: ``probability_alive`` (eq. 11, active at opportunity n+1), ``expected_purchases``
     over the next opportunities (eq. 13), ``expected_purchases_new_customer`` (eq. 7) and
     ``expected_discounted_residual_purchases`` (DERT, eq. 14).
@@ -293,30 +293,4 @@ def _bgbb_pmf(x: np.ndarray, n: int, alpha, beta, gamma, delta) -> np.ndarray:
             out = out + np.where(ok, special.comb(i, x) * np.exp(
                 special.betaln(alpha + x, beta + np.maximum(i - x, 0)) - lb_ab
                 + special.betaln(gamma + 1, delta + i) - lb_gd), 0.0)
-    return out
-
-
-def discrete_rfm(transactions: pd.DataFrame, *, period: str = "Y", start: Any = None,
-                 end: Any = None) -> pd.DataFrame:
-    """Per-customer ``frequency``, ``recency``, ``n_periods`` for BG/BB from a transaction log.
-
-    Calendar periods (``period`` a pandas period alias: "Y" years, "Q", "M", "W") are the
-    opportunities; a customer's first period with a purchase is their trial (opportunity 0);
-    ``n_periods`` counts the periods after it up to ``end``'s period; ``frequency`` the ones of
-    them with a purchase; ``recency`` the last such period (0 if none).
-    """
-    from clvmodels.engine import execute
-    from clvmodels.transactions import load_transactions
-
-    t = execute(load_transactions(transactions).select("customer_id", "date"))
-    ordinal = pd.to_datetime(t["date"]).dt.to_period(period).map(lambda q: q.ordinal).to_numpy()
-    lo = pd.Period(start, period).ordinal if start is not None else ordinal.min()
-    hi = pd.Period(end, period).ordinal if end is not None else ordinal.max()
-    keep = (ordinal >= lo) & (ordinal <= hi)
-    df = pd.DataFrame({"customer_id": t["customer_id"].to_numpy()[keep], "k": ordinal[keep]}).drop_duplicates()
-    g = df.groupby("customer_id")["k"]
-    first = g.min()
-    out = pd.DataFrame({"frequency": g.size() - 1, "recency": g.max() - first, "n_periods": hi - first})
-    out = out.astype(int)
-    out.attrs["period"] = period
     return out

@@ -21,6 +21,7 @@ from clvmodels._text import slug
 from clvmodels._version import __version__
 from clvmodels.exceptions import ParameterError, ReportError
 from clvmodels.reporting.config import TEMPLATES, ReportConfig, validate_parameters
+from clvmodels.transactions import is_remote
 
 
 def template_path(name_or_path: str | os.PathLike | None) -> Path:
@@ -235,8 +236,6 @@ def run_report(
     """
     import nbformat
     import papermill as pm
-
-    from clvmodels.transactions import is_remote
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     path = template_path(template)

@@ -17,6 +17,7 @@ from clvmodels.reporting.content import (
     pyramid_html,
     ranked_list,
 )
+from clvmodels.subscriptions import SubscriptionConfig
 
 __all__ = ["subscription_heading", "subscription_first_screen", "subscription_summary",
            "format_subscription_tiers", "format_subscription_backtest", "subscription_method",
@@ -90,8 +91,6 @@ def subscription_summary(an: Any) -> str:
 
 
 def subscription_assumptions(cfg: Any) -> str:
-    from clvmodels.subscriptions import SubscriptionConfig
-
     d = {f.name: f.default for f in SubscriptionConfig.__dataclass_fields__.values()}
     rows = [("Horizon", f"{cfg.horizon} {cfg.period}s", cfg.horizon == d["horizon"]),
             ("Margin (share of payments that is profit)", f"{cfg.margin:.0%}", cfg.margin == d["margin"]),
