@@ -7,7 +7,7 @@ from lifetimes import BetaGeoBetaBinomFitter
 from scipy import optimize
 
 from clvmodels.exceptions import ConvergenceError, DataValidationError
-from clvmodels.models._base import penalized_objective
+from clvmodels.models._fitting import penalized_objective
 from clvmodels.models.beta_geo_beta_binom import (
     BetaGeoBetaBinomModel,
     _prepare,

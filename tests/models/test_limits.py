@@ -158,7 +158,7 @@ def test_a_fit_that_lost_precision_near_the_limit_is_placed_at_it():
     where rounding stopped the optimiser."""
     from scipy import optimize
 
-    from clvmodels.models._base import _guarded
+    from clvmodels.models._fitting import _guarded
 
     x, tx, T = np.full(50, 2.0), np.full(50, 5.0), np.full(50, 10.0)
     d = beta_geo._prepare(x, tx, T, weights=None)
@@ -181,7 +181,7 @@ def test_an_interior_optimum_is_not_taken_for_a_limit(sample_cal):
     estimates pushed halfway to a limit, no face of the limit is as likely as the optimum."""
     from scipy import optimize
 
-    from clvmodels.models._base import _guarded
+    from clvmodels.models._fitting import _guarded
 
     d = beta_geo._prepare(sample_cal["frequency"].to_numpy(float), sample_cal["recency"].to_numpy(float),
                           sample_cal["T"].to_numpy(float), weights=None)

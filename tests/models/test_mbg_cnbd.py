@@ -235,7 +235,7 @@ def test_the_derivative_free_fallback_has_a_budget(monkeypatch):
     stops at its budget, says so, and ends where it ended before (accepted on the flat ridge)."""
     from scipy import optimize as so
 
-    from clvmodels.models import _base
+    from clvmodels.models import _fitting
 
     rng = np.random.default_rng(0)
     rows = [(f"C{i:04d}", pd.Timestamp("2024-01-01") + pd.Timedelta(days=float(d)), rng.gamma(2, 20))
@@ -252,8 +252,8 @@ def test_the_derivative_free_fallback_has_a_budget(monkeypatch):
             spent.append(res.nfev)
         return res
 
-    monkeypatch.setattr(_base.optimize, "minimize", counting)
+    monkeypatch.setattr(_fitting.optimize, "minimize", counting)
     model = MBGCNBDModel().fit(cal)
-    assert spent and max(spent) <= _base.NELDER_MEAD_EVALUATIONS + 10
+    assert spent and max(spent) <= _fitting.NELDER_MEAD_EVALUATIONS + 10
     assert any("stopped at its budget" in a for a in model.fit_info_["attempts"])
     assert model.converged_ and np.isfinite(model.probability_alive(cal)).all()

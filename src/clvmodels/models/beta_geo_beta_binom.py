@@ -23,7 +23,8 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, raise_bad_rows
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import BaseModel, penalized_objective
+from clvmodels.models._base import BaseModel
+from clvmodels.models._fitting import penalized_objective
 from clvmodels.models._special import hyp2f1
 
 __all__ = ["BetaGeoBetaBinomModel", "bgbb_log_likelihood"]

@@ -32,7 +32,8 @@ from scipy import special
 
 from clvmodels._validation import check_number
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.models._base import BaseModel, penalized_objective
+from clvmodels.models._base import BaseModel
+from clvmodels.models._fitting import penalized_objective
 
 __all__ = ["ShiftedBetaGeometricModel", "BetaDiscreteWeibullModel", "subscription_periods", "PERIODS"]
 

@@ -27,7 +27,8 @@ from clvmodels.exceptions import (
     ModelAssumptionWarning,
     ModelError,
 )
-from clvmodels.models._base import BaseModel, penalized_objective, subsample_weights
+from clvmodels.models._base import BaseModel
+from clvmodels.models._fitting import penalized_objective, subsample_weights
 
 __all__ = ["GammaGammaModel", "gamma_gamma_log_likelihood", "conditional_spend", "CORRELATION_WARNING_THRESHOLD"]
 

@@ -26,7 +26,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import DAYS_PER_UNIT, DAYS_PER_YEAR, check_number, check_rfm
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
+from clvmodels.models._fitting import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import LIFETIME_YEARS, PurchaseModel
 from clvmodels.models._special import _beta_rule, _gamma_rule, hyp2f1
 

@@ -25,7 +25,7 @@ from scipy import special
 from clvmodels._compress import compress
 from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
-from clvmodels.models._base import _SHAPE_LOG, penalized_objective, subsample_weights
+from clvmodels.models._fitting import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
 from clvmodels.models._special import power_integral
 
