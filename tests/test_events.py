@@ -16,7 +16,7 @@ import pytest
 import clvmodels
 from clvmodels import pipeline, reporting
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.models.seasonal import read_events
+from clvmodels.models.calendar import read_events
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "validation"))
 from worlds import START, _simulate  # noqa: E402

@@ -29,7 +29,7 @@ import pandas as pd
 import clvmodels
 from clvmodels import pipeline, reporting
 from clvmodels.exceptions import ClvModelsError
-from clvmodels.models.seasonal import MIN_SPAN_DAYS
+from clvmodels.models.calendar import MIN_SPAN_DAYS
 from clvmodels.selection import (
     ROLLING_ORIGINS,
     candidate_classes,

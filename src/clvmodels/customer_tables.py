@@ -27,8 +27,8 @@ from clvmodels.evaluate import restrict_log
 from clvmodels.exceptions import ParameterError
 from clvmodels.forecast import FORECAST_COLUMNS, acquisition_budget, forecast, forecast_settings
 from clvmodels.intervals import forecast_intervals, grouped_tier_intervals, tier_intervals
+from clvmodels.models.calendar import needs_calendar
 from clvmodels.models.gamma_gamma import GammaGammaModel
-from clvmodels.models.seasonal import needs_calendar
 from clvmodels.reporting import ReportConfig, data_overview, overview_table
 from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE
 from clvmodels.rfm import purchase_calendar

@@ -31,8 +31,8 @@ from clvmodels.evaluate import evaluate
 from clvmodels.exceptions import DataValidationError
 from clvmodels.intervals import backtest_error, widen_intervals, with_earlier_origins
 from clvmodels.models.beta_geo import BetaGeoModel
+from clvmodels.models.calendar import MIN_SPAN_DAYS, read_events
 from clvmodels.models.gamma_gamma import GammaGammaModel
-from clvmodels.models.seasonal import MIN_SPAN_DAYS, read_events
 from clvmodels.reporting import ReportConfig, data_overview, report_source, save_artifacts
 from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE, at_risk_customers
 from clvmodels.rfm import calibration_holdout, summarise_log

@@ -56,8 +56,8 @@ from clvmodels._compress import compress
 from clvmodels._validation import check_number
 from clvmodels.exceptions import ConvergenceError, DataValidationError
 from clvmodels.models._special import _Q_NODES, _Q_WEIGHTS, _composite_rule
+from clvmodels.models.calendar import CalendarClock, day_number
 from clvmodels.models.pareto_nbd import ParetoNBDModel, _legendre_nodes, _pnbd_pmf
-from clvmodels.models.seasonal import _CalendarClock, _day
 
 __all__ = ["SeasonalParetoNBDModel", "FIT_CUSTOMERS"]
 
@@ -192,7 +192,7 @@ def _row_terms(params, x, cl: _Clocks, i_first, i_last, i_end, *, grad: bool = F
     return log_alive, log_i, mom, acc
 
 
-class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
+class SeasonalParetoNBDModel(CalendarClock, ParetoNBDModel):
     """Pareto/NBD with calendar covariates in the purchase and the dropout process; see the module notes.
 
     Parameters
@@ -260,7 +260,7 @@ class SeasonalParetoNBDModel(_CalendarClock, ParetoNBDModel):
         data = self._calendar_rows(rfm, weights)
         plain = ParetoNBDModel(penalizer_coef=self.penalizer_coef, tol=self.tol, max_iter=self.max_iter).fit(
             data.table, weights=data.table_w)
-        origin = _day(data.as_of, "as_of")
+        origin = day_number(data.as_of, "as_of")
         Z, W = self._z(data.days, origin), self._zd(data.days, origin)
         kz, kw = Z.shape[1], W.shape[1]
         x, rw, lo, unit = data.x, data.w, data.lo, data.unit
