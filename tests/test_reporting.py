@@ -234,7 +234,7 @@ def test_hostile_text_is_inert_in_tables_and_csv(tmp_path):
     html_out = reporting.format_at_risk(at_risk).to_html()
     assert "<img" not in html_out and "&lt;img" in html_out
     tier = pd.DataFrame({"x": [1.0]}, index=pd.Index(["Gold"], name="tier"))
-    styled = reporting.content._inert(tier.rename(columns={"x": f"Total{'<b>USD</b>'}"}).style).to_html()
+    styled = reporting.tables.inert(tier.rename(columns={"x": f"Total{'<b>USD</b>'}"}).style).to_html()
     assert "<b>USD</b>" not in styled
     for text in ("see https://evil.example/x", "www.evil.example", "a@evil.example"):
         rendered = md.markdown2html_mistune(reporting.md_escape(text))

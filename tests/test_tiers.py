@@ -103,7 +103,7 @@ def test_retention_what_if(setup, sample_rfm):
 def test_backtest_error_and_widened_intervals():
     from types import SimpleNamespace
 
-    from clvmodels.intervals import backtest_error, widen_intervals
+    from clvmodels.backtest_ranges import backtest_error, widen_intervals
 
     tiers = pd.DataFrame({
         "predicted_purchases": [100.0, 80.0, 40.0, 10.0], "actual_purchases": [90.0, 80.0, 50.0, 20.0],
@@ -141,7 +141,7 @@ def test_backtest_error_and_widened_intervals():
 
     # issue 27, item 6: an earlier origin where Platinum was over-predicted by 25% (log error
     # ln(1/1.25)) widens Platinum's range down to that correction, and sigma covers both origins
-    from clvmodels.intervals import with_earlier_origins
+    from clvmodels.backtest_ranges import with_earlier_origins
 
     earlier = pd.DataFrame([{"origin": 1, "purchases_Platinum_pct": 25.0, "purchases_Gold_pct": 0.0,
                              "purchases_Iron_pct": -20.0, "purchases_Lead_pct": -50.0, "total_pct": -4.0,

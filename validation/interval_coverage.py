@@ -8,7 +8,7 @@ week 39, holdout weeks 39-65), refitted on everything to week 65, and the tier i
 the next 26 weeks (to week 91) are checked against what customers then did. Two intervals are
 checked: the model's own (:func:`clvmodels.tier_intervals`: parameter uncertainty and the
 randomness of purchases) and the one the report shows, widened by the backtest's error
-(:func:`clvmodels.intervals.widen_intervals`).
+(:func:`clvmodels.backtest_ranges.widen_intervals`).
 
 Worlds:
 
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 import clvmodels
+from clvmodels.backtest_ranges import backtest_error, widen_intervals
 from clvmodels.datasets import load_cdnow, simulate_transactions
-from clvmodels.intervals import backtest_error, widen_intervals
 from clvmodels.tiers import TIERS
 
 HERE = Path(__file__).resolve().parent

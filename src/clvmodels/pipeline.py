@@ -24,12 +24,12 @@ import pandas as pd
 
 from clvmodels._validation import DAYS_PER_UNIT, check_timestamp
 from clvmodels.attributes import choose_covariates, customer_attributes
+from clvmodels.backtest_ranges import backtest_error, widen_intervals, with_earlier_origins
 from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
 from clvmodels.customer_tables import InEngine, InMemory, Run
 from clvmodels.engine import engine_named, engine_of, set_engine_memory
 from clvmodels.evaluate import evaluate
 from clvmodels.exceptions import DataValidationError
-from clvmodels.intervals import backtest_error, widen_intervals, with_earlier_origins
 from clvmodels.models.beta_geo import BetaGeoModel
 from clvmodels.models.calendar import MIN_SPAN_DAYS, read_events
 from clvmodels.models.gamma_gamma import GammaGammaModel

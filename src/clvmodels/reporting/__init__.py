@@ -9,7 +9,7 @@ names below are the package's face for templates, scripts and the command line.
 
 from __future__ import annotations
 
-from clvmodels.reporting import config, content, files, runner, subscription
+from clvmodels.reporting import config, content, files, runner, subscription, tables
 from clvmodels.reporting.config import (
     DATASETS,
     TEMPLATES,
@@ -27,19 +27,6 @@ from clvmodels.reporting.content import (
     data_overview,
     executive_summary,
     first_screen,
-    format_at_risk,
-    format_backtest_tiers,
-    format_cash_flow,
-    format_deciles,
-    format_lost_customers,
-    format_migration,
-    format_scorecard,
-    format_segments,
-    format_selection,
-    format_since_accuracy,
-    format_tier_overview,
-    format_tier_table,
-    format_what_if,
     identification_notes,
     md_customer_table,
     md_escape,
@@ -79,6 +66,21 @@ from clvmodels.reporting.subscription import (
     subscription_since,
     subscription_summary,
 )
+from clvmodels.reporting.tables import (
+    format_at_risk,
+    format_backtest_tiers,
+    format_cash_flow,
+    format_deciles,
+    format_lost_customers,
+    format_migration,
+    format_scorecard,
+    format_segments,
+    format_selection,
+    format_since_accuracy,
+    format_tier_overview,
+    format_tier_table,
+    format_what_if,
+)
 
 __all__ = [
     "config",
@@ -86,6 +88,7 @@ __all__ = [
     "files",
     "runner",
     "subscription",
+    "tables",
     "DATASETS",
     "TEMPLATES",
     "ReportConfig",

@@ -8,15 +8,14 @@ from typing import Any
 import pandas as pd
 
 from clvmodels.reporting.content import (
-    _h,
-    _inert,
-    _money_text,
-    _tile,
     assumptions_html,
+    escape_html,
     md_escape,
+    money_text,
     pyramid_html,
-    ranked_list,
+    tile,
 )
+from clvmodels.reporting.tables import inert, ranked_list
 from clvmodels.subscriptions import SubscriptionConfig
 
 __all__ = ["subscription_heading", "subscription_first_screen", "subscription_summary",
@@ -40,22 +39,22 @@ def subscription_first_screen(an: Any) -> str:
             (f"{an.backtest_error:+.1f}%", f"subscribers still active {cfg.holdout_periods} {cfg.period}s after "
                                            f"the backtest's date, forecast against what happened"))
     tiles = [
-        _tile("Value of today's subscribers over their remaining lifetime (payments still to come)",
-              _money_text(total["total_clv"], cur),
-              f"likely between {_money_text(total['total_clv_lower'], cur)} and "
-              f"{_money_text(total['total_clv_upper'], cur)} ({cfg.interval_level:.0%} range); margin "
+        tile("Value of today's subscribers over their remaining lifetime (payments still to come)",
+              money_text(total["total_clv"], cur),
+              f"likely between {money_text(total['total_clv_lower'], cur)} and "
+              f"{money_text(total['total_clv_upper'], cur)} ({cfg.interval_level:.0%} range); margin "
               f"{cfg.margin:.0%}, discounted"),
-        _tile(f"Subscribers expected to leave in the next {horizon}", f"{total['expected_to_leave']:,.0f}",
+        tile(f"Subscribers expected to leave in the next {horizon}", f"{total['expected_to_leave']:,.0f}",
               f"of the {int(total['subscribers']):,} active now ({total['share_leaving']:.0%})"),
-        _tile("Platinum subscribers' share of that value", f"{top['share_of_clv']:.0%}",
+        tile("Platinum subscribers' share of that value", f"{top['share_of_clv']:.0%}",
               f"from the top {int(top['subscribers']):,} subscribers"),
-        _tile("How far the last backtest missed", *miss),
+        tile("How far the last backtest missed", *miss),
     ]
     risk = getattr(an, "at_risk", None)
     act = ""
     if risk is not None and len(risk):
         act = (f'<p class="act"><b>What to do:</b> call the Platinum and Gold subscribers most likely to cancel in the '
-               f'next {_h(horizon)}: {_h(_money_text(float(risk["value_at_stake"].sum()), cur))} of lifetime value at '
+               f'next {escape_html(horizon)}: {escape_html(money_text(float(risk["value_at_stake"].sum()), cur))} of lifetime value at '
                f'stake over {len(risk):,} subscribers, the most first: <a href="#Subscribers-to-call">the list</a>.</p>')
     return f'<div class="tiles">{"".join(tiles)}</div>{act}{pyramid_html(t, "subscribers")}'
 
@@ -68,7 +67,7 @@ def format_subscribers_at_risk(at_risk: pd.DataFrame, top: int = 50, *, money: s
         "clv": f"Lifetime value{money}", "value_at_stake": f"Value at stake{money}"})
     t.index = t.index.astype(str)
     t.index.name, t.columns.name = None, "Subscriber"
-    styler = _inert(t.style).format({"Chance of cancelling in the horizon": "{:.0%}", f"Lifetime value{money}": "{:,.2f}",
+    styler = inert(t.style).format({"Chance of cancelling in the horizon": "{:.0%}", f"Lifetime value{money}": "{:,.2f}",
                                      f"Value at stake{money}": "{:,.2f}"}, escape="html")
     return ranked_list(styler, f"{len(at_risk):,} subscribers listed, the first {len(t):,} shown")
 
@@ -102,7 +101,7 @@ def subscription_assumptions(cfg: Any) -> str:
 
 
 def format_subscription_tiers(t: pd.DataFrame, cfg: Any):
-    money = f" ({_h(cfg.currency)})" if cfg.currency else ""
+    money = f" ({escape_html(cfg.currency)})" if cfg.currency else ""
     level = f"{cfg.interval_level:.0%}"
     out = pd.DataFrame({
         "Subscribers": t["subscribers"], f"Value{money}": t["total_clv"],
@@ -117,7 +116,7 @@ def format_subscription_tiers(t: pd.DataFrame, cfg: Any):
     })
     out.index = out.index.astype(str).rename(None)
     out.columns.name = "Tier"
-    return _inert(out.style).format({"Subscribers": "{:,.0f}", f"Value{money}": "{:,.0f}", "Share of value": "{:.0%}",
+    return inert(out.style).format({"Subscribers": "{:,.0f}", f"Value{money}": "{:,.0f}", "Share of value": "{:.0%}",
                                      "Mean value": "{:,.2f}", f"Renewals, next {cfg.horizon}": "{:,.0f}",
                                      f"Expected to leave, next {cfg.horizon}": "{:,.0f}"}, escape="html")
 
@@ -128,7 +127,7 @@ def format_subscription_backtest(table: pd.DataFrame):
                                 "log_likelihood": "Log-likelihood (fit)", "bic": "BIC", "chosen": "Chosen"})
     out.index = out.index.astype(str).rename(None)
     out.columns.name = "Model"
-    return _inert(out.style).format(precision=3, escape="html")
+    return inert(out.style).format(precision=3, escape="html")
 
 
 def subscription_method(an: Any) -> str:
@@ -160,11 +159,11 @@ def subscription_since(since: dict | None, cfg: Any) -> str:
         "earlier):",
         "",
         f"* **Valuable subscribers lost**: {since['lost']['customers']:,} who were Platinum or Gold then have left; "
-        f"the earlier run valued them at {_money_text(since['lost']['value'], md_escape(cur))}.",
+        f"the earlier run valued them at {money_text(since['lost']['value'], md_escape(cur))}.",
         f"* **How the last forecast did**: it expected {since['predicted_leavers']:,.0f} of the subscribers active then "
         f"to leave in the {since['elapsed']} {cfg.period}s since; {since['actual_leavers']:,} did.",
-        f"* **Value of the active subscribers** is {_money_text(since['value_now'], md_escape(cur))} now against "
-        f"{_money_text(since['value_then'], md_escape(cur))} then ({_money_text(change, md_escape(cur))}).",
+        f"* **Value of the active subscribers** is {money_text(since['value_now'], md_escape(cur))} now against "
+        f"{money_text(since['value_then'], md_escape(cur))} then ({money_text(change, md_escape(cur))}).",
     ]
     return "\n".join(lines)
 
@@ -173,4 +172,4 @@ def format_subscription_migration(migration: pd.DataFrame):
     out = migration.copy()
     out.index = out.index.astype(str).rename(None)
     out.columns.name = "Tier then \\ now"
-    return _inert(out.style).format("{:,.0f}", escape="html")
+    return inert(out.style).format("{:,.0f}", escape="html")
