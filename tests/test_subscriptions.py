@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clvmodels import subscriptions
+from clvmodels import pipeline, subscriptions
+from clvmodels import stages as stages_module
 from clvmodels.datasets import example_subscriptions
 from clvmodels.exceptions import ParameterError
 from clvmodels.reporting import run_report
@@ -82,6 +83,29 @@ def test_analysis_as_of_a_past_date_and_the_backtest():
     assert abs(an.backtest_error) < 10
     assert cfg.per_period_discount == pytest.approx(1.10 ** (1 / 12) - 1, rel=1e-3)
     assert (an.retention["observed"].between(0, 1)).all()
+    # the stages ran in order and each is timed, as the transaction report's are
+    assert list(an.timings) == ["load and periods", "backtest and model choice", "fit on all data and forecast",
+                                "tiers and intervals", "retention curve and at-risk list", "since the last run",
+                                "write files"]
+
+
+def test_a_new_section_is_one_stage(monkeypatch):
+    """Both reports run a list of stages through clvmodels.stages.run_stages: a stage added to
+    the list sees what the earlier ones left and its result is part of the run."""
+    seen = {}
+
+    def count_long_subscribers(run):
+        seen["long"] = int((run.forecast["periods"] >= 12).sum())
+        run.clock.lap("long subscribers")
+
+    stages = list(subscriptions.SUBSCRIPTION_STAGES)
+    monkeypatch.setattr(subscriptions, "SUBSCRIPTION_STAGES", stages[:3] + [count_long_subscribers] + stages[3:])
+    cfg = subscriptions.validate_subscription_parameters({"n_draws": 20, "observation_end": "2023-12-31"})
+    an = subscriptions.run_subscription_analysis(cfg, example_subscriptions(30))
+    assert seen["long"] == int((an.forecast["periods"] >= 12).sum()) > 0
+    assert "long subscribers" in an.timings
+    assert pipeline.STAGES and all(callable(s) for s in pipeline.STAGES)
+    assert stages_module.run_stages([], []) == []
 
 
 def test_bad_parameters_are_named(tmp_path):

@@ -38,6 +38,7 @@ from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE, a
 from clvmodels.rfm import calibration_holdout, summarise_log
 from clvmodels.selection import ROLLING_ORIGINS, select_model
 from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
+from clvmodels.stages import Clock, run_stages
 from clvmodels.transactions import date_range
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "earlier_backtests", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
@@ -415,15 +416,9 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     :data:`ENGINE_SCORING_ABOVE` customers, and on Spark unless a customer table is given.
     """
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
-    timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
-
-    def lap(stage: str) -> None:
-        now = time.perf_counter()
-        timings[stage] = now - clock[0]
-        clock[0] = now
-
-    run = Run(cfg, lap, SAMPLE_CUSTOMERS, engine_above=ENGINE_SCORING_ABOVE, timings=timings)
+    clock = Clock()
+    lap = clock.lap
+    run = Run(cfg, lap, SAMPLE_CUSTOMERS, engine_above=ENGINE_SCORING_ABOVE, timings=clock.timings)
     source, options = report_source(cfg) if transactions is None else (transactions, {})
     # the log read, validated and summarised per customer (once, where a second pass would cost a parse)
     summary = summarise_log(source, observation_end=cfg.observation_end or None, time_unit=cfg.time_unit,
@@ -433,9 +428,7 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     run.table = InMemory(summary.rfm) if summary.rfm is not None else InEngine(run)
     run.customers = run.table.customers()
     lap("load and RFM")
-    for stage in STAGES:
-        stage(run)
-    return run.analysis
+    return run_stages(run, STAGES).analysis
 
 
 def _since_last_run(cfg: ReportConfig, log: Any, obs_end: str, forecast: pd.DataFrame | None = None,

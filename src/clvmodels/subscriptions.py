@@ -40,10 +40,11 @@ from clvmodels.since import (
     record_problem,
     write_run_record,
 )
+from clvmodels.stages import Clock, run_stages
 from clvmodels.tiers import DEFAULT_SHARES, TIERS, assign_tiers, check_shares
 
 __all__ = ["SubscriptionConfig", "validate_subscription_parameters", "run_subscription_analysis",
-           "SubscriptionAnalysis", "CANDIDATES", "subscriber_forecast", "subscriber_tier_table"]
+           "SubscriptionAnalysis", "SUBSCRIPTION_STAGES", "CANDIDATES", "subscriber_forecast", "subscriber_tier_table"]
 
 CANDIDATES = {"sBG": ShiftedBetaGeometricModel, "BdW": BetaDiscreteWeibullModel}
 
@@ -221,6 +222,8 @@ class SubscriptionAnalysis:
     at_risk: pd.DataFrame | None = None
     """Active Platinum and Gold subscribers most likely to cancel, by value at stake
     (:func:`subscribers_at_risk`)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage of the analysis."""
 
     @property
     def model_name(self) -> str:
@@ -349,41 +352,99 @@ def _intervals(model: Any, subs: pd.DataFrame, forecast: pd.DataFrame, tiers: pd
     return pd.DataFrame(out, index=pd.Index([*TIERS, "Total"], name="tier"))
 
 
-def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None = None) -> SubscriptionAnalysis:
-    """The whole subscription analysis (see the module docstring); writes the run's files into
-    ``cfg.output_dir`` when it is set."""
-    log = load_subscriptions(cfg) if log is None else log
-    subs = _table(log, cfg, cfg.observation_end)
-    obs_end = pd.Timestamp(subs.attrs["observation_end"])
-    notes = []
-    backtest, why = _backtest(log, cfg, obs_end)
+@dataclass
+class SubscriptionRun:
+    """The subscription analysis's state as its stages fill it in (:data:`SUBSCRIPTION_STAGES`)."""
+
+    cfg: SubscriptionConfig
+    log: pd.DataFrame | None
+    clock: Clock = field(default_factory=Clock)
+    subs: pd.DataFrame | None = None
+    obs_end: pd.Timestamp | None = None
+    notes: list[str] = field(default_factory=list)
+    backtest: pd.DataFrame | None = None
+    chosen: str = "sBG"
+    model: Any = None
+    forecast: pd.DataFrame | None = None
+    tiers: pd.Series | None = None
+    tier_table: pd.DataFrame | None = None
+    error: float | None = None
+    analysis: SubscriptionAnalysis | None = None
+
+
+def _load(run: SubscriptionRun) -> None:
+    run.log = load_subscriptions(run.cfg) if run.log is None else run.log
+    run.subs = _table(run.log, run.cfg, run.cfg.observation_end)
+    run.obs_end = pd.Timestamp(run.subs.attrs["observation_end"])
+    run.clock.lap("load and periods")
+
+
+def _backtest_and_choice(run: SubscriptionRun) -> None:
+    """sBG against BdW on the held-out renewal periods, by log-loss (or the model asked for)."""
+    backtest, why = _backtest(run.log, run.cfg, run.obs_end)
     if why:
-        notes.append(why)
-    if cfg.model != "auto":
-        chosen = {"sbg": "sBG", "bdw": "BdW"}[cfg.model]
+        run.notes.append(why)
+    if run.cfg.model != "auto":
+        run.chosen = {"sbg": "sBG", "bdw": "BdW"}[run.cfg.model]
     elif backtest is not None and "log_loss" in backtest and backtest["log_loss"].notna().any():
-        chosen = str(backtest["log_loss"].astype(float).idxmin())
-    else:
-        chosen = "sBG"
+        run.chosen = str(backtest["log_loss"].astype(float).idxmin())
     if backtest is not None:
-        backtest["chosen"] = backtest.index == chosen
-    model = CANDIDATES[chosen]().fit(subs)
-    fc = subscriber_forecast(model, subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount, margin=cfg.margin)
-    active = fc[fc["active"]]
+        backtest["chosen"] = backtest.index == run.chosen
+        if run.chosen in backtest.index and "survivors_pct_error" in backtest:
+            run.error = float(backtest.loc[run.chosen, "survivors_pct_error"])
+    run.backtest = backtest
+    run.clock.lap("backtest and model choice")
+
+
+def _fit_and_forecast(run: SubscriptionRun) -> None:
+    cfg = run.cfg
+    run.model = CANDIDATES[run.chosen]().fit(run.subs)
+    run.forecast = subscriber_forecast(run.model, run.subs, horizon=cfg.horizon, discount_rate=cfg.per_period_discount,
+                                       margin=cfg.margin)
+    run.clock.lap("fit on all data and forecast")
+
+
+def _tiers_and_intervals(run: SubscriptionRun) -> None:
+    active = run.forecast[run.forecast["active"]]
     if len(active) == 0:
         raise DataValidationError("No subscriber is active at the observation end: there is nobody to value.")
-    tiers = assign_tiers(active, shares=cfg.tier_shares)
-    table = subscriber_tier_table(fc, tiers).join(_intervals(model, subs, fc, tiers, cfg))
-    error = None
-    if backtest is not None and chosen in backtest.index and "survivors_pct_error" in backtest:
-        error = float(backtest.loc[chosen, "survivors_pct_error"])
-    analysis = SubscriptionAnalysis(cfg, subs, model, fc, tiers, table, backtest, error,
-                                    _retention_table(subs, model), None, str(obs_end.date()), notes)
-    analysis.at_risk = subscribers_at_risk(fc, tiers, period=cfg.period)
-    analysis.since = _since_last_run(cfg, analysis)
-    if cfg.output_dir:
-        _save(cfg, analysis)
-    return analysis
+    run.tiers = assign_tiers(active, shares=run.cfg.tier_shares)
+    run.tier_table = subscriber_tier_table(run.forecast, run.tiers).join(
+        _intervals(run.model, run.subs, run.forecast, run.tiers, run.cfg))
+    run.clock.lap("tiers and intervals")
+
+
+def _subscription_result(run: SubscriptionRun) -> None:
+    run.analysis = SubscriptionAnalysis(
+        config=run.cfg, subscribers=run.subs, model=run.model, forecast=run.forecast, tiers=run.tiers,
+        tier_table=run.tier_table, backtest=run.backtest, backtest_error=run.error,
+        retention=_retention_table(run.subs, run.model), since=None, observation_end=str(run.obs_end.date()),
+        notes=run.notes, timings=run.clock.timings)
+    run.analysis.at_risk = subscribers_at_risk(run.forecast, run.tiers, period=run.cfg.period)
+    run.clock.lap("retention curve and at-risk list")
+
+
+def _subscription_since(run: SubscriptionRun) -> None:
+    run.analysis.since = _since_last_run(run.cfg, run.analysis)
+    run.clock.lap("since the last run")
+
+
+def _subscription_files(run: SubscriptionRun) -> None:
+    if run.cfg.output_dir:
+        _save(run.cfg, run.analysis)
+    run.clock.lap("write files")
+
+
+#: the subscription report's analysis, stage by stage (run by :func:`clvmodels.stages.run_stages`,
+#: as the transaction report's :data:`clvmodels.pipeline.STAGES`)
+SUBSCRIPTION_STAGES = [_load, _backtest_and_choice, _fit_and_forecast, _tiers_and_intervals, _subscription_result,
+                       _subscription_since, _subscription_files]
+
+
+def run_subscription_analysis(cfg: SubscriptionConfig, log: pd.DataFrame | None = None) -> SubscriptionAnalysis:
+    """The whole subscription analysis (see the module docstring), stage by stage
+    (:data:`SUBSCRIPTION_STAGES`); writes the run's files into ``cfg.output_dir`` when it is set."""
+    return run_stages(SubscriptionRun(cfg, log), SUBSCRIPTION_STAGES).analysis
 
 
 def _since_last_run(cfg: SubscriptionConfig, analysis: SubscriptionAnalysis) -> dict | None:
