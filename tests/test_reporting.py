@@ -301,3 +301,47 @@ def test_the_first_screen_says_when_spend_is_taken_as_constant():
     notes = reporting.plain_notes(analysis)
     assert any(n.startswith(f"Every purchase is taken to be worth the same (EUR {spend.constant_spend:,.2f})")
                for n in notes)
+
+
+def _log_csv(path: Path, n: int, bad_rows: tuple[int, ...] = ()) -> Path:
+    dates = pd.date_range("2024-01-01", periods=n, freq="h").strftime("%Y-%m-%d").tolist()
+    for i in bad_rows:
+        dates[i] = "31/12/2024"
+    pd.DataFrame({"customer_id": [f"c{i % 500}" for i in range(n)], "date": dates,
+                  "amount": 10.0}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("case", ["bad date in the first rows", "missing column"])
+def test_the_input_is_checked_before_a_kernel_starts(tmp_path, monkeypatch, case):
+    """A missing column or a date format that does not parse is reported by the calling process
+    (no kernel, no report folder), with the numbers of the whole log."""
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel was started for a log whose first rows are bad")
+
+    monkeypatch.setattr(pm, "execute_notebook", no_kernel)
+    log = _log_csv(tmp_path / "log.csv", 12_000, bad_rows=(5, 11_500))
+    params = {"input_path": str(log)}
+    if case == "missing column":
+        params["customer_col"] = "cust"
+    out = tmp_path / "reports"
+    expected = "2 of 12,000 rows have dates that do not parse" if case != "missing column" else "Missing column"
+    with pytest.raises(clvmodels.exceptions.DataValidationError, match=expected):
+        run_report("clv_report", params, out, progress=False)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_log_with_good_first_rows_goes_on_to_the_report(tmp_path, monkeypatch):
+    """The check reads the first rows only: a problem further down is the report's to find (no
+    second pass over a good log in the calling process)."""
+    started = []
+
+    def kernel(*args, **kwargs):
+        started.append(kwargs["parameters"]["input_path"])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pm, "execute_notebook", kernel)
+    log = _log_csv(tmp_path / "log.csv", reporting.config.PREFLIGHT_ROWS + 2_000, bad_rows=(11_500,))
+    with pytest.raises(ReportError):
+        run_report("clv_report", {"input_path": str(log)}, tmp_path / "reports", progress=False)
+    assert started == [str(log)]

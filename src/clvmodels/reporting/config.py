@@ -16,11 +16,11 @@ from clvmodels._validation import (
     check_timestamp,
 )
 from clvmodels.datasets import load_cdnow
-from clvmodels.engine import ENGINES, SPARK, engine_named, parse_memory
-from clvmodels.exceptions import ParameterError
+from clvmodels.engine import ENGINES, SPARK, engine_named, execute, parse_memory
+from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.forecast import check_horizon
 from clvmodels.tiers import DEFAULT_SHARES, check_shares
-from clvmodels.transactions import REFUND_POLICIES, is_remote, load_transactions
+from clvmodels.transactions import REFUND_POLICIES, is_remote, load_transactions, open_checked
 
 DATASETS = ("cdnow-sample", "cdnow-master")
 TEMPLATES = {"clv_report": "clv_report.ipynb", "model_validation": "model_validation.ipynb",
@@ -244,6 +244,37 @@ def load_report_transactions(cfg: ReportConfig):
 
     source, options = report_source(cfg)
     return load_transactions(source, **options)
+
+
+#: rows of a local log read in the command's own process before the report's kernel starts
+PREFLIGHT_ROWS = 10_000
+
+
+def preflight_input(cfg: ReportConfig) -> None:
+    """Check a local log's columns and its first :data:`PREFLIGHT_ROWS` rows in this process,
+    before a notebook kernel starts (seconds on a busy machine): a missing column, a date format
+    that does not parse, text where amounts should be raise here with the same message the report
+    would give. A problem in the first rows is then counted over the whole log (one pass, only
+    when there is a problem), so the message's numbers are the log's. Spark logs, catalog tables
+    and remote paths are left to the report (their reading is the engine's)."""
+    if not cfg.input_path or cfg.input_table or cfg.engine != "duckdb" or is_remote(cfg.input_path):
+        return
+    options = dict(date_format=cfg.date_format or None, refunds=cfg.refunds, **cfg.columns)
+    checked = open_checked(cfg.input_path, **options)  # the columns, their types, the date format's kind
+    try:
+        head = execute(checked.raw.limit(PREFLIGHT_ROWS))
+    except Exception as exc:  # noqa: BLE001 - a file the engine cannot read: the report's own message
+        raise checked.read_error(exc) from None
+    if len(head) == 0:
+        load_transactions(cfg.input_path, **options)  # the log's own message (empty, ...)
+        return
+    named = {k: v for k, v in options.items() if k in ("customer_id", "date", "amount")}
+    try:
+        load_transactions(head, date_format=options["date_format"], refunds=options["refunds"], **named)
+    except DataValidationError:
+        # counted over the whole log: the report's own message; none there means the first rows
+        # only looked bad on their way to memory, and the report reads the log as it is
+        load_transactions(cfg.input_path, **options)
 
 
 def spark_table(name: str) -> Any:

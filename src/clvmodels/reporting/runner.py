@@ -20,7 +20,7 @@ from typing import Any
 from clvmodels._text import slug
 from clvmodels._version import __version__
 from clvmodels.exceptions import ParameterError, ReportError
-from clvmodels.reporting.config import TEMPLATES, ReportConfig, validate_parameters
+from clvmodels.reporting.config import TEMPLATES, ReportConfig, preflight_input, validate_parameters
 from clvmodels.transactions import is_remote
 
 
@@ -246,7 +246,9 @@ def run_report(
         raise ParameterError(f"Unknown parameter(s) {unknown} for template {path.name}; it takes {sorted(defaults)}.")
     merged = {**defaults, **given}
     if set(merged) <= set(ReportConfig.__dataclass_fields__):
-        title = validate_parameters(merged).title
+        cfg = validate_parameters(merged)
+        title = cfg.title
+        preflight_input(cfg)  # the log's columns and first rows, before a kernel starts
     else:
         title = str(merged.get("title", path.stem))
     root = Path(output_dir)
