@@ -47,6 +47,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/bench_seasonal.py
 	$(BIN)/python benchmarks/bench_regular.py
 	$(BIN)/python benchmarks/bench_covariates.py
+	$(BIN)/python benchmarks/bench_report_load.py
 	$(BIN)/python benchmarks/bench_report_scale.py --transactions 1e6 1e7 3e7 1e8 --full-report
 	$(BIN)/python benchmarks/bench_scoring.py --transactions 1e7 3e7 1e8 --spark 1e7
 

@@ -16,6 +16,7 @@ from clvmodels.forecast import forecast
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
 from clvmodels.rfm import calibration_holdout, date_literal
+from clvmodels.threads import within_budget
 from clvmodels.tiers import TIER_DTYPE, assign_tiers
 from clvmodels.transactions import load_transactions, mark_validated
 
@@ -163,6 +164,13 @@ def gradient_boosting_baseline(
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    with within_budget():  # scikit-learn's OpenMP is loaded just now: the run's budget applies to it too
+        return _gradient_boosting(HistGradientBoostingClassifier, HistGradientBoostingRegressor, transactions, cal,
+                                  max_windows, seed, columns)
+
+
+def _gradient_boosting(classifier: Any, regressor: Any, transactions: Any, cal: pd.DataFrame, max_windows: int,
+                       seed: int, columns: dict[str, str] | None) -> pd.DataFrame:
     check_calibration(cal)
     unit = cal.attrs.get("time_unit")
     cal_end = cal.attrs.get("calibration_end")
@@ -194,18 +202,18 @@ def gradient_boosting_baseline(
     X_pred = _features(cal, transactions, end, unit, window_days, columns)[feats]
     X_train = train[feats].to_numpy()
     y = train["purchases"].to_numpy(float)
-    counts = HistGradientBoostingRegressor(loss="poisson", max_iter=300, learning_rate=0.05,
+    counts = regressor(loss="poisson", max_iter=300, learning_rate=0.05,
                                            random_state=seed).fit(X_train, y)
     bought = (y > 0).astype(int)
     if bought.min() == bought.max():
         p_any = np.full(len(cal), float(bought.mean()))
     else:
-        clf = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05, random_state=seed)
+        clf = classifier(max_iter=300, learning_rate=0.05, random_state=seed)
         p_any = clf.fit(X_train, bought).predict_proba(X_pred.to_numpy())[:, 1]
     spenders = y > 0
     if spenders.sum() >= 10:
         target = train.loc[spenders, "revenue"] / train.loc[spenders, "purchases"]
-        spend_model = HistGradientBoostingRegressor(max_iter=200, random_state=seed)
+        spend_model = regressor(max_iter=200, random_state=seed)
         spend = spend_model.fit(X_train[spenders], target.to_numpy()).predict(X_pred.to_numpy())
     else:
         spend = naive_baseline(cal)["expected_spend"].to_numpy()

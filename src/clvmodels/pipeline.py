@@ -39,6 +39,7 @@ from clvmodels.rfm import calibration_holdout, summarise_log
 from clvmodels.selection import ROLLING_ORIGINS, select_model
 from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
 from clvmodels.stages import Clock, run_stages
+from clvmodels.threads import limited_threads
 from clvmodels.transactions import date_range
 
 __all__ = ["Analysis", "run_analysis", "resolve_windows", "earlier_backtests", "at_risk_customers", "frequency_bins", "BACKTEST_CUSTOMERS",
@@ -416,6 +417,13 @@ def _run_analysis(cfg: ReportConfig, transactions: Any = None) -> Analysis:
     :data:`ENGINE_SCORING_ABOVE` customers, and on Spark unless a customer table is given.
     """
     set_engine_memory(cfg.engine_memory or None)  # before the log is read: DuckDB's budget for this run
+    with limited_threads(cfg.threads) as threads:  # one budget for DuckDB, BLAS and OpenMP together
+        analysis = _analysis_stages(cfg, transactions)
+        analysis.details["threads"] = threads
+    return analysis
+
+
+def _analysis_stages(cfg: ReportConfig, transactions: Any) -> Analysis:
     clock = Clock()
     lap = clock.lap
     run = Run(cfg, lap, SAMPLE_CUSTOMERS, engine_above=ENGINE_SCORING_ABOVE, timings=clock.timings)

@@ -30,6 +30,7 @@ from clvmodels.engine.duckdb import (
     engine_memory,
     parse_memory,
     set_engine_memory,
+    set_engine_threads,
 )
 from clvmodels.engine.spark import (
     SPARK,
@@ -46,7 +47,7 @@ from clvmodels.exceptions import ParameterError
 __all__ = [
     "Engine", "ENGINES", "engine_named", "engine_of", "execute", "backend_of", "backend_name", "quiet_engine",
     "engine_error_text", "DuckDBEngine", "SparkEngine", "DUCKDB", "SPARK", "duckdb_connection",
-    "engine_memory", "set_engine_memory", "parse_memory", "DEFAULT_MEMORY_SHARE", "MEMORY_ENV",
+    "engine_memory", "set_engine_memory", "set_engine_threads", "parse_memory", "DEFAULT_MEMORY_SHARE", "MEMORY_ENV",
     "spark_available", "spark_connection", "spark_view", "spark_frame", "check_spark_settings",
     "java_date_pattern", "literal_paths", "parquet_files", "spark_literal", "is_remote",
     "materialise", "keep_table", "kept_table", "release", "upload",

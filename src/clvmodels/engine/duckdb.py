@@ -105,6 +105,26 @@ def set_engine_memory(limit: Any = None) -> int:
     return size
 
 
+_threads: list[int] = []  # the thread budget asked for by set_engine_threads (empty: DuckDB's default)
+
+
+def set_engine_threads(n: int | None = None) -> None:
+    """Set how many threads the embedded DuckDB may use (None: back to its default, the
+    machine's cores), now and for the connection created later (:func:`clvmodels.threads.thread_budget`)."""
+    _threads.clear()
+    if n is not None:
+        _threads.append(max(1, int(n)))
+    with _lock:
+        if _connection is not None:
+            _apply_threads(_connection)
+
+
+def _apply_threads(con: Any) -> None:
+    n = _threads[-1] if _threads else os.cpu_count() or 1
+    with contextlib.suppress(Exception):
+        con.raw_sql(f"SET threads = {int(n)}")
+
+
 def _apply_memory(con: Any, size: int) -> None:
     con.raw_sql(f"SET memory_limit = '{int(size // 1024**2)}MiB'")
 
@@ -135,6 +155,8 @@ def duckdb_connection() -> Any:
             with contextlib.suppress(Exception):
                 con.raw_sql("SET enable_progress_bar = false")
             _apply_memory(con, engine_memory())
+            if _threads:
+                _apply_threads(con)
             with contextlib.suppress(OSError):  # no writable temporary folder: DuckDB's own default
                 spill = _spill_folder().replace("'", "''")
                 con.raw_sql(f"SET temp_directory = '{spill}'")

@@ -60,6 +60,7 @@ class ReportConfig:
     spark_conf: dict[str, Any] = field(default_factory=dict)
     scoring: str = "auto"
     engine_memory: str = ""
+    threads: int = 0
     left_truncation: str = "auto"
     previous: str = "auto"
     customers_path: str = ""
@@ -193,6 +194,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
         ("dropout_reduction", {"minimum": 0.0, "maximum": 1.0, "max_inclusive": False}),
         ("interval_level", {"minimum": 0.0, "maximum": 1.0, "min_inclusive": False, "max_inclusive": False}),
         ("n_draws", {"minimum": 10, "maximum": 100_000, "integer": True}),
+        ("threads", {"minimum": 0, "maximum": 1024, "integer": True}),
         ("at_risk_top", {"minimum": 0, "maximum": 5000, "integer": True}),
     ]
     for name, kw in checks:
