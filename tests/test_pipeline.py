@@ -208,7 +208,7 @@ def test_charts_adapt_to_frequent_buyers():
     assert fit["observed"].iloc[-1] <= 0.15 * fit["observed"].sum()  # the last "n+" bin is a tail, not the bulk
     assert an.frequency_range >= an.rfm["frequency"].median()
     ax = plots.plot_frequency_fit(fit)
-    assert len(ax.get_xticklabels()) <= 24
+    assert len(ax.get_xticklabels()) <= 12
     ax = plots.plot_tier_churn(an.tier_table)
     top = float(an.tier_table.loc[list(clvmodels.tiers.TIERS), ["mean_churn_probability", "mean_churn_by_horizon"]].max().max())
     assert ax.get_ylim()[1] == pytest.approx(min(1.0, max(top * 1.15, 0.02)))
@@ -277,3 +277,41 @@ def test_seasonal_dropout_report_on_both_paths(tmp_path):
                             horizon=26)
     assert later.customers == world.log["customer_id"].nunique()
     assert np.isfinite(later.tier_table.select_dtypes("number").to_numpy()).all()
+
+
+def test_frequency_bins_are_ranges_of_one_width_and_an_open_last_bin():
+    """Issue 30: the observed-vs-expected chart's bins read "0-3, 4-7, ... 40+" (they read
+    "38-39, 40, 41+": a short range and a single count before the open bin)."""
+    from clvmodels.plots import _grouped_counts
+
+    for n in (13, 25, 42, 121):
+        index = pd.Index([str(i) for i in range(n - 1)] + [f"{n - 1}+"], name="repeat_purchases")
+        table = pd.DataFrame({"observed": np.arange(n, dtype=float), "expected": 1.0}, index=index)
+        grouped = _grouped_counts(table)
+        assert len(grouped) <= 12 and grouped.sum().tolist() == table.sum().tolist()
+        ranges = [tuple(map(int, v.split("-"))) for v in grouped.index[:-1]]
+        assert len({b - a for a, b in ranges}) == 1 and ranges[0][0] == 0  # one width, from 0
+        assert grouped.index[-1] == f"{ranges[-1][1] + 1}+"
+
+
+def test_figure_text_is_readable_on_a_phone():
+    """Issue 30: at 400 px (352 px for the figure) every text of the report's figures is at least
+    10 px: figures FIGURE_WIDTH inches wide with text of at least SMALLEST_TEXT points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clvmodels import plots
+
+    plots.set_report_style()
+    fc_table = pd.DataFrame({"total_clv": [50.0, 30.0, 15.0, 5.0], "total_clv_lower": [40.0, 25, 12, 4],
+                             "total_clv_upper": [60.0, 35, 18, 6], "share_of_clv": [0.5, 0.3, 0.15, 0.05]},
+                            index=list(clvmodels.tiers.TIERS))
+    ax = plots.plot_tier_value(fc_table, money=" (USD)")
+    assert ax.get_ylabel() == "Total CLV (USD)"
+    fig = ax.figure
+    width_in = fig.get_size_inches()[0]
+    sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    assert sizes and min(sizes) * 352 / (72 * width_in) >= 10
+    plt.close("all")

@@ -37,12 +37,22 @@ MAX_POINTS = 200_000
 TIER_COLORS = {"Platinum": "#7f8c8d", "Gold": "#d4ac0d", "Iron": "#5d6d7e", "Lead": "#2c3e50"}
 
 
+#: figure width (inches at :data:`DPI`) and the smallest text (points) of the report's figures:
+#: shown 352 px wide on a 400 px phone, text of ``pt`` points on a figure ``w`` inches wide is
+#: ``pt * 352 / (72 w)`` pixels, so 12 pt on 5.6 in is 10.5 px; on a 1280 px screen the figure
+#: keeps its own 616 px
+FIGURE_WIDTH, SMALLEST_TEXT, DPI = 5.6, 12.0, 110
+
+
 def set_report_style() -> None:
-    """Figures as a report wants them: full page width, sharp, labels kept inside the frame."""
+    """Figures as a report wants them: readable on a phone and on a screen (text at least 10 px
+    wide at 400 px, see :data:`FIGURE_WIDTH`), sharp, labels kept inside the frame."""
     plt.rcParams.update({
-        "figure.dpi": 110, "savefig.dpi": 110, "figure.figsize": (10.0, 4.6),
-        "figure.constrained_layout.use": True, "axes.titlesize": 12, "axes.labelsize": 11,
-        "xtick.labelsize": 10, "ytick.labelsize": 10, "axes.spines.top": False, "axes.spines.right": False,
+        "figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (FIGURE_WIDTH, 4.2),
+        "figure.constrained_layout.use": True, "axes.titlesize": SMALLEST_TEXT + 1, "axes.labelsize": SMALLEST_TEXT,
+        "xtick.labelsize": SMALLEST_TEXT, "ytick.labelsize": SMALLEST_TEXT, "legend.fontsize": SMALLEST_TEXT,
+        "legend.title_fontsize": SMALLEST_TEXT, "font.size": SMALLEST_TEXT,
+        "axes.spines.top": False, "axes.spines.right": False,
     })
 
 
@@ -56,8 +66,9 @@ def _tiers_only(table: pd.DataFrame) -> pd.DataFrame:
     return table.loc[[t for t in TIERS if t in table.index]]
 
 
-def plot_tier_value(tier_table: pd.DataFrame, ax=None, **kwargs):
-    """Total CLV per tier, with the interval when the table has ``total_clv_lower/upper``."""
+def plot_tier_value(tier_table: pd.DataFrame, ax=None, *, money: str = "", **kwargs):
+    """Total CLV per tier, with the interval when the table has ``total_clv_lower/upper``;
+    ``money``: the currency label of the axis (e.g. " (USD)")."""
     ax = _ax(ax)
     t = _tiers_only(tier_table)
     colors = [TIER_COLORS[i] for i in t.index]
@@ -68,9 +79,9 @@ def plot_tier_value(tier_table: pd.DataFrame, ax=None, **kwargs):
     tops = t["total_clv_upper"] if "total_clv_upper" in t.columns else t["total_clv"]
     for i, (v, share) in enumerate(zip(np.maximum(tops, t["total_clv"]), t["share_of_clv"], strict=True)):
         # above the interval's top, so the label never sits on the error bar
-        ax.annotate(f"{share:.0%}", (i, v), ha="center", va="bottom", fontsize=10, xytext=(0, 4),
+        ax.annotate(f"{share:.0%}", (i, v), ha="center", va="bottom", fontsize=SMALLEST_TEXT, xytext=(0, 4),
                     textcoords="offset points")
-    ax.set_ylabel("Total CLV")
+    ax.set_ylabel(f"Total CLV{money}")
     ax.set_title("Predicted value by tier (share of total above each bar)")
     ax.axhline(0, color="black", linewidth=0.8)
     return ax
@@ -102,27 +113,33 @@ def plot_frequency_fit(table: pd.DataFrame, ax=None, **kwargs):
     table = _grouped_counts(table)
     long = table.reset_index().melt(id_vars=table.index.name or "index", var_name="", value_name="customers")
     sns.barplot(data=long, x=table.index.name or "index", y="customers", hue="", ax=ax, **kwargs)
+    if len(table) > 8 or any("-" in str(v) for v in table.index):
+        ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel("Repeat purchases in the calibration period")
     ax.set_title("Model fit: observed vs expected customers")
     return ax
 
 
-def _grouped_counts(table: pd.DataFrame, most: int = 24) -> pd.DataFrame:
-    """Rows "0", "1", ... "k+" grouped into at most ``most`` ranges ("0-4", "5-9", ... "k+") when
-    there are more, so a frequent-buyer log still reads as a chart."""
+def _grouped_counts(table: pd.DataFrame, most: int = 12) -> pd.DataFrame:
+    """Rows "0", "1", ... "k+" grouped into at most ``most`` ranges of one width ("0-4", "5-9", ...)
+    and a last open one ("40+": the rows the ranges leave over and the table's own "k+"), so a
+    frequent-buyer log still reads as a chart on a phone."""
     if len(table) <= most:
         return table
     body, last = table.iloc[:-1], table.iloc[[-1]]
     width = int(np.ceil(len(body) / (most - 1)))
-    groups = np.arange(len(body)) // width
-    summed = body.groupby(groups).sum()
-    def label(g: int) -> str:
-        first, last_in = body.index[g * width], body.index[min((g + 1) * width, len(body)) - 1]
-        return str(first) if first == last_in else f"{first}-{last_in}"
-
-    labels = [label(g) for g in summed.index]
-    summed.index = pd.Index(labels, name=table.index.name)
-    return pd.concat([summed, last])
+    full = len(body) // width
+    if full == most - 1 and len(body) % width == 0:
+        full -= 1  # the last range joins the open bin, so the chart keeps at most ``most`` bars
+    head = body.iloc[:full * width]
+    summed = head.groupby(np.arange(len(head)) // width).sum()
+    summed.index = pd.Index([f"{head.index[g * width]}-{head.index[(g + 1) * width - 1]}" for g in summed.index],
+                            name=table.index.name)
+    rest = pd.concat([body.iloc[full * width:], last])
+    open_bin = rest.sum().to_frame().T
+    first = str(rest.index[0])
+    open_bin.index = pd.Index([first if first.endswith("+") else f"{first}+"], name=table.index.name)
+    return pd.concat([summed, open_bin])
 
 
 def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.0,
@@ -131,7 +148,7 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
     """P(alive) or expected purchases in ``t`` for a grid of frequency x recency, at age ``T``."""
     if kind not in ("p_alive", "expected_purchases"):
         raise ParameterError(f"Unknown kind {kind!r}; expected 'p_alive' or 'expected_purchases'.")
-    ax = _ax(ax, (6.5, 4.5))
+    ax = _ax(ax, (FIGURE_WIDTH, 4.8))
     T = float(T if T is not None else 52.0)
     freq = np.arange(max_frequency + 1)
     rec = np.linspace(0, T, n_recency)
@@ -141,6 +158,8 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
     values = model.probability_alive(grid) if kind == "p_alive" else model.expected_purchases(grid, t)
     mat = pd.DataFrame(values.to_numpy().reshape(F.shape), index=np.round(rec, 1), columns=freq).iloc[::-1]
     unit = UNIT_NAMES.get(getattr(model, "time_unit_", None) or "", "time units")
+    # every second frequency and every third recency labelled: readable on a phone
+    kwargs = {"xticklabels": 2, "yticklabels": 3, **kwargs}
     sns.heatmap(mat, ax=ax, cmap="viridis", cbar_kws={"label": kind.replace("_", " ")}, **kwargs)
     ax.set_xlabel("Repeat purchases (frequency)")
     ax.set_ylabel(f"Recency ({unit})")
@@ -151,10 +170,11 @@ def plot_probability_heatmap(model: Any, *, kind: str = "p_alive", t: float = 1.
 
 def _sample_note(ax, shown: int, of: int, who: str = "customers") -> None:
     ax.annotate(f"random sample of {shown:,} of {of:,} {who}", (0.99, 0.98),
-                xycoords="axes fraction", ha="right", va="top", fontsize=9, color="grey")
+                xycoords="axes fraction", ha="right", va="top", fontsize=SMALLEST_TEXT, color="grey")
 
 
-def plot_spend_assumption(rfm: pd.DataFrame, ax=None, *, sample_of: int | None = None, **kwargs):
+def plot_spend_assumption(rfm: pd.DataFrame, ax=None, *, sample_of: int | None = None, money: str = "",
+                          **kwargs):
     """Gamma-Gamma's independence check: mean spend against frequency for repeat buyers.
     ``sample_of``: when ``rfm`` is a random sample, how many customers it was drawn from."""
     ax = _ax(ax)
@@ -168,7 +188,7 @@ def plot_spend_assumption(rfm: pd.DataFrame, ax=None, *, sample_of: int | None =
         _sample_note(ax, len(shown), len(buyers), "repeat buyers")
     ax.set_yscale("log")
     ax.set_xlabel("Repeat purchases (frequency)")
-    ax.set_ylabel("Mean spend per repeat purchase")
+    ax.set_ylabel(f"Mean spend per repeat purchase{money}")
     ax.set_title(f"Spend vs frequency (Pearson r = {corr:.2f}; the model assumes ~0)")
     return ax
 
@@ -193,7 +213,7 @@ def plot_tracking(tracking: pd.DataFrame, ax=None, **kwargs):
 
 def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
     """Predicted probability of any holdout purchase vs observed share of buyers, per model."""
-    ax = _ax(ax, (7, 5))
+    ax = _ax(ax, (FIGURE_WIDTH, 4.8))
     sns.lineplot(data=calibration, x="mean_predicted", y="observed_share", hue="model", marker="o", ax=ax, **kwargs)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     if "customers" in calibration.columns and len(calibration):
@@ -201,10 +221,10 @@ def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
         # handful of customers is noise, not miscalibration)
         first = calibration[calibration["model"] == calibration["model"].iloc[0]]
         for _, row in first.iterrows():
-            ax.annotate(f"{int(row['customers']):,}", (row["mean_predicted"], row["observed_share"]), fontsize=7,
+            ax.annotate(f"{int(row['customers']):,}", (row["mean_predicted"], row["observed_share"]), fontsize=SMALLEST_TEXT,
                         color="grey", xytext=(4, -9), textcoords="offset points")
         ax.text(0.99, 0.02, f"numbers: customers per point ({first['model'].iloc[0]})", transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=8, color="grey")
+                ha="right", va="bottom", fontsize=SMALLEST_TEXT, color="grey")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("Predicted P(any purchase in holdout)")
@@ -213,16 +233,16 @@ def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
     return ax
 
 
-def plot_retention_what_if(what_if: pd.DataFrame, ax=None, **kwargs):
+def plot_retention_what_if(what_if: pd.DataFrame, ax=None, *, money: str = "", **kwargs):
     """Change in CLV per tier if dropout fell (from :func:`clvmodels.retention_what_if`)."""
     ax = _ax(ax)
     t = _tiers_only(what_if)
     ax.bar(t.index, t["change"], color=[TIER_COLORS[i] for i in t.index], **kwargs)
     for i, (v, pct) in enumerate(zip(t["change"], t["change_pct"], strict=True)):
         label = "n/a" if pd.isna(pct) else f"{pct:+.1f}%"
-        ax.annotate(label, (i, v), ha="center", va="bottom", fontsize=9, xytext=(0, 3), textcoords="offset points")
+        ax.annotate(label, (i, v), ha="center", va="bottom", fontsize=SMALLEST_TEXT, xytext=(0, 3), textcoords="offset points")
     f = what_if.attrs.get("dropout_reduction", np.nan)
-    ax.set_ylabel("Change in total CLV")
+    ax.set_ylabel(f"Change in total CLV{money}")
     ax.set_title(f"If dropout fell by {f:.0%}")
     ax.axhline(0, color="black", linewidth=0.8)
     return ax
@@ -248,7 +268,7 @@ def plot_cash_flow(cash_flow: pd.DataFrame, ax=None, *, money: str = "", **kwarg
 
 
 def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, *, sample_of: int | None = None,
-                          **kwargs):
+                          money: str = "", **kwargs):
     """Distribution of predicted CLV per tier (box plot with every outlier shown, on a
     symmetric-log scale so the few very valuable customers and the many small ones both show).
     ``sample_of``: when ``forecast`` is a random sample, how many customers it was drawn from."""
@@ -270,13 +290,13 @@ def plot_clv_distribution(forecast: pd.DataFrame, tiers: pd.Series, ax=None, *, 
         floor = float(positive.quantile(0.01)) / 2
         hidden = int((positive < floor).sum())
         ax.set_ylim(bottom=floor)
-        ax.set_ylabel("Predicted CLV per customer (log scale)")
+        ax.set_ylabel(f"Predicted CLV per customer{money} (log scale)")
         if hidden:
             ax.annotate(f"{hidden:,} customers below {floor:.2g} not shown", (0.99, 0.02),
-                        xycoords="axes fraction", ha="right", fontsize=9, color="grey")
+                        xycoords="axes fraction", ha="right", fontsize=SMALLEST_TEXT, color="grey")
     else:
         ax.set_yscale("symlog", linthresh=float(positive.quantile(0.05)) if len(positive) else 1.0)
-        ax.set_ylabel("Predicted CLV per customer (symmetric log scale)")
+        ax.set_ylabel(f"Predicted CLV per customer{money} (symmetric log scale)")
     ax.set_xlabel("")
     ax.set_title("CLV per customer by tier")
     return ax

@@ -74,8 +74,16 @@ th, td { border-bottom: 1px solid #dde; padding: 4px 10px; text-align: right; }
 th { background: #f3f5f8; white-space: nowrap; }
 td { white-space: nowrap; }
 img { max-width: 100%; height: auto; }
-/* wide tables scroll in their own box instead of widening the page */
-.jp-OutputArea-output, .output_html { overflow-x: auto; max-width: 100%; }
+/* wide tables scroll in their own box instead of widening the page; a shadow at an edge says
+   there is more that way (scroll shadows: the white covers move with the content, the shadows stay) */
+.jp-OutputArea-output, .output_html { overflow-x: auto; max-width: 100%;
+  background: linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 40px 100% no-repeat local,
+              linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 40px 100% no-repeat local,
+              radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.22), transparent) left / 14px 100% no-repeat scroll,
+              radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.22), transparent) right / 14px 100% no-repeat scroll; }
+/* the id column (a table's row labels) stays in view while the rest scrolls */
+.jp-OutputArea-output tbody th, .jp-OutputArea-output thead th:first-child { position: sticky; left: 0; z-index: 1; }
+.jp-OutputArea-output img { display: block; margin: .5em auto; }
 table.sortable th { cursor: pointer; }
 table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \\25BC"; }
