@@ -70,14 +70,16 @@ def test_failing_cell_keeps_earlier_run_and_leaves_nothing_finished(finished, tm
     out, earlier = finished
     before = set(p.name for p in out.iterdir())
     bad = tmp_path / "log.csv"
-    bad.write_text("customer_id,date,value\n1,2024-01-01,3\n")  # no 'amount' column
+    # a problem past the rows the command checks before the kernel starts: the notebook fails
+    rows = [f"{i % 300},2024-01-{1 + i % 28:02d},3" for i in range(reporting.config.PREFLIGHT_ROWS + 5)]
+    bad.write_text("customer_id,date,amount\n" + "\n".join(rows) + "\n1,31/12/2024,3\n")
     proc = subprocess.run(
         [sys.executable, "-m", "clvmodels.cli", "report", "--input", str(bad), "--output", str(out),
          "-p", "title", "Test run", "-p", "calibration_end", "", "-p", "observation_end", "", "--no-progress"],
         capture_output=True, text=True, cwd=ROOT,
     )
     assert proc.returncode != 0
-    assert "DataValidationError" in proc.stderr and "Missing column(s) 'amount'" in proc.stderr
+    assert "DataValidationError" in proc.stderr and "dates that do not parse" in proc.stderr
     after = set(p.name for p in out.iterdir())
     new = after - before
     assert len(new) == 1 and next(iter(new)).endswith("-FAILED")

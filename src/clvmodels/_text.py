@@ -43,16 +43,33 @@ def _neutral(value: Any) -> Any:
     return value
 
 
+#: words of a column name that make it money (rounded to cents in CSVs) unless a word of
+#: :data:`NOT_MONEY` says it is a share, a percentage or a probability of it
+MONEY_WORDS = ("clv", "revenue", "spend", "value", "budget", "cost", "margin", "cash")
+NOT_MONEY = ("share", "pct", "percent", "probability", "ratio", "p_")
+
+
+def is_money(column: object) -> bool:
+    """Whether a column holds money, by its name (``total_clv``, ``expected_spend``, ``value_at_risk``
+    yes; ``share_of_clv``, ``change_pct`` no)."""
+    name = str(column).lower()
+    return any(w in name for w in MONEY_WORDS) and not any(w in name for w in NOT_MONEY)
+
+
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    """Write ``table`` as CSV with every text cell and label that a spreadsheet would run as a
-    formula (starting with ``= + - @``, tab or carriage return) prefixed with a single quote, as
-    OWASP recommends against CSV injection; numbers are written as they are. Customer ids are
-    the text most at risk: an id ``=HYPERLINK(...)`` opens as text, not as a live formula."""
+    """Write ``table`` as CSV for people and spreadsheets: money (:func:`is_money`) in cents, other
+    numbers to 10 significant digits (the Parquet files keep full precision), and every text
+    cell and label that a spreadsheet would run as a formula (starting with ``= + - @``, tab or
+    carriage return) prefixed with a single quote, as OWASP recommends against CSV injection.
+    Customer ids are the text most at risk: an id ``=HYPERLINK(...)`` opens as text, not as a live
+    formula."""
     out = table.copy(deep=False)
     if out.index.dtype == object or isinstance(out.index.dtype, pd.StringDtype):
         out.index = pd.Index([_neutral(v) for v in out.index], name=out.index.name)
     for col in out.columns:
         if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
             out[col] = out[col].map(_neutral)
-    out.to_csv(path)
+        elif pd.api.types.is_float_dtype(out[col]) and is_money(col):
+            out[col] = out[col].round(2)
+    out.to_csv(path, float_format="%.10g")
     return path
