@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from clvmodels._validation import UNIT_NAMES
-from clvmodels.exceptions import ParameterError
+from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES
+from clvmodels.exceptions import DataValidationError, ParameterError
+from clvmodels.models.calendar import needs_calendar
 from clvmodels.tiers import TIERS
 
 __all__ = [
@@ -29,6 +30,12 @@ __all__ = [
     "plot_calibration",
     "plot_retention_what_if",
     "plot_clv_distribution",
+    "plot_period_transactions",
+    "plot_frequency_recency_matrix",
+    "plot_probability_alive_matrix",
+    "history_alive",
+    "plot_history_alive",
+    "plot_calibration_purchases_vs_holdout_purchases",
 ]
 
 #: most points a scatter or box plot draws; larger tables are randomly sampled (and say so)
@@ -316,4 +323,109 @@ def plot_retention(retention: pd.DataFrame, ax=None, *, period: str = "period", 
     ax.set_ylabel("share who renewed")
     ax.set_title("Retention by tenure: observed and model")
     ax.legend(loc="lower right")
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook plots straight from a fitted model and its data: lifetimes' names where the meaning is
+# the same (plot_period_transactions, plot_frequency_recency_matrix, plot_probability_alive_matrix,
+# plot_history_alive, plot_calibration_purchases_vs_holdout_purchases).
+
+def plot_period_transactions(model: Any, data: pd.DataFrame, max_frequency: int = 7, ax=None, **kwargs):
+    """How many customers made 0, 1, 2 ... repeat purchases, observed in ``data`` and expected by
+    ``model`` for customers observed as long as they were (lifetimes' ``plot_period_transactions``:
+    :meth:`expected_customers_by_frequency` drawn by :func:`plot_frequency_fit`)."""
+    return plot_frequency_fit(model.expected_customers_by_frequency(data, max_frequency=max_frequency), ax=ax,
+                              **kwargs)
+
+
+def plot_frequency_recency_matrix(model: Any, *, t: float = 1.0, T: float | None = None, max_frequency: int = 20,
+                                  ax=None, **kwargs):
+    """Expected purchases in the next ``t`` for every frequency and recency of customers observed
+    ``T`` (lifetimes' ``plot_frequency_recency_matrix``; :func:`plot_probability_heatmap`)."""
+    return plot_probability_heatmap(model, kind="expected_purchases", t=t, T=T, max_frequency=max_frequency, ax=ax,
+                                    **kwargs)
+
+
+def plot_probability_alive_matrix(model: Any, *, T: float | None = None, max_frequency: int = 20, ax=None,
+                                  **kwargs):
+    """P(alive) for every frequency and recency of customers observed ``T`` (lifetimes'
+    ``plot_probability_alive_matrix``; :func:`plot_probability_heatmap`)."""
+    return plot_probability_heatmap(model, kind="p_alive", T=T, max_frequency=max_frequency, ax=ax, **kwargs)
+
+
+def history_alive(model: Any, transactions: pd.DataFrame, customer_id: Any, *, end: Any = None,
+                  customer_col: str = "customer_id", date_col: str = "date") -> pd.DataFrame:
+    """One customer's P(alive) at each time unit from their first purchase to ``end`` (default:
+    the log's last day), each computed from what was known then: their repeat purchases so far,
+    the last one's time and their age. Columns ``date``, ``frequency``, ``recency``, ``T``,
+    ``p_alive``; ``attrs["purchases"]`` holds their purchase days."""
+    if needs_calendar(model):
+        raise ParameterError(f"{type(model).__name__} forecasts on a calendar clock as of one date; its P(alive) "
+                             "over a customer's history is not drawn. Use the plain family's model.")
+    unit = getattr(model, "time_unit_", None)
+    if unit not in DAYS_PER_UNIT:
+        raise ParameterError("The model does not record its time unit (fit it on an RFM table, or from_params(..., "
+                             "time_unit='W')).")
+    for col in (customer_col, date_col):
+        if col not in transactions.columns:
+            raise DataValidationError(f"transactions has no column {col!r}; it has {list(transactions.columns)}.")
+    mine = transactions[transactions[customer_col].astype(str) == str(customer_id)]
+    if mine.empty:
+        raise DataValidationError(f"Customer {str(customer_id)[:100]!r} has no purchase in transactions.")
+    days = pd.DatetimeIndex(pd.to_datetime(mine[date_col]).dt.normalize().unique()).sort_values()
+    last_day = pd.to_datetime(transactions[date_col]).max().normalize() if end is None else pd.Timestamp(end).normalize()
+    if last_day < days[0]:
+        raise ParameterError(f"end {last_day.date()} is before the customer's first purchase {days[0].date()}.")
+    per = DAYS_PER_UNIT[unit]
+    offsets = (days - days[0]).days.to_numpy(float) / per
+    T = np.arange(0.0, (last_day - days[0]).days / per + 1e-9, 1.0)
+    n = np.searchsorted(offsets, T, side="right")  # purchase days up to each time
+    table = pd.DataFrame({"frequency": (n - 1).astype(float), "recency": offsets[n - 1], "T": T})
+    table["p_alive"] = model.probability_alive(table[["frequency", "recency", "T"]]).to_numpy()
+    table.insert(0, "date", days[0] + pd.to_timedelta(T * per, unit="D"))
+    table.attrs["purchases"] = list(days)
+    return table
+
+
+def plot_history_alive(model: Any, transactions: pd.DataFrame, customer_id: Any, *, end: Any = None,
+                       customer_col: str = "customer_id", date_col: str = "date", ax=None, **kwargs):
+    """One customer's P(alive) over their history (:func:`history_alive`) with their purchases
+    marked: how the model's belief rose with each purchase and fell with each silence (lifetimes'
+    ``plot_history_alive``)."""
+    table = history_alive(model, transactions, customer_id, end=end, customer_col=customer_col, date_col=date_col)
+    ax = _ax(ax)
+    ax.plot(table["date"], table["p_alive"], drawstyle="steps-post", **kwargs)
+    for i, day in enumerate(table.attrs["purchases"]):
+        ax.axvline(day, color="grey", linestyle=":", label="purchase" if i == 0 else None)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("P(alive)")
+    ax.set_title(f"Customer {str(customer_id)[:40]}: P(alive) over their history")
+    ax.legend(loc="lower left")
+    ax.tick_params(axis="x", labelrotation=45)
+    return ax
+
+
+def plot_calibration_purchases_vs_holdout_purchases(model: Any, cal: pd.DataFrame, max_frequency: int = 7,
+                                                    ax=None, **kwargs):
+    """Mean purchases in the holdout of the customers with 0, 1, 2 ... repeat purchases in the
+    calibration window: what they did against what ``model`` (fitted on the calibration window)
+    expected (lifetimes' ``plot_calibration_purchases_vs_holdout_purchases``)."""
+    for col in ("frequency", "frequency_holdout", "duration_holdout"):
+        if col not in cal.columns:
+            raise DataValidationError(f"cal has no column {col!r}: build it with clvmodels.calibration_holdout.")
+    t = float(cal["duration_holdout"].iloc[0])
+    x = np.minimum(cal["frequency"].to_numpy(), max_frequency)
+    table = pd.DataFrame({"actual": cal["frequency_holdout"].to_numpy(float),
+                          "model": model.expected_purchases(cal, t).to_numpy(float), "bin": x})
+    means = table.groupby("bin")[["actual", "model"]].mean()
+    means.index = [str(int(v)) if v < max_frequency else f"{max_frequency}+" for v in means.index]
+    ax = _ax(ax)
+    ax.plot(means.index, means["actual"], marker="o", color="black", label="actual", **kwargs)
+    ax.plot(means.index, means["model"], marker="o", linestyle="--", label="model")
+    unit = UNIT_NAMES.get(cal.attrs.get("time_unit", ""), "time units")
+    ax.set_xlabel("Repeat purchases in the calibration window")
+    ax.set_ylabel(f"Mean purchases in the holdout ({t:g} {unit})")
+    ax.set_title("Calibration vs holdout purchases")
+    ax.legend()
     return ax
