@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
-.PHONY: setup runtime test lint report benchmark clean
+.PHONY: setup runtime test lint docs report benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,13 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts validation
 
+# the documentation site (MkDocs, API reference from the docstrings) into build/site; strict:
+# a broken link or reference fails the build
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
+
 # nbval runs copies of the clean templates with their reference outputs filled in (build/nbval)
-test: lint
+test: lint docs
 	@java -version > /dev/null 2>&1 || { echo "make test needs Java 17 or newer for the Spark tests (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; }
 	$(BIN)/python scripts/notebook_references.py build
 	MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env
