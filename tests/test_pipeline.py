@@ -315,3 +315,20 @@ def test_figure_text_is_readable_on_a_phone():
     sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
     assert sizes and min(sizes) * 352 / (72 * width_in) >= 10
     plt.close("all")
+
+
+def test_ranges_stretch_the_backtest_misses_to_a_longer_horizon():
+    """Issue 27, item 6: a 52-week horizon after a 12-week backtest holdout carries the backtest's
+    misses stretched x2.08 (sqrt(52 / 12)), said under the tier table."""
+    log = clvmodels.load_cdnow("sample")
+    cfg = reporting.validate_parameters({"n_draws": 20, "observation_end": "1997-09-30", "scoring": "memory"})
+    obs, cal_end = pipeline.resolve_windows(cfg, clvmodels.load_transactions(log[log["date"] <= "1997-09-30"]))
+    holdout = (pd.Timestamp(obs) - pd.Timestamp(cal_end)).days / 7
+    assert holdout == 12
+    an = pipeline.run_analysis(cfg, log[log["date"] <= "1997-09-30"])
+    assert an.tier_table.attrs["stretch"] == pytest.approx(np.sqrt(52 / holdout))
+    words = an.tier_table.attrs["stretch_words"]
+    assert "stretched x2.08 from its 12-week holdout to the 52-week horizon" in words
+    assert words in reporting.format_tier_table(an.tier_table).to_html()
+    inner = an.tier_table_model_only
+    assert (an.tier_table["total_clv_upper"] >= inner["total_clv_upper"]).all()

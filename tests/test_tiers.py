@@ -138,6 +138,14 @@ def test_backtest_error_and_widened_intervals():
         assert (wide[f"{col}_lower"] <= wide[col]).all() and (wide[col] <= wide[f"{col}_upper"]).all()
     # the negative CLV of Lead is widened on the original scale
     assert wide.loc["Lead", "total_clv_lower"] < -8 and wide.loc["Lead", "total_clv_upper"] > -2
+    # a horizon four times the backtest's holdout: the misses stretched x2 (a random walk's spread)
+    far = widen_intervals(table, err, level=0.9, stretch=2.0)
+    up2 = 10 * np.exp(2 * np.log(2.0) + np.sqrt(np.log(12 / 10) ** 2 + (2 * z * sig) ** 2))
+    assert far.loc["Lead", "expected_purchases_upper"] == pytest.approx(up2) and far.attrs["stretch"] == 2.0
+    for col in ("expected_purchases", "expected_revenue", "total_clv"):
+        assert (far[f"{col}_lower"] <= wide[f"{col}_lower"]).all() and (far[f"{col}_upper"] >= wide[f"{col}_upper"]).all()
+    with pytest.raises(clvmodels.exceptions.ParameterError, match="stretch"):
+        widen_intervals(table, err, stretch=0.5)
 
     # issue 27, item 6: an earlier origin where Platinum was over-predicted by 25% (log error
     # ln(1/1.25)) widens Platinum's range down to that correction, and sigma covers both origins

@@ -81,7 +81,8 @@ def with_earlier_origins(error: pd.DataFrame, origins: pd.DataFrame) -> pd.DataF
     return out
 
 
-def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: float = 0.90) -> pd.DataFrame:
+def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: float = 0.90,
+                    stretch: float = 1.0) -> pd.DataFrame:
     """Tier intervals that include model error as measured by a backtest.
 
     The intervals of :func:`tier_intervals` cover parameter uncertainty and the randomness of
@@ -96,7 +97,9 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
 
     The interval spans the model's forecast and the forecast corrected by the tier's backtest
     error (every origin's, with :func:`with_earlier_origins`), widened by both sources of
-    uncertainty. Revenue's errors also widen CLV. A point
+    uncertainty. ``stretch`` multiplies the backtest's log errors and ``sigma`` when the forecast
+    horizon is longer than the backtest's holdout (the report: ``sqrt(horizon / holdout)``,
+    :data:`clvmodels.pipeline.STRETCH_POWER`). Revenue's errors also widen CLV. A point
     value that is not positive (net CLV of Lead) is widened the same way on the original scale.
     The point forecasts stay as they are. Coverage on generated and CDNOW data, with and
     without drift, is measured by ``validation/interval_coverage.py`` (validation/README.md).
@@ -108,6 +111,7 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
         ``sigma_purchases``, ``sigma_revenue``, ``model_error_z``.
     """
     lvl = check_number("level", level, minimum=0.0, maximum=1.0, min_inclusive=False, max_inclusive=False)
+    stretch = check_number("stretch", stretch, minimum=1.0, maximum=100.0)
     z = float(stats.norm.ppf(0.5 + lvl / 2))
     out = tier_table.copy()
     source = {"expected_purchases": "purchases", "expected_revenue": "revenue", "total_clv": "revenue"}
@@ -116,11 +120,12 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
         sigma = error.attrs.get(f"sigma_{q}", np.nan)
         if lo_col not in out.columns or not np.isfinite(sigma):
             continue
-        e = error[f"{q}_log_error"].reindex(out.index).fillna(0.0).to_numpy(float)
+        sigma = sigma * stretch
+        e = stretch * error[f"{q}_log_error"].reindex(out.index).fillna(0.0).to_numpy(float)
         # with earlier origins: the span of the tier's errors over every backtest
-        e_lo = (error[f"{q}_log_error_low"].reindex(out.index).fillna(0.0).to_numpy(float)
+        e_lo = (stretch * error[f"{q}_log_error_low"].reindex(out.index).fillna(0.0).to_numpy(float)
                 if f"{q}_log_error_low" in error.columns else e)
-        e_hi = (error[f"{q}_log_error_high"].reindex(out.index).fillna(0.0).to_numpy(float)
+        e_hi = (stretch * error[f"{q}_log_error_high"].reindex(out.index).fillna(0.0).to_numpy(float)
                 if f"{q}_log_error_high" in error.columns else e)
         p = out[col].to_numpy(float)
         lo = out[lo_col].to_numpy(float)
@@ -135,5 +140,6 @@ def widen_intervals(tier_table: pd.DataFrame, error: pd.DataFrame, *, level: flo
         out[lo_col] = np.where(positive, p * np.exp(log_lo), abs_lo)
         out[hi_col] = np.where(positive, p * np.exp(log_hi), abs_hi)
     out.attrs.update({"sigma_purchases": error.attrs.get("sigma_purchases", np.nan),
-                      "sigma_revenue": error.attrs.get("sigma_revenue", np.nan), "model_error_z": z})
+                      "sigma_revenue": error.attrs.get("sigma_revenue", np.nan), "model_error_z": z,
+                      "stretch": float(stretch)})
     return out

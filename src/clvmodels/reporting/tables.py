@@ -205,7 +205,11 @@ def format_tier_table(tier_table: pd.DataFrame, level: float = 0.90, *, clv: str
            "Gone now (mean P)": "{:.1%}", "Gone by horizon end (mean P)": "{:.1%}",
            "Probably gone now": "{:,.0f}", "Expected to leave in horizon": "{:,.0f}", "Of the active, leaving": "{:.1%}",
            life_total: "{:,.0f}", life_mean: "{:,.2f}"}
-    return inert(out.style).format({k: v for k, v in fmt.items() if k in out.columns}, escape="html")
+    styler = inert(out.style).format({k: v for k, v in fmt.items() if k in out.columns}, escape="html")
+    if tier_table.attrs.get("stretch_words"):
+        styler = styler.set_caption(tier_table.attrs["stretch_words"]).set_table_styles(
+            [{"selector": "caption", "props": "text-align: left; caption-side: bottom; font-size: 12px"}], overwrite=False)
+    return styler
 
 
 def format_what_if(what_if: pd.DataFrame):
