@@ -106,6 +106,11 @@ def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
     """scoring="engine" (customer table left in DuckDB) gives the report's numbers of the
     in-memory path: tier table with intervals, what-if, at-risk list, overview, frequency fit."""
     log = clvmodels.load_transactions(cdnow_master[["customer_id", "date", "amount"]])
+    # the at-risk list capped below the customers who qualify: both paths say how many qualify
+    from clvmodels import customer_tables, retention
+
+    monkeypatch.setattr(retention, "AT_RISK_CANDIDATES", 300)
+    monkeypatch.setattr(customer_tables, "AT_RISK_CANDIDATES", 300)
     mem, eng = _both_paths(log, tmp_path, n_draws=30, cost_to_serve=0.02)
     assert eng.scoring == "engine" and eng.customers == len(mem.rfm) == 23570
     assert eng.model_name == mem.model_name
@@ -113,6 +118,9 @@ def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
                                   check_dtype=False)
     pd.testing.assert_frame_equal(eng.what_if, mem.what_if, rtol=1e-6)
     pd.testing.assert_frame_equal(eng.at_risk, mem.at_risk, rtol=1e-6, check_dtype=False)
+    assert len(mem.at_risk) == 300 and eng.at_risk.attrs["qualified"] == mem.at_risk.attrs["qualified"] > 300
+    caption = reporting.format_at_risk(eng.at_risk).to_html()
+    assert f"{mem.at_risk.attrs['qualified']:,} customers qualify; the 300 with the most value at risk" in caption
     pd.testing.assert_frame_equal(eng.cash_flow, mem.cash_flow, rtol=1e-6)
     # issue 28, item 4: the periods add up to the horizon's totals, and the lifetime is in both paths
     total = mem.tier_table.loc["Total"]

@@ -59,7 +59,8 @@ def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings
     customers who nearly all bought again (lift 0.2-0.3): it grows with value, not with risk
     (``validation/at_risk_lift.py``).
 
-    Returns up to :data:`AT_RISK_CANDIDATES` rows, best first, indexed by customer: tier, why
+    Returns up to :data:`AT_RISK_CANDIDATES` rows (``attrs["qualified"]``: how many met the criteria
+    in all), best first, indexed by customer: tier, why
     (in words: usual gap between purchases against the silence since the last), last purchase
     date, time since it and the usual gap (in the time unit), purchases so far, spend so far
     (from ``log`` when given, else the repeat purchases' spend), chance still active, chance of
@@ -69,6 +70,7 @@ def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings
     df = candidates[candidates["tier"].astype(str).isin(tiers_considered) & (p_no >= AT_RISK_MIN_P_NO_PURCHASE)]
     if df.empty:
         return _empty_at_risk(time_unit)
+    qualified = int(candidates.attrs.get("qualified", len(df)))  # the engine pre-selected: it counted them
     approx = approximate_value_at_risk(df["clv"], df["p_any_purchase"])
     df = df.loc[approx.sort_values(ascending=False, kind="stable").index[:AT_RISK_CANDIDATES]]
     rfm = df[["frequency", "recency", "T", "monetary_value"]].copy()
@@ -101,7 +103,7 @@ def at_risk_customers(candidates: pd.DataFrame, model: Any, spend: Any, settings
         out["spend_so_far"] = _spend_so_far(log, out.index, observation_end).reindex(out.index).fillna(
             out["spend_so_far"]).to_numpy()
     out.attrs.update({"time_unit": time_unit, "spend_so_far": "all purchases" if log is not None else
-                      "repeat purchases"})
+                      "repeat purchases", "qualified": max(qualified, len(out))})
     return out
 
 

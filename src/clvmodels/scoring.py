@@ -166,8 +166,10 @@ def at_risk_candidates(scores: ir.Table, min_p_no_purchase: float, limit: int,
     ``limit`` with the highest approximate value at risk), with their history and forecast."""
     fc = scores.filter(scores.tier.isin(list(tiers_considered)) & ((1 - scores.p_any_purchase) >= min_p_no_purchase))
     approx = approximate_value_at_risk(fc.clv, fc.p_any_purchase)
-    out = execute(fc.order_by([approx.desc(), fc.customer_id]).limit(int(limit)))
-    return out.set_index("customer_id")
+    out = execute(fc.order_by([approx.desc(), fc.customer_id]).limit(int(limit))).set_index("customer_id")
+    # how many qualify in all, so the page can say the list holds the first ``limit`` of them
+    out.attrs["qualified"] = len(out) if len(out) < int(limit) else int(execute(fc.count()))
+    return out
 
 
 def engine_overview(scores: ir.Table) -> dict[str, Any]:

@@ -122,7 +122,11 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
            "Value at risk" + money: "{:,.2f}"}
     styler = inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
     shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
-    return ranked_list(styler, f"{len(at_risk):,} customers listed, {shown}" if len(at_risk) else
+    qualified = int(at_risk.attrs.get("qualified", len(at_risk)))
+    listed = (f"{qualified:,} customers qualify; the {len(at_risk):,} with the most value at risk are listed (and in "
+              f"at_risk_customers.csv), {shown}" if qualified > len(at_risk) else
+              f"{len(at_risk):,} customers listed, {shown}")
+    return ranked_list(styler, listed if len(at_risk) else
                        "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")
 
 
