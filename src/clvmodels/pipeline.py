@@ -34,10 +34,21 @@ from clvmodels.models.beta_geo import BetaGeoModel
 from clvmodels.models.calendar import MIN_SPAN_DAYS, read_events
 from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.reporting import ReportConfig, data_overview, report_source, save_artifacts
-from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE, at_risk_customers
+from clvmodels.retention import (
+    AT_RISK_CANDIDATES,
+    AT_RISK_MIN_P_NO_PURCHASE,
+    at_risk_customers,
+    with_last_run,
+)
 from clvmodels.rfm import calibration_holdout, summarise_log
 from clvmodels.selection import ROLLING_ORIGINS, select_model
-from clvmodels.since import SinceLastRun, compare_runs, find_previous_run, write_run_record
+from clvmodels.since import (
+    SinceLastRun,
+    compare_runs,
+    earlier_p_alive,
+    find_previous_run,
+    write_run_record,
+)
 from clvmodels.stages import Clock, run_stages
 from clvmodels.threads import limited_threads
 from clvmodels.transactions import date_range
@@ -383,6 +394,10 @@ def _figures(run: Run) -> None:
 
 def _since(run: Run) -> None:
     run.analysis.since = _since_last_run(run.cfg, run.log, run.obs_end, **run.table.comparison(run))
+    if run.analysis.since.available and len(run.at_risk):
+        # the at-risk customers' P(alive) in the earlier run, and its fall in their reasons
+        run.at_risk = run.analysis.at_risk = with_last_run(
+            run.at_risk, earlier_p_alive(run.analysis.since, run.at_risk.index, like=run.log))
     run.lap("since the last run")
 
 

@@ -18,7 +18,8 @@ from clvmodels._validation import DAYS_PER_UNIT
 from clvmodels.engine import execute
 from clvmodels.forecast import forecast
 
-__all__ = ["at_risk_customers", "approximate_value_at_risk", "AT_RISK_MIN_P_NO_PURCHASE", "AT_RISK_CANDIDATES"]
+__all__ = ["at_risk_customers", "approximate_value_at_risk", "with_last_run", "AT_RISK_MIN_P_NO_PURCHASE",
+           "AT_RISK_CANDIDATES", "P_ALIVE_FALL_SAID"]
 
 
 #: chance of no purchase during the horizon at or above which a valuable customer is listed: more
@@ -132,3 +133,24 @@ def _spend_so_far(log: Any, ids: pd.Index, observation_end: str) -> pd.Series:
     t = log.filter(log.customer_id.isin(wanted) & (log.date <= ibis.date(str(observation_end))))
     got = execute(t.group_by("customer_id").aggregate(spend=t.amount.sum()))
     return got.set_index("customer_id")["spend"]
+
+
+#: a fall of P(alive) since the last run at least this large is said in an at-risk row's reason
+P_ALIVE_FALL_SAID = 0.10
+
+
+def with_last_run(at_risk: pd.DataFrame, p_alive_then: pd.Series) -> pd.DataFrame:
+    """The at-risk list with each customer's P(alive) in the earlier run (``p_alive_last_run``,
+    empty where that run did not know them) and, where it fell by :data:`P_ALIVE_FALL_SAID` or
+    more, the fall said in the reason ("...; chance still active fell from 90% to 41% since the
+    last run"). The ranking stays the value at risk (measured; the fall is what a manager asks)."""
+    if not len(at_risk):
+        return at_risk
+    out = at_risk.copy()
+    out.attrs.update(at_risk.attrs)
+    then = p_alive_then.reindex(out.index.astype(str)).to_numpy(float)
+    out["p_alive_last_run"] = then
+    fell = np.isfinite(then) & (then - out["p_alive"].to_numpy(float) >= P_ALIVE_FALL_SAID)
+    out["why"] = [f"{w}; chance still active fell from {a:.0%} to {b:.0%} since the last run" if f else w
+                  for w, a, b, f in zip(out["why"], then, out["p_alive"], fell, strict=True)]
+    return out

@@ -63,6 +63,8 @@ class SinceLastRun:
     accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)
     value_then: float = 0.0
     value_now: float = 0.0
+    folder: str = ""
+    """The earlier run's folder (its path), when it was compared."""
 
     def changes(self) -> dict[str, Any]:
         """The counts both the summary and the first screen's line say: customers who moved down
@@ -301,7 +303,7 @@ def _compare(folder: Path, record: dict[str, Any], log: Any, scores: Any, prev_e
     horizon = min(elapsed, float(record.get("horizon") or elapsed))
     end = str((pd.Timestamp(prev_end) + pd.Timedelta(days=horizon * DAYS_PER_UNIT[unit])).date())
     acc = pd.DataFrame() if model is None else _accuracy(log, then, model, spend, prev_end, end, unit, horizon)
-    return SinceLastRun(True, previous=folder.name, previous_end=prev_end, elapsed=round(horizon, 2),
+    return SinceLastRun(True, previous=folder.name, folder=str(folder), previous_end=prev_end, elapsed=round(horizon, 2),
                         time_unit=unit, migration=migration, lost=lost, accuracy=acc, lost_customers=named,
                         value_then=float(values[0] or 0.0), value_now=float(values[1] or 0.0))
 
@@ -359,3 +361,25 @@ def _accuracy(log: Any, then: Any, model: Any, spend: Any, prev_end: str, end: s
         acc[f"{q_}_pct_error"] = (100 * (acc[f"predicted_{q_}"] - acc[f"actual_{q_}"]) / act).fillna(0.0)
     acc.index.name = "tier then"
     return acc
+
+
+def earlier_p_alive(since: SinceLastRun, ids: Any, *, like: Any) -> pd.Series:
+    """The P(alive) the earlier run gave the customers ``ids`` (text ids; those it did not know,
+    or an earlier run without a numeric ``p_alive`` column, are missing), read by the engine of
+    ``like`` from its ``forecast.parquet``. Never fatal: an earlier run that cannot be read gives
+    an empty Series (the comparison itself said why)."""
+    wanted = [str(v) for v in ids]
+    empty = pd.Series(dtype=float, name="p_alive_last_run")
+    if not since.available or not since.folder or not wanted:
+        return empty
+    try:
+        table = engine_of(like).read_parquet(Path(since.folder) / "forecast.parquet", like)
+        schema = table.schema()
+        if "p_alive" not in schema or "customer_id" not in schema or not schema["p_alive"].is_numeric():
+            return empty
+        t = table.select(customer_id=table.customer_id.cast("string"), p=table.p_alive.cast("float64"))
+        got = execute(t.filter(t.customer_id.isin(wanted)))
+    except Exception:  # noqa: BLE001 - a damaged earlier run is a missing column here, never the report's end
+        return empty
+    out = got.drop_duplicates("customer_id").set_index("customer_id")["p"].clip(0.0, 1.0)
+    return out.rename("p_alive_last_run")

@@ -110,14 +110,16 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
     t = at_risk.head(top).rename(columns={
         "tier": "Tier", "why": "Why listed", "last_purchase": "Last purchase", "time_since_last_purchase": since,
         "usual_gap": gap, "purchases_so_far": "Purchases so far", "spend_so_far": spend,
-        "p_alive": "Chance still active", "p_no_purchase_in_horizon": "Chance of no purchase in the horizon",
+        "p_alive": "Chance still active", "p_alive_last_run": "Chance still active at the last run",
+        "p_no_purchase_in_horizon": "Chance of no purchase in the horizon",
         "clv": "Expected value" + money, "value_if_retained": "Value if retained" + money,
         "value_at_risk": "Value at risk" + money})
     t.index = t.index.astype(str)
     t.columns.name = "Customer"
     t.index.name = None
     fmt = {since: "{:,.1f}", gap: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}",
-           "Chance still active": "{:.0%}", "Chance of no purchase in the horizon": "{:.0%}",
+           "Chance still active": "{:.0%}", "Chance still active at the last run": "{:.0%}",
+           "Chance of no purchase in the horizon": "{:.0%}",
            "Expected value" + money: "{:,.2f}", "Value if retained" + money: "{:,.2f}",
            "Value at risk" + money: "{:,.2f}"}
     styler = inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
