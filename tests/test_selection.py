@@ -7,7 +7,7 @@ import pytest
 import clvmodels
 from clvmodels import BetaGeoModel, ModifiedBetaGeoModel
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.selection import select_model
+from clvmodels.selection import compare_forecasts, select_model
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,21 @@ def test_only_given_candidates_and_bad_input(sample_cal, sample_rfm):
     with pytest.raises(DataValidationError, match="Nobody bought in the holdout"):
         select_model(quiet)
     assert isinstance(sel.table, pd.DataFrame)
+
+
+def test_compare_forecasts_scores_alternatives_by_the_rule(master_cal):
+    """Alternatives (a treatment, a mix) scored like models: what happened beats a forecast 30%
+    too high; an origin an alternative cannot forecast is skipped for all; none left is an error."""
+    earlier = master_cal.copy()
+    actual = master_cal["frequency_holdout"].to_numpy(float)
+    scores = compare_forecasts([master_cal, earlier], {
+        "exact": lambda origin, w: w["frequency_holdout"].to_numpy(float),
+        "high": lambda origin, w: None if origin == 1 else 1.3 * w["frequency_holdout"].to_numpy(float) + 0.01,
+    })
+    assert scores.loc["exact", "score"] == 1.0 and scores.loc["high", "score"] > 1.0
+    assert (scores["origins"] == 1).all()  # origin 1 skipped for both
+    assert scores.loc["exact", "tier_pct"] < scores.loc["high", "tier_pct"]
+    assert scores.loc["exact", "total"] == 0.0 and scores.loc["high", "total"] > 29
+    assert len(scores.attrs["origins"]) == 2 and actual.sum() > 0
+    with pytest.raises(DataValidationError, match="No backtest could score"):
+        compare_forecasts([master_cal], {"none": lambda origin, w: None})

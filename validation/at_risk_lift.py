@@ -43,6 +43,12 @@ def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
         "1 - P(alive)": 1 - v["p_alive"],
         "value if retained x P(no purchase)": if_retained * p_no,
         "silence / usual gap": (v["T"] - v["recency"]) / (v["recency"] / v["frequency"].clip(lower=1)),
+        # the report's score with a stricter bar (it lists more Gold, whose own rate of buying nothing is higher)
+        "value at risk, P(no purchase) >= 0.6": (v["kept"] * p_no).where(p_no >= 0.6, -1.0),
+        "value at risk, P(no purchase) >= 0.7": (v["kept"] * p_no).where(p_no >= 0.7, -1.0),
+        "value at risk x P(no purchase), P(no purchase) >= 0.5": (v["kept"] * p_no ** 2).where(p_no >= 0.5, -1.0),
+        "value at risk x P(no purchase) above the tier's mean": v["kept"] * (p_no - p_no.groupby(v["tier"]).transform(
+            "mean")),
     }
 
 

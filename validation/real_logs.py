@@ -96,7 +96,10 @@ def check(name: str, log: pd.DataFrame, cut: str, end: str, n_draws: int = 100) 
         a = act["purchases"].to_numpy(float)
         inside = (ci["expected_purchases_lower"].to_numpy() <= a) & (a <= ci["expected_purchases_upper"].to_numpy())
         row["customer_coverage_pct"] = 100 * float(inside.mean())
-    row["left_truncated"] = bool(getattr(an, "left_truncation", None) and an.left_truncation.detected)
+    trunc = getattr(an, "left_truncation", None)
+    row["left_truncated"] = bool(trunc and trunc.detected)
+    row["learned_from"] = ("" if not (trunc and trunc.usable_cohort) else
+                           "the cohort" if trunc.fits_cohort else "everyone")
     return row
 
 
@@ -136,6 +139,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         tiers_p = ", ".join(f(r[f"purchases_{t}_pct"]) for t in TIERS)
         tiers_r = ", ".join(f(r[f"revenue_{t}_pct"]) for t in TIERS)
         note = "left truncation detected" if r.get("left_truncated") else ""
+        if r.get("learned_from") and not pd.isna(r.get("learned_from")):
+            note += f"; learned from {r['learned_from']}"
         if r.get("nan_cells"):
             note += f" {int(r['nan_cells'])} NaN"
         lines.append(

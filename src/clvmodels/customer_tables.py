@@ -98,7 +98,7 @@ class Run:
     def cohort_below_T(self) -> float | None:
         """The age below which customers are a left-truncated log's real cohort (None: everyone)."""
         t = self.truncation
-        return t.cutoff_T if t is not None and t.usable_cohort else None
+        return t.cutoff_T if t is not None and t.fits_cohort else None
 
 
 def run_settings(run: Run, lifetime: bool = False) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,13 @@ import pandas as pd
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES, check_timestamp
 from clvmodels.attributes import choose_covariates, customer_attributes
 from clvmodels.backtest_ranges import backtest_error, widen_intervals, with_earlier_origins
-from clvmodels.cohorts import MIN_COHORT, LeftTruncation, detect_left_truncation
+from clvmodels.cohorts import (
+    MIN_COHORT,
+    LeftTruncation,
+    cohort_of,
+    cohort_or_everyone,
+    detect_left_truncation,
+)
 from clvmodels.customer_tables import InEngine, InMemory, Run
 from clvmodels.engine import engine_named, engine_of, set_engine_memory
 from clvmodels.evaluate import evaluate
@@ -187,15 +193,17 @@ def resolve_windows(cfg: ReportConfig, transactions: Any) -> tuple[str, str | No
 
 def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, customers: int,
               sample: Any, lap: Any, cohort_below_T: float | None = None,
-              details: dict[str, float] | None = None) -> tuple[Any, Any, Any, Any, Any]:
+              details: dict[str, float] | None = None) -> tuple[Any, Any, Any, Any, Any, Any]:
     """Model choice, scorecard, tier errors, a factory of the chosen model and the calibration
     table the choice was made on (BG/NBD and no backtest when there is none); ``sample(n)``
     returns the log of a random ``n`` customers.
     ``cohort_below_T``: the models learn from the customers whose age at the observation end is
     below this (a left-truncated log's real cohort); the model choice then uses only them (their
-    age at the end is their age at the calibration end plus the holdout)."""
+    age at the end is their age at the calibration end plus the holdout), unless learning from
+    everyone forecasts the backtests better (:func:`clvmodels.cohorts.cohort_or_everyone`). Last: the treatment
+    of left truncation as the backtest judged it, (learn from the cohort, words), or None."""
     if cal_end is None:
-        return None, None, None, BetaGeoModel, None
+        return None, None, None, BetaGeoModel, None, None
     # the backtest compares models and measures their error on a large random sample of
     # customers, not everyone: at 36M customers it saves most of its time and memory
     backtest_log = sample(BACKTEST_CUSTOMERS) if customers > BACKTEST_CUSTOMERS else log
@@ -208,12 +216,22 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     started = time.perf_counter()
     cal = calibration_holdout(backtest_log, calibration_end=cal_end, observation_end=obs_end,
                                         time_unit=cfg.time_unit, regularity=True, calendar=calendar)
-    choose_on = _cohort_of(cal, cohort_below_T)
-    earlier = [_cohort_of(window, cohort_below_T, shift)
-               for window, shift in earlier_backtests(cfg, backtest_log, obs_end, cal_end, calendar)]
+    choose_on = cohort_of(cal, cohort_below_T)
+    earlier_windows = earlier_backtests(cfg, backtest_log, obs_end, cal_end, calendar)
+    earlier = [cohort_of(window, cohort_below_T, shift) for window, shift in earlier_windows]
     if details is not None:
         details["backtest: model choice: calibration tables"] = time.perf_counter() - started
     selection = select_model(choose_on, events=events, earlier=earlier, tier_shares=cfg.tier_shares)
+    treatment = None
+    if cohort_below_T is not None and choose_on is cal:
+        treatment = (False, f"The backtest's window holds too few of the cohort (at least {MIN_COHORT} are needed, "
+                            "some buying in the holdout) to judge learning from it alone, so it did not earn its place.")
+    elif cohort_below_T is not None:
+        # a left-truncated log: learning from its cohort alone is a candidate, not a decision
+        selection, treatment = cohort_or_everyone(selection, cal, earlier_windows, cohort_below_T, events=events,
+                                                  tier_shares=cfg.tier_shares, time_unit=cfg.time_unit)
+        if not treatment[0]:
+            choose_on = cal
     lap("backtest: model choice")
     scorecard = evaluate(cal, selection.calibration_model, GammaGammaModel().fit(cal),
                                    transactions=backtest_log, tier_shares=cfg.tier_shares)
@@ -222,26 +240,12 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
             f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")
     if events is not None and not calendar:
         scorecard.info["notes"].append(
-            "The events table was not used: the models learn from the log's cohort of new customers (left "
-            "truncation), and the calendar of purchases the events are fitted on describes every customer.")
+            "The events table was not used: the log is left-truncated and the backtest compares learning from its "
+            "cohort of new customers alone, on which the calendar of everyone's purchases cannot be fitted.")
     error = with_earlier_origins(backtest_error(scorecard),
                                  selection.origins[selection.origins["model"] == selection.chosen])
     lap("backtest: scorecard and baselines")
-    return selection, scorecard, error, selection.new_model, choose_on
-
-
-def _cohort_of(cal: pd.DataFrame, cohort_below_T: float | None, shift: float = 0.0) -> pd.DataFrame:
-    """The customers of a backtest the models learn from: everyone, or a left-truncated log's
-    cohort (age at the observation end below ``cohort_below_T``; their age then is their age at
-    the calibration end plus the holdout plus ``shift``, the time from the window's end to the
-    observation end) when it has enough customers who bought in the holdout."""
-    if cohort_below_T is None:
-        return cal
-    in_cohort = cal[(cal["T"] + cal["duration_holdout"]).to_numpy() + shift < cohort_below_T - 1e-9]
-    if len(in_cohort) >= MIN_COHORT and float(in_cohort["frequency_holdout"].sum()) > 0:
-        in_cohort.attrs.update(cal.attrs)
-        return in_cohort
-    return cal
+    return selection, scorecard, error, selection.new_model, choose_on, treatment
 
 
 def earlier_backtests(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str,
@@ -296,9 +300,11 @@ def _truncation_and_backtest(run: Run) -> None:
     """Left truncation, then the backtest: model choice, scorecard and the tier errors that widen
     the intervals, on the customers the models learn from."""
     run.truncation = _truncation(run.cfg, *run.table.ages())
-    (run.selection, run.scorecard, run.error, run.model_cls, run.backtest_cal) = _backtest(
+    (run.selection, run.scorecard, run.error, run.model_cls, run.backtest_cal, treatment) = _backtest(
         run.cfg, run.log, run.obs_end, run.cal_end, run.customers, lambda k: run.table.sample(run, k), run.lap,
         run.cohort_below_T, run.details)
+    if treatment is not None:
+        run.truncation = replace(run.truncation, learn_from_cohort=treatment[0], backtest=treatment[1])
 
 
 def _covariates(run: Run) -> None:

@@ -48,7 +48,7 @@ from clvmodels.models.registry import models_where
 from clvmodels.tiers import TIERS, assign_tiers
 
 __all__ = ["select_model", "ModelSelection", "holdout_scores", "holdout_spend", "candidate_classes", "ROLLING_ORIGINS",
-           "origin_weights", "CANDIDATES", "REGULARITY_CANDIDATES", "CALENDAR_CANDIDATES"]
+           "origin_weights", "rule_scores", "compare_forecasts", "CANDIDATES", "REGULARITY_CANDIDATES", "CALENDAR_CANDIDATES"]
 
 #: purchase models tried by default, by their name in the papers
 CANDIDATES: dict[str, type[PurchaseModel]] = models_where(choice="base")
@@ -341,16 +341,12 @@ def select_model(
         raise ClvModelsError("No candidate model could be fitted:\n" + "\n".join(
             f"  - {n}: {r['error']}" for n, r in rows.items()))
     origins = _relative_errors(pd.DataFrame(scored))
-    weights = origin_weights(len(windows))
-    w = weights[origins["origin"].to_numpy()]
-    per = origins.assign(w=w, wr=w * origins["relative_error"], wt=w * origins["total_pct"].abs())
-    sums = per.groupby("model", sort=False)[["w", "wr", "wt"]].sum()
-    score = sums["wr"] / sums["w"]
-    total = sums["wt"] / sums["w"]
+    per_model = rule_scores(origins, len(windows))
+    score, total = per_model["score"], per_model["total"]
     table = pd.DataFrame(rows).T
     table.index.name = "model"
     table["score"] = score.reindex(table.index)
-    table["origins"] = per.groupby("model", sort=False).size().reindex(table.index)
+    table["origins"] = per_model["origins"].reindex(table.index)
     for col in table.columns.drop("error", errors="ignore"):
         table[col] = pd.to_numeric(table[col])
     ok = [n for n in table.index if n in models]
@@ -362,6 +358,51 @@ def select_model(
     rule = RULE.format(tol=tol)
     reason = _reason(chosen, table, origins, tied, windows, cal, rule, unused)
     return ModelSelection(table, chosen, reason, models, rule, origins)
+
+
+def rule_scores(origins: pd.DataFrame, n_origins: int) -> pd.DataFrame:
+    """Per model (``origins``' ``model`` column, with ``origin``, ``relative_error`` and
+    ``total_pct``): the rule's ``score`` (mean relative error over the origins, weighted by
+    :func:`origin_weights`), its weighted absolute total purchases error ``total`` (the
+    tie-break) and the number of ``origins`` scored."""
+    w = origin_weights(n_origins)[origins["origin"].to_numpy()]
+    per = origins.assign(w=w, wr=w * origins["relative_error"], wt=w * origins["total_pct"].abs())
+    sums = per.groupby("model", sort=False)[["w", "wr", "wt"]].sum()
+    return pd.DataFrame({"score": sums["wr"] / sums["w"], "total": sums["wt"] / sums["w"],
+                         "origins": per.groupby("model", sort=False).size()})
+
+
+def compare_forecasts(windows: list[pd.DataFrame], forecasts: dict[str, Any],
+                      tier_shares: dict[str, float] | None = None) -> pd.DataFrame:
+    """Alternatives scored by the rule of this module on the same backtests.
+
+    ``windows``: calibration tables, latest first (:func:`clvmodels.calibration_holdout`);
+    ``forecasts``: name to a function ``(origin, window) -> each customer's expected purchases in
+    the window's holdout`` (every row of the window), or None where it cannot forecast there. An
+    origin is scored only where every alternative forecasts it. Returns one row per alternative:
+    ``score``, ``total``, ``origins`` (:func:`rule_scores`) and ``tier_pct``, the weighted mean
+    absolute tier error in percent, for words; ``attrs["origins"]``: the scores at each origin."""
+    scored = []
+    for origin, window in enumerate(windows):
+        t = float(window["duration_holdout"].iloc[0])
+        if float(window["frequency_holdout"].sum()) <= 0 or not t > 0:
+            continue
+        preds = {name: f(origin, window) for name, f in forecasts.items()}
+        if any(p is None for p in preds.values()):
+            continue
+        spend = holdout_spend(window)
+        scored += [{"origin": origin, "model": name, **holdout_scores(window, p, spend, tier_shares)}
+                   for name, p in preds.items()]
+    if not scored:
+        raise DataValidationError("No backtest could score every alternative (nobody bought in the holdouts, or an "
+                                  "alternative could not be fitted on any of them).")
+    origins = _relative_errors(pd.DataFrame(scored))
+    out = rule_scores(origins, len(windows))
+    w = origin_weights(len(windows))[origins["origin"].to_numpy()]
+    tier = origins.assign(w=w, wt=w * origins["tier_pct"]).groupby("model", sort=False)[["w", "wt"]].sum()
+    out["tier_pct"] = tier["wt"] / tier["w"]
+    out.attrs["origins"] = origins
+    return out
 
 
 def _relative_errors(scored: pd.DataFrame) -> pd.DataFrame:

@@ -158,7 +158,7 @@ def executive_summary(analysis: Any) -> str:
     total = tier_table.loc["Total"]
     trunc = getattr(analysis, "left_truncation", None)
     budget_note = ""
-    if trunc is not None and trunc.detected and not trunc.usable_cohort:
+    if trunc is not None and trunc.detected and not trunc.fits_cohort:
         budget_note = " (not reliable here: the log holds no cohort of genuinely new customers)"
     lines = [
         f"**The next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, for "
