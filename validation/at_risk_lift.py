@@ -47,7 +47,7 @@ def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
         "value at risk, P(no purchase) >= 0.6": (v["kept"] * p_no).where(p_no >= 0.6, -1.0),
         "value at risk, P(no purchase) >= 0.7": (v["kept"] * p_no).where(p_no >= 0.7, -1.0),
         "value at risk x P(no purchase), P(no purchase) >= 0.5": (v["kept"] * p_no ** 2).where(p_no >= 0.5, -1.0),
-        "value at risk x P(no purchase) above the tier's mean": v["kept"] * (p_no - p_no.groupby(v["tier"]).transform(
+        "value if kept x (P(no purchase) - its tier mean)": v["kept"] * (p_no - p_no.groupby(v["tier"]).transform(
             "mean")),
     }
 
