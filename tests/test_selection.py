@@ -55,6 +55,13 @@ def test_rolling_origins_are_scored_and_weighted(cdnow_master):
     assert "3 holdouts of 26 weeks" in sel.reason
     best_at = o.loc[o.groupby("origin")["error"].idxmin(), "model"].tolist()
     assert ("every origin" in sel.reason) == (set(best_at) == {sel.chosen})
+    # each origin's window and every candidate's forecast there are kept, for alternatives built from them
+    assert len(sel.windows) == len(sel.predictions) == 3 and sel.windows[0] is windows[0]
+    for origin, (window, preds) in enumerate(zip(sel.windows, sel.predictions, strict=True)):
+        assert set(preds) == set(sel.table.index) and all(len(p) == len(window) for p in preds.values())
+        for name, pred in preds.items():
+            row = o[(o["origin"] == origin) & (o["model"] == name)].iloc[0]
+            assert 100 * (pred.sum() / window["frequency_holdout"].sum() - 1) == pytest.approx(row["total_pct"])
     # a model that cannot be fitted at an earlier origin stops the comparison there
     assert list(select_model(windows[0], earlier=[windows[1].assign(frequency_holdout=0)]).origins["origin"].unique()) == [0]
 

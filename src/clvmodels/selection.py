@@ -106,6 +106,12 @@ class ModelSelection:
         One row per origin and candidate: ``origin`` (0 = latest), ``calibration_end``, the
         scores of :func:`holdout_scores`, ``error`` (the rule's error at that origin) and
         ``relative_error``.
+    windows : list of DataFrame
+        The backtests scored, latest first (origin 0 is ``cal``).
+    predictions : list of dict
+        At each origin, each candidate's expected holdout purchases per customer of that window
+        (for alternatives built from the candidates, e.g. a forecast combination scored by
+        :func:`compare_forecasts`).
     """
 
     table: pd.DataFrame
@@ -114,6 +120,8 @@ class ModelSelection:
     models: dict[str, PurchaseModel] = field(default_factory=dict)
     rule: str = ""
     origins: pd.DataFrame = field(default_factory=pd.DataFrame)
+    windows: list[pd.DataFrame] = field(default_factory=list, repr=False)
+    predictions: list[dict[str, np.ndarray]] = field(default_factory=list, repr=False)
 
     @property
     def model_class(self) -> type[PurchaseModel]:
@@ -289,6 +297,7 @@ def select_model(
     models: dict[str, PurchaseModel] = {}
     scored: list[dict[str, Any]] = []
     windows = [cal]
+    predictions: list[dict[str, np.ndarray]] = []
     unused = ""
     for origin, window in enumerate([cal] + [c for c in earlier if float(c["frequency_holdout"].sum()) > 0]):
         check_calibration(window)
@@ -300,7 +309,7 @@ def select_model(
                       "history than they have.")
             break
         spend = holdout_spend(window)
-        found = []
+        found, preds = [], {}
         for name in (list(cands) if origin == 0 else list(models)):
             cls, init = here[name]
             start = time.perf_counter()
@@ -314,6 +323,7 @@ def select_model(
                 unused = f"Earlier origins were not used: {name} could not be fitted there."
                 break
             scores = holdout_scores(window, pred, spend, tier_shares)
+            preds[name] = pred
             found.append({"origin": origin, "calibration_end": window.attrs.get("calibration_end", ""),
                           "model": name, **scores})
             if origin == 0:
@@ -335,6 +345,7 @@ def select_model(
         if unused:
             break
         scored += found
+        predictions.append(preds)
         if origin > 0:
             windows.append(window)
     if not models:
@@ -357,7 +368,7 @@ def select_model(
     table["chosen"] = table.index == chosen
     rule = RULE.format(tol=tol)
     reason = _reason(chosen, table, origins, tied, windows, cal, rule, unused)
-    return ModelSelection(table, chosen, reason, models, rule, origins)
+    return ModelSelection(table, chosen, reason, models, rule, origins, windows, predictions)
 
 
 def rule_scores(origins: pd.DataFrame, n_origins: int) -> pd.DataFrame:
