@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 import clvmodels  # noqa: E402
 from clvmodels import plots  # noqa: E402
 from clvmodels.exceptions import DataValidationError, ParameterError  # noqa: E402
+from clvmodels.tiers import TIERS  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,4 +82,27 @@ def test_calibration_vs_holdout(fitted):
     actual = ax.get_lines()[0].get_ydata()
     expected = cal.groupby(np.minimum(cal["frequency"], 7))["frequency_holdout"].mean().to_numpy()
     np.testing.assert_allclose(actual, expected)
+    plt.close("all")
+
+
+def test_retention_what_if_shows_the_lifetime_beside_the_horizon(fitted):
+    """Issue 28, item 2: the what-if chart shows what less dropout is worth over the remaining
+    lifetime beside the horizon, each bar labelled with its own change in percent."""
+    _, rfm, model = fitted
+    spend = clvmodels.GammaGammaModel().fit(rfm)
+    tiers = clvmodels.assign_tiers(clvmodels.forecast(model, spend, rfm, horizon=26))
+    wi = clvmodels.retention_what_if(model, spend, rfm, tiers, dropout_reduction=0.2, horizon=26)
+    assert (wi.loc[list(TIERS), "lifetime_change"] > wi.loc[list(TIERS), "change"]).all()
+    ax = plots.plot_retention_what_if(wi, money=" (USD)")
+    bars = [p for p in ax.patches]
+    assert len(bars) == 8 and "lifetime" in ax.get_title() and "(USD)" in ax.get_ylabel()
+    labels = {t.get_text() for t in ax.texts}
+    for tier in TIERS:
+        for col in ("change_pct", "lifetime_change_pct"):
+            assert f"{wi.loc[tier, col]:+.1f}%" in labels
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["over the horizon", "over the lifetime"]
+    plt.close("all")
+    # a table without the lifetime columns: the horizon alone
+    ax = plots.plot_retention_what_if(wi.drop(columns=[c for c in wi.columns if c.startswith("lifetime")]))
+    assert len(ax.patches) == 4 and ax.get_legend() is None
     plt.close("all")

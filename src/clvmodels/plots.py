@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from clvmodels._validation import DAYS_PER_UNIT, UNIT_NAMES
 from clvmodels.exceptions import DataValidationError, ParameterError
@@ -241,17 +243,39 @@ def plot_calibration(calibration: pd.DataFrame, ax=None, **kwargs):
 
 
 def plot_retention_what_if(what_if: pd.DataFrame, ax=None, *, money: str = "", **kwargs):
-    """Change in CLV per tier if dropout fell (from :func:`clvmodels.retention_what_if`)."""
+    """Change in CLV per tier if dropout fell (from :func:`clvmodels.retention_what_if`): over
+    the horizon and, when the table has it, over the customers' remaining lifetime beside it (the
+    pale bar is the horizon), each labelled with its change in percent."""
     ax = _ax(ax)
     t = _tiers_only(what_if)
-    ax.bar(t.index, t["change"], color=[TIER_COLORS[i] for i in t.index], **kwargs)
-    for i, (v, pct) in enumerate(zip(t["change"], t["change_pct"], strict=True)):
-        label = "n/a" if pd.isna(pct) else f"{pct:+.1f}%"
-        ax.annotate(label, (i, v), ha="center", va="bottom", fontsize=SMALLEST_TEXT, xytext=(0, 3), textcoords="offset points")
+    colors = [TIER_COLORS[i] for i in t.index]
+    x = np.arange(len(t))
+    lifetime = "lifetime_change" in t.columns and t["lifetime_change"].notna().any()
+    bars = [("change", "change_pct", "over the horizon")]
+    if lifetime:
+        bars.append(("lifetime_change", "lifetime_change_pct", "over the lifetime"))
+    width = 0.8 / len(bars)
+    for j, (col, pct_col, _) in enumerate(bars):
+        pos = x + (j - (len(bars) - 1) / 2) * width
+        pale = lifetime and j == 0
+        ax.bar(pos, t[col], width=width, color=colors, alpha=0.45 if pale else 1.0, **kwargs)
+        # side by side, the labels lean away from each other: the horizon's ends at its bar's right
+        # edge, the lifetime's starts at its bar's left edge
+        ha, edge = ("center", 0.0) if not lifetime else (("right", width / 2) if j == 0 else ("left", -width / 2))
+        for xi, v, pct in zip(pos, t[col], t[pct_col], strict=True):
+            text = "n/a" if pd.isna(pct) else f"{pct:+.1f}%"
+            ax.annotate(text, (xi + edge, max(v, 0)), ha=ha, va="bottom", fontsize=SMALLEST_TEXT, xytext=(0, 3),
+                        textcoords="offset points")
+    ax.set_xticks(x, list(t.index))
+    if lifetime:
+        ax.legend(handles=[Patch(color="grey", alpha=0.45, label=bars[0][2]), Patch(color="grey", label=bars[1][2])],
+                  frameon=False, fontsize=SMALLEST_TEXT)
     f = what_if.attrs.get("dropout_reduction", np.nan)
     ax.set_ylabel(f"Change in total CLV{money}")
-    ax.set_title(f"If dropout fell by {f:.0%}")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_title(f"If dropout fell by {f:.0%}" + (": horizon (pale) and lifetime" if lifetime else ""))
     ax.axhline(0, color="black", linewidth=0.8)
+    ax.margins(y=0.15)
     return ax
 
 
