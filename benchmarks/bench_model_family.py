@@ -1,6 +1,6 @@
 """MBG/NBD, Pareto/NBD and BG/BB: clvmodels vs lifetimes, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_model_family.py [--sizes 100000 1000000] [--repeats 1]
+    .venv/bin/python benchmarks/bench_model_family.py [--sizes 100000 1000000] [--repeats 1] [--tasks "Pareto/NBD fit"]
 
 For each size, the generated RFM table of ``bench_models.py`` (CDNOW-like BG/NBD data, weeks)
 is fitted by both libraries' MBG/NBD and Pareto/NBD, each in a fresh process, and scored
@@ -110,15 +110,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--tasks", nargs="+", choices=[*TASKS, *BGBB],
+                        help="only these rows, printed (the README's table is left as it is)")
     args = parser.parse_args()
+    wanted = set(args.tasks or [*TASKS, *BGBB])
     rows: list[str] = []
     for n in args.sizes:
         prelude = f"PATH = {make_rfm(n)!r}\nPNBD = {PNBD!r}\n" + LOAD
         for task, contenders in TASKS.items():
-            rows += _rows(n, task, {name: run_child(prelude + code, args.repeats) for name, code in contenders.items()})
+            if task in wanted:
+                rows += _rows(n, task, {name: run_child(prelude + code, args.repeats)
+                                        for name, code in contenders.items()})
+        if not wanted & set(BGBB):
+            continue
         prelude = f"import pandas as pd\nd = pd.read_parquet({make_bgbb(n)!r})\n"
         for task, contenders in BGBB.items():
-            rows += _rows(n, task, {name: run_child(prelude + code, args.repeats) for name, code in contenders.items()})
+            if task in wanted:
+                rows += _rows(n, task, {name: run_child(prelude + code, args.repeats)
+                                        for name, code in contenders.items()})
+    if args.tasks:
+        return
     table = "\n".join([
         "### MBG/NBD, Pareto/NBD, BG/BB (`benchmarks/bench_model_family.py`)",
         "",

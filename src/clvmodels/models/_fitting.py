@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -357,13 +358,21 @@ class MaximumLikelihood:
 
 
 def _guarded(objective: Objective) -> Objective:
-    """The objective with a huge value where it is not finite, so line searches back off."""
+    """The objective with a huge value where it is not finite, so line searches back off; the
+    last point's value is kept, so asking again where the optimiser stopped (the gradient's
+    norm, the Hessian's base point) costs nothing (two of about twelve full-data evaluations of
+    a warm-started fit)."""
+    last: dict[str, Any] = {}
 
     def safe(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        key = np.asarray(theta, dtype=float).tobytes()
+        if last.get("key") == key:
+            return last["value"], last["grad"].copy()
         with np.errstate(all="ignore"):
             value, grad = objective(theta)
         if not np.isfinite(value) or not np.all(np.isfinite(grad)):
-            return 1e300, np.zeros_like(theta)
+            value, grad = 1e300, np.zeros_like(theta)
+        last.update(key=key, value=value, grad=np.array(grad, dtype=float))
         return value, grad
 
     return safe
