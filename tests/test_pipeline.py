@@ -64,6 +64,23 @@ def test_at_risk_customers(sample_rfm):
     assert risk.loc[one, "spend_so_far"] == pytest.approx(mine["amount"].sum())
     assert pd.Timestamp(risk.loc[one, "last_purchase"]) == mine["date"].max()
 
+def test_gradient_boosting_baseline_can_be_left_out(log):
+    """Issue 30, item 1: the gradient-boosting baseline (most of a small log's backtest) is a
+    setting; left out, the scorecard has the model and the naive rate, says why, and the choice
+    and forecast are those of the run with it."""
+    with pytest.raises(clvmodels.exceptions.ParameterError, match="baseline"):
+        reporting.validate_parameters({"baseline": "maybe"})
+    runs = {b: pipeline.run_analysis(reporting.validate_parameters({"baseline": b, "n_draws": 10}), log)
+            for b in ("yes", "no")}
+    with_it, without = runs["yes"].scorecard, runs["no"].scorecard
+    assert "gradient boosting" in with_it.metrics.index and "gradient boosting" not in without.metrics.index
+    assert "naive rate" in without.metrics.index
+    assert any("baseline 'no'" in n for n in without.info["notes"])
+    assert "baseline 'no'" in reporting.backtest_reading(runs["no"])
+    assert runs["yes"].selection.chosen == runs["no"].selection.chosen
+    pd.testing.assert_frame_equal(runs["yes"].tier_table, runs["no"].tier_table)
+
+
 def test_analysis_without_backtest(log):
     cfg = reporting.validate_parameters({"calibration_end": "none", "n_draws": 10})
     a = pipeline.run_analysis(cfg, log)

@@ -323,6 +323,7 @@ def evaluate(
     *,
     transactions: Any = None,
     baselines: bool = True,
+    gradient_boosting: bool = True,
     tier_shares: dict[str, float] | None = None,
     columns: dict[str, str] | None = None,
     seed: int = 0,
@@ -343,6 +344,9 @@ def evaluate(
         window) and the cumulative tracking curve.
     baselines : bool
         Score the naive rate model (and, with ``transactions``, gradient boosting).
+    gradient_boosting : bool, default True
+        With ``baselines`` and ``transactions``: also the gradient-boosting baseline (its cost is
+        most of a small log's backtest; False leaves it out and says so in the notes).
     tier_shares : dict, optional
         Shares for :func:`clvmodels.assign_tiers`.
     max_customers : int or None, default 1,000,000
@@ -386,7 +390,9 @@ def evaluate(
     preds[transaction_model._long_name] = bg
     if baselines:
         preds["naive rate"] = naive_baseline(cal)
-        if transactions is not None:
+        if transactions is not None and not gradient_boosting:
+            notes.append("Gradient boosting not scored: left out by the run's settings (baseline 'no').")
+        elif transactions is not None:
             try:
                 preds["gradient boosting"] = gradient_boosting_baseline(transactions, cal, seed=seed, columns=columns)
             except DataValidationError as exc:

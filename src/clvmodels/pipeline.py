@@ -233,8 +233,8 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
         if not treatment[0]:
             choose_on = cal
     lap("backtest: model choice")
-    scorecard = evaluate(cal, selection.calibration_model, GammaGammaModel().fit(cal),
-                                   transactions=backtest_log, tier_shares=cfg.tier_shares)
+    scorecard = evaluate(cal, selection.calibration_model, GammaGammaModel().fit(cal), transactions=backtest_log,
+                         gradient_boosting=cfg.baseline == "yes", tier_shares=cfg.tier_shares)
     if backtest_log is not log:
         scorecard.info["notes"].append(
             f"The backtest used a random sample of about {BACKTEST_CUSTOMERS:,} of {customers:,} customers.")

@@ -61,6 +61,7 @@ class ReportConfig:
     scoring: str = "auto"
     engine_memory: str = ""
     threads: int = 0
+    baseline: str = "yes"
     left_truncation: str = "auto"
     previous: str = "auto"
     customers_path: str = ""
@@ -142,6 +143,7 @@ def validate_parameters(params: Mapping[str, Any]) -> ReportConfig:
 
         parse_memory(p["engine_memory"])
     check_choice("left_truncation", p["left_truncation"], ("auto", "no"))
+    check_choice("baseline", p["baseline"], ("yes", "no"))
     _text("previous", p["previous"])
     if p["previous"] not in ("auto", "none", "") and not (Path(p["previous"]) / "run.json").is_file():
         raise ParameterError(
