@@ -65,7 +65,7 @@ def test_report_says_what_it_did_with_left_truncation(truncated, tmp_path):
     assert any("events table was not used" in n for n in an.scorecard.info["notes"])
     trunc = an.left_truncation
     assert trunc.detected and trunc.usable_cohort and not trunc.fits_cohort
-    assert "too few of the cohort" in trunc.describe() and "did not win" in trunc.describe()
+    assert "too few of the cohort" in trunc.describe() and "was not taken" in trunc.describe()
     assert an.model.n_customers_ == len(an.rfm) == len(an.forecast)
     summary = reporting.executive_summary(an)
     assert "Customers from before the log" in summary and "not reliable here" in summary
@@ -106,7 +106,7 @@ def test_the_cohort_is_a_candidate_the_backtest_judges(big, monkeypatch, winner)
                                         observation_end=an.observation_end, time_unit="W")
     if winner == "everyone":
         assert an.model.n_customers_ == len(an.rfm)
-        assert "did not win" in trunc.describe() and "not reliable here" in reporting.executive_summary(an)
+        assert "was not taken" in trunc.describe() and "not reliable here: the models learn from every customer" in reporting.executive_summary(an)
         # the choice shown is the one made on everyone: its holdout purchases are everyone's
         assert an.selection.table["actual_purchases"].iloc[0] == cal["frequency_holdout"].sum()
     else:

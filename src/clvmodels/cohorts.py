@@ -95,8 +95,8 @@ class LeftTruncation:
         elif self.usable_cohort:
             text += ("The models learn from every customer, each counted as new from their first purchase in the log; "
                      f"learning from the {self.cohort:,.0f} customers first seen after the pile-up alone was a "
-                     "candidate in the backtest and did not win. P(alive) and dropout of long-standing customers may "
-                     "be understated, and the acquisition budget is not a new customer's value.")
+                     "candidate in the backtest and was not taken. P(alive) and dropout of long-standing customers "
+                     "may be understated, and the acquisition budget is not a new customer's value.")
         else:
             text += (f"Only {self.cohort:,.0f} customers arrived after that (at least {MIN_COHORT} are needed to "
                      "learn from them alone), so the models treat every customer as new from their first purchase "
@@ -211,8 +211,7 @@ def cohort_or_everyone(cohort_choice: Any, cal: pd.DataFrame, earlier_windows: l
         why = (f"at its latest origin the cohort's oldest customers had {max(oldest, 0):.0f} of the {below_T:.0f} "
                f"{UNIT_NAMES[time_unit]} they have now (at least {COMPARABLE_COHORT:.0%} are needed)"
                if oldest < COMPARABLE_COHORT * below_T else "the models could not be fitted on its backtests")
-        return everyone, (False, f"The backtest could not judge learning from the cohort alone: {why}, so it did "
-                                 "not earn its place.")
+        return everyone, (False, f"The backtest could not judge learning from the cohort alone: {why}.")
     c, e = scores.loc["cohort"], scores.loc["everyone"]
     use_cohort = bool(c["score"] < e["score"] * (1 - TOLERANCE))
     origins = int(c["origins"])

@@ -225,7 +225,7 @@ def _backtest(cfg: ReportConfig, log: Any, obs_end: str, cal_end: str | None, cu
     treatment = None
     if cohort_below_T is not None and choose_on is cal:
         treatment = (False, f"The backtest's window holds too few of the cohort (at least {MIN_COHORT} are needed, "
-                            "some buying in the holdout) to judge learning from it alone, so it did not earn its place.")
+                            "some buying in the holdout) to judge learning from it alone.")
     elif cohort_below_T is not None:
         # a left-truncated log: learning from its cohort alone is a candidate, not a decision
         selection, treatment = cohort_or_everyone(selection, cal, earlier_windows, cohort_below_T, events=events,

@@ -159,7 +159,9 @@ def executive_summary(analysis: Any) -> str:
     trunc = getattr(analysis, "left_truncation", None)
     budget_note = ""
     if trunc is not None and trunc.detected and not trunc.fits_cohort:
-        budget_note = " (not reliable here: the log holds no cohort of genuinely new customers)"
+        budget_note = (" (not reliable here: the models learn from every customer, long-standing ones included)"
+                       if trunc.usable_cohort else
+                       " (not reliable here: the log holds no cohort of genuinely new customers)")
     lines = [
         f"**The next {cfg.horizon:g} {cfg.unit_name}** after {analysis.observation_end}, for "
         f"{analysis.customers:,} customers. Value is margin ({cfg.margin:.0%}) on expected spend, discounted at "
