@@ -26,7 +26,6 @@ models on a customer cohort and then predicts for all customers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,7 +164,7 @@ def detect_left_truncation(T: np.ndarray, weights: np.ndarray | None = None, *, 
 #: share of its age at the report's date a left-truncated log's cohort must have reached at a
 #: backtest's calibration end for that backtest to judge learning from it (a younger cohort's
 #: fit says little about the older one's: on the validation worlds a cohort at 41-45% of its age
-#: forecast the backtest 26-33% off by tier while at the report's date it was 8-25% off)
+#: forecast the backtest 26-31% off by tier while at the report's date it was 8-25% off)
 COMPARABLE_COHORT = 0.5
 
 
@@ -187,24 +186,27 @@ def cohort_or_everyone(cohort_choice: Any, cal: pd.DataFrame, earlier_windows: l
     was as good or better at all six (mean tier error 8.9% against 19.1% from the cohort).
     Returns the selection to use and (learn from the cohort, the comparison in words)."""
     everyone = select_model(cal, events=events, earlier=[w for w, _ in earlier_windows], tier_shares=tier_shares)
-    shifts = [0.0] + [shift for _, shift in earlier_windows]
+    # the origins the choice on everyone scored (it skips a window where nobody bought), with
+    # each one's distance to the observation end
+    shift_of = {id(cal): 0.0, **{id(w): shift for w, shift in earlier_windows}}
 
-    def learner(choice: Any, cohort: bool) -> Callable[[int, pd.DataFrame], Any]:
-        def predict(origin: int, window: pd.DataFrame) -> Any:
-            holdout = float(window["duration_holdout"].iloc[0])
-            if cohort and below_T - holdout - shifts[origin] < COMPARABLE_COHORT * below_T:
-                return None  # the cohort is too young here to say how it forecasts at the report's date
-            try:
-                model = (choice.calibration_model if origin == 0 else
-                         choice.new_model().fit(cohort_of(window, below_T, shifts[origin]) if cohort else window))
-                return model.expected_purchases(window, float(window["duration_holdout"].iloc[0])).to_numpy(float)
-            except ClvModelsError:
-                return None
-        return predict
+    def cohort_forecast(origin: int, window: pd.DataFrame) -> Any:
+        holdout, shift = float(window["duration_holdout"].iloc[0]), shift_of[id(window)]
+        if below_T - holdout - shift < COMPARABLE_COHORT * below_T:
+            return None  # the cohort is too young here to say how it forecasts at the report's date
+        try:
+            model = (cohort_choice.calibration_model if origin == 0 else
+                     cohort_choice.new_model().fit(cohort_of(window, below_T, shift)))
+            return model.expected_purchases(window, holdout).to_numpy(float)
+        except ClvModelsError:
+            return None
+
+    def everyone_forecast(origin: int, window: pd.DataFrame) -> Any:
+        # the choice on everyone already fitted its model on every window it scored
+        return everyone.predictions[origin][everyone.chosen]
 
     try:
-        scores = compare_forecasts([cal] + [w for w, _ in earlier_windows],
-                                   {"cohort": learner(cohort_choice, True), "everyone": learner(everyone, False)},
+        scores = compare_forecasts(everyone.windows, {"cohort": cohort_forecast, "everyone": everyone_forecast},
                                    tier_shares)
     except ClvModelsError:
         oldest = below_T - float(cal["duration_holdout"].iloc[0])
