@@ -109,7 +109,7 @@ def test_tier_intervals_match_exact_parameter_draws(fitted):
     delta = rows.tier_intervals(spend_fixed, rfm, tiers, horizon=26, n_draws=400)
     rng = np.random.default_rng(5)
     totals = []
-    for d in rng.multivariate_normal(model.theta_, model.covariance_, 200):
+    for d in rng.multivariate_normal(model.theta_, model.covariance_log_, 200):
         m = __import__("copy").copy(model)
         m.theta_ = d
         f = clvmodels.forecast(m, spend_fixed, rfm, covariates=table, horizon=26)

@@ -73,7 +73,7 @@ class ByCovariateRow:
             moved = copy.copy(model)
             moved.theta_ = theta + np.eye(len(theta))[j]
             maps[:, :, j] = np.log(moved._plain_params(Zp, Zd).to_numpy()) - base
-        cov = getattr(model, "covariance_", None)
+        cov = getattr(model, "covariance_log_", None)
         plain = model._plain_cls()
         models = []
         for c, row in enumerate(uniques):
@@ -182,7 +182,7 @@ class ByCovariateRow:
             n_sim_tier += np.bincount(g.sim_code, minlength=k)
             n_tier += g.n_tier
         scale = np.sqrt(np.divide(n_tier, n_sim_tier, out=np.zeros(k), where=n_sim_tier > 0))
-        cov = getattr(self.model, "covariance_", None)
+        cov = getattr(self.model, "covariance_log_", None)
         omitted = cov is None or not np.all(np.isfinite(cov))
         d_theta = (np.zeros((n_draws, dim)) if omitted else
                    rng.multivariate_normal(np.zeros(dim), cov, n_draws, method="eigh"))

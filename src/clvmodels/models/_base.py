@@ -181,53 +181,70 @@ class BaseModel(MaximumLikelihood):
     def n_free_params(self) -> int:
         """Parameters chosen to fit the data (a model's own settings chosen by likelihood, such
         as MBG/CNBD-k's k, count too): what the model choice's tie-break counts."""
-        return len(self._param_names)
+        return self.n_estimated
+
+    @property
+    def n_estimated(self) -> int:
+        """Numbers the likelihood estimated: the model's parameters, and the coefficients of its
+        covariates or calendar terms (those in ``params_`` and those a model keeps apart)."""
+        return len(self._param_names) + self._n_coefficients()
+
+    def _n_coefficients(self) -> int:
+        """Coefficients after the parameters: in ``params_`` (covariates) or kept apart (a
+        calendar's); 0 for a plain model."""
+        return len(self.params_) - len(self._param_names) if self._is_fitted() else 0
 
     @property
     def aic(self) -> float:
-        """Akaike information criterion, ``2k - 2 log L``."""
+        """Akaike information criterion, ``2k - 2 log L`` (``k``: :attr:`n_estimated`)."""
         self._require_fit("aic")
-        return 2 * len(self._param_names) - 2 * self.log_likelihood_
+        return 2 * self.n_estimated - 2 * self.log_likelihood_
 
     @property
     def bic(self) -> float:
         """Bayesian information criterion, ``k log n - 2 log L``."""
         self._require_fit("bic")
-        return len(self._param_names) * np.log(self.n_customers_) - 2 * self.log_likelihood_
+        return self.n_estimated * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
     def _require_fit(self, what: str) -> None:
         self._check_fitted()
         if self.log_likelihood_ is None:
             raise NotFittedError(f"{what} needs a model fitted to data; this one was built from parameters.")
 
+    def _se_log(self) -> np.ndarray:
+        """Standard errors on the estimation scale: of the parameters' logs, then of the
+        coefficients (which are on the log scale already); NaN without a covariance."""
+        cov = self.covariance_log_
+        if cov is None:
+            return np.full(len(self.params_), np.nan)
+        return np.sqrt(np.clip(np.diag(np.asarray(cov, float)), 0, None))
+
     @property
     def standard_errors_(self) -> pd.Series:
-        """Standard errors of the parameters (delta method from the log-scale covariance)."""
+        """Standard errors of the parameters (delta method from the log-scale covariance) and of
+        any coefficients (on their own, log, scale)."""
         self._check_fitted()
-        if self.covariance_log_ is None:
-            se = np.full(len(self._param_names), np.nan)
-        else:
-            se = self.params_.to_numpy() * np.sqrt(np.diag(self.covariance_log_))
-        return pd.Series(se, index=self.params_.index, name="std_error")
+        est, se = self.params_.to_numpy(float), self._se_log()
+        base = np.arange(len(est)) < len(self._param_names)
+        return pd.Series(np.where(base, est * se, se), index=self.params_.index, name="std_error")
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Estimates, standard errors and 95% intervals computed on the log scale."""
+        """Estimates, standard errors and 95% intervals computed on the log scale (parameters)
+        or on their own scale (coefficients of covariates, which are logs of multipliers)."""
         self._check_fitted()
-        est = self.params_.to_numpy()
-        if self.covariance_log_ is None:
-            se_log = np.full(len(est), np.nan)
-        else:
-            se_log = np.sqrt(np.diag(self.covariance_log_))
-        return pd.DataFrame(
-            {
-                "estimate": est,
-                "std_error": est * se_log,
-                "lower_95": est * np.exp(-Z95 * se_log),
-                "upper_95": est * np.exp(Z95 * se_log),
-            },
-            index=pd.Index(list(self._param_names), name="parameter"),
-        )
+        est, se = self.params_.to_numpy(float), self._se_log()
+        base = np.arange(len(est)) < len(self._param_names)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return pd.DataFrame(
+                {
+                    "estimate": est,
+                    "std_error": np.where(base, est * se, se),
+                    "lower_95": np.where(base, est * np.exp(-Z95 * se), est - Z95 * se),
+                    "upper_95": np.where(base, est * np.exp(Z95 * se), est + Z95 * se),
+                },
+                index=pd.Index(list(self.params_.index), name="parameter"),
+            )
 
     def sample_params(self, n_draws: int, *, seed: int | None = 0) -> pd.DataFrame:
         """Draws from the estimates' asymptotic sampling distribution (normal on the log scale)."""
@@ -274,29 +291,41 @@ class BaseModel(MaximumLikelihood):
         table.index.name = None
         table.columns.name = "Parameter"
         table = table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a")
-        return head + table + f"<p><small>{html.escape(self._reference)}</small></p>"
+        return head + table + self._html_note() + f"<p><small>{html.escape(self._reference)}</small></p>"
+
+    def _html_note(self) -> str:
+        """What the display says of the model besides its table (covariates: the scale of their
+        coefficients)."""
+        return ""
 
     # ---------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
+        """The model as the JSON :meth:`save` writes: what every model file holds (format,
+        model, settings, time unit, fit metadata), then the model's own state (:meth:`_state`)."""
         self._check_fitted()
-        cov = None if self.covariance_log_ is None else np.asarray(self.covariance_log_).tolist()
         return {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "model": type(self).__name__,
             "library_version": __version__,
             "init_params": self.get_params(),
-            "params": {k: float(v) for k, v in self.params_.items()},
-            "covariance_log": cov,
-            "time_unit": self.time_unit_,
+            **self._state(),
+            "time_unit": getattr(self, "time_unit_", None),
             "log_likelihood": self.log_likelihood_,
             "n_customers": self.n_customers_,
-            "converged": self.converged_,
-            "fit_info": self.fit_info_,
+            "converged": getattr(self, "converged_", None),
+            "fit_info": getattr(self, "fit_info_", {}),
         }
 
+    def _state(self) -> dict[str, Any]:
+        """The fitted numbers of a model file: the parameters and their log-scale covariance."""
+        cov = None if self.covariance_log_ is None else np.asarray(self.covariance_log_).tolist()
+        return {"params": {k: float(v) for k, v in self.params_.items()}, "covariance_log": cov}
+
     def save(self, path: str | Path) -> Path:
-        """Write the model as versioned JSON (parameters, covariance, time unit, fit metadata)."""
+        """Write the model as versioned JSON (parameters, covariance, time unit, fit metadata),
+        readable by :meth:`load` and :func:`clvmodels.models.load_model`; written to a temporary
+        file and moved into place, so a failed write never leaves half a model."""
         path = Path(path)
         text = json.dumps(self.to_dict(), indent=2, allow_nan=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -313,7 +342,7 @@ class BaseModel(MaximumLikelihood):
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ModelFileError(f"Model file '{path}' does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
             raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
@@ -331,15 +360,11 @@ class BaseModel(MaximumLikelihood):
         try:
             init = data.get("init_params") or {}
             if not isinstance(init, dict) or set(init) - set(cls().get_params()):
-                raise ModelFileError(f"Model file '{path}': init_params must be a mapping of {sorted(cls().get_params())}.")
-            params = data["params"]
-            if not isinstance(params, dict):
-                raise ModelFileError(f"Model file '{path}': params must be a mapping of parameter to value.")
-            cov = data.get("covariance_log")
-            cov_arr = None if cov is None else np.array(cov, dtype=float)
-            if cov_arr is not None and not np.all(np.isfinite(cov_arr)):
-                cov_arr = None  # the fit could not estimate it (singular information): no intervals
-            model = cls.from_params(params, time_unit=data.get("time_unit"), covariance=cov_arr, **init)
+                raise ValueError(f"init_params must be a mapping of {sorted(cls().get_params())}")
+            unit = data.get("time_unit")
+            if unit not in (None, *TIME_UNITS):
+                raise ValueError(f"time_unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
+            model = cls._from_state(data, init)
             model.log_likelihood_ = _optional_float(data.get("log_likelihood"))
             n = data.get("n_customers")
             model.n_customers_ = None if n is None else int(n)
@@ -352,6 +377,19 @@ class BaseModel(MaximumLikelihood):
             raise ModelFileError(f"Model file '{path}' is damaged or was not written by clvmodels: "
                                  f"{type(exc).__name__}: {exc}") from None
         return model
+
+    @classmethod
+    def _from_state(cls, data: dict[str, Any], init: dict[str, Any]) -> BaseModel:
+        """A model of this class from a model file's settings and fitted numbers (the file is
+        hostile input: anything wrong raises ValueError, TypeError, KeyError or ParameterError)."""
+        params = data["params"]
+        if not isinstance(params, dict):
+            raise ValueError("params must be a mapping of parameter to value")
+        cov = data.get("covariance_log")
+        cov_arr = None if cov is None else np.array(cov, dtype=float)
+        if cov_arr is not None and not np.all(np.isfinite(cov_arr)):
+            cov_arr = None  # the fit could not estimate it (singular information): no intervals
+        return cls.from_params(params, time_unit=data.get("time_unit"), covariance=cov_arr, **init)
 
     # ---------------------------------------------------------------- time units
     def _check_unit(self, rfm: pd.DataFrame) -> None:

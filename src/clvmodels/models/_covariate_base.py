@@ -9,24 +9,21 @@ the plain model of their covariate row.
 
 from __future__ import annotations
 
-import html
 import inspect
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from clvmodels.exceptions import DataValidationError, ModelFileError, NotFittedError, ParameterError
-from clvmodels.models._base import FORMAT_NAME, FORMAT_VERSION, Z95, BaseModel
+from clvmodels._validation import check_number
+from clvmodels.exceptions import DataValidationError, NotFittedError, ParameterError
+from clvmodels.models._base import BaseModel
 
 __all__ = ["Design", "design_matrix", "likelihood_ratio_test", "MAX_LEVELS"]
 
 
-@dataclass
 @dataclass
 class Design:
     """Covariates as numbers: the matrix, its column names, and how categories were coded."""
@@ -125,10 +122,6 @@ def observed_covariance(objective, theta: np.ndarray, n: float) -> np.ndarray:
     return cov if np.all(np.diag(cov) >= 0) else np.full((k, k), np.nan)
 
 
-def standard_errors(cov: np.ndarray, names: list[str]) -> pd.Series:
-    return pd.Series(np.sqrt(np.clip(np.diag(cov), 0, None)), index=names, name="std_error")
-
-
 def multiplier_row(model: Any, key: str, name: str, process: str, verb: str, level: float) -> dict:
     """The coefficient ``key`` of ``model`` as a multiplier ``exp(gamma)`` with its interval, and in
     words: "customers with NAME " + ``verb`` (formatted with the multiplier ``m``)."""
@@ -144,32 +137,61 @@ def multiplier_row(model: Any, key: str, name: str, process: str, verb: str, lev
 MAX_FILE_PARAMS = 2_000
 
 
-class CovariateContract:
-    """What every covariate model shares with the plain models: ``get_params``/``set_params``,
-    ``summary`` (a property), ``covariance_log_``, ``repr``, ``save``/``load`` (versioned JSON,
-    no pickle). Subclasses give ``_n_base`` (parameters before the coefficients) and
-    ``_name_lists`` (the fitted lists of coefficient names they keep)."""
+class CovariateContract(BaseModel):
+    """The common base with covariates: ``params_`` holds the reference customer's parameters
+    (``_param_names``: every covariate 0 or at its reference level), then the coefficients (on
+    the log scale: a coefficient ``g`` multiplies its rate or scale by ``e^g``); ``theta_`` the
+    same numbers as estimated (the parameters' logs, then the coefficients) and
+    ``covariance_log_`` their covariance. Settings, summary, standard errors, display and the
+    model file are the base's; this class adds reading covariates from the data, the coding of
+    categories a file keeps (``levels_``, ``reference_``) and the fitted lists of coefficient
+    names the subclasses name in ``_name_lists``."""
 
-    _n_base: ClassVar[int] = 4
     _name_lists: ClassVar[tuple[str, ...]] = ()
-    _long_name: Any = ""
+    _FITTED = (*BaseModel._FITTED, "theta_", "n_params_", "levels_", "reference_")
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
         return {n: getattr(self, n) for n in names}
 
-    def set_params(self, **params: Any) -> Any:
-        known = self.get_params()
-        for k, v in params.items():
-            if k not in known:
-                raise ParameterError(f"Unknown parameter {k!r} for {type(self).__name__}; expected one of "
-                                     + ", ".join(repr(p) for p in known))
-            setattr(self, k, v)
-        return self
+    @classmethod
+    def from_params(cls, params: Any, **kwargs: Any) -> Any:
+        raise ParameterError(f"{cls.__name__} is built by fit(data) or read by load(path): its coefficients "
+                             "mean nothing without the coding of the covariates the fit learnt.")
 
-    def _check(self) -> None:
-        if not hasattr(self, "params_"):
+    def _check_fitted(self) -> None:
+        if not self._is_fitted():
             raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(data) first.")
+
+    def _start_fit(self) -> float:
+        """Forget an earlier fit (a failed refit never leaves usable-looking numbers behind) and
+        check the penalty; returns it."""
+        self._forget()
+        for name in self._name_lists:
+            self.__dict__.pop(name, None)
+        return check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
+
+    def _keep_fit(self, theta: np.ndarray, names: list[str], objective: Any, n: float, log_likelihood: float,
+                  levels: dict[str, list[str]], reference: dict[str, str], time_unit: Any) -> None:
+        """Keep a fit's numbers: ``theta`` (log parameters, then coefficients) as ``params_``, the
+        inverse observed information as ``covariance_log_``, and how the covariates were coded."""
+        k0 = len(self._param_names)
+        self.theta_ = np.asarray(theta, float)
+        self.params_ = pd.Series(np.concatenate([np.exp(theta[:k0]), theta[k0:]]), index=names, name="estimate")
+        self.log_likelihood_ = float(log_likelihood)
+        self.n_customers_ = int(round(n))
+        self.n_params_ = len(theta)
+        self.levels_, self.reference_ = levels, reference
+        self.time_unit_ = time_unit
+        self.covariance_log_ = observed_covariance(objective, theta, n)
+        self.converged_ = True
+        self.fit_info_ = {"method": "BFGS (analytic gradient) from the plain model's fit"}
+
+    @property
+    def covariance_(self) -> np.ndarray:
+        """``covariance_log_`` by its former name."""
+        self._check_fitted()
+        return self.covariance_log_
 
     def _covariate_columns(self) -> list[str]:
         return list(dict.fromkeys(self.purchase + self.dropout))
@@ -212,108 +234,29 @@ class CovariateContract:
         w = BaseModel._fit_weights(weights, n)
         return np.ones(n) if w is None else w
 
-    @property
-    def covariance_log_(self) -> np.ndarray:
-        """Covariance of ``theta_`` (the base parameters' logs, then the coefficients, which are on
-        the log scale already): the same quantity as the plain models' ``covariance_log_``."""
-        self._check()
-        return self.covariance_
-
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Estimates with standard errors (base parameters as estimated, coefficients on the log
-        scale) and 95% intervals."""
-        self._check()
-        est, se = self.params_, self.standard_errors_
-        base = np.arange(len(est)) < self._n_base
-        log_est = np.where(base, np.log(np.where(base, est, 1.0)), est)
-        lo, hi = log_est - Z95 * se, log_est + Z95 * se
-        return pd.DataFrame({"estimate": est, "std_error": np.where(base, est * se, se),
-                             "lower_95": np.where(base, np.exp(lo), lo), "upper_95": np.where(base, np.exp(hi), hi)},
-                            index=pd.Index(est.index, name="parameter"))
-
-    def __repr__(self) -> str:
-        name = type(self).__name__
-        if not hasattr(self, "params_"):
-            return f"{name}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
-        return (f"<{name} ({self._long_name}) fitted on {self.n_customers_:,} customers: "
-                + ", ".join(f"{k}={v:.4g}" for k, v in self.params_.items())
-                + f"; log-likelihood {self.log_likelihood_:,.2f}>")
-
-    def _repr_html_(self) -> str:
-        if not hasattr(self, "params_"):
-            return f"<p><b>{type(self).__name__}</b> (not fitted)</p>"
-        table = self.summary.rename(columns={"estimate": "Estimate", "std_error": "Std. error",
-                                             "lower_95": "Lower 95%", "upper_95": "Upper 95%"})
-        table.index.name = None
-        return (f"<p><b>{type(self).__name__}</b> &mdash; {html.escape(self._long_name)}; {self.n_customers_:,} "
-                f"customers; log-likelihood {self.log_likelihood_:,.2f}. Coefficients are on the log scale "
-                "(a coefficient g multiplies the rate by e<sup>g</sup>).</p>"
-                + table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+    def _html_note(self) -> str:
+        return ("<p>Coefficients are on the log scale (a coefficient g multiplies the rate by "
+                "e<sup>g</sup>).</p>")
 
     # ---------------------------------------------------------------- persistence
-    def to_dict(self) -> dict[str, Any]:
-        self._check()
-        return {
-            "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "model": type(self).__name__,
-            "init_params": self.get_params(),
-            "params": [str(n) for n in self.params_.index], "theta": [float(v) for v in self.theta_],
-            "covariance_log": np.asarray(self.covariance_, float).tolist(),
-            "levels": self.levels_, "reference": self.reference_,
-            "names": {k: list(getattr(self, k)) for k in self._name_lists},
-            "time_unit": getattr(self, "time_unit_", None), "log_likelihood": float(self.log_likelihood_),
-            "n_customers": int(self.n_customers_),
-        }
-
-    def save(self, path: str | Path) -> Path:
-        """Write the model as versioned JSON (its coefficients, covariance and how covariates are
-        coded), readable by :meth:`load` and :func:`clvmodels.models.load_model`."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
-        return path
+    def _state(self) -> dict[str, Any]:
+        return {"params": [str(n) for n in self.params_.index], "theta": [float(v) for v in self.theta_],
+                "covariance_log": np.asarray(self.covariance_log_, float).tolist(),
+                "levels": self.levels_, "reference": self.reference_,
+                "names": {k: list(getattr(self, k)) for k in self._name_lists}}
 
     @classmethod
-    def load(cls, path: str | Path) -> Any:
-        """Read a model written by :meth:`save`; anything else is a :class:`ModelFileError`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ModelFileError(f"Model file '{path}' does not exist.") from None
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise ModelFileError(f"Model file '{path}' is not valid JSON ({type(exc).__name__}).") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise ModelFileError(f"'{path}' is not a clvmodels model file (no format '{FORMAT_NAME}').")
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ModelFileError(f"Model file '{path}' has format_version {data.get('format_version')!r}; this "
-                                 f"clvmodels reads version {FORMAT_VERSION}. Refit the model or upgrade clvmodels.")
-        if data.get("model") != cls.__name__:
-            raise ModelFileError(f"Model file '{path}' holds a {data.get('model')}, not a {cls.__name__}.")
-        try:
-            return cls._from_dict(data)
-        except ModelFileError:
-            raise
-        except (ParameterError, KeyError, TypeError, ValueError, RecursionError) as exc:
-            raise ModelFileError(f"Model file '{path}' is damaged or was not written by clvmodels: "
-                                 f"{type(exc).__name__}: {exc}") from None
-
-    @classmethod
-    def _from_dict(cls, data: dict[str, Any]) -> Any:
+    def _from_state(cls, data: dict[str, Any], init: dict[str, Any]) -> Any:
         def texts(value: Any, what: str) -> list[str]:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{what} must be a list of text")
             return value
 
-        init = data.get("init_params") or {}
-        if not isinstance(init, dict) or set(init) - set(cls().get_params()):
-            raise ValueError(f"init_params must be a mapping of {sorted(cls().get_params())}")
         model = cls(**init)
         names = texts(data["params"], "params")
         theta = np.asarray(data["theta"], dtype=float)
-        k = len(names)
-        if not (model._n_base <= k <= MAX_FILE_PARAMS) or theta.shape != (k,) or not np.all(np.isfinite(theta)):
+        k, k0 = len(names), len(cls._param_names)
+        if not (k0 <= k <= MAX_FILE_PARAMS) or theta.shape != (k,) or not np.all(np.isfinite(theta)):
             raise ValueError(f"theta must be {k} finite numbers, one per parameter (at most {MAX_FILE_PARAMS})")
         if np.any(np.abs(theta) > 700):
             raise ValueError("theta holds values whose exponential overflows")
@@ -328,27 +271,19 @@ class CovariateContract:
         if not isinstance(reference, dict) or not all(isinstance(c, str) and isinstance(v, str)
                                                        for c, v in reference.items()):
             raise ValueError("reference must map covariates to a level")
-        unit = data.get("time_unit")
-        if unit not in (None, "D", "W"):
-            raise ValueError(f"time_unit must be 'D' or 'W', got {unit!r}")
         lists = data.get("names") or {}
         if not isinstance(lists, dict):
             raise ValueError("names must be a mapping")
         for key in cls._name_lists:
             setattr(model, key, texts(lists.get(key, []), key))
+        if data.get("log_likelihood") is None:
+            raise ValueError("log_likelihood must be a finite number")
         model.theta_ = theta
-        model.params_ = pd.Series(np.concatenate([np.exp(theta[:model._n_base]), theta[model._n_base:]]),
-                                  index=names, name="estimate")
-        model.covariance_ = cov
-        model.standard_errors_ = standard_errors(cov, names)
+        model.params_ = pd.Series(np.concatenate([np.exp(theta[:k0]), theta[k0:]]), index=names, name="estimate")
+        model.covariance_log_ = cov
         model.levels_, model.reference_ = levels, reference
-        model.time_unit_ = unit
+        model.time_unit_ = data.get("time_unit")
         model.n_params_ = k
-        ll = float(data["log_likelihood"])
-        if not np.isfinite(ll):
-            raise ValueError("log_likelihood must be finite")
-        model.log_likelihood_ = ll
-        model.n_customers_ = int(data["n_customers"])
         return model
 
 
@@ -368,7 +303,7 @@ class PerCovariateRow(CovariateContract):
     def submodels(self, covariates: pd.DataFrame) -> tuple[np.ndarray, list[Any]]:
         """Each customer's plain model: a code per customer and one plain model per code, with
         the parameters of that covariate row."""
-        self._check()
+        self._check_fitted()
         dp, dd, _ = self._designs(covariates)
         return self._models_for(dp.matrix, dd.matrix)
 
@@ -378,7 +313,7 @@ class PerCovariateRow(CovariateContract):
         columns (or from ``covariates``, indexed like it). ``dropout_like`` (e.g.
         ``{"channel": "A"}``) sets dropout covariates for everyone, purchases unchanged: the
         what-if of channel B customers dropping out like channel A's."""
-        self._check()
+        self._check_fitted()
         table = self._table(data, covariates)
         dp, dd, _ = self._designs(table)
         if dropout_like:
@@ -420,7 +355,7 @@ class PerCovariateRow(CovariateContract):
     def base_model(self) -> Any:
         """The plain model of the reference customer (every categorical covariate at its
         reference level, every numeric one 0): the base parameters."""
-        self._check()
+        self._check_fitted()
         kp = len(getattr(self, "purchase_names_", []))
         kd = len(getattr(self, "dropout_names_", []))
         return self._models_for(np.zeros((1, kp)), np.zeros((1, kd)))[1][0]

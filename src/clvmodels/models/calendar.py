@@ -420,15 +420,15 @@ class CalendarClock:
         return ("Events: " + "; ".join(parts) + f". The events table lists days up to {last}; later days count "
                 "as no event, in the forecast too.")
 
-    def _repr_html_(self) -> str:
-        out = super()._repr_html_()
-        if not self._is_fitted() or getattr(self, "calendar_effects_", None) is None:
-            return out
+    def _html_note(self) -> str:
+        """The calendar coefficients' table, after the parameters'."""
+        if getattr(self, "calendar_effects_", None) is None:
+            return ""
         eff = self.calendar_effects_.rename(columns={"estimate": "Estimate", "std_error": "Std. error"})
         eff.index.name = None
         dropout = self.dropout_harmonics or self.dropout_trend or self.dropout_events
         which = "purchase rate or dropout hazard" if dropout else "purchase rate"
-        return (out + f"<p>Calendar coefficients (on the log of the {which}):</p>"
+        return (f"<p>Calendar coefficients (on the log of the {which}):</p>"
                 + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
 
     def as_of(self, date: Any):
@@ -456,19 +456,9 @@ class CalendarClock:
                 f"The RFM table is as of {pd.Timestamp(end).date()} but this seasonal model predicts as of "
                 f"{self.calendar_['as_of']} (its T counts back from that date); use model.as_of('{end}').")
 
-    @property
-    def n_free_params(self) -> int:
-        return len(self._param_names) + self.n_coefficients
-
-    @property
-    def aic(self) -> float:
-        self._require_fit("AIC")
-        return 2 * self.n_free_params - 2 * self.log_likelihood_
-
-    @property
-    def bic(self) -> float:
-        self._require_fit("BIC")
-        return self.n_free_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
+    def _n_coefficients(self) -> int:
+        """The calendar's coefficients, kept apart from ``params_`` (in ``calendar_``)."""
+        return self.n_coefficients
 
     # ---------------------------------------------------------------- fitting, shared
     def _calendar_rows(self, rfm: pd.DataFrame, weights: Any) -> CalendarRows:

@@ -11,16 +11,14 @@ import pandas as pd
 from scipy import optimize, special
 
 from clvmodels._compress import compress
-from clvmodels._validation import check_number, check_rfm
+from clvmodels._validation import check_rfm
 from clvmodels.exceptions import ConvergenceError, DataValidationError, ModelError
 from clvmodels.models._covariate_base import (
     CovariateContract,
     Design,
     design_matrix,
     multiplier_row,
-    observed_covariance,
     penalized_mean,
-    standard_errors,
 )
 from clvmodels.models.gamma_gamma import GammaGammaModel, conditional_spend
 
@@ -64,7 +62,8 @@ class CovariateGammaGammaModel(CovariateContract):
         Reference level per categorical covariate (default: the most frequent).
     """
 
-    _n_base = 3
+    _param_names = ("p", "q", "v")
+    _reference = "Fader & Hardie's Gamma-Gamma note, with covariates on the spend scale v."
     _name_lists = ("spend_names_",)
     _long_name = "Gamma-Gamma with covariates"
 
@@ -85,11 +84,10 @@ class CovariateGammaGammaModel(CovariateContract):
         """Fit on an RFM table whose columns hold the covariates (or with a covariate table
         indexed like it). ``weights``: customers per row."""
         rfm = data
+        pen = self._start_fit()
         check_rfm(rfm)
-        pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
         user_w = self._weights(weights, len(rfm))
         covariates = self._table(rfm, covariates)
-        self.levels_ = None
         design, levels = self._design(covariates)
         x = rfm["frequency"].to_numpy(float)
         mv = rfm["monetary_value"].to_numpy(float)
@@ -119,16 +117,9 @@ class CovariateGammaGammaModel(CovariateContract):
         if np.exp(theta[1]) <= 1:
             raise ModelError("Gamma-Gamma q <= 1: the mean spend is undefined (spend too heavy-tailed).")
         names = ["p", "q", "v"] + [f"spend: {v}" for v in design.names]
-        self.theta_ = theta
-        self.params_ = pd.Series(np.concatenate([np.exp(theta[:3]), theta[3:]]), index=names, name="estimate")
-        self.log_likelihood_ = _gg_loglik(theta, ux, um, w, Z, grad=False)[0]
-        self.n_customers_ = int(round(n))
-        self.n_params_ = len(theta)
-        self.levels_ = levels
-        self.reference_ = design.reference
+        self._keep_fit(theta, names, objective, n, _gg_loglik(theta, ux, um, w, Z, grad=False)[0], levels,
+                       design.reference, rfm.attrs.get("time_unit"))
         self.spend_names_ = design.names
-        self.covariance_ = observed_covariance(objective, theta, n)
-        self.standard_errors_ = standard_errors(self.covariance_, names)
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
@@ -141,7 +132,7 @@ class CovariateGammaGammaModel(CovariateContract):
         """Conditional expected spend per purchase ``p (v_i + x zbar) / (p x + q - 1)`` (the
         population mean of the customer's covariate group without a repeat purchase); the
         covariates from ``data``'s columns or from ``covariates``."""
-        self._check()
+        self._check_fitted()
         rfm = data
         design = self._design(self._table(rfm, covariates))[0]
         p, q, v0 = np.exp(self.theta_[:3])

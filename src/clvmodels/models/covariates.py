@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import optimize, special
 
 from clvmodels._compress import compress
-from clvmodels._validation import check_number, check_rfm
+from clvmodels._validation import check_rfm
 from clvmodels.exceptions import ConvergenceError, DataValidationError, ParameterError
 from clvmodels.models._covariate_base import (
     MAX_LEVELS,
@@ -36,9 +36,7 @@ from clvmodels.models._covariate_base import (
     design_matrix,
     likelihood_ratio_test,
     multiplier_row,
-    observed_covariance,
     penalized_mean,
-    standard_errors,
 )
 from clvmodels.models.beta_geo import BetaGeoModel
 from clvmodels.models.covariate_spend import CovariateGammaGammaModel
@@ -191,12 +189,16 @@ class CovariateBetaGeoModel(PerCovariateRow):
         ``r, alpha, a, b`` (the reference customers': every covariate 0 or at its reference level),
         then ``purchase: NAME``, ``dropout a: NAME``, ``dropout b: NAME`` coefficients.
     standard_errors_ : pandas.Series
-        From the observed information (log scale for the four base parameters).
-    covariance_ : ndarray
+        From the observed information (the delta method for the four base parameters, as for
+        the plain models; the coefficients' on their log scale).
+    covariance_log_ : ndarray
         Inverse observed information of ``theta_`` (log base parameters, then coefficients).
     log_likelihood_ : float
     """
 
+    _param_names = ("r", "alpha", "a", "b")
+    _reference = ("Fader & Hardie (2007), \"Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD "
+                  "models\", note at brucehardie.com.")
     _name_lists = ("purchase_names_", "dropout_names_")
 
     def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *, modified: bool = False,
@@ -217,11 +219,10 @@ class CovariateBetaGeoModel(PerCovariateRow):
         """Fit on an RFM table whose columns hold the covariates (or on an RFM table and a
         covariate table indexed like it, one row per customer). ``weights``: customers per row."""
         rfm = data
+        pen = self._start_fit()
         check_rfm(rfm)
-        pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
         user_w = self._weights(weights, len(rfm))
         covariates = self._table(rfm, covariates)
-        self.levels_ = None
         dp, dd, levels = self._designs(covariates)
         # compressed: one row per distinct (history, covariate row)
         Z = np.hstack([dp.matrix, dd.matrix])
@@ -261,17 +262,9 @@ class CovariateBetaGeoModel(PerCovariateRow):
         theta = best.x
         names = (["r", "alpha", "a", "b"] + [f"purchase: {v}" for v in dp.names]
                  + [f"dropout a: {v}" for v in dd.names] + [f"dropout b: {v}" for v in dd.names])
-        self.theta_ = theta
-        self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
-        self.log_likelihood_ = _loglik_prepared(theta, data, shift, grad=False)[0]
-        self.n_customers_ = int(round(n))
-        self.n_params_ = len(theta)
-        self.levels_ = levels
-        self.reference_ = {**dp.reference, **dd.reference}
+        self._keep_fit(theta, names, objective, n, _loglik_prepared(theta, data, shift, grad=False)[0], levels,
+                       {**dp.reference, **dd.reference}, rfm.attrs.get("time_unit"))
         self.purchase_names_, self.dropout_names_ = dp.names, dd.names
-        self.time_unit_ = rfm.attrs.get("time_unit")
-        self.covariance_ = observed_covariance(objective, theta, n)
-        self.standard_errors_ = standard_errors(self.covariance_, names)
         return self
 
     # ---------------------------------------------------------------- reading
@@ -279,7 +272,7 @@ class CovariateBetaGeoModel(PerCovariateRow):
         """Each covariate's effect in words and numbers: the purchase-rate multiplier
         ``exp(gamma_p)`` with its interval, and the dropout probability per purchase
         ``a/(a+b)`` for a customer with the covariate against the reference customer."""
-        self._check()
+        self._check_fitted()
         r, alpha, a, b = self.params_.iloc[:4]
         rows = [multiplier_row(self, f"purchase: {name}", name, "purchase rate", "buy {m:.2f}x as often", level)
                 for name in self.purchase_names_]
@@ -327,6 +320,9 @@ class CovariateParetoNBDModel(PerCovariateRow):
     through ``alpha_i`` and ``beta_i``.
     """
 
+    _param_names = ("r", "alpha", "s", "beta")
+    _reference = ("Fader & Hardie (2007), \"Incorporating time-invariant covariates into the Pareto/NBD and BG/NBD "
+                  "models\", note at brucehardie.com.")
     _name_lists = ("purchase_names_", "dropout_names_")
 
     def __init__(self, purchase: list[str] | None = None, dropout: list[str] | None = None, *,
@@ -380,11 +376,10 @@ class CovariateParetoNBDModel(PerCovariateRow):
             weights: Any = None) -> CovariateParetoNBDModel:
         """Fit like :meth:`CovariateBetaGeoModel.fit`."""
         rfm = data
+        pen = self._start_fit()
         check_rfm(rfm)
-        pen = check_number("penalizer_coef", self.penalizer_coef, minimum=0.0)
         user_w = self._weights(weights, len(rfm))
         covariates = self._table(rfm, covariates)
-        self.levels_ = None
         dp, dd, levels = self._designs(covariates)
         self.purchase_names_, self.dropout_names_ = dp.names, dd.names
         Z = np.hstack([dp.matrix, dd.matrix])
@@ -427,21 +422,13 @@ class CovariateParetoNBDModel(PerCovariateRow):
         theta = res.x
         names = ["r", "alpha", "s", "beta"] + [f"purchase: {v}" for v in dp.names]
         names += ([] if self.same_effect else [f"dropout: {v}" for v in dd.names])
-        self.theta_ = theta
-        self.params_ = pd.Series(np.concatenate([np.exp(theta[:4]), theta[4:]]), index=names, name="estimate")
-        self.log_likelihood_ = total_and_grad(theta)[0]
-        self.n_customers_ = int(round(n))
-        self.n_params_ = len(theta)
-        self.levels_ = levels
-        self.reference_ = {**dp.reference, **dd.reference}
-        self.time_unit_ = rfm.attrs.get("time_unit")
-        self.covariance_ = observed_covariance(objective, theta, n)
-        self.standard_errors_ = standard_errors(self.covariance_, names)
+        self._keep_fit(theta, names, objective, n, total_and_grad(theta)[0], levels,
+                       {**dp.reference, **dd.reference}, rfm.attrs.get("time_unit"))
         return self
 
     def effects(self, level: float = 0.95) -> pd.DataFrame:
         """Multipliers of the mean purchase rate and of the mean dropout rate, with intervals."""
-        self._check()
+        self._check_fitted()
         rows = []
         for process, prefix, verb in (("purchase rate", "purchase", "buy {m:.2f}x as often"),
                                       ("dropout rate", "dropout" if not self.same_effect else "purchase",
