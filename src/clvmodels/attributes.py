@@ -21,12 +21,11 @@ import pandas as pd
 
 from clvmodels._validation import read_table_file
 from clvmodels.exceptions import ClvModelsError, DataValidationError
-from clvmodels.models.covariates import (
-    CovariateBetaGeoModel,
-    CovariateGammaGammaModel,
-    CovariateParetoNBDModel,
-    likelihood_ratio_test,
-)
+from clvmodels.models.beta_geo import BetaGeoModel
+from clvmodels.models.covariates import likelihood_ratio_test  # (and the families' covariate forms)
+from clvmodels.models.gamma_gamma import GammaGammaModel
+from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
+from clvmodels.models.pareto_nbd import ParetoNBDModel
 from clvmodels.models.registry import info_of, models_where
 from clvmodels.selection import TOLERANCE
 
@@ -167,8 +166,8 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
     try:
         with_cov = _purchase_model(cfg.covariates, modified, pareto).fit(rfm, table)
         plain = models_where(label=family)[family]().fit(rfm)
-        spend_cov = CovariateGammaGammaModel(spend=cfg.covariates).fit(rfm, table)
-        plain_spend = CovariateGammaGammaModel().fit(rfm, table)
+        spend_cov = GammaGammaModel.with_covariates(spend=cfg.covariates).fit(rfm, table)
+        plain_spend = GammaGammaModel.with_covariates().fit(rfm, table)
     except ClvModelsError as exc:
         out.notes.append(f"The covariate models could not be fitted: {str(exc).splitlines()[0]}")
         return out
@@ -185,9 +184,8 @@ def customer_attributes(cfg: Any, rfm: pd.DataFrame, forecast: pd.DataFrame, tie
 
 
 def _purchase_model(covariates: list[str], modified: bool, pareto: bool) -> Any:
-    if pareto:
-        return CovariateParetoNBDModel(purchase=covariates, dropout=covariates)
-    return CovariateBetaGeoModel(purchase=covariates, dropout=covariates, modified=modified)
+    family = ParetoNBDModel if pareto else (ModifiedBetaGeoModel if modified else BetaGeoModel)
+    return family.with_covariates(purchase=covariates, dropout=covariates)
 
 
 def covariate_backtest(cal: pd.DataFrame, table: pd.DataFrame, covariates: list[str], modified: bool, pareto: bool,

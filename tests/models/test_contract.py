@@ -210,3 +210,40 @@ def test_damaged_covariate_model_files_are_refused_by_name(damage, fitted, tmp_p
     path.write_text(__import__("json").dumps(data))
     with pytest.raises(clvmodels.exceptions.ModelFileError, match="damaged.json"):
         load_model(path)
+
+
+def _forms():
+    """(family, terms, configured class, settings the family fixes) for every declared form."""
+    return [(info.cls, terms, cls, fixed) for info in MODELS.values()
+            for terms, (cls, fixed) in sorted(info.cls.__dict__.get("_configured", {}).items())]
+
+
+def test_covariates_and_calendar_are_configurations_of_the_families():
+    """Each form with covariates or a calendar is built from its family (``with_covariates``,
+    ``with_calendar``) with the settings that family fixes, is a registered model, and the
+    families without such a form say which have one."""
+    forms = _forms()
+    assert {(f.__name__, t) for f, t, _, _ in forms} == {
+        ("BetaGeoModel", "covariates"), ("ModifiedBetaGeoModel", "covariates"), ("ParetoNBDModel", "covariates"),
+        ("GammaGammaModel", "covariates"), ("BetaGeoModel", "calendar"), ("ParetoNBDModel", "calendar")}
+    for family, terms, cls, fixed in forms:
+        model = getattr(family, f"with_{terms}")()
+        assert type(model) is cls and cls.__name__ in MODELS and isinstance(model, clvmodels.models.BaseModel)
+        assert {k: model.get_params()[k] for k in fixed} == fixed
+    assert clvmodels.BetaGeoModel.with_covariates(purchase=["channel"]).get_params()["purchase"] == ["channel"]
+    with pytest.raises(ParameterError, match="MBGCNBDModel has no form with covariates.*BetaGeoModel"):
+        clvmodels.MBGCNBDModel.with_covariates(purchase=["channel"])
+    with pytest.raises(TypeError, match="terms must be one of"):
+        type("Odd", (clvmodels.BetaGeoModel,), {}, terms="weather", configures={clvmodels.BetaGeoModel: {}})
+
+
+@pytest.mark.parametrize("name", sorted({cls.__name__ for _, _, cls, _ in _forms()}))
+def test_a_configured_model_gives_its_family_plain_model(name, fitted):
+    """``plain_model()``: the family's own model under the terms (the reference customer's
+    parameters; a seasonal model's customers on its clock), a model of a family it configures."""
+    model = fitted[name][0]
+    plain = model.plain_model()
+    families = {f for f, _, cls, _ in _forms() if cls.__name__ == name}
+    assert type(plain) in families
+    base = list(plain.params_.index)
+    np.testing.assert_allclose(plain.params_.to_numpy(float), model.params_[base].to_numpy(float))

@@ -1,5 +1,6 @@
 """Probabilistic "buy till you die" models."""
 
+from clvmodels.models._base import BaseModel
 from clvmodels.models.beta_geo import BetaGeoModel, bgnbd_log_likelihood
 from clvmodels.models.beta_geo_beta_binom import BetaGeoBetaBinomModel, bgbb_log_likelihood
 from clvmodels.models.contractual import (
@@ -25,7 +26,7 @@ from clvmodels.models.seasonal_pareto import SeasonalParetoNBDModel
 from clvmodels.rfm import discrete_rfm
 
 __all__ = [
-    "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
+    "BaseModel", "BetaGeoModel", "ModifiedBetaGeoModel", "ParetoNBDModel", "MBGCNBDModel", "GammaGammaModel",
     "BetaGeoBetaBinomModel", "discrete_rfm", "CovariateBetaGeoModel", "CovariateGammaGammaModel",
     "CovariateParetoNBDModel", "SeasonalBetaGeoModel", "SeasonalParetoNBDModel",
     "likelihood_ratio_test",

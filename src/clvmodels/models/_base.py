@@ -8,7 +8,9 @@ function of the parameters and the compressed data, and its predictions.
 
 from __future__ import annotations
 
+import functools
 import html
+import inspect
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,9 +52,62 @@ class BaseModel(MaximumLikelihood):
         self.tol = tol
         self.max_iter = max_iter
 
+    # ---------------------------------------------------------------- configurations
+    #: what each form of a family adds to it: ``"covariates"`` (time-invariant covariates of the
+    #: customers) or ``"calendar"`` (a calendar clock: season, trend, events)
+    TERMS: ClassVar[tuple[str, ...]] = ("covariates", "calendar")
+    #: the family a configured class is a form of (its first in ``configures``); None: a family
+    _family: ClassVar[type | None] = None
+
+    def __init_subclass__(cls, *, configures: Mapping[type, Mapping[str, Any]] | None = None,
+                          terms: str | None = None, **kwargs: Any) -> None:
+        """A class that is a family with terms declares it: ``class CovariateBetaGeoModel(...,
+        terms="covariates", configures={BetaGeoModel: {}, ModifiedBetaGeoModel: {"modified": True}})``
+        makes ``BetaGeoModel.with_covariates(...)`` build it (with the settings each family fixes)."""
+        super().__init_subclass__(**kwargs)
+        if configures is None:
+            return
+        if terms not in BaseModel.TERMS:
+            raise TypeError(f"{cls.__name__}: terms must be one of {BaseModel.TERMS}, got {terms!r}")
+        cls._family = next(iter(configures))
+        for family, fixed in configures.items():
+            own = family.__dict__.get("_configured")
+            if own is None:
+                own = {}
+                family._configured = own
+            own[terms] = (cls, dict(fixed))
+
+    @classmethod
+    def _configuration(cls, terms: str) -> tuple[type, dict[str, Any]]:
+        found = cls.__dict__.get("_configured", {}).get(terms)
+        if found is None:
+            have = sorted(c.__name__ for c in _families(BaseModel) if terms in c.__dict__.get("_configured", {}))
+            raise ParameterError(f"{cls.__name__} has no form with {terms}; these families have one: "
+                                 f"{', '.join(have)}.")
+        return found
+
+    @classmethod
+    def with_covariates(cls, *args: Any, **settings: Any) -> BaseModel:
+        """This family with time-invariant covariates of the customers (a configuration of it):
+        ``BetaGeoModel.with_covariates(purchase=["channel"], dropout=["channel"])`` is
+        :class:`~clvmodels.CovariateBetaGeoModel` with those settings, ``ModifiedBetaGeoModel``'s
+        the same with ``modified=True``; ``GammaGammaModel.with_covariates(spend=[...])``."""
+        target, fixed = cls._configuration("covariates")
+        return target(*args, **fixed, **settings)
+
+    @classmethod
+    def with_calendar(cls, *args: Any, **settings: Any) -> BaseModel:
+        """This family on a calendar clock (a configuration of it): ``BetaGeoModel.with_calendar(
+        harmonics=2)`` is :class:`~clvmodels.SeasonalBetaGeoModel`, ``ParetoNBDModel``'s
+        :class:`~clvmodels.SeasonalParetoNBDModel`."""
+        target, fixed = cls._configuration("calendar")
+        return target(*args, **fixed, **settings)
+
     # ---------------------------------------------------------------- parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"penalizer_coef": self.penalizer_coef, "tol": self.tol, "max_iter": self.max_iter}
+        """The settings ``__init__`` takes, by name, as stored (scikit-learn's contract: every
+        setting is an argument of ``__init__`` kept under its own name)."""
+        return {name: getattr(self, name) for name in _init_names(type(self))}
 
     def set_params(self, **params: Any) -> BaseModel:
         for k, v in params.items():
@@ -400,6 +455,21 @@ class BaseModel(MaximumLikelihood):
                 f"The RFM table is in time unit {unit!r} but {type(self).__name__} was fitted in "
                 f"{mine!r}; rebuild the table with time_unit={mine!r} or refit."
             )
+
+
+def _families(cls: type) -> list[type]:
+    """``cls`` and every class below it."""
+    out = [cls]
+    for sub in cls.__subclasses__():
+        out += _families(sub)
+    return out
+
+
+@functools.cache
+def _init_names(cls: type) -> tuple[str, ...]:
+    """The names of ``cls.__init__``'s settings."""
+    return tuple(n for n, p in inspect.signature(cls.__init__).parameters.items()
+                 if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 def _optional_float(value: Any) -> float | None:

@@ -9,7 +9,6 @@ the plain model of their covariate row.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -149,10 +148,6 @@ class CovariateContract(BaseModel):
 
     _name_lists: ClassVar[tuple[str, ...]] = ()
     _FITTED = (*BaseModel._FITTED, "theta_", "n_params_", "levels_", "reference_")
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
-        return {n: getattr(self, n) for n in names}
 
     @classmethod
     def from_params(cls, params: Any, **kwargs: Any) -> Any:
@@ -359,6 +354,11 @@ class PerCovariateRow(CovariateContract):
         kp = len(getattr(self, "purchase_names_", []))
         kd = len(getattr(self, "dropout_names_", []))
         return self._models_for(np.zeros((1, kp)), np.zeros((1, kd)))[1][0]
+
+    def plain_model(self) -> Any:
+        """:meth:`base_model` by the name every configured model uses for its family's plain
+        model (a seasonal model's: the customers on its operational clock)."""
+        return self.base_model()
 
     def probability_purchases(self, n: Any, t: float) -> Any:
         """P(X(t) = n) for a new reference customer (:meth:`base_model`)."""

@@ -160,3 +160,20 @@ def beta_average(fn, a: float, b) -> np.ndarray:
     p = nodes[inv].reshape(*b.shape, -1)
     w = weights[inv].reshape(*b.shape, -1)
     return (fn(p) * w).sum(axis=-1)
+
+
+def beta_means(A: np.ndarray, B: np.ndarray, a: float, b: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``E[1/(A+Bp)]`` and ``E[p/(A+Bp)]`` for ``p ~ Beta(a, b)`` (``b`` one per row of ``A``,
+    ``B``) by Gauss quadrature: where the dropout Beta is concentrated (``a`` above
+    :data:`clvmodels.models.beta_geo.QUADRATURE_ABOVE_A`, a fit near the one-dropout-probability
+    limit) the closed forms' 2F1 returns NaN. Rows in blocks, to bound the (rows, nodes, nodes)
+    temporaries."""
+    ub, inv = np.unique(np.asarray(b, float), return_inverse=True)
+    nodes, weights = _beta_rule(np.full_like(ub, a), ub)
+    one, with_p = np.empty(A.shape), np.empty(A.shape)
+    for s in range(0, A.shape[0], rows):
+        p, w = nodes[inv[s:s + rows]][:, None, :], weights[inv[s:s + rows]][:, None, :]
+        inv_ab = 1.0 / (A[s:s + rows, :, None] + B[s:s + rows, :, None] * p)
+        one[s:s + rows] = (w * inv_ab).sum(-1)
+        with_p[s:s + rows] = (w * p * inv_ab).sum(-1)
+    return one, with_p

@@ -217,8 +217,8 @@ class CalendarClock:
             self._set_calendar(calendar)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep), **self._defining(),
-                "calendar": getattr(self, "calendar_", None) or self.calendar}
+        """The settings, with the fitted calendar once there is one (so a saved model keeps it)."""
+        return {**super().get_params(deep), "calendar": getattr(self, "calendar_", None) or self.calendar}
 
     def _defining(self) -> dict[str, Any]:
         """What a new model like this one keeps (the calendar itself is learnt by each fit)."""
@@ -430,6 +430,14 @@ class CalendarClock:
         which = "purchase rate or dropout hazard" if dropout else "purchase rate"
         return (f"<p>Calendar coefficients (on the log of the {which}):</p>"
                 + eff.to_html(float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+
+    def plain_model(self) -> Any:
+        """The family's plain model with the fitted parameters (every calendar multiplier 1): for
+        BG/NBD exactly the customers on the operational clock; for Pareto/NBD, whose dropout has
+        its own clock, the customers on one clock where the two agree."""
+        self._check_fitted()
+        return self._family.from_params(self.params_.to_dict(), time_unit=getattr(self, "time_unit_", None),
+                                        covariance=self.covariance_log_)
 
     def as_of(self, date: Any):
         """The same fitted model predicting for tables as of ``date`` (their ``T`` counts back

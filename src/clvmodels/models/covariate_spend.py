@@ -45,7 +45,7 @@ def _gg_loglik(theta, x, m, w, Z, grad: bool):
     return total, np.array(g)
 
 
-class CovariateGammaGammaModel(CovariateContract):
+class CovariateGammaGammaModel(CovariateContract, terms="covariates", configures={GammaGammaModel: {}}):
     """Gamma-Gamma spend with time-invariant covariates on the spend scale: ``v_i = v_0
     exp(gamma' z_i)``, so a customer's expected spend per purchase ``p v_i / (q - 1)`` is
     ``exp(gamma' z_i)`` times the reference customers' (and their own history updates it as in
@@ -127,6 +127,13 @@ class CovariateGammaGammaModel(CovariateContract):
         return pd.DataFrame([multiplier_row(self, f"spend: {name}", name, "spend per purchase",
                                              "spend {m:.2f}x as much per purchase", level)
                              for name in self.spend_names_])
+
+    def plain_model(self) -> GammaGammaModel:
+        """Gamma-Gamma with the reference customer's parameters (every categorical covariate at its
+        reference level, every numeric one 0)."""
+        self._check_fitted()
+        return GammaGammaModel.from_params(self.params_[list(self._param_names)].to_dict(),
+                                           time_unit=getattr(self, "time_unit_", None))
 
     def expected_spend(self, data: pd.DataFrame, covariates: pd.DataFrame | None = None) -> pd.Series:
         """Conditional expected spend per purchase ``p (v_i + x zbar) / (p x + q - 1)`` (the

@@ -166,7 +166,8 @@ def _loglik_prepared(theta, d: _Prepared, shift: int, grad: bool):
 
 
 
-class CovariateBetaGeoModel(PerCovariateRow):
+class CovariateBetaGeoModel(PerCovariateRow, terms="covariates",
+                            configures={BetaGeoModel: {}, ModifiedBetaGeoModel: {"modified": True}}):
     """BG/NBD or MBG/NBD with time-invariant covariates of the purchase and the dropout process.
 
     Parameters
@@ -296,7 +297,7 @@ class CovariateBetaGeoModel(PerCovariateRow):
         return pd.DataFrame({"r": r, "alpha": alpha, "a": a, "b": b})
 
 
-class CovariateParetoNBDModel(PerCovariateRow):
+class CovariateParetoNBDModel(PerCovariateRow, terms="covariates", configures={ParetoNBDModel: {}}):
     """Pareto/NBD with time-invariant covariates (Fader & Hardie's covariates note): the purchase
     rate's scale ``alpha_i = alpha_0 exp(-gamma_p' z_i)`` and the dropout rate's ``beta_i =
     beta_0 exp(-gamma_d' z_i)``, so the mean purchase rate ``r/alpha_i`` and the mean dropout rate

@@ -28,7 +28,7 @@ from clvmodels._validation import DAYS_PER_UNIT, DAYS_PER_YEAR, check_number, ch
 from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.models._fitting import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import LIFETIME_YEARS, PurchaseModel
-from clvmodels.models._special import _beta_rule, _gamma_rule, hyp2f1
+from clvmodels.models._special import _beta_rule, _gamma_rule, beta_means, hyp2f1
 from clvmodels.models.beta_geo import QUADRATURE_ABOVE_A
 
 __all__ = ["MBGCNBDModel", "mbgcnbd_log_likelihood"]
@@ -187,9 +187,6 @@ class MBGCNBDModel(PurchaseModel):
         super().__init__(penalizer_coef=penalizer_coef, tol=tol, max_iter=max_iter)
         self.k = k
         self.max_k = max_k
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {"k": self.k, "max_k": self.max_k, **super().get_params(deep)}
 
     _FITTED = (*PurchaseModel._FITTED, "k_", "k_table_")
 
@@ -500,7 +497,7 @@ class MBGCNBDModel(PurchaseModel):
             A = -np.expm1(k * np.log1p(-delta / (lam + delta)))  # 1 - q^k without cancellation
             B = c * Q
             if a > QUADRATURE_ABOVE_A:
-                one, with_p = _beta_means(A, B, a, bb)
+                one, with_p = beta_means(A, B, a, bb)
             else:
                 z = -B / A
                 one = hyp2f1(1.0, a, (a + bb)[:, None], z) / A
@@ -508,7 +505,7 @@ class MBGCNBDModel(PurchaseModel):
                 # the closed form's 2F1 already fails for some rows at a ~ 25 (a concentrated Beta)
                 bad = ~(np.isfinite(one) & np.isfinite(with_p)).all(axis=1)
                 if bad.any():
-                    one[bad], with_p[bad] = _beta_means(A[bad], B[bad], a, bb[bad])
+                    one[bad], with_p[bad] = beta_means(A[bad], B[bad], a, bb[bad])
             lead = q ** (k - i)
             purchases += wi[:, i] * (weights[inv] * lead * one).sum(axis=1)
             dropped += wi[:, i] * (weights[inv] * c * lead * with_p).sum(axis=1)
@@ -616,19 +613,3 @@ class MBGCNBDModel(PurchaseModel):
                + np.exp(special.betaln(a + 1, b + nn) - lnB) * at_least(nn))
         return float(out) if np.ndim(n) == 0 else out
 
-
-def _beta_means(A: np.ndarray, B: np.ndarray, a: float, b: np.ndarray, rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """``E[1/(A+Bp)]`` and ``E[p/(A+Bp)]`` for ``p ~ Beta(a, b)`` (``b`` one per row of ``A``,
-    ``B``) by Gauss quadrature: where the dropout Beta is concentrated (``a`` above
-    :data:`clvmodels.models.beta_geo.QUADRATURE_ABOVE_A`, a fit near the one-dropout-probability
-    limit) the closed forms' 2F1 returns NaN. Rows in blocks, to bound the (rows, nodes, nodes)
-    temporaries."""
-    ub, inv = np.unique(np.asarray(b, float), return_inverse=True)
-    nodes, weights = _beta_rule(np.full_like(ub, a), ub)
-    one, with_p = np.empty(A.shape), np.empty(A.shape)
-    for s in range(0, A.shape[0], rows):
-        p, w = nodes[inv[s:s + rows]][:, None, :], weights[inv[s:s + rows]][:, None, :]
-        inv_ab = 1.0 / (A[s:s + rows, :, None] + B[s:s + rows, :, None] * p)
-        one[s:s + rows] = (w * inv_ab).sum(-1)
-        with_p[s:s + rows] = (w * p * inv_ab).sum(-1)
-    return one, with_p

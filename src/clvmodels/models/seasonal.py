@@ -51,7 +51,7 @@ from clvmodels.models.calendar import (  # the calendar's names, kept importable
 __all__ = ["SeasonalBetaGeoModel", "MIN_SPAN_DAYS", "MIN_DROPOUT_SPAN_DAYS", "as_of", "read_events"]
 
 
-class SeasonalBetaGeoModel(CalendarClock, BetaGeoModel):
+class SeasonalBetaGeoModel(CalendarClock, BetaGeoModel, terms="calendar", configures={BetaGeoModel: {}}):
     """BG/NBD with a yearly seasonal purchase rate (and optionally a trend); see the module notes.
 
     Parameters
@@ -176,12 +176,6 @@ class SeasonalBetaGeoModel(CalendarClock, BetaGeoModel):
         return self
 
     # ---------------------------------------------------------------- predictions
-    def plain_model(self) -> BetaGeoModel:
-        """BG/NBD with the fitted r, alpha, a, b: the customers on the operational clock."""
-        self._check_fitted()
-        return BetaGeoModel.from_params(self.params_.to_dict(), time_unit=getattr(self, "time_unit_", None),
-                                        covariance=self.covariance_log_)
-
     def operational_rfm(self, rfm: pd.DataFrame) -> pd.DataFrame:
         """``rfm`` (as of the model's date) with ``recency`` and ``T`` on the operational clock."""
         self._check_fitted()

@@ -192,7 +192,7 @@ def _row_terms(params, x, cl: _Clocks, i_first, i_last, i_end, *, grad: bool = F
     return log_alive, log_i, mom, acc
 
 
-class SeasonalParetoNBDModel(CalendarClock, ParetoNBDModel):
+class SeasonalParetoNBDModel(CalendarClock, ParetoNBDModel, terms="calendar", configures={ParetoNBDModel: {}}):
     """Pareto/NBD with calendar covariates in the purchase and the dropout process; see the module notes.
 
     Parameters
