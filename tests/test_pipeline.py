@@ -33,8 +33,9 @@ def test_windows_come_from_the_data(log):
 
 def test_at_risk_customers(sample_rfm):
     """Issue 28: the list holds valuable customers more likely than not to buy nothing in the
-    horizon, ranked by the value at risk (value if retained x P(active) x P(no purchase)), each
-    with the reason in words; no figure is larger than what it is compared with."""
+    horizon and at least twice as likely as their tier's average, ranked by that ratio, each with
+    the value at risk (value if retained x P(active) x P(no purchase)) and the reason in words; no
+    figure is larger than what it is compared with."""
     bg = clvmodels.BetaGeoModel().fit(sample_rfm)
     gg = clvmodels.GammaGammaModel().fit(sample_rfm)
     settings = dict(horizon=52, discount_rate=0.1, margin=0.3, cost_to_serve=0.0)
@@ -43,12 +44,20 @@ def test_at_risk_customers(sample_rfm):
     log = clvmodels.load_transactions(load_cdnow("sample")[["customer_id", "date", "amount"]])
     cands = sample_rfm.join(fc).assign(tier=tiers)
     risk = pipeline.at_risk_customers(cands, bg, gg, settings, observation_end="1997-09-30", time_unit="W", log=log)
-    eligible = cands["tier"].isin(["Platinum", "Gold"]) & (cands["p_any_purchase"] <= 0.5)
-    assert len(risk) == int(eligible.sum()) > 50  # every one listed, not a page's worth
-    assert set(risk["tier"]) == {"Platinum", "Gold"} and (risk["p_no_purchase_in_horizon"] >= 0.5).all()
+    p_no = 1 - cands["p_any_purchase"]
+    tier_mean = p_no.groupby(cands["tier"].astype(str)).mean()
+    ratio = p_no / cands["tier"].astype(str).map(tier_mean)
+    eligible = cands["tier"].isin(["Platinum", "Gold"]) & (p_no >= 0.5) & (ratio >= 2)
+    assert len(risk) == int(eligible.sum()) >= 5  # every one that qualifies
+    assert set(risk.index) == set(cands.index[eligible])
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and (risk["p_no_purchase_in_horizon"] >= 0.5).all()
+    np.testing.assert_allclose(risk["risk_against_tier"], ratio[risk.index], rtol=1e-12)
+    assert risk["risk_against_tier"].is_monotonic_decreasing and (risk["risk_against_tier"] >= 2).all()
     assert (risk["value_at_risk"] <= risk["value_if_retained"] + 1e-9).all()
     assert (risk["clv"] <= risk["value_if_retained"] + 1e-9).all()
-    assert risk["value_at_risk"].is_monotonic_decreasing
+    first = risk.iloc[0]
+    assert first["why"].endswith(f"; {first['risk_against_tier']:.1f}x a typical {first['tier']} customer's "
+                                 "risk of buying nothing")
     expected = risk["value_if_retained"] * risk["p_alive"] * risk["p_no_purchase_in_horizon"]
     np.testing.assert_allclose(risk["value_at_risk"], expected, rtol=1e-9)
     repeat = risk[risk["purchases_so_far"] > 1].iloc[0]
@@ -126,8 +135,8 @@ def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
     # the at-risk list capped below the customers who qualify: both paths say how many qualify
     from clvmodels import customer_tables, retention
 
-    monkeypatch.setattr(retention, "AT_RISK_CANDIDATES", 300)
-    monkeypatch.setattr(customer_tables, "AT_RISK_CANDIDATES", 300)
+    monkeypatch.setattr(retention, "AT_RISK_CANDIDATES", 100)
+    monkeypatch.setattr(customer_tables, "AT_RISK_CANDIDATES", 100)
     mem, eng = _both_paths(log, tmp_path, n_draws=30, cost_to_serve=0.02)
     assert eng.scoring == "engine" and eng.customers == len(mem.rfm) == 23570
     assert eng.model_name == mem.model_name
@@ -135,9 +144,9 @@ def test_engine_scoring_equals_memory(cdnow_master, tmp_path, monkeypatch):
                                   check_dtype=False)
     pd.testing.assert_frame_equal(eng.what_if, mem.what_if, rtol=1e-6)
     pd.testing.assert_frame_equal(eng.at_risk, mem.at_risk, rtol=1e-6, check_dtype=False)
-    assert len(mem.at_risk) == 300 and eng.at_risk.attrs["qualified"] == mem.at_risk.attrs["qualified"] > 300
+    assert len(mem.at_risk) == 100 and eng.at_risk.attrs["qualified"] == mem.at_risk.attrs["qualified"] > 100
     caption = reporting.format_at_risk(eng.at_risk).to_html()
-    assert f"{mem.at_risk.attrs['qualified']:,} customers qualify; the 300 with the most value at risk" in caption
+    assert f"{mem.at_risk.attrs['qualified']:,} customers qualify; the 100 most at risk for their tier" in caption
     pd.testing.assert_frame_equal(eng.cash_flow, mem.cash_flow, rtol=1e-6)
     # issue 28, item 4: the periods add up to the horizon's totals, and the lifetime is in both paths
     total = mem.tier_table.loc["Total"]

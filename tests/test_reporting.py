@@ -50,7 +50,7 @@ def test_report_folder_contents(finished):
                                     "Pareto/NBD": "ParetoNBDModel"}[selection.index[selection["chosen"]][0]]
     assert model.time_unit_ == "W"
     risk = pd.read_csv(folder / "at_risk_customers.csv", index_col=0)
-    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["value_at_risk"].is_monotonic_decreasing
+    assert set(risk["tier"]) <= {"Platinum", "Gold"} and risk["risk_against_tier"].is_monotonic_decreasing
     assert not list(out.glob(".*.tmp")), "temporary folder left behind"
 
 

@@ -1,7 +1,7 @@
 """Does the at-risk list find risk? (issue 28, item 1) Lift of rankings of Platinum and Gold
 customers on CDNOW master cut in the past.
 
-For each cut (1997-09-30, 1997-12-31) and purchase model (BG/NBD, MBG/NBD, Pareto/NBD): the
+For each cut (1997-06-30, 1997-09-30, 1997-12-31, 1998-01-31; the issue names the middle two) and purchase model (BG/NBD, MBG/NBD, Pareto/NBD): the
 forecast over 26 weeks, its tiers, then for each ranking the 50 customers it lists and
 
 * ``lift``: how often they made no purchase in the 26 weeks after the cut, against their own
@@ -26,7 +26,7 @@ import clvmodels
 from clvmodels.datasets import load_cdnow
 from clvmodels.retention import at_risk_customers
 
-CUTS = ("1997-09-30", "1997-12-31")
+CUTS = ("1997-06-30", "1997-09-30", "1997-12-31", "1998-01-31")
 HORIZON_WEEKS = 26
 LISTED = 50
 #: longer cuts of the report's list, to see how much of its lift at 50 is chance
@@ -39,6 +39,8 @@ def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
     if_retained = v["kept"] / v["p_alive"]
     p_no = 1 - v["p_any_purchase"]
     return {
+        # the report's list from its first version of issue 28 until the risk against the tier
+        "value at risk, P(no purchase) >= 0.5": (v["kept"] * p_no).where(p_no >= 0.5, -1.0),
         "value at stake (the report's list until December 2026)": v["churn_probability_during_horizon"]
         / v["p_alive"] * v["clv"],
         "P(no purchase in the horizon)": p_no,
@@ -51,6 +53,16 @@ def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
         "value at risk x P(no purchase), P(no purchase) >= 0.5": (v["kept"] * p_no ** 2).where(p_no >= 0.5, -1.0),
         "value if kept x (P(no purchase) - its tier mean)": v["kept"] * (p_no - p_no.groupby(v["tier"]).transform(
             "mean")),
+        # risk against the tier's own: what the lift measures
+        "P(no purchase) / its tier mean": p_no / p_no.groupby(v["tier"]).transform("mean"),
+        "value at risk, P(no purchase) >= 2 x its tier mean": (v["kept"] * p_no).where(
+            p_no >= 2 * p_no.groupby(v["tier"]).transform("mean"), -1.0),
+        "risk against the tier x (value if retained)^0.25": (p_no / p_no.groupby(v["tier"]).transform("mean"))
+        * if_retained ** 0.25,
+        "risk against the tier x (value if retained)^0.5": (p_no / p_no.groupby(v["tier"]).transform("mean"))
+        * if_retained ** 0.5,
+        "value at risk, P(no purchase) >= 1.5 x its tier mean": (v["kept"] * p_no).where(
+            p_no >= 1.5 * p_no.groupby(v["tier"]).transform("mean"), -1.0),
     }
 
 
@@ -73,7 +85,8 @@ def main() -> pd.DataFrame:
             tier_rate = 1 - v.groupby("tier")["bought"].mean()
             lost_value = (v["kept"] / v["p_alive"]) * (1 - v["bought"])
             listed = at_risk_customers(df, model, spend, settings, observation_end=cut, time_unit="W")
-            tops = {"the report's list: value at risk, P(no purchase) >= 0.5": listed.index[:LISTED]}
+            tops = {"the report's list: risk against the tier (P(no purchase) >= 0.5 and >= 2x the tier's)":
+                    listed.index[:LISTED]}
             # the same list longer: is its lift a property of the ranking or of 50 draws?
             tops.update({f"the report's list, first {k}": listed.index[:k] for k in LONGER})
             tops.update({name: s.sort_values(ascending=False, kind="stable").index[:LISTED]

@@ -30,7 +30,11 @@ from clvmodels.intervals import forecast_intervals, grouped_tier_intervals, tier
 from clvmodels.models.calendar import needs_calendar
 from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.reporting import ReportConfig, data_overview, overview_table
-from clvmodels.retention import AT_RISK_CANDIDATES, AT_RISK_MIN_P_NO_PURCHASE
+from clvmodels.retention import (
+    AT_RISK_CANDIDATES,
+    AT_RISK_MIN_P_NO_PURCHASE,
+    AT_RISK_MIN_RISK_RATIO,
+)
 from clvmodels.rfm import purchase_calendar
 from clvmodels.tiers import (
     TIERS,
@@ -294,7 +298,8 @@ class InEngine:
         return None
 
     def at_risk_candidates(self, run: Run) -> pd.DataFrame:
-        return scoring.at_risk_candidates(self.scores, AT_RISK_MIN_P_NO_PURCHASE, AT_RISK_CANDIDATES)
+        return scoring.at_risk_candidates(self.scores, AT_RISK_MIN_P_NO_PURCHASE, AT_RISK_MIN_RISK_RATIO,
+                                          AT_RISK_CANDIDATES)
 
     def figures(self, run: Run, max_frequency: int) -> dict[str, Any]:
         """A random sample of the scored customers for the figures; overview and frequency fit

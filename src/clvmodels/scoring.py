@@ -159,16 +159,28 @@ def sample_scores(scores: ir.Table, share: float) -> pd.DataFrame:
     return execute(_hash_keep(scores, share, "figures").order_by("customer_id")).set_index("customer_id")
 
 
-def at_risk_candidates(scores: ir.Table, min_p_no_purchase: float, limit: int,
+def at_risk_candidates(scores: ir.Table, min_p_no_purchase: float, min_ratio: float, limit: int,
                        tiers_considered: tuple[str, ...] = ("Platinum", "Gold")) -> pd.DataFrame:
     """The customers :func:`clvmodels.retention.at_risk_customers` ranks, pre-selected by the
-    engine (tiers considered, chance of no purchase in the horizon >= ``min_p_no_purchase``, the
-    ``limit`` with the highest approximate value at risk), with their history and forecast."""
-    fc = scores.filter(scores.tier.isin(list(tiers_considered)) & ((1 - scores.p_any_purchase) >= min_p_no_purchase))
+    engine by its own criteria (tiers considered, chance of no purchase in the horizon >=
+    ``min_p_no_purchase`` and >= ``min_ratio`` times the tier's mean; the ``limit`` with the highest
+    ratio, then approximate value at risk), with their history and forecast; each tier's mean
+    chance of no purchase (over all its customers) in ``attrs["tier_p_no_purchase"]``."""
+    p_no = 1 - scores.p_any_purchase
+    means = execute(scores.group_by("tier").aggregate(mean_p_no=p_no.mean()))
+    tier_means = {str(t): float(m) for t, m in zip(means["tier"], means["mean_p_no"], strict=True)}
+    mean_of = ibis.cases(*[(scores.tier == t, m) for t, m in tier_means.items()], else_=ibis.null("float64")) \
+        if tier_means else ibis.null("float64")
+    ratio = p_no / mean_of
+    fc = scores.mutate(_ratio=ratio)
+    fc = fc.filter(fc.tier.isin(list(tiers_considered)) & ((1 - fc.p_any_purchase) >= min_p_no_purchase)
+                   & (fc._ratio >= min_ratio))
     approx = approximate_value_at_risk(fc.clv, fc.p_any_purchase)
-    out = execute(fc.order_by([approx.desc(), fc.customer_id]).limit(int(limit))).set_index("customer_id")
+    out = execute(fc.order_by([fc._ratio.desc(), approx.desc(), fc.customer_id]).limit(int(limit))
+                  .drop("_ratio")).set_index("customer_id")
     # how many qualify in all, so the page can say the list holds the first ``limit`` of them
     out.attrs["qualified"] = len(out) if len(out) < int(limit) else int(execute(fc.count()))
+    out.attrs["tier_p_no_purchase"] = tier_means
     return out
 
 

@@ -78,7 +78,7 @@ def _act_lines(analysis: Any) -> str:
         at_risk = float(risk["value_at_risk"].sum())
         out.append(f'<p class="act"><b>What to do:</b> contact the {len(risk):,} Platinum and Gold customers likely '
                    f'to buy nothing in the next {escape_html(f"{cfg.horizon:g} {cfg.unit_name}")} - '
-                   f'{escape_html(money_text(at_risk, cfg.currency))} of value at risk, the most first: '
+                   f'{escape_html(money_text(at_risk, cfg.currency))} of value at risk, the most unusual risk first: '
                    '<a href="#Valuable-customers-at-risk">the list</a>.</p>')
     changed = since_headline(getattr(analysis, "since", None), cfg.currency)
     if changed:

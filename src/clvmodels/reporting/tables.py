@@ -107,11 +107,16 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
     since = f"{unit.capitalize()} since last purchase"
     gap = f"Usual gap ({unit})"
     spend = "Spend so far" + money
-    t = at_risk.head(top).rename(columns={
+    # what decides the listing first, beside the reason: the rest scrolls into view
+    first = [c for c in ("tier", "why", "p_no_purchase_in_horizon", "risk_against_tier", "value_at_risk")
+             if c in at_risk.columns]
+    t = at_risk.head(top)
+    t = t[first + [c for c in t.columns if c not in first]].rename(columns={
         "tier": "Tier", "why": "Why listed", "last_purchase": "Last purchase", "time_since_last_purchase": since,
         "usual_gap": gap, "purchases_so_far": "Purchases so far", "spend_so_far": spend,
         "p_alive": "Chance still active", "p_alive_last_run": "Chance still active at the last run",
         "p_no_purchase_in_horizon": "Chance of no purchase in the horizon",
+        "risk_against_tier": "Times the tier's chance of no purchase",
         "clv": "Expected value" + money, "value_if_retained": "Value if retained" + money,
         "value_at_risk": "Value at risk" + money})
     t.index = t.index.astype(str)
@@ -119,24 +124,27 @@ def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks",
     t.index.name = None
     fmt = {since: "{:,.1f}", gap: "{:,.1f}", "Purchases so far": "{:,.0f}", spend: "{:,.2f}",
            "Chance still active": "{:.0%}", "Chance still active at the last run": "{:.0%}",
-           "Chance of no purchase in the horizon": "{:.0%}",
+           "Chance of no purchase in the horizon": "{:.0%}", "Times the tier's chance of no purchase": "{:.1f}",
            "Expected value" + money: "{:,.2f}", "Value if retained" + money: "{:,.2f}",
            "Value at risk" + money: "{:,.2f}"}
     styler = inert(t.style).format({k: v for k, v in fmt.items() if k in t.columns}, escape="html", na_rep="")
     shown = f"the first {len(t):,} shown" if len(t) < len(at_risk) else "all shown"
     qualified = int(at_risk.attrs.get("qualified", len(at_risk)))
-    listed = (f"{qualified:,} customers qualify; the {len(at_risk):,} with the most value at risk are listed (and in "
+    listed = (f"{qualified:,} customers qualify; the {len(at_risk):,} most at risk for their tier are listed (and in "
               f"at_risk_customers.csv), {shown}" if qualified > len(at_risk) else
               f"{len(at_risk):,} customers listed, {shown}")
     return ranked_list(styler, listed if len(at_risk) else
-                       "No Platinum or Gold customer is more likely than not to buy nothing in the horizon")
+                       "No Platinum or Gold customer is more likely than not to buy nothing in the horizon and twice as likely "
+                       "as their tier's average")
 
 
 def ranked_list(styler: Any, caption: str) -> Any:
     """A list of people to act on as the page shows it: the reasons left-aligned, the caption
     (how many listed, how many shown) above it, sortable and filterable by the page's script."""
     if "Why listed" in styler.data.columns:
-        styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left"})
+        # the reason wraps in a column of its own width, so the numbers beside it stay in view
+        styler = styler.set_properties(subset=["Why listed"], **{"text-align": "left", "white-space": "normal",
+                                                                 "min-width": "16em", "max-width": "26em"})
     styler = styler.set_table_styles([{"selector": "caption", "props": "text-align: left; caption-side: top"}],
                                      overwrite=False)
     return styler.set_caption(caption).set_table_attributes('class="sortable filterable"')
