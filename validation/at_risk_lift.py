@@ -1,7 +1,8 @@
 """Does the at-risk list find risk? (issue 28, item 1) Lift of rankings of Platinum and Gold
 customers on CDNOW master cut in the past.
 
-For each cut (1997-06-30, 1997-09-30, 1997-12-31, 1998-01-31; the issue names the middle two) and purchase model (BG/NBD, MBG/NBD, Pareto/NBD): the
+For each cut of CDNOW master (1997-06-30, 1997-09-30, 1997-12-31, 1998-01-31; the issue names the middle two)
+and of three generated worlds (:data:`WORLDS`, at their cut in ``worlds.py``), and each purchase model (BG/NBD, MBG/NBD, Pareto/NBD): the
 forecast over 26 weeks, its tiers, then for each ranking the 50 customers it lists and
 
 * ``lift``: how often they made no purchase in the 26 weeks after the cut, against their own
@@ -18,6 +19,7 @@ forecast over 26 weeks, its tiers, then for each ranking the 50 customers it lis
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +34,19 @@ LISTED = 50
 #: longer cuts of the report's list, to see how much of its lift at 50 is chance
 LONGER = (100, 200)
 MODELS = (clvmodels.BetaGeoModel, clvmodels.ModifiedBetaGeoModel, clvmodels.ParetoNBDModel)
+
+
+#: generated worlds the list is measured on too (``worlds.py``), at their cut
+WORLDS = ("BG/NBD", "regular buyers", "left-truncated")
+
+
+def world_cuts() -> list[tuple[str, pd.DataFrame, str]]:
+    """(name, log, cut) of the generated worlds in :data:`WORLDS` (4,000 customers each)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from worlds import worlds
+
+    return [(f"world: {w.name}", w.log[["customer_id", "date", "amount"]].astype({"customer_id": str}), w.cut)
+            for w in worlds() if w.name in WORLDS]
 
 
 def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
@@ -67,9 +82,9 @@ def rankings(v: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def main() -> pd.DataFrame:
-    log = load_cdnow("master")
+    cdnow = load_cdnow("master")
     rows = []
-    for cut in CUTS:
+    for source, log, cut in [("CDNOW master", cdnow, c) for c in CUTS] + world_cuts():
         rfm = clvmodels.rfm_summary(log, time_unit="W", observation_end=cut)
         end = pd.Timestamp(cut) + pd.Timedelta(weeks=HORIZON_WEEKS)
         after = log[(log["date"] > cut) & (log["date"] <= end)]
@@ -94,7 +109,7 @@ def main() -> pd.DataFrame:
             for name, top in tops.items():
                 rate = 1 - v.loc[top, "bought"].mean()
                 expected = tier_rate.reindex(v.loc[top, "tier"]).mean()
-                rows.append({"cut": cut, "model": model._long_name, "ranking": name, "listed": len(top),
+                rows.append({"log": source, "cut": cut, "model": model._long_name, "ranking": name, "listed": len(top),
                              "no_purchase_listed": round(rate, 3), "no_purchase_their_tiers": round(expected, 3),
                              "lift": round(rate / expected, 2),
                              "loss_share": round(float(lost_value[top].sum() / lost_value.sum()), 4),
@@ -108,4 +123,4 @@ if __name__ == "__main__":
     with pd.option_context("display.width", 200, "display.max_rows", 200, "display.max_colwidth", 60):
         t = main()
         for value in ("lift", "loss_share"):
-            print(t.pivot_table(index="ranking", columns=["cut", "model"], values=value).to_string(), "\n")
+            print(t.pivot_table(index="ranking", columns=["log", "cut", "model"], values=value).to_string(), "\n")
