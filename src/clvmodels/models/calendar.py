@@ -172,8 +172,16 @@ class CalendarClock:
     dropout_harmonics = 0
     dropout_trend = False
     dropout_events = False
-    _plain_name = "BetaGeoModel"
-    _plain_long_name = "BG/NBD"
+
+    @property
+    def _plain_name(self) -> str:
+        """The family's class name (the model to use without the calendar)."""
+        return self._family.__name__
+
+    @property
+    def _plain_long_name(self) -> str:
+        """The family's name in the papers."""
+        return self._family._long_name
 
     @property
     def _long_name(self) -> str:

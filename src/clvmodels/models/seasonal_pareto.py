@@ -226,10 +226,8 @@ class SeasonalParetoNBDModel(CalendarClock, ParetoNBDModel, terms="calendar", co
         As for :class:`SeasonalBetaGeoModel` (the plain model is Pareto/NBD).
     """
 
-    _plain_long_name = "Pareto/NBD"
     _reference = ("Bachmann, Meierer & Naef (2021), The role of time-varying contextual factors in latent "
                   "attrition models, Marketing Science 40(4), with calendar covariates shared by all customers.")
-    _plain_name = "ParetoNBDModel"
     _FITTED: ClassVar[tuple[str, ...]] = ParetoNBDModel._FITTED + ("calendar_", "calendar_effects_",
                                                                     "plain_log_likelihood_")
 
