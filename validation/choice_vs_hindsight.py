@@ -25,6 +25,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,12 +69,26 @@ def old_rule(table: pd.DataFrame, models: dict) -> str:
     return str(keys.sort_values(["n", "a", "b"], kind="stable").index[0])
 
 
+def hindsight_forecasts(hind: pd.DataFrame, names: Any) -> dict[str, np.ndarray]:
+    """Each candidate in ``names`` fitted to the cut and its forecast of the holdout (those that
+    cannot be fitted there left out)."""
+    t = float(hind["duration_holdout"].iloc[0])
+    out = {}
+    for model_name, (cls, init) in candidate_classes(hind).items():
+        if model_name not in names:
+            continue
+        try:
+            out[model_name] = cls(**init).fit(hind).expected_purchases(hind, t).to_numpy(float)
+        except ClvModelsError:
+            continue
+    return out
+
+
 def check(name: str, log: pd.DataFrame, cut: str, end: str) -> dict:
     cut_t = pd.Timestamp(cut)
     horizon = float(np.floor((pd.Timestamp(end) - cut_t).days / 7))
     hind = window(log, cut_t, cut_t + horizon * WEEK)
     spend = holdout_spend(hind)
-    t = float(hind["duration_holdout"].iloc[0])
     # the report's own backtests as of the cut: its latest window and the earlier ones
     before = log[log["date"] <= cut_t]
     cfg = reporting.validate_parameters({"observation_end": cut, "horizon": horizon})
@@ -85,16 +100,8 @@ def check(name: str, log: pd.DataFrame, cut: str, end: str) -> dict:
     started = time.perf_counter()
     sel = select_model(windows[0], earlier=windows[1:])
     seconds = time.perf_counter() - started
-    hindsight, preds = {}, {}
-    for model_name, (cls, init) in candidate_classes(hind).items():
-        if model_name not in sel.models:
-            continue
-        try:
-            pred = cls(**init).fit(hind).expected_purchases(hind, t).to_numpy(float)
-        except ClvModelsError:
-            continue
-        preds[model_name] = pred
-        hindsight[model_name] = holdout_scores(hind, pred, spend)
+    preds = hindsight_forecasts(hind, sel.models)
+    hindsight = {m: holdout_scores(hind, pred, spend) for m, pred in preds.items()}
     best = min(hindsight, key=lambda m: hindsight[m]["tier_pct"])
     score = sel.table["score"].dropna()
     w = (1 / score[list(preds)] ** 4)
