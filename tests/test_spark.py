@@ -237,6 +237,15 @@ def test_scoring_inside_spark_equals_duckdb(spark, master_parquet, tmp_path, cut
                       np.arange(len(ranked)) < bounds[1], np.arange(len(ranked)) < bounds[2]],
                      ["Lead", "Platinum", "Gold", "Iron"], "Lead")
     assert (ranked["tier"].astype(str).to_numpy() == want).all()
+    # the at-risk list's candidates, chosen inside each engine by the same criteria (issue 28)
+    cands = {}
+    for engine in ("spark", "duckdb"):
+        like = clvmodels.load_transactions(master_parquet, engine=engine)
+        cands[engine] = scoring.at_risk_candidates(scoring.read_scores(tmp_path / engine, like), 0.5, 2.0, 40)
+    assert len(cands["duckdb"]) == 40 and cands["spark"].attrs["qualified"] == cands["duckdb"].attrs["qualified"] > 40
+    assert list(cands["spark"].index.astype(str)) == list(cands["duckdb"].index.astype(str))
+    for tier, mean in cands["duckdb"].attrs["tier_p_no_purchase"].items():
+        assert cands["spark"].attrs["tier_p_no_purchase"][tier] == pytest.approx(mean, rel=1e-9)
 
 
 def test_remote_addresses_go_to_spark_only():
