@@ -268,11 +268,13 @@ class BaseModel(MaximumLikelihood):
 
     def _se_log(self) -> np.ndarray:
         """Standard errors on the estimation scale: of the parameters' logs, then of the
-        coefficients (which are on the log scale already); NaN without a covariance."""
+        coefficients (which are on the log scale already); NaN without a covariance, and where its
+        diagonal is negative (not a variance: no error is better than a false zero)."""
         cov = self.covariance_log_
         if cov is None:
             return np.full(len(self.params_), np.nan)
-        return np.sqrt(np.clip(np.diag(np.asarray(cov, float)), 0, None))
+        var = np.diag(np.asarray(cov, float))
+        return np.sqrt(np.where(var >= 0, var, np.nan))
 
     @property
     def standard_errors_(self) -> pd.Series:
