@@ -29,8 +29,8 @@ AT_RISK_MIN_P_NO_PURCHASE = 0.5
 #: tier (the list is ranked by that ratio; the issue's measure of the list is the same ratio of
 #: what then happened)
 AT_RISK_MIN_RISK_RATIO = 2.0
-#: the most customers the ranked list (and its CSV) holds; pre-selected by an approximate score
-#: the engine can compute, then ranked exactly
+#: the most customers the ranked list (and its CSV) holds: the first by the risk against the tier
+#: (which the engine computes exactly), ties by an approximate value at risk
 AT_RISK_CANDIDATES = 5000
 
 _COLUMNS = ["tier", "why", "last_purchase", "time_since_last_purchase", "usual_gap", "purchases_so_far",

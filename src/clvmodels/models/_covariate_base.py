@@ -147,7 +147,7 @@ class CovariateContract(BaseModel):
     names the subclasses name in ``_name_lists``."""
 
     _name_lists: ClassVar[tuple[str, ...]] = ()
-    _FITTED = (*BaseModel._FITTED, "theta_", "n_params_", "levels_", "reference_")
+    _FITTED = (*BaseModel._FITTED, "theta_", "levels_", "reference_")
 
     @classmethod
     def from_params(cls, params: Any, **kwargs: Any) -> Any:
@@ -175,12 +175,17 @@ class CovariateContract(BaseModel):
         self.params_ = pd.Series(np.concatenate([np.exp(theta[:k0]), theta[k0:]]), index=names, name="estimate")
         self.log_likelihood_ = float(log_likelihood)
         self.n_customers_ = int(round(n))
-        self.n_params_ = len(theta)
         self.levels_, self.reference_ = levels, reference
         self.time_unit_ = time_unit
         self.covariance_log_ = observed_covariance(objective, theta, n)
         self.converged_ = True
         self.fit_info_ = {"method": "BFGS (analytic gradient) from the plain model's fit"}
+
+    @property
+    def n_params_(self) -> int:
+        """:attr:`n_estimated` by its former name: the base parameters and the coefficients."""
+        self._check_fitted()
+        return self.n_estimated
 
     @property
     def covariance_(self) -> np.ndarray:
@@ -278,7 +283,6 @@ class CovariateContract(BaseModel):
         model.covariance_log_ = cov
         model.levels_, model.reference_ = levels, reference
         model.time_unit_ = data.get("time_unit")
-        model.n_params_ = k
         return model
 
 
@@ -379,10 +383,7 @@ def likelihood_ratio_test(restricted: Any, full: Any) -> dict[str, float]:
     """Likelihood-ratio test of a model against a larger one it is nested in (e.g. without and
     with a covariate): ``2 (LL_full - LL_restricted)`` against chi-squared with the difference in
     parameters as degrees of freedom."""
-    def n_params(m):
-        return getattr(m, "n_params_", None) or len(m.params_)
-
-    df = n_params(full) - n_params(restricted)
+    df = full.n_estimated - restricted.n_estimated
     if df <= 0:
         raise ParameterError("The full model must have more parameters than the restricted one.")
     stat = 2.0 * (float(full.log_likelihood_) - float(restricted.log_likelihood_))
