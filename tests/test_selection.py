@@ -7,7 +7,7 @@ import pytest
 import clvmodels
 from clvmodels import BetaGeoModel, ModifiedBetaGeoModel
 from clvmodels.exceptions import DataValidationError, ParameterError
-from clvmodels.selection import compare_forecasts, select_model
+from clvmodels.selection import ALIVE_EVERYWHERE, compare_forecasts, select_model
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_rolling_origins_are_scored_and_weighted(cdnow_master):
     assert sel.chosen == sel.table["score"].idxmin()
     assert "3 holdouts of 26 weeks" in sel.reason
     best_at = o.loc[o.groupby("origin")["error"].idxmin(), "model"].tolist()
-    assert ("every origin" in sel.reason) == (set(best_at) == {sel.chosen})
+    assert ("ranked first at every origin" in sel.reason) == (set(best_at) == {sel.chosen})
     # each origin's window and every candidate's forecast there are kept, for alternatives built from them
     assert len(sel.windows) == len(sel.predictions) == 3 and sel.windows[0] is windows[0]
     for origin, (window, preds) in enumerate(zip(sel.windows, sel.predictions, strict=True)):
@@ -108,3 +108,44 @@ def test_compare_forecasts_scores_alternatives_by_the_rule(master_cal):
     assert len(scores.attrs["origins"]) == 2 and actual.sum() > 0
     with pytest.raises(DataValidationError, match="No backtest could score"):
         compare_forecasts([master_cal], {"none": lambda origin, w: None})
+
+
+def _steady_log(n: int = 600, weeks: float = 60.0, seed: int = 3) -> pd.DataFrame:
+    """Customers who never leave (Poisson purchases with gamma rates, first purchase in the first 8
+    weeks): no window of it shows dropout."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, lam in enumerate(rng.gamma(2.0, 0.25, n)):
+        first = rng.uniform(0, 8)
+        times = np.concatenate([[first], rng.uniform(first, weeks, rng.poisson(lam * (weeks - first)))])
+        rows += [(f"c{i}", t) for t in times]
+    df = pd.DataFrame(rows, columns=["customer_id", "week"])
+    df["date"] = (pd.Timestamp("2024-01-01") + pd.to_timedelta(df["week"] * 7, unit="D")).dt.normalize()
+    return df.assign(amount=10.0)[["customer_id", "date", "amount"]]
+
+
+@pytest.fixture(scope="module")
+def steady_cal():
+    return clvmodels.calibration_holdout(_steady_log(), calibration_end="2024-06-30", observation_end="2024-12-31",
+                                         time_unit="W")
+
+
+def test_origin_without_dropout_is_left_out_of_the_score(steady_cal, master_cal, master_selection):
+    """Issue 27 (the grocery panel): an origin where no candidate sees any dropout (each judges
+    every customer alive) compares purchase processes with dropout switched off - it is left out of
+    the score and the reason says so; when every origin is so, the lowest BIC there decides."""
+    sel = select_model(steady_cal)
+    o = sel.origins
+    assert (o["alive_min"] >= ALIVE_EVERYWHERE).all() and not o["sees_dropout"].any()
+    assert sel.table["score"].isna().all() and (sel.table["origins"] == 0).all()
+    bic = sel.table["bic"]
+    assert bic[sel.chosen] <= bic.min() + 2.0
+    assert "lowest BIC at the latest origin" in sel.reason and "no model saw any dropout" in sel.reason
+    # CDNOW's window sees dropout: scored; the steady window as an earlier origin is left out
+    mixed = select_model(master_cal, earlier=[steady_cal])
+    seen = mixed.origins.groupby("origin")["sees_dropout"].first()
+    assert bool(seen[0]) and not bool(seen[1])
+    assert (mixed.table["origins"] == 1).all()
+    pd.testing.assert_series_equal(mixed.table["score"], master_selection.table["score"])
+    assert mixed.chosen == master_selection.chosen == "BG/NBD"
+    assert "Left out of the score (the second of 2 origins)" in mixed.reason

@@ -219,3 +219,48 @@ def test_the_offset_pattern_runs_only_where_an_offset_can_be():
     got = t.select(guarded=_parse_date(t.d, None, "d"), everywhere=everywhere).execute()
     assert got["guarded"].astype(str).tolist() == got["everywhere"].astype(str).tolist()
     assert got["guarded"].notna().sum() >= 10
+
+
+def _log_tables() -> set[str]:
+    from clvmodels.engine.duckdb import duckdb_connection
+
+    rows = duckdb_connection().con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    return {n for (n,) in rows if n.startswith("clvmodels_log_")}
+
+
+def test_small_csv_is_parsed_once_and_dropped_with_its_last_expression(tmp_path, monkeypatch):
+    """Issue 30: a small local CSV is parsed once into a temporary table (each of the report's
+    dozen later queries read DuckDB's columns, not the text again): it stays readable after the file
+    is gone, and the table is dropped once no expression refers to it. A file above the limit stays
+    a view of the file."""
+    import gc
+
+    from clvmodels.engine import duckdb as duck
+
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"customer_id": ["a", "a", "b"], "date": ["2024-01-01", "2024-02-01", "2024-01-05"],
+                  "amount": [1.0, 2.0, 3.0]}).to_csv(path, index=False)
+    before = _log_tables()
+    t = load_transactions(path)
+    new = _log_tables() - before
+    assert len(new) == 1
+    path.unlink()
+    derived = t.filter(t.amount > 1.5)
+    assert sorted(derived.to_pandas()["amount"]) == [2.0, 3.0]
+    del t
+    gc.collect()
+    assert new <= _log_tables()  # a derived expression still holds it
+    del derived
+    gc.collect()
+    # dropped by the next load (not from the garbage collector, which may run mid-query)
+    pd.DataFrame({"customer_id": ["a"], "date": ["2024-01-01"], "amount": [1.0]}).to_csv(path, index=False)
+    again = load_transactions(path)
+    assert not (new & _log_tables()) and len(_log_tables() - before) == 1
+    del again
+    gc.collect()
+    # above the limit: a view of the file, read again by each query
+    monkeypatch.setattr(duck, "KEEP_CSV_BYTES", 0)
+    t = load_transactions(path)
+    path.unlink()
+    with pytest.raises(Exception):  # noqa: B017 - the file is gone: the view cannot be read
+        t.to_pandas()

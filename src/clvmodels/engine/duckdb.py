@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ DEFAULT_MEMORY_SHARE = 0.25
 MEMORY_ENV = "CLVMODELS_ENGINE_MEMORY"
 _memory: list[str] = []  # the budget asked for by set_engine_memory (empty: the default)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$", re.IGNORECASE)
+#: a local CSV up to this size is parsed once into a temporary table of the connection: every later
+#: query of the report (the backtests' windows, the baseline's features: a dozen on a small log)
+#: then reads DuckDB's own columns instead of parsing and sniffing the text again (measured on a
+#: 400-customer log: 0.145 s -> 0.045 s a query). A larger file stays a view, read as it streams:
+#: its copy would count against the memory budget.
+KEEP_CSV_BYTES = 64 * 1024**2
 _UNITS = {"b": 1, "kb": 1e3, "kib": 1024, "mb": 1e6, "mib": 1024**2, "gb": 1e9, "gib": 1024**3, "tb": 1e12,
           "tib": 1024**4}
 
@@ -235,6 +242,11 @@ class DuckDBEngine:
             if as_text:
                 types = {**dict((csv_options or {}).get("types") or {}), **{c: "VARCHAR" for c in as_text}}
                 table = con.read_csv(where, **{**(csv_options or {}), "types": types})
+            if path.is_file() and path.stat().st_size <= KEEP_CSV_BYTES:
+                # a file DuckDB cannot parse stays a view: the validation pass reports it in the
+                # words both engines use
+                with contextlib.suppress(Exception):
+                    table = _kept(con, table)
             return table
 
     def to_frame(self, expr: ir.Table) -> pd.DataFrame:
@@ -287,6 +299,23 @@ class DuckDBEngine:
             if path.is_dir():
                 return duckdb_connection().read_parquet(str(Path(place) / "**" / "*.parquet"), hive_partitioning=True)
             return duckdb_connection().read_parquet(place, hive_partitioning=False)
+
+
+def _kept(con: Any, table: ir.Table) -> ir.Table:
+    """``table`` parsed once into a temporary table of the connection, dropped once no expression
+    refers to it any more (the table's operation node is what every expression built on it holds):
+    at the next call, not from the garbage collector, which may run while the connection is busy."""
+    while _unused:
+        with contextlib.suppress(Exception):
+            con.drop_table(_unused.pop(), force=True)
+    name = f"clvmodels_log_{uuid.uuid4().hex}"
+    kept = con.create_table(name, table, temp=True)
+    weakref.finalize(kept.op(), _unused.append, name)
+    return kept
+
+
+#: temporary copies of logs no expression refers to any more (dropped by the next :func:`_kept`)
+_unused: list[str] = []
 
 
 DUCKDB = DuckDBEngine()
