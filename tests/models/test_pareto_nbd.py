@@ -160,3 +160,26 @@ def test_forecast_tiers_intervals_run(sample_model, sample_cal, tmp_path):
     assert (table["expected_purchases_lower"] <= table["expected_purchases_upper"]).all()
     back = ParetoNBDModel.load(sample_model.save(tmp_path / "p.json"))
     pd.testing.assert_series_equal(back.params_, sample_model.params_)
+
+
+def test_covariance_is_computed_when_first_asked_for(sample_cal, sample_model):
+    """Issue 30: a fit pays for its estimates only; the covariance (four more full-data
+    gradients) is computed the first time something asks for it - standard errors, intervals,
+    a copy, a saved file - and is the same whenever that is. A refit forgets the earlier one."""
+    import copy
+    import pickle
+
+    m = ParetoNBDModel().fit(sample_cal)
+    assert "_covariance_pending" in m.__dict__
+    clone = pickle.loads(pickle.dumps(m))  # a pickle carries the covariance, not the objective
+    assert "_covariance_pending" not in m.__dict__ and "_covariance_pending" not in clone.__dict__
+    np.testing.assert_array_equal(clone.covariance_log_, m.covariance_log_)
+    np.testing.assert_allclose(m.covariance_log_, sample_model.covariance_log_, rtol=1e-10)
+    assert np.all(np.isfinite(m.standard_errors_)) and np.all(m.standard_errors_ > 0)
+    lazy = ParetoNBDModel().fit(sample_cal)
+    np.testing.assert_array_equal(copy.deepcopy(lazy).covariance_log_, m.covariance_log_)
+    # a refit on other data drops the pending covariance of the first fit
+    lazy.fit(sample_cal.iloc[: len(sample_cal) // 2])
+    assert not np.allclose(lazy.covariance_log_, m.covariance_log_)
+    lazy.covariance_log_ = None  # set explicitly (as a loaded file does): no computation left
+    assert lazy.covariance_log_ is None and "_covariance_pending" not in lazy.__dict__

@@ -125,7 +125,7 @@ class BaseModel(MaximumLikelihood):
     def _forget(self) -> None:
         """Drop what an earlier fit learned, so a failed (re)fit never leaves usable-looking
         parameters behind."""
-        for name in self._FITTED:
+        for name in (*self._FITTED, "_covariance_log", "_covariance_pending"):
             self.__dict__.pop(name, None)
 
     def _check_init_params(self) -> None:

@@ -65,6 +65,33 @@ Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
 class MaximumLikelihood:
     """The fitting strategies of :class:`BaseModel` (a base class of it, not used alone)."""
 
+    @property
+    def covariance_log_(self) -> Any:
+        """Covariance of the log-parameters (the inverse observed information), computed from
+        the fit's objective the first time it is asked for."""
+        pending = self.__dict__.pop("_covariance_pending", None)
+        if pending is not None:
+            self.__dict__["_covariance_log"] = pending()
+        try:
+            return self.__dict__["_covariance_log"]
+        except KeyError:
+            raise AttributeError("covariance_log_") from None
+
+    @covariance_log_.setter
+    def covariance_log_(self, value: Any) -> None:
+        self.__dict__.pop("_covariance_pending", None)
+        self.__dict__["_covariance_log"] = value
+
+    def _defer_covariance(self, compute: Callable[[], Any]) -> None:
+        self.__dict__.pop("_covariance_log", None)
+        self.__dict__["_covariance_pending"] = compute
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy or pickle carries the covariance, not the fit's objective (and its data)."""
+        if "_covariance_pending" in self.__dict__:
+            _ = self.covariance_log_
+        return dict(self.__dict__)
+
     def _maximise(
         self,
         objective: Objective,
@@ -173,25 +200,11 @@ class MaximumLikelihood:
             "limits": limits,
             "at_limit": [n for n, f in zip(self._param_names, fixed, strict=True) if f],
         }
-        # observed information of the total (not mean) objective, by central differences of
-        # the analytic gradient on the log scale; parameters placed at a limit are held fixed
-        # (no sampling variance: the data only say they are very large)
+        # the covariance is computed when first asked for (standard errors, intervals, a saved
+        # file): four more full-data gradients that a fit used only for its estimates (a
+        # backtest's candidates, a benchmark's fit) never pays
         free = ~np.asarray(fixed)
-        hess = _numeric_hessian(lambda th: safe(th)[1], theta) * n_customers
-        hess = 0.5 * (hess + hess.T)
-        cov = np.zeros_like(hess)
-        sub = hess[np.ix_(free, free)]
-        if sub.size and np.all(np.isfinite(sub)):
-            # on a ridge the information has (numerically) zero or slightly negative curvature
-            # along the ridge; its variance is capped at RIDGE_SD_LOG^2 on the log scale, which
-            # is what a weak normal prior on the log-parameters would do, and the parameters
-            # involved are reported by poorly_identified_
-            vals, vecs = np.linalg.eigh(sub)
-            vals = np.maximum(vals, 1.0 / RIDGE_SD_LOG**2)
-            cov[np.ix_(free, free)] = (vecs / vals) @ vecs.T
-        elif sub.size:
-            cov = np.full_like(hess, np.nan)
-        self.covariance_log_ = cov
+        self._defer_covariance(lambda: _observed_covariance(safe, theta, free, n_customers))
 
     def _limit_point(self, theta: np.ndarray) -> tuple[np.ndarray, list[bool], list[str]]:
         """Where the fit ran to a limiting model, the point that stands for that limit.
@@ -417,6 +430,27 @@ def _good(res: optimize.OptimizeResult) -> bool:
 def _describe(res: optimize.OptimizeResult) -> str:
     status = "converged" if _good(res) else f"failed ({res.message})"
     return f"{status}, objective {res.fun:.8g}, gradient norm {np.linalg.norm(res.jac):.2g}"
+
+
+def _observed_covariance(safe: Objective, theta: np.ndarray, free: np.ndarray, n_customers: float) -> np.ndarray:
+    """The inverse observed information on the log scale at ``theta``: the Hessian of the total
+    (not mean) objective by differences of the analytic gradient; parameters placed at a limit
+    (not ``free``) are held fixed (no sampling variance: the data only say they are very large)."""
+    hess = _numeric_hessian(lambda th: safe(th)[1], theta) * n_customers
+    hess = 0.5 * (hess + hess.T)
+    cov = np.zeros_like(hess)
+    sub = hess[np.ix_(free, free)]
+    if sub.size and np.all(np.isfinite(sub)):
+        # on a ridge the information has (numerically) zero or slightly negative curvature
+        # along the ridge; its variance is capped at RIDGE_SD_LOG^2 on the log scale, which
+        # is what a weak normal prior on the log-parameters would do, and the parameters
+        # involved are reported by poorly_identified_
+        vals, vecs = np.linalg.eigh(sub)
+        vals = np.maximum(vals, 1.0 / RIDGE_SD_LOG**2)
+        cov[np.ix_(free, free)] = (vecs / vals) @ vecs.T
+    elif sub.size:
+        cov = np.full_like(hess, np.nan)
+    return cov
 
 
 def _fmt_start(start: np.ndarray, names: tuple[str, ...]) -> str:
