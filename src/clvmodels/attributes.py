@@ -27,7 +27,7 @@ from clvmodels.models.gamma_gamma import GammaGammaModel
 from clvmodels.models.modified_beta_geo import ModifiedBetaGeoModel
 from clvmodels.models.pareto_nbd import ParetoNBDModel
 from clvmodels.models.registry import info_of, models_where
-from clvmodels.selection import TOLERANCE
+from clvmodels.selection import TOLERANCE, compare_forecasts
 
 __all__ = ["CustomerAttributes", "CovariateChoice", "read_customer_table", "choose_covariates", "customer_attributes",
            "segment_table"]
@@ -88,8 +88,8 @@ def segment_table(forecast: pd.DataFrame, tiers: pd.Series, segments: pd.Series)
 @dataclass
 class CovariateChoice:
     """Whether the report forecasts with the covariates: the chosen family with them, scored on
-    the report's backtest beside the chosen model (the same rule as the model choice: lower
-    holdout mean squared error beyond the tolerance)."""
+    the report's backtests beside the chosen model by the model choice's own rule (the tier
+    cells and totals at each origin; better only beyond the tolerance: :func:`covariate_backtest`)."""
 
     table: pd.DataFrame
     backtest: dict | None
@@ -126,12 +126,12 @@ def choose_covariates(cfg: Any, rfm: pd.DataFrame, model_cls: Any, cal: pd.DataF
     if not cfg.covariates or cal is None or selection is None:
         return out
     try:
-        out.backtest = covariate_backtest(cal, table, cfg.covariates, modified, pareto,
-                                          float(selection.table.loc[selection.chosen, "mse"]), selection.chosen)
+        out.backtest = covariate_backtest(selection, table, cfg.covariates, modified, pareto, cfg.tier_shares)
     except ClvModelsError as exc:
         out.notes.append(f"The backtest with covariates could not be run: {str(exc).splitlines()[0]}")
         return out
-    better = out.backtest["mse"] < out.backtest["chosen_mse"] * (1 - TOLERANCE)
+    # the model choice's rule: better only beyond its tolerance
+    better = out.backtest["score"] < out.backtest["chosen_score"] * (1 - TOLERANCE)
     out.use = {"yes": True, "no": False}.get(cfg.use_covariates, better)
     out.backtest.update(used=out.use, better=bool(better))
     if out.use != better:
@@ -188,14 +188,42 @@ def _purchase_model(covariates: list[str], modified: bool, pareto: bool) -> Any:
     return family.with_covariates(purchase=covariates, dropout=covariates)
 
 
-def covariate_backtest(cal: pd.DataFrame, table: pd.DataFrame, covariates: list[str], modified: bool, pareto: bool,
-                       chosen_mse: float, chosen_name: str) -> dict:
-    """Holdout mean squared error of the chosen family with covariates on the report's backtest,
-    beside the chosen model's."""
-    tab = table.loc[cal.index]
-    m = _purchase_model(covariates, modified, pareto).fit(cal, tab)
-    pred = m.predict("expected_purchases", cal, tab, float(cal["duration_holdout"].iloc[0]))
-    mse = float(((pred - cal["frequency_holdout"]) ** 2).mean())
-    return {"model": m._long_name, "mse": mse, "chosen": chosen_name, "chosen_mse": float(chosen_mse),
-            "aggregate_pct_error": float(100 * (pred.sum() - cal["frequency_holdout"].sum())
-                                         / cal["frequency_holdout"].sum())}
+def covariate_backtest(selection: Any, table: pd.DataFrame, covariates: list[str], modified: bool, pareto: bool,
+                       tier_shares: dict[str, float] | None = None) -> dict:
+    """The chosen family with covariates scored beside the chosen model by the model choice's own
+    rule (:func:`clvmodels.selection.compare_forecasts`: the 8 tier cells and the totals at each
+    of the choice's backtest origins, the latest weighted most), refitted at each origin. Returns
+    the rule's ``score`` and ``chosen_score`` (1 = the better), the weighted mean tier errors
+    ``tier_pct`` and ``chosen_tier_pct``, the ``origins`` scored, and at the latest origin the mean
+    squared errors ``mse``, ``chosen_mse`` and the total error ``aggregate_pct_error``."""
+    chosen = selection.chosen
+    latest: dict[str, Any] = {}
+
+    def with_attributes(origin: int, window: pd.DataFrame) -> np.ndarray | None:
+        tab = table.loc[window.index]
+        try:
+            m = _purchase_model(covariates, modified, pareto).fit(window, tab)
+            pred = m.predict("expected_purchases", window, tab, float(window["duration_holdout"].iloc[0]))
+        except ClvModelsError:
+            return None
+        if origin == 0:
+            latest.update(model=m, pred=np.asarray(pred, float))
+        return np.asarray(pred, float)
+
+    def without(origin: int, window: pd.DataFrame) -> np.ndarray | None:
+        return selection.predictions[origin].get(chosen) if origin < len(selection.predictions) else None
+
+    scores = compare_forecasts(selection.windows, {"with": with_attributes, "without": without}, tier_shares)
+    if "model" not in latest:
+        raise ClvModelsError("the model with covariates could not be fitted on the latest backtest.")
+    cal = selection.windows[0]
+    actual = cal["frequency_holdout"].to_numpy(float)
+    plain = np.asarray(selection.predictions[0][chosen], float)
+    pred = latest["pred"]
+    return {"model": latest["model"]._long_name, "chosen": chosen,
+            "score": float(scores.loc["with", "score"]), "chosen_score": float(scores.loc["without", "score"]),
+            "tier_pct": float(scores.loc["with", "tier_pct"]),
+            "chosen_tier_pct": float(scores.loc["without", "tier_pct"]),
+            "origins": int(scores.loc["with", "origins"]),
+            "mse": float(((pred - actual) ** 2).mean()), "chosen_mse": float(((plain - actual) ** 2).mean()),
+            "aggregate_pct_error": float(100 * (pred.sum() - actual.sum()) / actual.sum())}

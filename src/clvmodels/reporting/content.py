@@ -251,6 +251,12 @@ def _spend_words(spend: Any) -> str:
     return "spend per purchase constant: " + " ".join(identification_notes(spend)).rstrip(".")
 
 
+def _backtests(b: dict) -> str:
+    """The covariate backtest's origins in words: "backtest" or "3 backtests (rolling origins)"."""
+    n = int(b.get("origins", 1))
+    return "backtest" if n == 1 else f"{n} backtests (rolling origins)"
+
+
 def model_paragraph(analysis: Any) -> str:
     """Which purchase model the forecast uses, why, and its reference (Markdown)."""
     model = analysis.model
@@ -277,10 +283,10 @@ def model_paragraph(analysis: Any) -> str:
         text += analysis.selection.reason + " "
     if cov is not None and analysis.attributes is not None and analysis.attributes.backtest:
         b = analysis.attributes.backtest
-        text += (f"With the attributes the same backtest's mean squared error fell to {b['mse']:.4g} (from "
-                 f"{b['chosen_mse']:.4g}), so the forecasts use them" if b.get("better") else
-                 f"With the attributes the same backtest's mean squared error was {b['mse']:.4g} (without: "
-                 f"{b['chosen_mse']:.4g}); the forecasts use them because use_covariates is 'yes'")
+        scored = (f"on the same {_backtests(b)} by the same rule its tier cells were off by {b['tier_pct']:.1f}% "
+                  f"on average (without: {b['chosen_tier_pct']:.1f}%)")
+        text += (f"With the attributes, {scored}, so the forecasts use them" if b.get("better") else
+                 f"With the attributes, {scored}; the forecasts use them because use_covariates is 'yes'")
         text += (f"; the figures of one customer below show the most common combination of attributes "
                  f"({md_escape(cov.labels[cov.reference_row])}). ")
     if hasattr(model, "season_in_words"):
@@ -416,10 +422,12 @@ def md_customer_table(attributes: Any) -> str:
                          f"statistic {row['statistic']:.1f} on {row['df']:.0f} degrees of freedom, p = {row['p_value']:.2g}).")
     if attributes.backtest:
         b = attributes.backtest
-        better = "better" if b["mse"] < b["chosen_mse"] else "no better"
-        lines.append(f"* On the backtest, {md_escape(b['model'])} forecast the holdout {better} than the chosen "
-                     f"{md_escape(b['chosen'])} (mean squared error {b['mse']:.4g} against {b['chosen_mse']:.4g}; "
-                     f"total {b['aggregate_pct_error']:+.1f}%). "
+        better = "better" if b.get("better") else "no better"
+        lines.append(f"* On the {_backtests(b)} of the model choice, scored by its rule, {md_escape(b['model'])} "
+                     f"forecast the holdouts {better} than the chosen {md_escape(b['chosen'])}: tier cells off by "
+                     f"{b['tier_pct']:.1f}% against {b['chosen_tier_pct']:.1f}% on average, score {b['score']:.3f} "
+                     f"against {b['chosen_score']:.3f} (1 = the better); at the latest origin mean squared error "
+                     f"{b['mse']:.4g} against {b['chosen_mse']:.4g}, total {b['aggregate_pct_error']:+.1f}%. "
                      + (f"The forecasts in this report come from {md_escape(b['model'])}: every customer's "
                         "purchase and dropout parameters follow their attributes."
                         if b.get("used") else
