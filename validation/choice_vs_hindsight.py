@@ -69,6 +69,18 @@ def old_rule(table: pd.DataFrame, models: dict) -> str:
     return str(keys.sort_values(["n", "a", "b"], kind="stable").index[0])
 
 
+def report_windows(log: pd.DataFrame, cut: pd.Timestamp, horizon: float) -> list[pd.DataFrame]:
+    """The backtests the report builds as of ``cut`` for ``horizon`` weeks, latest first: its latest
+    window and the earlier origins (:func:`clvmodels.pipeline.earlier_backtests`)."""
+    before = log[log["date"] <= cut]
+    cfg = reporting.validate_parameters({"observation_end": str(cut.date()), "horizon": horizon})
+    transactions = clvmodels.load_transactions(before)
+    obs_end, cal_end = pipeline.resolve_windows(cfg, transactions)
+    latest = window(before, pd.Timestamp(cal_end), pd.Timestamp(obs_end))
+    calendar = latest.attrs.get("purchase_calendar") is not None
+    return [latest] + [w for w, _ in pipeline.earlier_backtests(cfg, transactions, obs_end, cal_end, calendar)]
+
+
 def hindsight_forecasts(hind: pd.DataFrame, names: Any) -> dict[str, np.ndarray]:
     """Each candidate in ``names`` fitted to the cut and its forecast of the holdout (those that
     cannot be fitted there left out)."""
@@ -90,13 +102,7 @@ def check(name: str, log: pd.DataFrame, cut: str, end: str) -> dict:
     hind = window(log, cut_t, cut_t + horizon * WEEK)
     spend = holdout_spend(hind)
     # the report's own backtests as of the cut: its latest window and the earlier ones
-    before = log[log["date"] <= cut_t]
-    cfg = reporting.validate_parameters({"observation_end": cut, "horizon": horizon})
-    obs_end, cal_end = pipeline.resolve_windows(cfg, clvmodels.load_transactions(before))
-    latest = window(before, pd.Timestamp(cal_end), pd.Timestamp(obs_end))
-    calendar = latest.attrs.get("purchase_calendar") is not None
-    windows = [latest] + [w for w, _ in pipeline.earlier_backtests(cfg, clvmodels.load_transactions(before), obs_end,
-                                                                   cal_end, calendar)]
+    windows = report_windows(log, cut_t, horizon)
     started = time.perf_counter()
     sel = select_model(windows[0], earlier=windows[1:])
     seconds = time.perf_counter() - started

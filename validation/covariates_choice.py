@@ -27,16 +27,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import clvmodels
-from clvmodels import pipeline, reporting
 from clvmodels.attributes import _family, _purchase_model, covariate_backtest
 from clvmodels.datasets import simulate_transactions
-from clvmodels.selection import TOLERANCE, candidate_classes, holdout_scores, holdout_spend, select_model
+from clvmodels.selection import (
+    TOLERANCE,
+    candidate_classes,
+    holdout_scores,
+    holdout_spend,
+    select_model,
+)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _readme import write_section  # noqa: E402
-from choice_vs_hindsight import window  # noqa: E402
+from choice_vs_hindsight import report_windows, window  # noqa: E402
 
 WEEK = pd.Timedelta(days=7)
 WORLDS = {"dropout differs": {"web": (0.8, 4.0, 0.3, 6.0), "store": (0.8, 4.0, 4.0, 1.5)},
@@ -59,13 +63,7 @@ def check(world: str, seed: int, horizon: int) -> dict:
     log, channel = world_log(WORLDS[world], seed)
     start = log["date"].min()
     cut = start + CUT * WEEK
-    before = log[log["date"] <= cut]
-    cfg = reporting.validate_parameters({"observation_end": str(cut.date()), "horizon": horizon})
-    transactions = clvmodels.load_transactions(before)
-    obs_end, cal_end = pipeline.resolve_windows(cfg, transactions)
-    latest = window(before, pd.Timestamp(cal_end), pd.Timestamp(obs_end))
-    calendar = latest.attrs.get("purchase_calendar") is not None
-    windows = [latest] + [w for w, _ in pipeline.earlier_backtests(cfg, transactions, obs_end, cal_end, calendar)]
+    windows = report_windows(log, cut, horizon)
     sel = select_model(windows[0], earlier=windows[1:])
     table = channel.to_frame()
     modified, pareto = _family(type(sel.models[sel.chosen]))

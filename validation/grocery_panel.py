@@ -27,14 +27,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import clvmodels
-from clvmodels import pipeline, reporting
 from clvmodels.selection import holdout_scores, holdout_spend, select_model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _readme import write_section  # noqa: E402
-from choice_vs_hindsight import hindsight_forecasts, old_rule, window  # noqa: E402
+from choice_vs_hindsight import hindsight_forecasts, old_rule, report_windows, window  # noqa: E402
 from worlds import START, simulate_regular  # noqa: E402
 
 WEEK = pd.Timedelta(days=7)
@@ -55,13 +53,7 @@ def check(seed: int) -> list[dict]:
     hind = window(log, cut, cut + (SPAN - CUT) * WEEK)
     actual = hind["frequency_holdout"].to_numpy(float)
     spend = holdout_spend(hind)
-    before = log[log["date"] <= cut]
-    cfg = reporting.validate_parameters({"observation_end": str(cut.date()), "horizon": SPAN - CUT})
-    transactions = clvmodels.load_transactions(before)
-    obs_end, cal_end = pipeline.resolve_windows(cfg, transactions)
-    latest = window(before, pd.Timestamp(cal_end), pd.Timestamp(obs_end))
-    calendar = latest.attrs.get("purchase_calendar") is not None
-    windows = [latest] + [w for w, _ in pipeline.earlier_backtests(cfg, transactions, obs_end, cal_end, calendar)]
+    windows = report_windows(log, cut, SPAN - CUT)
     sel = select_model(windows[0], earlier=windows[1:])
     old = old_rule(sel.table, sel.models)
     rows = []
