@@ -211,19 +211,17 @@ def covariate_backtest(selection: Any, table: pd.DataFrame, covariates: list[str
         return np.asarray(pred, float)
 
     def without(origin: int, window: pd.DataFrame) -> np.ndarray | None:
-        return selection.predictions[origin].get(chosen) if origin < len(selection.predictions) else None
+        return selection.predictions[origin].get(chosen)
 
     scores = compare_forecasts(selection.windows, {"with": with_attributes, "without": without}, tier_shares)
     if "model" not in latest:
         raise ClvModelsError("the model with covariates could not be fitted on the latest backtest.")
-    cal = selection.windows[0]
-    actual = cal["frequency_holdout"].to_numpy(float)
-    plain = np.asarray(selection.predictions[0][chosen], float)
+    actual = selection.windows[0]["frequency_holdout"].to_numpy(float)
     pred = latest["pred"]
     return {"model": latest["model"]._long_name, "chosen": chosen,
             "score": float(scores.loc["with", "score"]), "chosen_score": float(scores.loc["without", "score"]),
             "tier_pct": float(scores.loc["with", "tier_pct"]),
             "chosen_tier_pct": float(scores.loc["without", "tier_pct"]),
             "origins": int(scores.loc["with", "origins"]),
-            "mse": float(((pred - actual) ** 2).mean()), "chosen_mse": float(((plain - actual) ** 2).mean()),
+            "mse": float(((pred - actual) ** 2).mean()), "chosen_mse": float(selection.table.loc[chosen, "mse"]),
             "aggregate_pct_error": float(100 * (pred.sum() - actual.sum()) / actual.sum())}

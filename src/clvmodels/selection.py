@@ -387,6 +387,9 @@ def select_model(
         table[col] = pd.to_numeric(table[col])
     ok = [n for n in table.index if n in models]
     rule = RULE.format(tol=tol)
+    left_out = sorted(set(origins["origin"]) - set(counted["origin"]))
+    if left_out and len(counted):
+        unused = " ".join(p for p in (_left_out_words(left_out, len(windows)), unused) if p)
     if len(counted):
         best = float(score[ok].min())
         tied = [n for n in ok if score[n] <= best * (1 + tol)]
@@ -402,9 +405,6 @@ def select_model(
         chosen = min(close, key=lambda n: (models[n].n_free_params, ok.index(n)))
         table["chosen"] = table.index == chosen
         reason = _reason_by_bic(chosen, table, windows, cal, rule, unused)
-    left_out = sorted(set(origins["origin"]) - set(counted["origin"]))
-    if left_out and len(counted):
-        reason = reason.replace(" Rule: ", f" {_left_out_words(left_out, len(windows))} Rule: ", 1)
     return ModelSelection(table, chosen, reason, models, rule, origins, windows, predictions)
 
 
@@ -455,10 +455,10 @@ def compare_forecasts(windows: list[pd.DataFrame], forecasts: dict[str, Any],
 
 def _alive_min(model: PurchaseModel, window: pd.DataFrame) -> float:
     """The lowest probability that a customer of ``window`` is alive by ``model`` (1 where the
-    model has no such prediction: it then shows no dropout either)."""
+    model cannot say: it then shows no dropout either)."""
     try:
         p = np.asarray(model.probability_alive(window), float)
-    except (ClvModelsError, AttributeError, NotImplementedError):
+    except ClvModelsError:
         return 1.0
     p = p[np.isfinite(p)]
     return float(p.min()) if p.size else 1.0
