@@ -158,3 +158,21 @@ def test_column_mapping_through_rfm(cdnow_sample):
     rfm = rfm_summary(renamed, time_unit="W", observation_end=CAL_END,
                       columns={"customer_id": "cid", "date": "d", "amount": "usd"})
     assert rfm.loc[1, "frequency"] == 2
+
+
+def test_purchase_days_between_equals_the_holdout_counts_in_one_pass(cdnow_sample):
+    """Several windows in one query give each window's calibration_holdout frequency_holdout
+    (customers first seen after a window's start count 0 in it, as they are not in that table)."""
+    from clvmodels.rfm import purchase_days_between
+
+    windows = {"autumn": ("1997-09-30", "1997-12-31"), "winter": ("1997-12-31", "1998-03-31"),
+               "late": ("1997-03-15", "1997-04-15")}
+    got = purchase_days_between(cdnow_sample, windows)
+    assert got.index.is_monotonic_increasing and list(got.columns) == list(windows)
+    for name, (start, end) in windows.items():
+        cal = calibration_holdout(cdnow_sample, calibration_end=start, observation_end=end)
+        expected = cal["frequency_holdout"].reindex(got.index, fill_value=0)
+        np.testing.assert_array_equal(got[name].to_numpy(), expected.to_numpy())
+    assert got["late"].sum() > 0 and (got["late"] == 0).sum() > 0
+    with pytest.raises(ParameterError, match="late start"):
+        purchase_days_between(cdnow_sample, {"late": ("not a date", "1998-01-01")})

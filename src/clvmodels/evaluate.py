@@ -15,7 +15,7 @@ from clvmodels.exceptions import DataValidationError, ParameterError
 from clvmodels.forecast import forecast
 from clvmodels.models import GammaGammaModel
 from clvmodels.models._purchase import PurchaseModel
-from clvmodels.rfm import calibration_holdout, date_literal
+from clvmodels.rfm import calibration_holdout, date_literal, purchase_days_between
 from clvmodels.threads import within_budget
 from clvmodels.tiers import TIER_DTYPE, assign_tiers
 from clvmodels.transactions import load_transactions, mark_validated
@@ -116,15 +116,18 @@ def _features(cal: pd.DataFrame, transactions: Any, end: pd.Timestamp, unit: str
         "since_last": cal["T"] - cal["recency"], "monetary_value": cal["monetary_value"],
         "rate": cal["frequency"] / cal["T"].clip(lower=1.0 / days),
     })
+    windows = {}
     for share, name in ((0.25, "recent_quarter"), (0.5, "recent_half")):
         start = end - pd.Timedelta(days=max(int(window_days * share), 1))
         if start <= end - pd.Timedelta(days=float(cal["T"].max()) * days):
             out[name] = cal["frequency"]  # the whole history is inside the lookback
-            continue
-        recent = calibration_holdout(transactions, calibration_end=start, observation_end=end,
-                                     time_unit=unit, columns=columns)["frequency_holdout"]
-        out[name] = recent.reindex(cal.index, fill_value=0)
-    return out
+        else:
+            windows[name] = (start, end)
+    if windows:  # purchase days in the lookbacks of those already customers at their start, in one pass
+        recent = purchase_days_between(transactions, windows, columns=columns)
+        for name in windows:
+            out[name] = recent[name].reindex(cal.index, fill_value=0)
+    return out[["since_last", "monetary_value", "rate", "recent_quarter", "recent_half"]]
 
 
 def _training_window(transactions: Any, cutoff: pd.Timestamp, unit: str, window_days: int,
@@ -154,6 +157,12 @@ def gradient_boosting_baseline(
     the holdout. Counts are fitted with a Poisson loss; the probability of any purchase with a
     classifier; spend per purchase with a regressor on customers who bought in the target window.
     At most :data:`MAX_TRAINING_ROWS` examples are used (a random sample when there are more).
+    The count and purchase models stop early (a tenth of the examples held out) at any size, not
+    only above scikit-learn's 10,000 rows: on small logs every one of the 300 iterations cost about
+    1 ms however few the rows, and stopping early forecast as well or better
+    (``validation/baseline_early_stopping.py``: over 13 logs of 400-5,000 customers mean squared
+    error 0.93x on average, mean absolute revenue error 19% -> 9%, half the time); the spend
+    regressor does not (stopping it early too missed one log's revenue by 22%).
 
     Raises
     ------
@@ -202,13 +211,13 @@ def _gradient_boosting(classifier: Any, regressor: Any, transactions: Any, cal: 
     X_pred = _features(cal, transactions, end, unit, window_days, columns)[feats]
     X_train = train[feats].to_numpy()
     y = train["purchases"].to_numpy(float)
-    counts = regressor(loss="poisson", max_iter=300, learning_rate=0.05,
-                                           random_state=seed).fit(X_train, y)
+    counts = regressor(loss="poisson", max_iter=300, learning_rate=0.05, early_stopping=True,
+                       random_state=seed).fit(X_train, y)
     bought = (y > 0).astype(int)
     if bought.min() == bought.max():
         p_any = np.full(len(cal), float(bought.mean()))
     else:
-        clf = classifier(max_iter=300, learning_rate=0.05, random_state=seed)
+        clf = classifier(max_iter=300, learning_rate=0.05, early_stopping=True, random_state=seed)
         p_any = clf.fit(X_train, bought).predict_proba(X_pred.to_numpy())[:, 1]
     spenders = y > 0
     if spenders.sum() >= 10:

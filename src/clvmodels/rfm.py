@@ -569,6 +569,30 @@ def calibration_holdout(
     return out
 
 
+def purchase_days_between(transactions: Any, windows: dict[str, tuple[Any, Any]], *,
+                          columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per customer, the purchase days in each window ``(start, end]`` (start excluded), all
+    windows in one pass over the log: one column per window name, indexed by ``customer_id``
+    (sorted). A customer counts in a window only if their first purchase is on or before its
+    start (a customer of the calibration table of :func:`calibration_holdout` with
+    ``calibration_end=start``; their ``frequency_holdout`` there), else 0; customers of none of
+    the windows are left out."""
+    t = _transactions(transactions, columns)
+    bounds = {name: (check_timestamp(f"{name} start", a), check_timestamp(f"{name} end", b))
+              for name, (a, b) in windows.items()}
+    if not bounds:
+        raise ParameterError("purchase_days_between needs at least one window.")
+    per = t.group_by("customer_id").aggregate(
+        first=t.date.min(),
+        **{name: t.date.nunique(where=(t.date > date_literal(a)) & (t.date <= date_literal(b)))
+           for name, (a, b) in bounds.items()})
+    counts = per.filter(per.first <= date_literal(max(a for a, _ in bounds.values()))).select(
+        "customer_id",
+        **{name: ibis.ifelse(per.first <= date_literal(a), per[name], 0).cast("int64")
+           for name, (a, _) in bounds.items()})
+    return _finish(_customer_frame(counts.order_by("customer_id")))
+
+
 def discrete_rfm(transactions: pd.DataFrame, *, period: str = "Y", start: Any = None,
                  end: Any = None) -> pd.DataFrame:
     """Per-customer ``frequency``, ``recency``, ``n_periods`` for BG/BB
