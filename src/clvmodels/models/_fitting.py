@@ -148,21 +148,25 @@ class MaximumLikelihood:
         grad_norm = float(np.linalg.norm(safe(best.x)[1]))
         converged = _good(best)
         ridge = False
-        if not converged and _on_ridge(best, grad_norm):
-            # every strategy stopped for lost precision with a tiny gradient: the likelihood is
-            # flat along some direction (a ridge); the point reached is as good as any on it
-            converged = ridge = True
-            attempts.append(f"accepted on a flat ridge (gradient norm {grad_norm:.2g} < {RIDGE_GTOL:g})")
         held = [False] * len(self._param_names)
         if not converged:
             # the optimiser ran toward a limiting model and lost precision on the way (where it
-            # stops depends on the CPU's rounding): decide by a criterion instead of by that path
+            # stops depends on the CPU's rounding): decide by a criterion instead of by that path.
+            # Tried before accepting a flat ridge: a path toward a limit is flat too, and where
+            # it stopped on it (with a gradient below RIDGE_GTOL on one AMD EPYC, above on other
+            # CPUs) would otherwise decide the estimates - the point-mass rate of identical
+            # histories off by 4e-4 there
             found = self._fit_at_limit(safe, best, gtol)
             if found is not None:
                 best, held, note = found
                 converged = True
                 grad_norm = float(np.linalg.norm(safe(best.x)[1]))
                 attempts.append(note)
+        if not converged and _on_ridge(best, grad_norm):
+            # every strategy stopped for lost precision with a tiny gradient: the likelihood is
+            # flat along some direction (a ridge); the point reached is as good as any on it
+            converged = ridge = True
+            attempts.append(f"accepted on a flat ridge (gradient norm {grad_norm:.2g} < {RIDGE_GTOL:g})")
         if not converged:
             raise ConvergenceError(
                 f"{type(self).__name__} did not converge.\nTried:\n  - "
