@@ -132,3 +132,17 @@ def test_ctrl_c_in_a_cell_run_here_is_an_interruption(tmp_path):
     assert "Traceback" not in err and "interrupted" in err
     assert not list(out.glob(".*.tmp"))
     assert not [p for p in out.iterdir() if (p / "report.html").exists()]
+
+
+def test_the_console_script_still_runs_exit_handlers_and_flushes(tmp_path):
+    """``clvmodels.cli.run`` leaves with os._exit after the command: what atexit holds (DuckDB's
+    close, temporary folders, Spark's gateway) still runs, output is not lost, the code is kept."""
+    marker = tmp_path / "atexit-ran"
+    code = (f"import atexit, sys\natexit.register(lambda: open({str(marker)!r}, 'w').write('yes'))\n"
+            "sys.argv = ['clvmodels', 'report', '-p', 'margin', '2', '--output', "
+            f"{str(tmp_path / 'out')!r}]\nprint('before', end='')\nfrom clvmodels.cli import run\nrun()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 1
+    assert proc.stdout == "before"
+    assert "margin must be > 0.0 and <= 1.0, got 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert marker.read_text() == "yes"

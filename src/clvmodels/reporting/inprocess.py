@@ -92,7 +92,9 @@ class _Stream(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
-        self._outputs.stream(self._name, str(text))
+        if not isinstance(text, str):  # as any text stream (and a kernel's) refuses bytes
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._outputs.stream(self._name, text)
         return len(text)
 
 
