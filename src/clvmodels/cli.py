@@ -413,8 +413,8 @@ def check_output_folder(folder: Any, flag: str) -> None:
 
 
 def run() -> None:
-    """The console script (and ``python -m clvmodels.cli``): :func:`main`, then out of the
-    process without tearing its modules down one by one - 0.4-0.7 s after a report (numpy,
+    """The console script (and ``python -m clvmodels.cli``): :func:`main` (without a parser of
+    RFC 3987 it would not use), then out of the process without tearing its modules down one by one - 0.4-0.7 s after a report (numpy,
     scikit-learn, IPython ...), for nothing: the process ends. What must happen at exit still
     does: threads that are not daemons are waited for, the ``atexit`` handlers run (DuckDB's
     close and spill folder, temporary folders, Spark's gateway, logging) and the output is
@@ -423,6 +423,10 @@ def run() -> None:
     import os
     import threading
 
+    # jsonschema (nbformat's) compiles 38 parsers of RFC 3987 when it is imported if the optional
+    # rfc3987-syntax is installed (JupyterLab brings it, through jupyter-events): 1-1.7 s of a
+    # report, for the "iri" string formats no notebook uses. Not in this process.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     code = main()
     try:
         for thread in threading.enumerate():
