@@ -4,10 +4,8 @@ the executed notebook must be the one a Jupyter kernel gives, failures must end 
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -16,6 +14,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from clvmodels.exceptions import ReportError
 from clvmodels.reporting import inprocess, run_report
+
+from .conftest import assert_interrupted, interrupt_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -115,23 +115,15 @@ def test_inside_another_ipython_shell_a_kernel_runs_the_report(monkeypatch):
     assert not inprocess.available()
 
 
-def test_ctrl_c_in_a_cell_run_here_is_an_interruption(tmp_path):
-    """SIGINT while a cell runs in the command line's own process: one line, nothing published."""
+@pytest.mark.parametrize("where", [[], ["--kernel"]], ids=["in process", "kernel"])
+def test_ctrl_c_in_a_running_cell_is_an_interruption(tmp_path, where):
+    """SIGINT while a cell runs, in the command's own process or in a kernel: one line, nothing
+    published."""
     template = _template(tmp_path / "t.ipynb", "import time\nprint('started', flush=True)\ntime.sleep(60)")
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "clvmodels.cli", "report", "--template", str(template),
-                             "--output", str(out), "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(out.glob(".*.tmp/report.ipynb")):
-        time.sleep(0.1)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode in (1, 130), err
-    assert "Traceback" not in err and "interrupted" in err
-    assert not list(out.glob(".*.tmp"))
-    assert not [p for p in out.iterdir() if (p / "report.html").exists()]
+    cmd = [sys.executable, "-m", "clvmodels.cli", "report", "--template", str(template), "--output", str(out),
+           "--no-progress", *where]
+    assert_interrupted(*interrupt_report(cmd, out, ROOT, 1.0), out)
 
 
 def test_the_console_script_still_runs_exit_handlers_and_flushes(tmp_path):
