@@ -98,7 +98,13 @@ def test_engine_path_compares_the_same_as_memory(two_runs, two_engine_runs):
         a = pd.read_csv(memory / name, index_col=0)
         b = pd.read_csv(engine / name, index_col=0)
         assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
-        np.testing.assert_allclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-6, atol=1e-6, err_msg=name)
+        # the two paths fit on sums the engine and pandas add up in different orders: forecasts
+        # agree to the fit's precision (1e-7 relative), so errors in percent to 1e-4 points
+        pct = [c for c in a.columns if c.endswith("pct_error")]
+        rest = [c for c in a.columns if c not in pct]
+        np.testing.assert_allclose(b[rest].to_numpy(float), a[rest].to_numpy(float), rtol=1e-6, atol=1e-6,
+                                   err_msg=name)
+        np.testing.assert_allclose(b[pct].to_numpy(float), a[pct].to_numpy(float), rtol=0, atol=1e-4, err_msg=name)
 
 
 def test_since_last_run_on_spark_equals_duckdb(two_runs, two_engine_runs, tmp_path):
