@@ -56,7 +56,16 @@ def _composite_rule(edges, n):
 _Q_NODES, _Q_WEIGHTS = _composite_rule([0.0, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 0.1, 1.0], 16)
 
 
-def power_integral(A, p, B, q, lo, hi, *, moments: bool = False):
+#: one panel of 32 nodes for a short interval (``y(hi)`` near 1, the integrand smooth in ``y``):
+#: the Pareto/NBD dropout term's rows integrated directly (``y(hi) >= 0.9``). On 20,000 random
+#: such rows with beta/alpha in [0.1, 10] it agrees with a 60-panel rule of 32 nodes to 1e-13 in
+#: ``ln I``, as the nine-panel rule does; with beta/alpha in [1e-3, 1e3] it is closer to that
+#: rule than the nine-panel one (99.99% of rows within 5e-5 against 1.4e-2: the integrand's
+#: steep end at ``u = lo`` gets 32 nodes, not 16), at 32 nodes instead of 144
+SHORT_RULE = _composite_rule([0.0, 1.0], 32)
+
+
+def power_integral(A, p, B, q, lo, hi, *, moments: bool = False, rule: tuple[np.ndarray, np.ndarray] | None = None):
     """``ln I`` with ``I = int_lo^hi (A+u)^-p (B+u)^-q du``, by Gauss-Legendre quadrature after
     a substitution that makes the integrand nearly flat.
 
@@ -71,8 +80,11 @@ def power_integral(A, p, B, q, lo, hi, *, moments: bool = False):
     With ``moments`` also returns the means of ``ln(A+u)``, ``1/(A+u)``, ``ln(B+u)`` and
     ``1/(B+u)`` under the normalised integrand: the derivatives of ``ln I`` in ``p``, ``A``,
     ``q`` and ``B`` are ``-E[ln(A+u)]``, ``-p E[1/(A+u)]``, ``-E[ln(B+u)]``, ``-q E[1/(B+u)]``.
-    ``ln I`` is ``-inf`` where ``lo == hi``.
+    ``ln I`` is ``-inf`` where ``lo == hi``. ``rule``: nodes and weights on [0, 1] in ``y``'s
+    place (default: nine panels of 16 nodes shrinking toward ``y = 0``, for any interval; see
+    :data:`SHORT_RULE`).
     """
+    nodes, weights = (_Q_NODES, _Q_WEIGHTS) if rule is None else rule
     A, p, B, q, lo, hi = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (A, p, B, q, lo, hi)))
     M = p + q - 1.0
     log_alo = np.log(A + lo)
@@ -81,7 +93,7 @@ def power_integral(A, p, B, q, lo, hi, *, moments: bool = False):
         log_ratio = np.log1p((hi - lo) / (A + lo))
         one_minus = -np.expm1(-M * log_ratio)
         y_hi = np.exp(-M * log_ratio)
-    y = y_hi[..., None] + one_minus[..., None] * _Q_NODES
+    y = y_hi[..., None] + one_minus[..., None] * nodes
     log_au = log_alo[..., None] - np.log(y) / M[..., None]   # ln(A+u) at the nodes
     au = np.exp(log_au)
     bu = au + (B - A)[..., None]                              # B+u
@@ -89,7 +101,7 @@ def power_integral(A, p, B, q, lo, hi, *, moments: bool = False):
     lr = -q[..., None] * (log_bu - log_au)
     top = lr.max(axis=-1, keepdims=True)
     with np.errstate(under="ignore"):
-        wts = _Q_WEIGHTS * np.exp(lr - top)
+        wts = weights * np.exp(lr - top)
     total = wts.sum(axis=-1)
     with np.errstate(divide="ignore"):
         log_i = (-M * log_alo - np.log(M) + np.log(one_minus) + top[..., 0] + np.log(total))
