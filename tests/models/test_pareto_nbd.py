@@ -84,6 +84,29 @@ def test_power_integral_accuracy():
     assert power_integral(1.0, 2.0, 3.0, 1.0, 5.0, 5.0) == -np.inf
 
 
+def test_short_rule_on_the_rows_integrated_directly():
+    """The one-panel rule of the dropout term's short intervals (M ln((A+hi)/(A+lo)) <= 0.105, as
+    the likelihood uses it) against adaptive integration, with its moments close to the default
+    rule's, including a steep end at ``u = lo`` (B much smaller than A, lo = 0)."""
+    from clvmodels.models._special import SHORT_RULE
+
+    rng = np.random.default_rng(4)
+    for _ in range(150):
+        A = 10 ** rng.uniform(-1, 3)
+        B = A * 10 ** rng.uniform(-3, 1)
+        p, q = 10 ** rng.uniform(-1.5, 2), rng.uniform(1.01, 6.0)
+        lo = 0.0 if rng.uniform() < 0.3 else rng.uniform(0, 200)
+        hi = lo + (A + lo) * np.expm1(rng.uniform(1e-4, 0.105) / (p + q - 1))
+        f = lambda u, A=A, p=p, B=B, q=q: np.exp(-p * np.log(A + u) - q * np.log(B + u))  # noqa: E731
+        pts = [lo + (hi - lo) * 10.0**-k for k in range(8, 0, -1)]
+        ref = integrate.quad(f, lo, hi, points=pts, epsabs=0, epsrel=1e-12, limit=500)[0]
+        short = power_integral(A, p, B, q, lo, hi, moments=True, rule=SHORT_RULE)
+        assert short[0] == pytest.approx(np.log(ref), abs=1e-6), (A, p, B, q, lo, hi)
+        if B > A / 10:  # where both rules are exact, their moments agree too
+            default = power_integral(A, p, B, q, lo, hi, moments=True)
+            np.testing.assert_allclose(short, default, rtol=1e-10, atol=1e-13)
+
+
 def test_gradient(sample_cal, sample_model):
     d = _prepare(sample_cal["frequency"].to_numpy(float), sample_cal["recency"].to_numpy(float),
                  sample_cal["T"].to_numpy(float))
