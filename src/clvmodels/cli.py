@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--no-progress", action="store_true", help="hide the cell progress bar")
     rep.add_argument("--kernel", action="store_true",
                      help="run the notebook in a Jupyter kernel (a process of its own) instead of this process: "
-                          "about 3 s slower; the executed notebook is the same")
+                          "2-3 s slower; the executed notebook is the same")
     sc = sub.add_parser(
         "score", help="forecast and tier every customer inside the engine (for logs whose customer "
                       "table does not fit in memory)",

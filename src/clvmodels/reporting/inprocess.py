@@ -1,9 +1,9 @@
 """A papermill engine that runs a report's cells in this process (issue 30, item 1).
 
-A Jupyter kernel costs a command-line report about 3 s before and between its cells: the
+A Jupyter kernel costs a command-line report 2-3 s before and between its cells: the
 kernel starts (about 1 s), imports numpy, pandas, scipy and clvmodels again (about 2 s, the
 calling process has most of them already), and every cell's outputs travel as messages. For a
-small log that is a third of the run. The command line therefore runs the template here, in an
+small log that is a quarter of the run. The command line therefore runs the template here, in an
 IPython shell of its own, through papermill's engine interface: papermill still injects the
 parameters, keeps its metadata and raises the same :class:`papermill.PapermillExecutionError`
 for a failing cell, and the executed notebook has the outputs a kernel would have given

@@ -270,7 +270,7 @@ def run_report(
     is left: the executed notebook is kept in a ``*-FAILED`` folder for debugging and
     :class:`ReportError` carries the failing cell's error.
 
-    ``in_process=True`` runs the cells in this process instead of a Jupyter kernel (about 3 s
+    ``in_process=True`` runs the cells in this process instead of a Jupyter kernel (2-3 s
     less; what the command line does, see :mod:`clvmodels.reporting.inprocess`): for a process
     that does nothing else afterwards. Inside IPython or Jupyter a kernel is used regardless.
 
