@@ -414,8 +414,8 @@ def check_output_folder(folder: Any, flag: str) -> None:
 
 def run() -> None:
     """The console script (and ``python -m clvmodels.cli``): :func:`main` (without a parser of
-    RFC 3987 it would not use), then out of the process without tearing its modules down one by one - 0.4-0.7 s after a report (numpy,
-    scikit-learn, IPython ...), for nothing: the process ends. What must happen at exit still
+    RFC 3987 it would not use), then out of the process without tearing its modules down one by
+    one - 0.4-0.7 s after a report (numpy, scikit-learn, IPython ...), for nothing: the process ends. What must happen at exit still
     does: threads that are not daemons are waited for, the ``atexit`` handlers run (DuckDB's
     close and spill folder, temporary folders, Spark's gateway, logging) and the output is
     flushed."""

@@ -116,18 +116,16 @@ def _features(cal: pd.DataFrame, transactions: Any, end: pd.Timestamp, unit: str
         "since_last": cal["T"] - cal["recency"], "monetary_value": cal["monetary_value"],
         "rate": cal["frequency"] / cal["T"].clip(lower=1.0 / days),
     })
-    windows = {}
-    for share, name in ((0.25, "recent_quarter"), (0.5, "recent_half")):
-        start = end - pd.Timedelta(days=max(int(window_days * share), 1))
-        if start <= end - pd.Timedelta(days=float(cal["T"].max()) * days):
-            out[name] = cal["frequency"]  # the whole history is inside the lookback
-        else:
-            windows[name] = (start, end)
-    if windows:  # purchase days in the lookbacks of those already customers at their start, in one pass
-        recent = purchase_days_between(transactions, windows, columns=columns)
-        for name in windows:
-            out[name] = recent[name].reindex(cal.index, fill_value=0)
-    return out[["since_last", "monetary_value", "rate", "recent_quarter", "recent_half"]]
+    first_day = end - pd.Timedelta(days=float(cal["T"].max()) * days)
+    starts = {name: end - pd.Timedelta(days=max(int(window_days * share), 1))
+              for share, name in ((0.25, "recent_quarter"), (0.5, "recent_half"))}
+    windows = {name: (start, end) for name, start in starts.items() if start > first_day}
+    # purchase days in the lookbacks of those already customers at their start, in one pass
+    recent = purchase_days_between(transactions, windows, columns=columns) if windows else None
+    for name in starts:
+        # where the whole history is inside the lookback, it is the frequency
+        out[name] = recent[name].reindex(cal.index, fill_value=0) if name in windows else cal["frequency"]
+    return out
 
 
 def _training_window(transactions: Any, cutoff: pd.Timestamp, unit: str, window_days: int,

@@ -153,9 +153,9 @@ class MaximumLikelihood:
             # the optimiser ran toward a limiting model and lost precision on the way (where it
             # stops depends on the CPU's rounding): decide by a criterion instead of by that path.
             # Tried before accepting a flat ridge: a path toward a limit is flat too, and where
-            # it stopped on it (with a gradient below RIDGE_GTOL on one AMD EPYC, above on other
-            # CPUs) would otherwise decide the estimates - the point-mass rate of identical
-            # histories off by 4e-4 there
+            # it stopped on it would otherwise decide the estimates (on an AMD EPYC with a
+            # gradient just below RIDGE_GTOL: the point-mass rate of identical histories off by
+            # 4e-4; the machines CI ran on stopped elsewhere and passed)
             found = self._fit_at_limit(safe, best, gtol)
             if found is not None:
                 best, held, note = found

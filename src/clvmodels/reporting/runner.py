@@ -318,11 +318,10 @@ def run_report(
             run_params[param] = str(Path.cwd() / given_path)
     say(f"[clvmodels] running {path.name} into {root}")
     failure: str | None = None
-    engine: dict[str, Any] = {}
-    if in_process and (in_process_engine := _in_process_engine()):
-        engine["engine_name"] = in_process_engine
-    else:
-        warm = _warming()  # beside a kernel this process only waits; in process it would compete
+    in_process_engine = _in_process_engine() if in_process else None
+    engine = {"engine_name": in_process_engine} if in_process_engine else {}
+    # beside a kernel this process only waits: the exporter is warmed then; in process it would compete
+    warm = None if in_process_engine else _warming()
     try:
         try:
             with _child_stderr_to(work / "kernel.log"):
@@ -343,7 +342,7 @@ def run_report(
         if failure is None:
             try:
                 say("[clvmodels] exporting HTML")
-                if not engine:
+                if warm is not None:
                     warm.join()
                 _export_html(executed, work / "report.html", title)
                 if not (work / "parameters.json").exists():
