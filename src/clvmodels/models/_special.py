@@ -81,24 +81,32 @@ def power_integral(A, p, B, q, lo, hi, *, moments: bool = False, rule: tuple[np.
     ``1/(B+u)`` under the normalised integrand: the derivatives of ``ln I`` in ``p``, ``A``,
     ``q`` and ``B`` are ``-E[ln(A+u)]``, ``-p E[1/(A+u)]``, ``-E[ln(B+u)]``, ``-q E[1/(B+u)]``.
     ``ln I`` is ``-inf`` where ``lo == hi``. ``rule``: nodes and weights on [0, 1] in ``y``'s
-    place (default: nine panels of 16 nodes shrinking toward ``y = 0``, for any interval; see
-    :data:`SHORT_RULE`).
+    place, used for every row (see :data:`SHORT_RULE`). By default nine panels of 16 nodes
+    shrinking toward ``y = 0`` where they are exact - the ratio nearly flat, ``A`` and ``B`` of
+    one order and ``q`` moderate (:data:`_FAST_CHANGE`) - and elsewhere adaptive panels in
+    ``ln(A+u)`` (:func:`_adaptive_in_w`): with ``B`` far from ``A`` or ``q`` large the ratio turns
+    from its value at ``lo`` to 1 within a narrow stretch of ``u`` (with ``B`` much below
+    ``A + lo`` it peaks at ``u = lo``), and with ``M`` small ``y^(1/M)`` is steep near ``y = 1``;
+    the nine panels missed by up to 11 in ``ln I`` there.
     """
-    nodes, weights = (_Q_NODES, _Q_WEIGHTS) if rule is None else rule
     A, p, B, q, lo, hi = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (A, p, B, q, lo, hi)))
+    if rule is None:
+        return _power_integral_checked(A, p, B, q, lo, hi, moments)
+    nodes, weights = rule
     M = p + q - 1.0
     log_alo = np.log(A + lo)
+    c = (B - A) / (A + lo)   # (B+u)/(A+u) = 1 + c z with z = (A+lo)/(A+u) = y^(1/M)
     with np.errstate(divide="ignore", under="ignore"):
         # 1 - y(hi) without cancellation, and y(hi) itself
         log_ratio = np.log1p((hi - lo) / (A + lo))
         one_minus = -np.expm1(-M * log_ratio)
         y_hi = np.exp(-M * log_ratio)
     y = y_hi[..., None] + one_minus[..., None] * nodes
-    log_au = log_alo[..., None] - np.log(y) / M[..., None]   # ln(A+u) at the nodes
-    au = np.exp(log_au)
-    bu = au + (B - A)[..., None]                              # B+u
-    log_bu = np.log(bu)
-    lr = -q[..., None] * (log_bu - log_au)
+    log_z = np.log(y) / M[..., None]                         # ln((A+lo)/(A+u)) at the nodes, <= 0
+    with np.errstate(under="ignore"):
+        z = np.exp(log_z)                                    # underflows to 0 far out, harmlessly
+    log1p_cz = np.log1p(c[..., None] * z)                    # ln((B+u)/(A+u)), never inf - inf
+    lr = -q[..., None] * log1p_cz
     top = lr.max(axis=-1, keepdims=True)
     with np.errstate(under="ignore"):
         wts = weights * np.exp(lr - top)
@@ -108,7 +116,10 @@ def power_integral(A, p, B, q, lo, hi, *, moments: bool = False, rule: tuple[np.
     if not moments:
         return log_i
     wn = wts / total[..., None]
-    return (log_i, (wn * log_au).sum(-1), (wn / au).sum(-1), (wn * log_bu).sum(-1), (wn / bu).sum(-1))
+    log_au = log_alo[..., None] - log_z
+    inv_au = z / (A + lo)[..., None]
+    return (log_i, (wn * log_au).sum(-1), (wn * inv_au).sum(-1), (wn * (log_au + log1p_cz)).sum(-1),
+            (wn * inv_au / (1.0 + c[..., None] * z)).sum(-1))
 
 
 #: Gauss nodes per Beta distribution in :func:`beta_average`
@@ -189,3 +200,148 @@ def beta_means(A: np.ndarray, B: np.ndarray, a: float, b: np.ndarray, rows: int 
         one[s:s + rows] = (w * inv_ab).sum(-1)
         with_p[s:s + rows] = (w * p * inv_ab).sum(-1)
     return one, with_p
+
+
+#: :func:`power_integral` (default rule) keeps the nine-panel rule where ``q ln((B+u)/(A+u))``
+#: changes by at most this much from ``u = lo`` on and ``M`` is at least ``_FAST_M``. Measured
+#: against the closed form (``I = (A+lo)^-M / M 2F1(q, M; M+1; -c)``, c = (B-A)/(A+lo), in 25-digit
+#: arithmetic) for M from 0.3 to 1000 and changes up to 1: within 1.3e-10 in ``ln I``; outside,
+#: it missed by 1e-3 at M = 0.03 (a change of 0.3), 0.5 at a change of 10, 11 on random tails
+#: with B/A in [1e-3, 1e3] and s up to 100 (``tests/models/test_pareto_nbd.py``)
+_FAST_CHANGE = 0.5
+_FAST_M = 0.3
+#: :func:`_adaptive_in_w`: tolerance on its error estimates (relative), Gauss nodes per half
+#: panel, most panels per row and panels split at once
+_TAIL_TOL = 1e-10
+_TAIL_NODES = np.polynomial.legendre.leggauss(8)
+_TAIL_PANELS = 160
+_TAIL_SPLITS = 4
+
+
+def _power_integral_checked(A, p, B, q, lo, hi, moments):
+    """:func:`power_integral` with its default rule: the nine-panel rule where it is exact (see
+    :data:`_FAST_CHANGE`), elsewhere :func:`_adaptive_in_w`."""
+    M = p + q - 1.0
+    with np.errstate(divide="ignore"):
+        fast = (M >= _FAST_M) & (q * np.abs(np.log((B + lo) / (A + lo))) <= _FAST_CHANGE)
+    nine = (_Q_NODES, _Q_WEIGHTS)
+    if fast.all():
+        return power_integral(A, p, B, q, lo, hi, moments=moments, rule=nine)
+    n_out = 5 if moments else 1
+    out = [np.empty(A.shape) for _ in range(n_out)]
+    if fast.any():
+        got = power_integral(A[fast], p[fast], B[fast], q[fast], lo[fast], hi[fast], moments=moments, rule=nine)
+        for k, o in enumerate(got if moments else (got,)):
+            out[k][fast] = o
+    slow = ~fast
+    alo = A[slow] + lo[slow]
+    with np.errstate(divide="ignore"):
+        w_hi = np.log1p((hi[slow] - lo[slow]) / alo)
+    got = _adaptive_in_w(M[slow], (B[slow] - A[slow]) / alo, (B[slow] + lo[slow]) / alo, q[slow], alo, w_hi)
+    for k in range(n_out):
+        out[k][slow] = got[k]
+    return tuple(out) if moments else out[0]
+
+
+def _adaptive_in_w(M, c, one_c, q, alo, w_hi):
+    """:func:`power_integral` in ``w = ln((A+u)/(A+lo))`` from 0 to ``w_hi`` (1-d arrays; ln I and
+    the four moments), where it reads ``(A+lo)^-M int e^(-M w) (1 + c e^(-w))^-q dw`` with
+    ``c = (B-A)/(A+lo)``; ``one_c`` is ``1 + c`` from the inputs, ``(B+lo)/(A+lo)``, without
+    cancellation. Adaptive Gauss-Legendre panels (the panels whose two halves disagree most with
+    the whole are halved until those differences add up to 1e-10 of the integral; the halves are
+    then good to about 1e-14) up to where ``q |c| e^-w < e^-40``; beyond, the ratio is 1 to
+    double precision and the rest is in closed form."""
+    R = M.size
+    log_alo = np.log(alo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # the integrand's mode: 0 unless it first rises (c > 0 and q c / (1+c) > M)
+        rises = (c > 0) & (q * c / (1.0 + c) > M)
+        w_mode = np.where(rises, np.log(np.where(rises, c * (q - M) / M, 1.0)), 0.0)
+        qc = q * np.abs(c)
+        # beyond w_end, q |c| e^-w < e^-40: the ratio is 1 to double precision
+        w_end = np.minimum(np.maximum(np.where(qc > 0, np.log(qc) + 40.0, 0.0), w_mode + 1.0), w_hi)
+        w_mode = np.minimum(w_mode, w_hi)   # the largest value on [0, w_hi]
+        # where the integral starts to fall: its slope at 0 (at the mode: 0), and with c < 0 the
+        # distance to the pole at w = ln(-c)
+        slope0 = np.abs(q * c / (1.0 + c) - M)
+        scale = np.where(rises, 1.0, np.minimum(1.0, 1.0 / np.maximum(slope0, 1e-300)))
+        pole = np.where(c < 0, -np.log1p(np.where(c < 0, -one_c, -0.5)), np.inf)
+        scale = np.maximum(np.minimum(scale, pole), 1e-14)
+    neg = c < 0
+
+    def log_ratio(i, w):
+        """ln(1 + c e^-w); for c < 0 as ln((1+c) + |c| (1 - e^-w)), exact however close c is to -1"""
+        cc = c[i, None]
+        near = np.where(neg[i, None], one_c[i, None], 1.0) + np.minimum(cc, 0.0) * np.expm1(-w)
+        return np.where(neg[i, None], np.log(near), np.log1p(np.maximum(cc, 0.0) * np.exp(-w)))
+
+    ref = -M * w_mode - q * log_ratio(np.arange(R), w_mode[:, None])[:, 0]
+    x, wt = _TAIL_NODES
+
+    def gauss(i, a, b):
+        """Gauss-Legendre on [a, b] for rows i: the integrand (over its mode's value) and its
+        products with w, e^-w, ln(1+ce^-w) and e^-w/(1+ce^-w); shape (5, len(i))"""
+        half = (b - a) / 2.0
+        w = (a + b)[:, None] / 2.0 + half[:, None] * x
+        ez = np.exp(-w)
+        l1 = log_ratio(i, w)
+        with np.errstate(under="ignore"):
+            f = np.exp(-M[i, None] * w - q[i, None] * l1 - ref[i, None]) * wt
+        return np.stack([f, f * w, f * ez, f * l1, f * ez * np.exp(-l1)]).sum(-1) * half
+
+    def halves(i, a, b):
+        """Gauss-Legendre on the two halves of [a, b] (shape (5, len(i), 2))"""
+        m = (a + b) / 2.0
+        return np.stack([gauss(i, a, m), gauss(i, m, b)], axis=-1)
+
+    # first panels: doubling from a quarter of the smallest scale at w = 0 up to w_end
+    edges = np.minimum(scale[:, None] / 4.0 * 2.0 ** np.arange(48), w_end[:, None])
+    edges = np.concatenate([np.zeros((R, 1)), edges, w_end[:, None]], axis=1)
+    n0 = edges.shape[1] - 1
+    P = n0 + _TAIL_PANELS
+    a, b = np.zeros((R, P)), np.zeros((R, P))
+    H, E = np.zeros((5, R, P, 2)), np.zeros((R, P))      # each panel's halves; error estimate
+    rows = np.arange(R)
+    a[:, :n0], b[:, :n0] = edges[:, :-1], edges[:, 1:]
+    for j in range(n0):
+        H[:, :, j] = halves(rows, a[:, j], b[:, j])
+        E[:, j] = np.abs(H[0, :, j].sum(-1) - gauss(rows, a[:, j], b[:, j])[0])
+    # split the panels with the largest estimates (|two halves - one panel|, which for Gauss
+    # rules is far above the error of the halves) until they add up to the tolerance; a child's
+    # one-panel value is its parent's half, so a split costs four 8-node rules
+    count = np.full(R, n0)
+    active = rows
+    while active.size:
+        keep = (E[active].sum(-1) > _TAIL_TOL * H[0, active].sum((-1, -2))) & (count[active] + _TAIL_SPLITS <= P)
+        active = active[keep]
+        if not active.size:
+            break
+        j = np.argpartition(-E[active], _TAIL_SPLITS - 1, axis=-1)[:, :_TAIL_SPLITS]   # (n, k)
+        ii = np.repeat(active, _TAIL_SPLITS)
+        jj = j.ravel()
+        lo_, hi_ = a[ii, jj], b[ii, jj]
+        mid = (lo_ + hi_) / 2.0
+        coarse = H[0, ii, jj]                                       # (n*k, 2)
+        new = (count[active][:, None] + np.arange(_TAIL_SPLITS)).ravel()
+        for half, slot, (u, v) in ((0, jj, (lo_, mid)), (1, new, (mid, hi_))):
+            h = halves(ii, u, v)
+            a[ii, slot], b[ii, slot] = u, v
+            H[:, ii, slot] = h
+            E[ii, slot] = np.abs(h[0].sum(-1) - coarse[:, half])
+        count[active] += _TAIL_SPLITS
+    head = H.sum((-1, -2))                                 # (5, R)
+    # from w_end to w_hi: int e^(-M w) (1, w, e^-w, c e^-w, e^-w) dw in closed form
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+        span = w_hi - w_end                                # inf for tails, 0 where w_end = w_hi
+        # e^(-M w_end) over the mode's value (at most about 1 where the rest is not empty)
+        e0 = np.where(span > 0, np.exp(-M * w_end - ref), 0.0)
+        e1 = np.where(span > 0, np.exp(-(M + 1.0) * w_end - ref), 0.0)
+        far = e0 * -np.expm1(-M * span) / M
+        far_w = e0 * (w_end / M + 1.0 / M**2) - np.where(
+            np.isinf(span), 0.0, e0 * np.exp(-M * span) * (w_hi / M + 1.0 / M**2))
+        far1 = e1 * -np.expm1(-(M + 1.0) * span) / (M + 1.0)
+    tot = head + np.stack([far, far_w, far1, c * far1, far1])
+    with np.errstate(divide="ignore", invalid="ignore"):   # lo == hi: ln I = -inf
+        log_i = -M * log_alo + ref + np.log(tot[0])
+        return (log_i, log_alo + tot[1] / tot[0], tot[2] / tot[0] / alo,
+                log_alo + (tot[1] + tot[3]) / tot[0], tot[4] / tot[0] / alo)
