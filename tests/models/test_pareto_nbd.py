@@ -10,7 +10,13 @@ from scipy import integrate, optimize
 
 import clvmodels
 from clvmodels import ParetoNBDModel
-from clvmodels.models._special import _Q_NODES, _Q_WEIGHTS, power_integral
+from clvmodels.models._special import (
+    _Q_NODES,
+    _Q_WEIGHTS,
+    SHORT_RULE,
+    power_integral,
+    short_power_integral,
+)
 from clvmodels.models.pareto_nbd import _objective, _prepare, pareto_nbd_log_likelihood
 
 
@@ -157,8 +163,6 @@ def test_short_rule_on_the_rows_integrated_directly():
     """The one-panel rule of the dropout term's short intervals (M ln((A+hi)/(A+lo)) <= 0.105, as
     the likelihood uses it) against adaptive integration, with its moments close to the default
     rule's, including a steep end at ``u = lo`` (B much smaller than A, lo = 0)."""
-    from clvmodels.models._special import SHORT_RULE
-
     rng = np.random.default_rng(4)
     for _ in range(150):
         A = 10 ** rng.uniform(-1, 3)
@@ -174,6 +178,25 @@ def test_short_rule_on_the_rows_integrated_directly():
         if B > A / 10:  # where both rules are exact, their moments agree too
             default = power_integral(A, p, B, q, lo, hi, moments=True)
             np.testing.assert_allclose(short, default, rtol=1e-10, atol=1e-13)
+
+
+def test_short_intervals_exact_far_from_the_usual_parameters():
+    """The dropout term's short intervals (as the likelihood integrates them directly) where the
+    ratio turns within the interval: B far below A + lo (the integrand peaks at u = lo), s from
+    0.01 to 1000. The one 32-node panel missed by up to 0.05 there; short_power_integral takes
+    adaptive panels where the ratio changes and is exact."""
+    rng = np.random.default_rng(8)
+    one_panel_misses = 0
+    for _ in range(40):
+        A = 10 ** rng.uniform(-1, 3)
+        B = A * 10 ** rng.uniform(-3, -1.5)
+        p, s = 10 ** rng.uniform(-1.5, 1.7), 10 ** rng.uniform(-2, 3)
+        lo = 0.0 if rng.uniform() < 0.5 else A * 10 ** rng.uniform(-3, 0)
+        hi = lo + (A + lo) * np.expm1(rng.uniform(0.02, 0.105) / (p + s))
+        ref = _by_adaptive_integration(A, p, B, s + 1.0, lo, hi)
+        assert short_power_integral(A, p, B, s + 1.0, lo, hi) == pytest.approx(ref, abs=1e-9), (A, p, B, s, lo, hi)
+        one_panel_misses += abs(power_integral(A, p, B, s + 1.0, lo, hi, rule=SHORT_RULE) - ref) > 1e-9
+    assert one_panel_misses >= 3, one_panel_misses  # 4 of these 40
 
 
 def test_gradient(sample_cal, sample_model):

@@ -240,14 +240,37 @@ def _power_integral_checked(A, p, B, q, lo, hi, moments):
     if use16.all():
         return power_integral(A, p, B, q, lo, hi, moments=moments, rule=_RULE_16)
     use24 = ~use16 & (((M >= 0.5) & (V <= 2.0)) | ((M >= 1.0) & (V <= 3.0)))
+    return _by_rows(A, p, B, q, lo, hi, moments, ((use16, _RULE_16), (use24, _RULE_24)))
+
+
+def short_power_integral(A, p, B, q, lo, hi, *, moments: bool = False):
+    """:func:`power_integral` over short intervals (``y(hi) >= 0.9``): :data:`SHORT_RULE` where
+    ``q ln((B+u)/(A+u))`` changes by at most 2 between ``lo`` and ``hi``, adaptive panels
+    elsewhere. On 20,000 random such rows (A, B in [0.1, 1000], s up to 1000) the one panel was
+    within 1.7e-11 of the adaptive rule up to that change and missed by up to 0.05 beyond it."""
+    A, p, B, q, lo, hi = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (A, p, B, q, lo, hi)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = q * np.abs(np.log((B + lo) / (A + lo)) - np.log((B + hi) / (A + hi)))
+    ok = change <= 2.0
+    if ok.all():
+        return power_integral(A, p, B, q, lo, hi, moments=moments, rule=SHORT_RULE)
+    return _by_rows(A, p, B, q, lo, hi, moments, ((ok, SHORT_RULE),))
+
+
+def _by_rows(A, p, B, q, lo, hi, moments, choices):
+    """:func:`power_integral` with each ``(rows, rule)`` of ``choices``, the other rows by
+    :func:`_adaptive_in_w`."""
+    M = p + q - 1.0
     n_out = 5 if moments else 1
     out = [np.empty(A.shape) for _ in range(n_out)]
-    for use, rule in ((use16, _RULE_16), (use24, _RULE_24)):
+    done = np.zeros(A.shape, dtype=bool)
+    for use, rule in choices:
         if use.any():
             got = power_integral(A[use], p[use], B[use], q[use], lo[use], hi[use], moments=moments, rule=rule)
             for k, o in enumerate(got if moments else (got,)):
                 out[k][use] = o
-    slow = ~(use16 | use24)
+        done |= use
+    slow = ~done
     if slow.any():
         alo = A[slow] + lo[slow]
         with np.errstate(divide="ignore"):

@@ -27,7 +27,7 @@ from clvmodels._validation import check_number, check_rfm
 from clvmodels.exceptions import DataValidationError
 from clvmodels.models._fitting import _SHAPE_LOG, penalized_objective, subsample_weights
 from clvmodels.models._purchase import PurchaseModel
-from clvmodels.models._special import SHORT_RULE, power_integral
+from clvmodels.models._special import power_integral, short_power_integral
 
 __all__ = ["ParetoNBDModel", "pareto_nbd_log_likelihood"]
 
@@ -73,8 +73,8 @@ def _dropout_integral(params, x, tx, T, moments: bool):
     M = r + s + x
     direct = M * np.log1p((T - tx) / (alpha + tx)) <= _DIRECT_BELOW
     if direct.any():
-        # y(T) >= e^-0.105 here: one short panel is enough (see SHORT_RULE)
-        out = power_integral(alpha, r + x[direct], beta, q, tx[direct], T[direct], moments=moments, rule=SHORT_RULE)
+        # y(T) >= e^-0.105 here: one short panel is enough where the ratio changes little
+        out = short_power_integral(alpha, r + x[direct], beta, q, tx[direct], T[direct], moments=moments)
         if moments:
             log_i[direct] = out[0]
             for k in range(4):
