@@ -90,15 +90,18 @@ def format_backtest_tiers(error: pd.DataFrame):
 
 
 def format_deciles(deciles: pd.DataFrame):
-    """Decile table: customers in ten groups by predicted purchases, per model."""
-    wide = deciles.pivot(index="decile", columns="model", values=["mean_predicted", "mean_actual", "share_of_actual"])
-    wide.columns = [f"{m}: " + {"mean_predicted": "predicted", "mean_actual": "actual",
-                                "share_of_actual": "share of actual"}[q] for q, m in wide.columns]
+    """Decile table: customers in ten groups by predicted purchases, per model (the model's name
+    once above its three columns, so the columns stay narrow enough for a phone)."""
+    quantities = {"mean_predicted": "predicted", "mean_actual": "actual", "share_of_actual": "share of actual"}
+    wide = deciles.pivot(index="decile", columns="model", values=list(quantities))
+    models = list(dict.fromkeys(deciles["model"]))
+    wide = wide.reindex(columns=pd.MultiIndex.from_tuples([(q, m) for m in models for q in quantities]))
+    wide.columns = pd.MultiIndex.from_tuples([(m, quantities[q]) for q, m in wide.columns], names=["Model", "Decile"])
     wide.index.name = None
-    wide.columns.name = "Decile (1 = highest predicted)"
-    return inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases: mean predicted and actual "
-                                  "purchases, and each group's share of all actual purchases").format(
-        {c: ("{:.1%}" if "share" in c else "{:.2f}") for c in wide.columns}, escape="html")
+    return inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases (decile 1: the highest "
+                                         "predicted): mean predicted and actual purchases, and each group's share of "
+                                         "all actual purchases").format(
+        {c: ("{:.1%}" if c[1] == "share of actual" else "{:.2f}") for c in wide.columns}, escape="html")
 
 
 def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks", money: str = ""):
