@@ -101,7 +101,8 @@ def format_deciles(deciles: pd.DataFrame):
     return inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases (decile 1: the highest "
                                          "predicted): mean predicted and actual purchases, and each group's share of "
                                          "all actual purchases").format(
-        {c: ("{:.1%}" if c[1] == "share of actual" else "{:.2f}") for c in wide.columns}, escape="html")
+        {c: ("{:.1%}" if c[1] == "share of actual" else "{:.2f}") for c in wide.columns}, escape="html").set_table_styles(
+        [{"selector": "th.col_heading.level0", "props": "text-align: center;"}], overwrite=False)
 
 
 def format_at_risk(at_risk: pd.DataFrame, top: int = 50, *, unit: str = "weeks", money: str = ""):
