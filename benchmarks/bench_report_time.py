@@ -39,11 +39,13 @@ def timed_report(args: list[str], out: Path) -> dict[str, float]:
     """One command run: seconds of each phase and in all (the messages' arrival times)."""
     t0 = time.perf_counter()
     seen: dict[str, float] = {}
+    said: list[str] = []
     proc = subprocess.Popen([*CLI, *args, "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
     def read() -> None:
         for line in proc.stderr:
+            said.append(line)
             for name, prefix in PHASES:
                 if line.startswith(prefix) and name not in seen:
                     seen[name] = time.perf_counter() - t0
@@ -55,7 +57,7 @@ def timed_report(args: list[str], out: Path) -> dict[str, float]:
     reader.join()
     total = time.perf_counter() - t0
     if proc.returncode != 0 or len(seen) != len(PHASES):
-        raise RuntimeError(f"report failed ({proc.returncode}): {printed[-2000:]}")
+        raise RuntimeError(f"report failed ({proc.returncode}): {''.join(said)[-2000:]}")
     marks = [0.0] + [seen[name] for name, _ in PHASES] + [total]
     phases = {name: marks[i + 1] - marks[i] for i, (name, _) in enumerate(PHASES)}
     # inside the notebook: the analysis cell and the other cells (tables, figures, text), from

@@ -315,7 +315,8 @@ def _adaptive_in_w(M, c, one_c, q, alo, w_hi):
         near = np.where(neg[i, None], one_c[i, None], 1.0) + np.minimum(cc, 0.0) * np.expm1(-w)
         return np.where(neg[i, None], np.log(near), np.log1p(np.maximum(cc, 0.0) * np.exp(-w)))
 
-    ref = -M * w_mode - q * log_ratio(np.arange(R), w_mode[:, None])[:, 0]
+    rows = np.arange(R)
+    ref = -M * w_mode - q * log_ratio(rows, w_mode[:, None])[:, 0]
     x, wt = _ADAPTIVE_NODES
 
     def gauss(i, a, b):
@@ -343,7 +344,6 @@ def _adaptive_in_w(M, c, one_c, q, alo, w_hi):
     P = n0 + _ADAPTIVE_PANELS
     a, b = np.zeros((R, P)), np.zeros((R, P))
     H, E = np.zeros((5, R, P, 2)), np.zeros((R, P))      # each panel's halves; error estimate
-    rows = np.arange(R)
     a[:, :n0], b[:, :n0] = edges[:, :-1], edges[:, 1:]
     for j in range(n0):
         H[:, :, j] = halves(rows, a[:, j], b[:, j])

@@ -93,10 +93,10 @@ def format_deciles(deciles: pd.DataFrame):
     """Decile table: customers in ten groups by predicted purchases, per model (the model's name
     once above its three columns, so the columns stay narrow enough for a phone)."""
     quantities = {"mean_predicted": "predicted", "mean_actual": "actual", "share_of_actual": "share of actual"}
-    wide = deciles.pivot(index="decile", columns="model", values=list(quantities))
-    models = list(dict.fromkeys(deciles["model"]))
-    wide = wide.reindex(columns=pd.MultiIndex.from_tuples([(q, m) for m in models for q in quantities]))
-    wide.columns = pd.MultiIndex.from_tuples([(m, quantities[q]) for q, m in wide.columns], names=["Model", "Decile"])
+    wide = deciles.pivot(index="decile", columns="model", values=list(quantities)).rename(columns=quantities, level=0)
+    # the models in the table's order (the chosen one first), each over its three columns
+    wide = wide.swaplevel(axis=1)[list(dict.fromkeys(deciles["model"]))]
+    wide.columns.names = ["Model", "Decile"]
     wide.index.name = None
     return inert(wide.style).set_caption("Customers in ten equal groups by predicted purchases (decile 1: the highest "
                                          "predicted): mean predicted and actual purchases, and each group's share of "
